@@ -34,3 +34,8 @@ pub mod transport;
 pub use error::{MpcError, Result};
 pub use ring::{Elem, FixedPoint};
 pub use share::{Party, Share};
+pub mod bench;
+pub mod cost;
+pub mod dealer;
+pub mod protocols;
+pub mod sim;

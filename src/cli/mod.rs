@@ -1,18 +1,30 @@
-//! Subcommands, one file each.
+//! Subcommands, one file each: each has its own `Args` and `run()`.
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod progress;
+mod units;
+
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
+///
+/// In two-party computation (2PC) every ReLU costs a secure comparison while linear layers are
+/// nearly free, so the ReLU count is the currency of private inference.
 #[derive(Debug, Parser)]
-#[command(name = "masq", version, about, long_about = None)]
+#[command(name = "masq", version, about, long_about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Benchmarks (`masq bench mpc --op relu --n 100000`).
+    Bench(bench::BenchArgs),
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Bench(a) => bench::run(a),
+    }
 }

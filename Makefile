@@ -1,0 +1,31 @@
+# masq: the two commands users need are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: setup build test demo bench fmt clippy clean-env
+
+# One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
+# ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+# Set-up if needed, then the whole test suite (unit, property, integration and end-to-end tests).
+test: setup
+	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+# The main job. Until the end-to-end demo lands, it benchmarks the 2PC engine's ReLU protocol.
+demo: build
+	./target/release/masq bench mpc --op relu --n 100000 --reps 5
+
+bench: build
+	$(CARGO) bench -p masq-mpc
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets

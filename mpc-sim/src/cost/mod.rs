@@ -1,0 +1,150 @@
+//! The cost model: what each protocol step sends, in how many rounds, and what the dealer sends
+//! offline; latency estimates for a network profile; and the same estimates under published
+//! per-operation costs of other protocols.
+//!
+//! Predictions here are exact mirrors of the protocols in [`crate::protocols`]: tests hold
+//! prediction == measurement at the metered transport, byte for byte.
+
+pub mod latency;
+pub mod published;
+
+use std::ops::{Add, AddAssign};
+
+use crate::dealer::{self, LinearKind, Request};
+use crate::error::Result;
+use crate::protocols::{PoolParams, linear};
+use crate::transport::FRAME_HEADER_BYTES;
+
+pub use latency::{Network, estimate_seconds};
+pub use published::{Protocol, Workload};
+
+/// Communication cost of a computation (or of one step).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Cost {
+    /// Online bytes P0 → P1 (framing included).
+    pub p0_to_p1: u64,
+    /// Online bytes P1 → P0 (framing included).
+    pub p1_to_p0: u64,
+    /// Online rounds.
+    pub rounds: u64,
+    /// Bytes the dealer sends P0.
+    pub offline_p0: u64,
+    /// Bytes the dealer sends P1.
+    pub offline_p1: u64,
+}
+
+impl Cost {
+    /// Online bytes, both directions.
+    pub fn online_bytes(&self) -> u64 {
+        self.p0_to_p1 + self.p1_to_p0
+    }
+
+    /// Offline bytes, both parties.
+    pub fn offline_bytes(&self) -> u64 {
+        self.offline_p0 + self.offline_p1
+    }
+
+    /// Bytes in the busier direction.
+    pub fn max_direction_bytes(&self) -> u64 {
+        self.p0_to_p1.max(self.p1_to_p0)
+    }
+}
+
+impl Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            p0_to_p1: self.p0_to_p1 + o.p0_to_p1,
+            p1_to_p0: self.p1_to_p0 + o.p1_to_p0,
+            rounds: self.rounds + o.rounds,
+            offline_p0: self.offline_p0 + o.offline_p0,
+            offline_p1: self.offline_p1 + o.offline_p1,
+        }
+    }
+}
+
+impl AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        *self = *self + o;
+    }
+}
+
+impl std::iter::Sum for Cost {
+    fn sum<I: Iterator<Item = Cost>>(iter: I) -> Cost {
+        iter.fold(Cost::default(), Add::add)
+    }
+}
+
+/// Bytes of one frame carrying `words` ring elements.
+pub fn frame_bytes(words: usize) -> u64 {
+    FRAME_HEADER_BYTES as u64 + 8 * words as u64
+}
+
+/// A symmetric exchange of `words` elements each way: one round.
+pub fn exchange(words: usize) -> Cost {
+    Cost { p0_to_p1: frame_bytes(words), p1_to_p0: frame_bytes(words), rounds: 1, ..Cost::default() }
+}
+
+fn with_offline(mut c: Cost, req: &Request) -> Cost {
+    let (o0, o1) = dealer::offline::bytes(req, &|_| None).unwrap_or((0, 0));
+    c.offline_p0 = o0;
+    c.offline_p1 = o1;
+    c
+}
+
+/// Opening `n` elements.
+pub fn open(n: usize) -> Cost {
+    exchange(n)
+}
+
+/// `n` Beaver products.
+pub fn mul(n: usize) -> Cost {
+    with_offline(exchange(2 * n), &Request::Mul { n })
+}
+
+/// `n` Beaver squares.
+pub fn square(n: usize) -> Cost {
+    with_offline(exchange(n), &Request::Square { n })
+}
+
+/// `n` ReLUs or DReLUs on `bits`-bit values.
+pub fn cmp(n: usize, bits: u32) -> Cost {
+    with_offline(exchange(n), &Request::Cmp { n, bits })
+}
+
+/// A masked activation with `relus` comparisons and `squares` polynomial squares.
+pub fn masked_act(relus: usize, squares: usize, bits: u32) -> Cost {
+    if relus + squares == 0 {
+        return Cost::default();
+    }
+    with_offline(exchange(relus + squares), &Request::MaskedAct { relus, squares, bits })
+}
+
+/// A linear layer on an input of `input_shape` (online opening of `F`; offline `C1` to P1).
+pub fn linear(kind: &LinearKind, input_shape: &[usize]) -> Result<Cost> {
+    let out = linear::output_shape(kind, input_shape)?;
+    let mut c = exchange(input_shape.iter().product());
+    c.offline_p1 = 8 * out.iter().product::<usize>() as u64;
+    Ok(c)
+}
+
+/// Model load: opening `E = W - A` for all layers at once (`weights` elements in total).
+pub fn linear_setup(weights: usize) -> Cost {
+    exchange(weights)
+}
+
+/// A MaxPool over `input_shape` (NCHW).
+pub fn maxpool(input_shape: &[usize], p: &PoolParams, bits: u32) -> Result<Cost> {
+    Ok(crate::protocols::maxpool_requests(input_shape, p, bits)?
+        .iter()
+        .map(|r| match r {
+            Request::Cmp { n, bits } => cmp(*n, *bits),
+            _ => unreachable!("maxpool asks for comparisons only"),
+        })
+        .sum())
+}
+
+/// The seeds a dealer sends once per deal (both parties).
+pub fn deal_overhead() -> Cost {
+    Cost { offline_p0: dealer::SEED_BYTES, offline_p1: dealer::SEED_BYTES, ..Cost::default() }
+}

@@ -1,0 +1,126 @@
+//! The per-party execution context of the online phase.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ndarray::ArrayD;
+
+use crate::dealer::{LayerId, LinearKind, Material, Preprocessing, Request};
+use crate::error::{MpcError, Result};
+use crate::ring::FixedPoint;
+use crate::share::{Party, Share};
+use crate::transport::{Metered, Traffic, Transport};
+
+/// What one protocol step cost this party, as measured at its metered transport.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    /// Protocol name (`open`, `mul`, `relu`, `linear`, ...).
+    pub op: &'static str,
+    /// Number of elements the step worked on.
+    pub n: usize,
+    /// Bytes and rounds this party sent / received during the step.
+    pub traffic: Traffic,
+    /// Wall seconds this party spent in the step.
+    pub seconds: f64,
+}
+
+/// A linear layer after model load: the party's share of the weight mask `A` and the opened `E = W - A`.
+#[derive(Debug)]
+pub(crate) struct LayerState {
+    pub kind: LinearKind,
+    /// P0: `E + A0` (it also adds `E·F`); P1: `A1`.
+    pub online_weight: ArrayD<u64>,
+    /// The public `E = W - A`.
+    pub e: ArrayD<u64>,
+}
+
+/// One party's side of a running computation: its transport (metered), its preprocessing,
+/// the fixed-point parameters, the model's linear layers after set-up, and a log of steps.
+#[derive(Debug)]
+pub struct Ctx<T: Transport> {
+    party: Party,
+    pub(crate) net: Metered<T>,
+    pub(crate) pre: Preprocessing,
+    fp: FixedPoint,
+    pub(crate) layers: HashMap<LayerId, LayerState>,
+    log: Vec<StepRecord>,
+}
+
+impl<T: Transport> Ctx<T> {
+    /// A context for `party` over `transport`, consuming `pre`.
+    pub fn new(party: Party, transport: T, pre: Preprocessing, fp: FixedPoint) -> Result<Self> {
+        if pre.party() != party {
+            return Err(MpcError::WrongParty { op: "context".into(), expected: party, got: pre.party() });
+        }
+        Ok(Ctx { party, net: Metered::new(transport), pre, fp, layers: HashMap::new(), log: Vec::new() })
+    }
+
+    /// This party.
+    pub fn party(&self) -> Party {
+        self.party
+    }
+
+    /// Fixed-point parameters.
+    pub fn fixed_point(&self) -> FixedPoint {
+        self.fp
+    }
+
+    /// Total traffic so far.
+    pub fn traffic(&self) -> Traffic {
+        self.net.traffic()
+    }
+
+    /// The log of protocol steps run so far.
+    pub fn log(&self) -> &[StepRecord] {
+        &self.log
+    }
+
+    /// Takes the log, leaving it empty.
+    pub fn take_log(&mut self) -> Vec<StepRecord> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Items of preprocessing left.
+    pub fn preprocessing_remaining(&self) -> usize {
+        self.pre.remaining()
+    }
+
+    /// Appends more preprocessing (e.g. for the next inference).
+    pub fn add_preprocessing(&mut self, pre: Preprocessing) -> Result<()> {
+        self.pre.extend(pre)
+    }
+
+    /// The underlying transport.
+    pub fn transport_mut(&mut self) -> &mut Metered<T> {
+        &mut self.net
+    }
+
+    /// Checks that `x` belongs to this party.
+    pub(crate) fn check_share(&self, op: &str, x: &Share) -> Result<()> {
+        if x.party() != self.party {
+            return Err(MpcError::WrongParty { op: op.into(), expected: self.party, got: x.party() });
+        }
+        Ok(())
+    }
+
+    /// Takes the next preprocessing item for `req`.
+    pub(crate) fn take(&mut self, op: &str, req: &Request) -> Result<Material> {
+        self.pre.take(op, req)
+    }
+
+    /// Runs `f` as one logged step.
+    pub(crate) fn step<R>(&mut self, op: &'static str, n: usize, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let before = self.net.traffic();
+        let start = Instant::now();
+        let out = f(self)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let traffic = self.net.traffic().since(&before);
+        self.log.push(StepRecord { op, n, traffic, seconds });
+        Ok(out)
+    }
+
+    /// Sends `mine` and receives the peer's vector of the same length (one round).
+    pub(crate) fn exchange(&mut self, mine: &[u64], during: &'static str) -> Result<Vec<u64>> {
+        self.net.exchange_u64s(mine, during)
+    }
+}

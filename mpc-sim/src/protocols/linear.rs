@@ -1,0 +1,199 @@
+//! Linear layers (Conv, Gemm/MatMul) with Beaver matrix triples, the weight mask reused for the
+//! whole model.
+//!
+//! ```text
+//!   model load (once):  D ──▶ P_b : [A]            P0 ⇄ P1 : open E = W - A   (1 round, |W| words)
+//!   offline (per inference): D ──▶ P_b : [B], [C = op(A, B)];  P_b computes op(E, [B]) itself
+//!   online:  P0 ⇄ P1 : open F = x - B               (1 round, |x| words each way)
+//!            [op(W, x)] = [C] + op(E, [B]) + op(E + A0, F) (P0)   |   + op(A1, F) (P1)
+//! ```
+//! `op(W, x)` is bilinear (a convolution or `x·W`), so with `W = E + A` and `x = F + B` it splits
+//! into the four products above. Online each party computes one layer-sized product. The result
+//! is the exact ring product (scale 2f for fixed-point operands): truncate it afterwards; the bias
+//! is added by P0.
+
+use ndarray::{ArrayD, ArrayView4, Ix4, IxDyn, Zip};
+
+use super::ctx::{Ctx, LayerState};
+use crate::dealer::{LayerId, LinearKind, Material, ModelMaterial, Request};
+use crate::error::{MpcError, Result, fmt_shape};
+use crate::kernel;
+use crate::share::{Party, Share};
+use crate::transport::Transport;
+
+/// Output shape of `op(W, x)` for an input of `input_shape`.
+pub fn output_shape(kind: &LinearKind, input_shape: &[usize]) -> Result<Vec<usize>> {
+    match kind {
+        LinearKind::Conv2d { weight_shape, params } => {
+            let [o, cg, kh, kw] = *weight_shape;
+            if input_shape.len() != 4 || input_shape[1] != cg * params.groups {
+                return Err(MpcError::ShapeMismatch {
+                    op: "conv2d".into(),
+                    expected: format!(
+                        "[N, {}, H, W] for weight {:?}, groups {}",
+                        cg * params.groups,
+                        weight_shape,
+                        params.groups
+                    ),
+                    got: fmt_shape(input_shape),
+                });
+            }
+            let [ho, wo] = params.output_hw([input_shape[2], input_shape[3]], [kh, kw])?;
+            Ok(vec![input_shape[0], o, ho, wo])
+        }
+        LinearKind::MatMul { k, n } => {
+            if input_shape.len() != 2 || input_shape[1] != *k {
+                return Err(MpcError::ShapeMismatch {
+                    op: "matmul".into(),
+                    expected: format!("[M, {k}]"),
+                    got: fmt_shape(input_shape),
+                });
+            }
+            Ok(vec![input_shape[0], *n])
+        }
+    }
+}
+
+/// `op(w, x)` over the ring, with the fast kernels.
+pub fn apply(kind: &LinearKind, w: &ArrayD<u64>, x: &ArrayD<u64>) -> Result<ArrayD<u64>> {
+    if w.shape() != kind.weight_shape().as_slice() {
+        return Err(MpcError::ShapeMismatch {
+            op: "linear weight".into(),
+            expected: fmt_shape(&kind.weight_shape()),
+            got: fmt_shape(w.shape()),
+        });
+    }
+    let out_shape = output_shape(kind, x.shape())?;
+    match kind {
+        LinearKind::Conv2d { params, .. } => {
+            let xs = x.as_standard_layout();
+            let ws = w.as_standard_layout();
+            let xv: ArrayView4<u64> = xs.view().into_dimensionality::<Ix4>().expect("checked rank");
+            let wv: ArrayView4<u64> = ws.view().into_dimensionality::<Ix4>().expect("checked rank");
+            Ok(kernel::conv2d(xv, wv, params)?.into_dyn())
+        }
+        LinearKind::MatMul { k, n } => {
+            let m = x.shape()[0];
+            let xs = x.as_standard_layout();
+            let ws = w.as_standard_layout();
+            let mut out = vec![0u64; m * n];
+            kernel::gemm(
+                m,
+                *k,
+                *n,
+                xs.as_slice().expect("standard"),
+                ws.as_slice().expect("standard"),
+                &mut out,
+                false,
+            )?;
+            Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
+        }
+    }
+}
+
+/// Model load: opens `E = W - A` for every linear layer in one round and keeps what the
+/// online phase needs. `weights` are this party's shares of the weights, in any order
+/// (P0, the model owner, typically holds `W` and P1 a share of zero).
+pub fn setup_layers<T: Transport>(
+    ctx: &mut Ctx<T>,
+    model: ModelMaterial,
+    weights: Vec<(LayerId, Share)>,
+) -> Result<()> {
+    if model.party != ctx.party() {
+        return Err(MpcError::WrongParty { op: "linear setup".into(), expected: ctx.party(), got: model.party });
+    }
+    let mut by_id: std::collections::HashMap<LayerId, Share> = weights.into_iter().collect();
+    let mut msg = Vec::new();
+    let mut pending = Vec::new();
+    for (id, kind, a) in model.layers {
+        let w = by_id.remove(&id).ok_or_else(|| MpcError::PreprocessingMismatch {
+            op: "linear setup".into(),
+            expected: format!("a weight share for layer {id}"),
+            found: "none".into(),
+        })?;
+        ctx.check_share("linear setup", &w)?;
+        if w.shape() != a.shape() {
+            return Err(MpcError::ShapeMismatch {
+                op: format!("linear setup (layer {id})"),
+                expected: fmt_shape(a.shape()),
+                got: fmt_shape(w.shape()),
+            });
+        }
+        msg.extend(w.data().iter().zip(a.iter()).map(|(w, a)| w.wrapping_sub(*a)));
+        pending.push((id, kind, a));
+    }
+    if let Some(id) = by_id.keys().next() {
+        return Err(MpcError::PreprocessingMismatch {
+            op: "linear setup".into(),
+            expected: "model material for every weight".into(),
+            found: format!("a weight for layer {id} without material"),
+        });
+    }
+    let n = msg.len();
+    ctx.step("linear_setup", n, |ctx| {
+        let theirs = ctx.exchange(&msg, "linear setup")?;
+        let mut at = 0;
+        for (id, kind, a) in pending {
+            let len = a.len();
+            let e_words: Vec<u64> = (at..at + len).map(|i| msg[i].wrapping_add(theirs[i])).collect();
+            at += len;
+            let e = ArrayD::from_shape_vec(IxDyn(a.shape()), e_words).expect("same length");
+            let online_weight = match ctx.party() {
+                Party::P0 => {
+                    let mut s = e.clone();
+                    Zip::from(&mut s).and(&a).for_each(|x, &y| *x = x.wrapping_add(y));
+                    s
+                }
+                Party::P1 => a,
+            };
+            ctx.layers.insert(id, LayerState { kind, online_weight, e });
+        }
+        Ok(())
+    })
+}
+
+/// Offline: computes `op(E, [B])` for every queued linear triple (input-independent work).
+pub fn precompute<T: Transport>(ctx: &mut Ctx<T>) -> Result<()> {
+    let layers = &ctx.layers;
+    for item in ctx.pre.items_mut() {
+        if let Material::Linear { layer, b, eb, .. } = item {
+            if eb.is_none() {
+                let state = layers.get(layer).ok_or_else(|| MpcError::PreprocessingMismatch {
+                    op: "linear precompute".into(),
+                    expected: format!("layer {layer} set up"),
+                    found: "no such layer".into(),
+                })?;
+                *eb = Some(apply(&state.kind, &state.e, b)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[op(W, x)]` for linear layer `layer` (exact ring product; truncate afterwards).
+pub fn linear<T: Transport>(ctx: &mut Ctx<T>, layer: LayerId, x: &Share) -> Result<Share> {
+    ctx.check_share("linear", x)?;
+    if !ctx.layers.contains_key(&layer) {
+        return Err(MpcError::PreprocessingMismatch {
+            op: "linear".into(),
+            expected: format!("layer {layer} set up with setup_layers"),
+            found: "no such layer".into(),
+        });
+    }
+    let req = Request::Linear { layer, input_shape: x.shape().to_vec() };
+    ctx.step("linear", x.len(), |ctx| {
+        let Material::Linear { b, c, eb, .. } = ctx.take("linear", &req)? else { unreachable!("checked by take") };
+        let msg: Vec<u64> = x.data().iter().zip(b.iter()).map(|(x, b)| x.wrapping_sub(*b)).collect();
+        let theirs = ctx.exchange(&msg, "linear")?;
+        let f_words: Vec<u64> = msg.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
+        let f = ArrayD::from_shape_vec(IxDyn(x.shape()), f_words).expect("same length");
+        let state = &ctx.layers[&layer];
+        let eb = match eb {
+            Some(eb) => eb,
+            None => apply(&state.kind, &state.e, &b)?,
+        };
+        let mut out = apply(&state.kind, &state.online_weight, &f)?;
+        Zip::from(&mut out).and(&c).and(&eb).for_each(|o, &c, &e| *o = o.wrapping_add(c).wrapping_add(e));
+        Ok(Share::new(ctx.party(), out))
+    })
+}

@@ -1,0 +1,242 @@
+//! DReLU, ReLU and the masked activation, from one opening and a DCF.
+//!
+//! ```text
+//!   D ──▶ P_b : [r], [m_r], [m_r·r], DCF key k_b for 1{y < r mod 2^(k-1)} with payload
+//!               (1 - 2 m_r, (1 - 2 m_r)·r)            (k = comparison bits, m_r = bit k-1 of r)
+//!   P0 ⇄ P1  : open x^ = x + r                          (one round, 1 word each way)
+//!   local     : z = x^ + 2^(k-1), p = bit k-1 of z, y = x^ mod 2^(k-1)
+//!               (e1, e2) = Eval(b, k_b, y)               shares of (1-2m_r)·c, (1-2m_r)·c·r
+//!               [w] = [m_r] + e1,  [w·r] = [m_r·r] + e2   with c = 1{y < r mod 2^(k-1)}
+//!               [d] = p + (1-2p)[w]                       DReLU: d = 1{x >= 0}
+//!               [d·r] = p[r] + (1-2p)[w·r]
+//!               [ReLU(x)] = x^·[d] - [d·r]
+//! ```
+//! Why: with `u = z - r mod 2^k`, bit `k-1` of `u` is `p ⊕ m_r ⊕ c` (c is the borrow out of the
+//! low `k-1` bits), and for `|x| < 2^(k-1)` that bit is exactly `1{x >= 0}`. With `k = 64` this
+//! holds for every `x` (no precondition). Every value a party receives is `x + r` with a uniform
+//! `r`, and each DCF key alone hides `r` and the payload, so nothing about `x` leaks.
+//! Cost: 1 round and 8 bytes per element each way (plus one 4-byte frame header per message).
+//!
+//! The masked activation (AutoReP / SNL) pays the comparison only where its public mask is 1;
+//! where it is 0 the element is kept (identity, free) or replaced by `c2·x² + c1·x + c0` with
+//! public per-channel coefficients (one Beaver square). Both openings share one message.
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::beaver::square_finish;
+use super::ctx::Ctx;
+use super::trunc::truncate_word;
+use crate::dcf;
+use crate::dealer::{CmpMaterial, Material, Request, low_mask};
+use crate::error::{MpcError, Result, fmt_shape};
+use crate::share::{Party, Share};
+use crate::transport::Transport;
+
+/// Default comparison width: exact for every 64-bit value.
+pub const DEFAULT_CMP_BITS: u32 = 64;
+
+/// What replaces ReLU where a masked activation's mask is 0.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Replacement {
+    /// `g(x) = x`: free.
+    Identity,
+    /// `g(x) = c2·x² + c1·x + c0` with one coefficient per channel (public reals).
+    Poly {
+        /// Quadratic coefficients, one per channel.
+        c2: Vec<f64>,
+        /// Linear coefficients, one per channel.
+        c1: Vec<f64>,
+        /// Constants, one per channel.
+        c0: Vec<f64>,
+    },
+}
+
+/// Which of a comparison's outputs to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    DRelu,
+    Relu,
+}
+
+/// Local part of the comparison after `x^` was opened: DReLU bits or ReLU values.
+fn cmp_finish(party: Party, mat: &CmpMaterial, xhat: &[u64], want: Want) -> Result<Vec<u64>> {
+    let k1 = mat.bits - 1;
+    let low = low_mask(k1);
+    let ys: Vec<u64> = xhat.iter().map(|x| x & low).collect();
+    let mut evals = vec![[0u64; 2]; xhat.len()];
+    dcf::eval_batch(party, &mat.keys, &ys, &mut evals)?;
+    let half = 1u64 << k1;
+    let p0 = party == Party::P0;
+    let out = (0..xhat.len())
+        .map(|i| {
+            let p = (xhat[i].wrapping_add(half) >> k1) & 1;
+            let s = 1u64.wrapping_sub(p << 1); // 1 - 2p
+            let w = mat.mr[i].wrapping_add(evals[i][0]);
+            let d = s.wrapping_mul(w).wrapping_add(if p0 { p } else { 0 });
+            match want {
+                Want::DRelu => d,
+                Want::Relu => {
+                    let wr = mat.mrr[i].wrapping_add(evals[i][1]);
+                    let dr = p.wrapping_mul(mat.r[i]).wrapping_add(s.wrapping_mul(wr));
+                    d.wrapping_mul(xhat[i]).wrapping_sub(dr)
+                }
+            }
+        })
+        .collect();
+    Ok(out)
+}
+
+/// Comparison on raw share words: one round.
+pub(crate) fn cmp_words<T: Transport>(ctx: &mut Ctx<T>, x: &[u64], bits: u32, relu: bool) -> Result<Vec<u64>> {
+    let n = x.len();
+    let Material::Cmp(mat) = ctx.take(if relu { "relu" } else { "drelu" }, &Request::Cmp { n, bits })? else {
+        unreachable!("checked by take")
+    };
+    let msg: Vec<u64> = x.iter().zip(&mat.r).map(|(x, r)| x.wrapping_add(*r)).collect();
+    let theirs = ctx.exchange(&msg, if relu { "relu" } else { "drelu" })?;
+    let xhat: Vec<u64> = msg.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
+    cmp_finish(ctx.party(), &mat, &xhat, if relu { Want::Relu } else { Want::DRelu })
+}
+
+/// `[1{x >= 0}]` (integer 0/1 shares) for every element; exact for `|x| < 2^(bits-1)`.
+pub fn drelu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32) -> Result<Share> {
+    ctx.check_share("drelu", x)?;
+    let words: Vec<u64> = x.data().iter().copied().collect();
+    ctx.step("drelu", words.len(), |ctx| {
+        let d = cmp_words(ctx, &words, bits, false)?;
+        Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), d).expect("same length")))
+    })
+}
+
+/// `[max(x, 0)]` for every element; exact for `|x| < 2^(bits-1)` (any fixed-point scale).
+pub fn relu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32) -> Result<Share> {
+    ctx.check_share("relu", x)?;
+    let words: Vec<u64> = x.data().iter().copied().collect();
+    ctx.step("relu", words.len(), |ctx| {
+        let y = cmp_words(ctx, &words, bits, true)?;
+        Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), y).expect("same length")))
+    })
+}
+
+/// The preprocessing request of a masked activation over a batch of `batch` images.
+pub fn masked_act_request(mask: &[u8], replacement: &Replacement, batch: usize, bits: u32) -> Request {
+    let ones = mask.iter().filter(|&&m| m == 1).count();
+    let zeros = mask.len() - ones;
+    let squares = match replacement {
+        Replacement::Identity => 0,
+        Replacement::Poly { c2, .. } if c2.iter().all(|c| *c == 0.0) => 0,
+        Replacement::Poly { .. } => zeros * batch,
+    };
+    Request::MaskedAct { relus: ones * batch, squares, bits }
+}
+
+/// The masked activation `y = m⊙ReLU(x) + (1-m)⊙g(x)` with a public per-element mask `m`
+/// over one image (`x` is `[batch, ...]` with `mask.len()` elements per image).
+pub fn masked_act<T: Transport>(
+    ctx: &mut Ctx<T>,
+    x: &Share,
+    mask: &[u8],
+    replacement: &Replacement,
+    bits: u32,
+) -> Result<Share> {
+    ctx.check_share("masked_act", x)?;
+    let shape = x.shape().to_vec();
+    let per_image = mask.len();
+    if shape.is_empty() || per_image == 0 || shape[1..].iter().product::<usize>() != per_image {
+        return Err(MpcError::ShapeMismatch {
+            op: "masked_act".into(),
+            expected: format!("[batch, ...] with {per_image} elements per image (the mask)"),
+            got: fmt_shape(&shape),
+        });
+    }
+    if let Some(bad) = mask.iter().find(|&&m| m > 1) {
+        return Err(MpcError::InvalidParameter {
+            name: "mask value",
+            value: bad.to_string(),
+            reason: "masks hold 0 or 1".into(),
+        });
+    }
+    let coeffs = match replacement {
+        Replacement::Identity => None,
+        Replacement::Poly { c2, c1, c0 } => {
+            let c = c2.len();
+            if c == 0 || c1.len() != c || c0.len() != c || per_image % c != 0 {
+                return Err(MpcError::ShapeMismatch {
+                    op: "masked_act".into(),
+                    expected: format!("equal per-channel coefficient counts dividing {per_image}"),
+                    got: format!("c2 {}, c1 {}, c0 {}", c2.len(), c1.len(), c0.len()),
+                });
+            }
+            Some((c2, c1, c0, per_image / c))
+        }
+    };
+    let batch = shape[0];
+    let req = masked_act_request(mask, replacement, batch, bits);
+    let Request::MaskedAct { relus, squares, .. } = req else { unreachable!("built above") };
+    let data: Vec<u64> = x.data().iter().copied().collect();
+    let ones: Vec<usize> = (0..batch)
+        .flat_map(|b| mask.iter().enumerate().filter(|(_, m)| **m == 1).map(move |(i, _)| b * per_image + i))
+        .collect();
+    let zeros: Vec<usize> = (0..batch)
+        .flat_map(|b| mask.iter().enumerate().filter(|(_, m)| **m == 0).map(move |(i, _)| b * per_image + i))
+        .collect();
+    if relus == 0 && squares == 0 {
+        // All-identity (or purely affine) layer: local.
+        return ctx.step("masked_act", data.len(), |ctx| {
+            let out = affine_local(ctx.party(), &data, &zeros, coeffs, ctx.fixed_point().frac_bits(), per_image);
+            Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(&shape), out).expect("same length")))
+        });
+    }
+    ctx.step("masked_act", data.len(), |ctx| {
+        let Material::MaskedAct { cmp, a, a2 } = ctx.take("masked_act", &req)? else { unreachable!("checked by take") };
+        let mut msg = Vec::with_capacity(relus + squares);
+        msg.extend(ones.iter().zip(&cmp.r).map(|(&i, r)| data[i].wrapping_add(*r)));
+        if squares > 0 {
+            msg.extend(zeros.iter().zip(&a).map(|(&i, a)| data[i].wrapping_sub(*a)));
+        }
+        let theirs = ctx.exchange(&msg, "masked_act")?;
+        let party = ctx.party();
+        let f = ctx.fixed_point().frac_bits();
+        let mut out = affine_local(party, &data, &zeros, if squares > 0 { None } else { coeffs }, f, per_image);
+        let xhat: Vec<u64> = msg[..relus].iter().zip(&theirs[..relus]).map(|(a, b)| a.wrapping_add(*b)).collect();
+        let r = cmp_finish(party, &cmp, &xhat, Want::Relu)?;
+        for (&i, v) in ones.iter().zip(r) {
+            out[i] = v;
+        }
+        if squares > 0 {
+            let (c2, c1, c0, per_channel) = coeffs.expect("squares only with a polynomial");
+            let sq = square_finish(party, &msg[relus..], &theirs[relus..], &a, &a2);
+            let fp = ctx.fixed_point();
+            for (j, &i) in zeros.iter().enumerate() {
+                let ch = (i % per_image) / per_channel;
+                let x2 = truncate_word(party, sq[j], f); // scale f
+                let mut t = fp.encode(c2[ch]).wrapping_mul(x2).wrapping_add(fp.encode(c1[ch]).wrapping_mul(data[i]));
+                if party == Party::P0 {
+                    t = t.wrapping_add(fp.encode(c0[ch]) << f);
+                }
+                out[i] = truncate_word(party, t, f);
+            }
+        }
+        Ok(Share::new(party, ArrayD::from_shape_vec(IxDyn(&shape), out).expect("same length")))
+    })
+}
+
+type Coeffs<'a> = Option<(&'a Vec<f64>, &'a Vec<f64>, &'a Vec<f64>, usize)>;
+
+/// Copies `data`; at `zeros`, applies `c1·x + c0` locally when a purely affine polynomial is given
+/// (c2 = 0 everywhere), otherwise leaves the identity.
+fn affine_local(party: Party, data: &[u64], zeros: &[usize], coeffs: Coeffs<'_>, f: u32, per_image: usize) -> Vec<u64> {
+    let mut out = data.to_vec();
+    if let Some((_, c1, c0, per_channel)) = coeffs {
+        let scale = (1u64 << f) as f64;
+        for &i in zeros {
+            let ch = (i % per_image) / per_channel;
+            let mut t = ((c1[ch] * scale).round() as i64 as u64).wrapping_mul(data[i]);
+            if party == Party::P0 {
+                t = t.wrapping_add(((c0[ch] * scale).round() as i64 as u64) << f);
+            }
+            out[i] = truncate_word(party, t, f);
+        }
+    }
+    out
+}

@@ -1,0 +1,61 @@
+//! Both parties in one process: one thread each, joined by an in-memory transport.
+
+use crate::dealer::Preprocessing;
+use crate::error::Result;
+use crate::protocols::{Ctx, StepRecord};
+use crate::ring::FixedPoint;
+use crate::share::Party;
+use crate::transport::{MemTransport, Traffic, mem_pair};
+
+/// What one party's run produced.
+#[derive(Debug)]
+pub struct PartyRun<R> {
+    /// The closure's result.
+    pub output: R,
+    /// The party's log of protocol steps.
+    pub log: Vec<StepRecord>,
+    /// The party's total traffic.
+    pub traffic: Traffic,
+}
+
+/// Runs `f0` as P0 and `f1` as P1 on two threads over an in-memory transport. If one side
+/// fails, its transport is dropped and the other side sees a typed disconnect, never a hang.
+pub fn run_pair<R0, R1, F0, F1>(
+    pre: (Preprocessing, Preprocessing),
+    fp: FixedPoint,
+    f0: F0,
+    f1: F1,
+) -> Result<(PartyRun<R0>, PartyRun<R1>)>
+where
+    R0: Send,
+    R1: Send,
+    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
+    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
+{
+    let (t0, t1) = mem_pair();
+    let (pre0, pre1) = pre;
+    let mut c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
+    let mut c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
+    let (r0, r1) = std::thread::scope(|s| {
+        let h1 = s.spawn(move || {
+            let out = f1(&mut c1);
+            out.map(|o| PartyRun { output: o, log: c1.take_log(), traffic: c1.traffic() })
+        });
+        let out0 = f0(&mut c0).map(|o| PartyRun { output: o, log: c0.take_log(), traffic: c0.traffic() });
+        drop(c0);
+        let out1 = h1.join().expect("party thread panicked");
+        (out0, out1)
+    });
+    // Report the root cause: a party that failed first, not its peer's disconnect.
+    match (r0, r1) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(e0), Err(e1)) => {
+            if matches!(e0, crate::MpcError::PeerDisconnected { .. }) {
+                Err(e1)
+            } else {
+                Err(e0)
+            }
+        }
+    }
+}
