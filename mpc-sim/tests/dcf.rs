@@ -18,6 +18,9 @@ fn want(alpha: u64, beta: [u64; 2], x: u64, n: u32) -> [u64; 2] {
     if x & mask(n) < alpha & mask(n) { beta } else { [0, 0] }
 }
 
+/// Both parties' outputs of one batch evaluation.
+type SharePair = (Vec<[u64; 2]>, Vec<[u64; 2]>);
+
 fn backends() -> Vec<AesBackend> {
     AesBackend::ALL.into_iter().filter(|b| b.is_available()).collect()
 }
@@ -106,7 +109,7 @@ fn boundary(n: u32, seed: u64) {
             .map(|&a| off(a, m, if oi >= 6 { junk } else { r }) & if oi >= 6 { u64::MAX } else { m })
             .collect();
         let len = alphas.len();
-        let mut reference: Option<(Vec<[u64; 2]>, Vec<[u64; 2]>)> = None;
+        let mut reference: Option<SharePair> = None;
         for b in backends() {
             let (mut y0, mut y1) = (vec![[0; 2]; len], vec![[0; 2]; len]);
             dcf::eval_batch_with(b, Party::P0, &k0, &xs, &mut y0).unwrap();

@@ -131,7 +131,20 @@ fn sub2(a: [u64; 2], b: [u64; 2]) -> [u64; 2] {
 
 #[inline(always)]
 fn neg2_if(a: [u64; 2], neg: bool) -> [u64; 2] {
-    if neg { [a[0].wrapping_neg(), a[1].wrapping_neg()] } else { a }
+    // Branch-free: the condition is a secret-dependent, unpredictable bit.
+    let m = (neg as u64).wrapping_neg();
+    [(a[0] ^ m).wrapping_sub(m), (a[1] ^ m).wrapping_sub(m)]
+}
+
+/// All ones when bit 0 of `x` is set, else zero.
+#[inline(always)]
+fn lsb_mask(x: Block) -> Block {
+    (x & 1).wrapping_neg()
+}
+
+#[inline(always)]
+fn and2(a: [u64; 2], m: u64) -> [u64; 2] {
+    [a[0] & m, a[1] & m]
 }
 
 /// One party's DCF key for a single comparison.
@@ -183,18 +196,12 @@ impl DcfKey {
             let base = (s & !LOW2) | ((bit as Block) << 1);
             let mut h = [base, base | 1];
             hash_blocks(backend, &mut h);
-            let t = s & 1 != 0;
+            let tm = lsb_mask(s);
             let corr = (scw & !LOW2) | ((scw >> bit) & 1);
-            s = (h[0] & !2) ^ if t { corr } else { 0 };
-            v = add2(v, words(h[1]));
-            if t {
-                v = add2(v, words(vcw));
-            }
+            s = (h[0] & !2) ^ (corr & tm);
+            v = add2(add2(v, words(h[1])), and2(words(vcw), tm as u64));
         }
-        v = add2(v, words(s & !LOW2));
-        if s & 1 != 0 {
-            v = add2(v, words(self.fin));
-        }
+        v = add2(add2(v, words(s & !LOW2)), and2(words(self.fin), lsb_mask(s) as u64));
         neg2_if(v, self.party == Party::P1)
     }
 }
@@ -327,6 +334,7 @@ impl DcfKeyBatch {
         let mut cw = vec![0; chunks * nl * 2 * LANES];
         let mut fin = vec![0; chunks * LANES];
         let rd = |off: usize| u128::from_le_bytes(bytes[off..off + 16].try_into().expect("16 bytes"));
+        #[allow(clippy::needless_range_loop)] // `i` addresses three arrays in two layouts
         for i in 0..len {
             let (c, j) = (i / LANES, i % LANES);
             let base = i * kb;
@@ -377,9 +385,9 @@ pub fn gen_batch_with<R: RngCore + ?Sized>(
     let draw = |rng: &mut R| ((rng.next_u64() as Block) | ((rng.next_u64() as Block) << 64)) & !LOW2;
     let mut seeds0 = vec![0; chunks * LANES];
     let mut seeds1 = vec![0; chunks * LANES];
-    for i in 0..len {
-        seeds0[i] = draw(rng);
-        seeds1[i] = draw(rng);
+    for (s0, s1) in seeds0.iter_mut().zip(seeds1.iter_mut()).take(len) {
+        *s0 = draw(rng);
+        *s1 = draw(rng);
     }
     let mut cw = vec![0; chunks * nl * 2 * LANES];
     let mut fin = vec![0; chunks * LANES];
@@ -421,16 +429,14 @@ pub fn gen_batch_with<R: RngCore + ?Sized>(
                 let scw = e[0][lose].0 ^ e[1][lose].0;
                 let neg = t[j][1];
                 let mut vcw = neg2_if(sub2(sub2(e[1][lose].2, e[0][lose].2), vacc[j]), neg);
-                if a == 1 {
-                    vcw = add2(vcw, neg2_if(beta[j], neg));
-                }
+                vcw = add2(vcw, and2(neg2_if(beta[j], neg), (a as u64).wrapping_neg()));
                 vacc[j] = add2(add2(sub2(vacc[j], e[1][keep].2), e[0][keep].2), neg2_if(vcw, neg));
                 let tcw = [e[0][0].1 ^ e[1][0].1 ^ (a == 0), e[0][1].1 ^ e[1][1].1 ^ (a == 1)];
                 ccw[l * 2 * LANES + j] = scw | tcw[0] as Block | ((tcw[1] as Block) << 1);
                 ccw[l * 2 * LANES + LANES + j] = block(vcw);
                 for b in 0..2 {
                     let tb = t[j][b];
-                    s[j][b] = e[b][keep].0 ^ if tb { scw } else { 0 };
+                    s[j][b] = e[b][keep].0 ^ (scw & (tb as Block).wrapping_neg());
                     t[j][b] = e[b][keep].1 ^ (tb & tcw[keep]);
                 }
             }
@@ -529,20 +535,14 @@ fn eval_chunk_generic(
         hash_blocks(backend, &mut h);
         for j in 0..LANES {
             let scw = lcw[j];
-            let t = s[j] & 1 != 0;
+            let tm = lsb_mask(s[j]);
             let corr = (scw & !LOW2) | ((scw >> bits[j]) & 1);
-            s[j] = (h[2 * j] & !2) ^ if t { corr } else { 0 };
-            v[j] = add2(v[j], words(h[2 * j + 1]));
-            if t {
-                v[j] = add2(v[j], words(lcw[LANES + j]));
-            }
+            s[j] = (h[2 * j] & !2) ^ (corr & tm);
+            v[j] = add2(add2(v[j], words(h[2 * j + 1])), and2(words(lcw[LANES + j]), tm as u64));
         }
     }
     for j in 0..LANES {
-        let mut y = add2(v[j], words(s[j] & !LOW2));
-        if s[j] & 1 != 0 {
-            y = add2(y, words(fin[j]));
-        }
+        let y = add2(add2(v[j], words(s[j] & !LOW2)), and2(words(fin[j]), lsb_mask(s[j]) as u64));
         out[j] = neg2_if(y, party == Party::P1);
     }
 }

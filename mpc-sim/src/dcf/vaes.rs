@@ -13,6 +13,9 @@ use crate::share::Party;
 
 const G: usize = LANES / 4;
 
+/// How many levels ahead the correction words are prefetched.
+const PREFETCH_LEVELS: usize = 8;
+
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,vaes,aes,sse2")]
 pub(super) fn eval_chunk(
@@ -45,6 +48,12 @@ pub(super) fn eval_chunk(
     for l in 0..n as usize {
         // SAFETY: level l occupies cw[l*32 .. l*32 + 32] (checked by the assert above).
         let lp = unsafe { cp.add(l * 2 * G) };
+        // Software prefetch PREFETCH_LEVELS levels ahead (8 cache lines per level); past the end of
+        // the chunk this reaches into the next chunk, which is read next anyway.
+        let pf = lp.wrapping_add(PREFETCH_LEVELS * 2 * G) as *const i8;
+        for c in 0..2 * G {
+            _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * c));
+        }
         let mut bit = [_mm512_setzero_si512(); G];
         let mut a = [_mm512_setzero_si512(); G];
         let mut b = [_mm512_setzero_si512(); G];
