@@ -38,6 +38,21 @@ fn bench_gemm(c: &mut Criterion) {
             bench.iter(|| gemm_bt_with(kernel, m, k, n, black_box(&a), black_box(&bt), &mut out, false).unwrap())
         });
     }
+    // Batch-1 fully connected layers (x·Wᵀ): the small-m path.
+    for (m, k, n) in [(1, 1024, 1024), (4, 1024, 1024), (8, 1024, 1024)] {
+        let a = random_vec(&mut rng, m * k);
+        let bt = random_vec(&mut rng, n * k);
+        let mut out = vec![0u64; m * n];
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        for kernel in kernels() {
+            group.bench_function(format!("{kernel:?}/bt/{m}x{k}x{n}"), |bench| {
+                bench.iter(|| gemm_bt_with(kernel, m, k, n, black_box(&a), black_box(&bt), &mut out, false).unwrap())
+            });
+            group.bench_function(format!("{kernel:?}/{m}x{k}x{n}"), |bench| {
+                bench.iter(|| gemm_with(kernel, m, k, n, black_box(&a), black_box(&bt), &mut out, false).unwrap())
+            });
+        }
+    }
     group.finish();
 }
 

@@ -9,7 +9,7 @@ use std::arch::x86_64::{
 };
 
 use super::Conv2dParams;
-use super::gemm::MicroKernel;
+use super::gemm::{MatRef, MicroKernel};
 
 pub(crate) struct Avx512;
 
@@ -73,4 +73,23 @@ pub(crate) unsafe fn single_channel(
     out: &mut [u64],
 ) {
     super::conv::single_channel_body(plane, hw, taps, khw, p, howo, out)
+}
+
+/// [`super::gemm::small_m_body`] compiled with AVX-512 enabled.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512dq")]
+pub(crate) unsafe fn small_m(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [u64],
+    ldc: usize,
+    accumulate: bool,
+) {
+    super::gemm::small_m_body(m, k, n, a, b, c, ldc, accumulate)
 }

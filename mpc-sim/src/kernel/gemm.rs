@@ -64,6 +64,20 @@ pub(crate) fn run(
     ldc: usize,
     accumulate: bool,
 ) {
+    if (1..=SMALL_M).contains(&m) && n > 0 && k > 0 && a.cs == 1 && (b.cs == 1 || b.rs == 1) {
+        assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm: C does not cover {m}×{n} (ldc {ldc})");
+        assert!(a.covers(m, k) && b.covers(k, n), "gemm: A or B does not cover the shape");
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => {
+                assert!(kernel.is_available(), "AVX-512 kernel requested on a CPU without it");
+                // SAFETY: AVX-512F/DQ support was just checked.
+                unsafe { super::avx512::small_m(m, k, n, a, b, c, ldc, accumulate) }
+            }
+            _ => small_m_body(m, k, n, a, b, c, ldc, accumulate),
+        }
+        return;
+    }
     match kernel {
         Kernel::Portable => driver::<Portable>(m, k, n, a, b, c, ldc, accumulate),
         #[cfg(target_arch = "x86_64")]
@@ -73,6 +87,48 @@ pub(crate) fn run(
         }
         #[cfg(not(target_arch = "x86_64"))]
         Kernel::Avx512 => unreachable!("AVX-512 kernel is never available off x86-64"),
+    }
+}
+
+/// Products with at most this many rows skip packing and tiling (a register tile would be mostly
+/// padding): each row of C is built by streaming over B once, as `axpy`s when B's rows are
+/// contiguous and as dot products when its columns are (the `A·Bᵀ` case).
+const SMALL_M: usize = 7;
+
+/// The small-`m` path (see [`SMALL_M`]); needs `a.cs == 1` and `b.cs == 1 || b.rs == 1`, shapes
+/// already checked. Inlined into a plain and an AVX-512 wrapper so LLVM vectorises it for each.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn small_m_body(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [u64],
+    ldc: usize,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        let arow = &a.data[i * a.rs..i * a.rs + k];
+        let crow = &mut c[i * ldc..i * ldc + n];
+        if b.cs == 1 {
+            if !accumulate {
+                crow.fill(0);
+            }
+            for (p, &ap) in arow.iter().enumerate() {
+                let brow = &b.data[p * b.rs..p * b.rs + n];
+                for (cv, bv) in crow.iter_mut().zip(brow) {
+                    *cv = cv.wrapping_add(ap.wrapping_mul(*bv));
+                }
+            }
+        } else {
+            for (j, cv) in crow.iter_mut().enumerate() {
+                let bcol = &b.data[j * b.cs..j * b.cs + k];
+                let dot = arow.iter().zip(bcol).fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)));
+                *cv = if accumulate { cv.wrapping_add(dot) } else { dot };
+            }
+        }
     }
 }
 
@@ -194,18 +250,25 @@ fn pack_b<K: MicroKernel>(b: MatRef<'_>, pc: usize, kc: usize, jc: usize, nc: us
                 out[..w].copy_from_slice(&b.data[start..start + w]);
                 out[w..].fill(0);
             }
+        } else if b.rs == 1 {
+            // Transposed source (Bᵀ, columns of B contiguous): copy 16-step strips of each column
+            // so that the strip of the panel being written stays in L1.
+            for p0 in (0..kc).step_by(16) {
+                let len = 16.min(kc - p0);
+                for j in 0..w {
+                    let start = (j0 + j) * b.cs + pc + p0;
+                    for (t, v) in b.data[start..start + len].iter().enumerate() {
+                        panel[(p0 + t) * nr + j] = *v;
+                    }
+                }
+            }
+            for out in panel.chunks_exact_mut(nr) {
+                out[w..].fill(0);
+            }
         } else {
-            // Row-strided source (e.g. Bᵀ): walk each source column contiguously when rs == 1.
-            for j in 0..nr {
-                if j < w {
-                    let base = (j0 + j) * b.cs + pc * b.rs;
-                    for p in 0..kc {
-                        panel[p * nr + j] = b.data[base + p * b.rs];
-                    }
-                } else {
-                    for p in 0..kc {
-                        panel[p * nr + j] = 0;
-                    }
+            for (p, out) in panel.chunks_exact_mut(nr).enumerate() {
+                for (j, v) in out.iter_mut().enumerate() {
+                    *v = if j < w { b.data[(pc + p) * b.rs + (j0 + j) * b.cs] } else { 0 };
                 }
             }
         }

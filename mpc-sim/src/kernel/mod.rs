@@ -5,14 +5,15 @@
 //! 2PC engine runs on its own core.
 //!
 //! - [`gemm`]: `C (=|+=) A·B`, and [`gemm_bt`]: `C (=|+=) A·Bᵀ` (what a Gemm layer computes, `x·Wᵀ`);
+//!   Products with fewer than 8 rows (batch-1 layers) skip packing and stream over B instead;
 //! - [`conv2d`]: 2-D convolution (NCHW input, OIHW weight) with stride, asymmetric padding,
 //!   dilation and groups (depthwise included), by im2col plus the GEMM (a 1×1 convolution with
-//!   stride 1 and no padding skips im2col);
+//!   stride 1 and no padding skips im2col; depthwise convolutions stream tap by tap);
 //! - [`Kernel`]: the micro-kernel family. [`Kernel::Avx512`] uses 64-bit lane multiplies
 //!   (`vpmullq`, AVX-512DQ) with an 8×24 register tile; [`Kernel::Portable`] is a blocked scalar
 //!   kernel that runs everywhere. [`Kernel::best`] picks at run time; the `*_with` functions force
 //!   one (both are tested);
-//! - [`reference`]: naive, obviously-correct versions used by the tests.
+//! - [`reference`](mod@reference): naive, obviously-correct versions used by the tests.
 //!
 //! ```
 //! use masq_mpc::kernel::{gemm, reference};
