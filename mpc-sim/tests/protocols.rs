@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{rng, signed, two_party};
+use common::{rng, two_party};
 use masq_mpc::cost::{self, Cost};
 use masq_mpc::dealer::{LinearKind, Request, SEED_BYTES};
 use masq_mpc::kernel::Conv2dParams;
@@ -79,8 +79,8 @@ proptest! {
             // Re-share the opened value trivially so the harness can reconstruct it.
             Ok(if ctx.party() == masq_mpc::Party::P0 { masq_mpc::Share::new(ctx.party(), v) } else { masq_mpc::Share::zeros(ctx.party(), &[n]) })
         }).unwrap();
-        prop_assert_eq!(out.value, x);
         prop_assert_eq!(out.measured(&[]), cost::open(n) + seeds());
+        prop_assert_eq!(out.value, x);
     }
 }
 
@@ -111,7 +111,10 @@ fn masked_act_matches_plaintext_for_every_replacement() {
                 _ => vec![req.clone()],
             };
             let out = two_party(5, fp, &[], &reqs, &x, |ctx, s| protocols::masked_act(ctx, &s, &m, &repl, 64)).unwrap();
+            // Reference in fixed point: quantised inputs and coefficients; what remains is truncation.
+            let q = |v: f64| fp.decode(fp.encode(v));
             for (i, (&got, &v)) in out.value.iter().zip(&xs).enumerate() {
+                let v = q(v);
                 let j = i % per;
                 let ch = j / (h * w);
                 let want = if m[j] == 1 {
@@ -119,7 +122,7 @@ fn masked_act_matches_plaintext_for_every_replacement() {
                 } else {
                     match &repl {
                         Replacement::Identity => v,
-                        Replacement::Poly { c2, c1, c0 } => poly(v, (c2[ch], c1[ch], c0[ch])),
+                        Replacement::Poly { c2, c1, c0 } => poly(v, (q(c2[ch]), q(c1[ch]), q(c0[ch]))),
                     }
                 };
                 let err = (fp.decode(got) - want).abs();
@@ -138,10 +141,10 @@ fn masked_act_rejects_bad_masks_and_shapes() {
     let err = two_party(1, fp, &[], &[], &x, |ctx, s| {
         protocols::masked_act(ctx, &s, &[0, 1, 2, 0], &Replacement::Identity, 64)
     });
-    assert!(matches!(err, Err(MpcError::InvalidParameter { name: "mask value", .. })), "{err:?}");
+    assert!(matches!(err, Err(MpcError::InvalidParameter { name: "mask value", .. })), "{:?}", err.err());
     let err =
         two_party(1, fp, &[], &[], &x, |ctx, s| protocols::masked_act(ctx, &s, &[0, 1, 1], &Replacement::Identity, 64));
-    assert!(matches!(err, Err(MpcError::ShapeMismatch { .. })), "{err:?}");
+    assert!(matches!(err, Err(MpcError::ShapeMismatch { .. })), "{:?}", err.err());
 }
 
 fn random_fixed(r: &mut impl RngCore, fp: FixedPoint, n: usize, range: f64) -> (Vec<f64>, Vec<u64>) {

@@ -12,7 +12,8 @@ use std::ops::{Add, AddAssign};
 
 use crate::dealer::{self, LinearKind, Request};
 use crate::error::Result;
-use crate::protocols::{PoolParams, linear};
+use crate::protocols::PoolParams;
+use crate::protocols::linear as linear_protocol;
 use crate::transport::FRAME_HEADER_BYTES;
 
 pub use latency::{Network, estimate_seconds};
@@ -122,7 +123,7 @@ pub fn masked_act(relus: usize, squares: usize, bits: u32) -> Cost {
 
 /// A linear layer on an input of `input_shape` (online opening of `F`; offline `C1` to P1).
 pub fn linear(kind: &LinearKind, input_shape: &[usize]) -> Result<Cost> {
-    let out = linear::output_shape(kind, input_shape)?;
+    let out = linear_protocol::output_shape(kind, input_shape)?;
     let mut c = exchange(input_shape.iter().product());
     c.offline_p1 = 8 * out.iter().product::<usize>() as u64;
     Ok(c)

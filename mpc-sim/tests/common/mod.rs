@@ -89,6 +89,7 @@ where
     Ok(Outcome { value, log0: r0.log, log1: r1.log, offline })
 }
 
+#[allow(dead_code)]
 pub fn signed(v: &ArrayD<u64>) -> Vec<i64> {
     v.iter().map(|&x| x as i64).collect()
 }
