@@ -20,8 +20,12 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array
         let data = view.data();
         let v: Vec<f32> = match view.dtype() {
             Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-            Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+            Dtype::F64 => {
+                data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+            }
+            Dtype::I64 => {
+                data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+            }
             other => return Err(RuntimeError::UnsupportedDtype { name, dtype: format!("{other:?}") }),
         };
         let arr = ArrayD::from_shape_vec(view.shape().to_vec(), v).map_err(|e| bad(format!("tensor {name}: {e}")))?;

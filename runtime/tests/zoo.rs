@@ -45,8 +45,8 @@ fn vgg_and_mnist_counts() {
 fn params_and_macs_of_resnet20() {
     let r = report(&load_model("zoo:resnet20").unwrap()).unwrap();
     // 269,722 trainable parameters (akamaster's table) plus 2 BN buffers per channel.
-    let convs = 16 * 27 + 6 * 16 * 16 * 9 + 32 * 16 * 9 + (2 * 3 - 1) * 32 * 32 * 9 + 64 * 32 * 9
-        + (2 * 3 - 1) * 64 * 64 * 9;
+    let convs =
+        16 * 27 + 6 * 16 * 16 * 9 + 32 * 16 * 9 + (2 * 3 - 1) * 32 * 32 * 9 + 64 * 32 * 9 + (2 * 3 - 1) * 64 * 64 * 9;
     let bns = 4 * (16 * 7 + 32 * 6 + 64 * 6);
     assert_eq!(r.params, (convs + bns + 650) as u64);
     assert_eq!(r.params - 2 * (16 * 7 + 32 * 6 + 64 * 6), 269_722);
@@ -57,7 +57,9 @@ fn params_and_macs_of_resnet20() {
 #[test]
 fn akamaster_parameter_names() {
     let g = zoo::build("resnet20", None, 0).unwrap();
-    for key in ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer3.2.bn2.running_var", "linear.weight"] {
+    for key in
+        ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer3.2.bn2.running_var", "linear.weight"]
+    {
         assert!(g.initializers.contains_key(key), "{key}");
     }
     assert_eq!(g.initializers.len(), 1 + 4 + 9 * (2 + 8) + 2);

@@ -261,10 +261,7 @@ impl Graph {
             out.shape = match &s2 {
                 Some(s2) => {
                     let b = &s2[&out.name];
-                    a.iter()
-                        .zip(b.iter())
-                        .map(|(&x, &y)| if x == y { Dim::Fixed(x) } else { Dim::Batch })
-                        .collect()
+                    a.iter().zip(b.iter()).map(|(&x, &y)| if x == y { Dim::Fixed(x) } else { Dim::Batch }).collect()
                 }
                 None => a.iter().map(|&x| Dim::Fixed(x)).collect(),
             };

@@ -13,7 +13,14 @@ fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> RuntimeE
 }
 
 /// Output length of a sliding window along one axis; `None` when the window does not fit.
-pub fn window_out(len: usize, pad: (usize, usize), kernel: usize, stride: usize, dilation: usize, ceil: bool) -> Option<usize> {
+pub fn window_out(
+    len: usize,
+    pad: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    ceil: bool,
+) -> Option<usize> {
     let padded = len + pad.0 + pad.1;
     let span = dilation * (kernel.max(1) - 1) + 1;
     if padded < span || stride == 0 {
@@ -89,7 +96,11 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
                 return Err(mismatch(node, "4-D input [N, C, H, W] and 4-D weight", x));
             }
             if c.groups == 0 || x[1] != w[1] * c.groups || w[0] % c.groups != 0 || [w[2], w[3]] != c.kernel {
-                return Err(mismatch(node, format!("C = {} (weight {:?}, groups {})", w[1] * c.groups, w, c.groups), x));
+                return Err(mismatch(
+                    node,
+                    format!("C = {} (weight {:?}, groups {})", w[1] * c.groups, w, c.groups),
+                    x,
+                ));
             }
             if let Some(b) = &c.bias {
                 let b = graph.initializer(node, b)?;
@@ -155,8 +166,10 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
             if x.len() != 4 {
                 return Err(mismatch(node, "[N, C, H, W]", x));
             }
-            let oh = window_out(x[2], (c.padding[0], c.padding[2]), c.kernel[0], c.stride[0], c.dilation[0], c.ceil_mode);
-            let ow = window_out(x[3], (c.padding[1], c.padding[3]), c.kernel[1], c.stride[1], c.dilation[1], c.ceil_mode);
+            let oh =
+                window_out(x[2], (c.padding[0], c.padding[2]), c.kernel[0], c.stride[0], c.dilation[0], c.ceil_mode);
+            let ow =
+                window_out(x[3], (c.padding[1], c.padding[3]), c.kernel[1], c.stride[1], c.dilation[1], c.ceil_mode);
             match (oh, ow) {
                 (Some(oh), Some(ow)) => Ok(vec![x[0], x[1], oh, ow]),
                 _ => Err(mismatch(node, "spatial size at least the kernel", x)),
@@ -176,9 +189,8 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
             }
             Ok(vec![x[..c.axis].iter().product(), x[c.axis..].iter().product()])
         }
-        Op::Reshape(c) => {
-            reshape_target(x, &c.shape).ok_or_else(|| mismatch(node, format!("a shape reshapeable to {:?}", c.shape), x))
-        }
+        Op::Reshape(c) => reshape_target(x, &c.shape)
+            .ok_or_else(|| mismatch(node, format!("a shape reshapeable to {:?}", c.shape), x)),
         Op::Transpose(c) => {
             let mut sorted = c.perm.clone();
             sorted.sort_unstable();

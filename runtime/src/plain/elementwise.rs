@@ -6,7 +6,12 @@ use crate::error::{Result, RuntimeError};
 use crate::ir::shape::broadcast;
 use crate::ir::{ClipConfig, Graph, MaskedActConfig, Node, Replacement, SoftmaxConfig};
 
-pub(super) fn binary(node: &Node, a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32) -> Result<ArrayD<f32>> {
+pub(super) fn binary(
+    node: &Node,
+    a: &ArrayD<f32>,
+    b: &ArrayD<f32>,
+    f: impl Fn(f32, f32) -> f32,
+) -> Result<ArrayD<f32>> {
     let shape = broadcast(a.shape(), b.shape()).ok_or_else(|| RuntimeError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),

@@ -20,7 +20,8 @@ pub(super) fn gemm(graph: &Graph, node: &Node, c: &GemmConfig, x: &ArrayD<f32>) 
     let mut y = x2.dot(&w2.t());
     if let Some(b) = &c.bias {
         let b = graph.initializer(node, b)?;
-        let b1 = b.view().into_dimensionality::<ndarray::Ix1>().map_err(|_| mismatch(node, "1-D bias".into(), b.shape()))?;
+        let b1 =
+            b.view().into_dimensionality::<ndarray::Ix1>().map_err(|_| mismatch(node, "1-D bias".into(), b.shape()))?;
         if b1.len() != y.ncols() {
             return Err(mismatch(node, format!("bias [{}]", y.ncols()), b.shape()));
         }

@@ -23,7 +23,12 @@ use ndarray::ArrayD;
 use crate::error::{Result, RuntimeError};
 use crate::ir::{Graph, Node, Op, format_dims};
 
-fn value<'a>(graph: &'a Graph, env: &'a HashMap<String, ArrayD<f32>>, node: &Node, i: usize) -> Result<&'a ArrayD<f32>> {
+fn value<'a>(
+    graph: &'a Graph,
+    env: &'a HashMap<String, ArrayD<f32>>,
+    node: &Node,
+    i: usize,
+) -> Result<&'a ArrayD<f32>> {
     let name = &node.inputs[i];
     env.get(name).or_else(|| graph.initializers.get(name)).ok_or_else(|| RuntimeError::DanglingInput {
         node: node.name.clone(),
@@ -67,10 +72,13 @@ pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<Arr
 /// Run the graph on named inputs; returns every graph output by name.
 pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMap<String, ArrayD<f32>>> {
     let mut env = inputs;
-    let batch = graph.data_inputs().next().and_then(|v| env.get(&v.name)).map(|t| t.shape().first().copied().unwrap_or(1));
+    let batch =
+        graph.data_inputs().next().and_then(|v| env.get(&v.name)).map(|t| t.shape().first().copied().unwrap_or(1));
     let batch = batch.unwrap_or(1);
     for input in graph.data_inputs() {
-        let t = env.get(&input.name).ok_or_else(|| RuntimeError::NotFound { kind: "input value", name: input.name.clone() })?;
+        let t = env
+            .get(&input.name)
+            .ok_or_else(|| RuntimeError::NotFound { kind: "input value", name: input.name.clone() })?;
         if t.shape() != input.shape_at(batch).as_slice() {
             return Err(RuntimeError::BadInput {
                 name: input.name.clone(),
@@ -88,7 +96,8 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
     }
     let keep: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
     for (i, node) in graph.nodes.iter().enumerate() {
-        let ins: Vec<&ArrayD<f32>> = (0..node.inputs.len()).map(|k| value(graph, &env, node, k)).collect::<Result<_>>()?;
+        let ins: Vec<&ArrayD<f32>> =
+            (0..node.inputs.len()).map(|k| value(graph, &env, node, k)).collect::<Result<_>>()?;
         let out = eval_node(graph, node, &ins)?;
         for input in &node.inputs {
             if last_use.get(input.as_str()) == Some(&i) && !keep.contains(&input.as_str()) {
@@ -102,15 +111,18 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
         .iter()
         .map(|o| {
             let v = env.remove(&o.name).or_else(|| graph.initializers.get(&o.name).cloned());
-            v.map(|v| (o.name.clone(), v)).ok_or_else(|| RuntimeError::NotFound { kind: "output value", name: o.name.clone() })
+            v.map(|v| (o.name.clone(), v))
+                .ok_or_else(|| RuntimeError::NotFound { kind: "output value", name: o.name.clone() })
         })
         .collect()
 }
 
 /// Run a graph with one data input and one output.
 pub fn run_single(graph: &Graph, x: ArrayD<f32>) -> Result<ArrayD<f32>> {
-    let input = graph.data_inputs().next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no input".into() })?;
-    let output = graph.outputs.first().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no output".into() })?;
+    let input =
+        graph.data_inputs().next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no input".into() })?;
+    let output =
+        graph.outputs.first().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no output".into() })?;
     let name = output.name.clone();
     let mut outs = run(graph, HashMap::from([(input.name.clone(), x)]))?;
     outs.remove(&name).ok_or(RuntimeError::NotFound { kind: "output value", name })

@@ -43,7 +43,9 @@ impl Builder {
     fn uniform(&mut self, name: &str, shape: &[usize], lo: f32, hi: f32) -> String {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
-        self.graph.initializers.insert(name.to_string(), ArrayD::from_shape_vec(shape.to_vec(), v).expect("sizes agree"));
+        self.graph
+            .initializers
+            .insert(name.to_string(), ArrayD::from_shape_vec(shape.to_vec(), v).expect("sizes agree"));
         name.to_string()
     }
 
@@ -53,7 +55,16 @@ impl Builder {
         self.uniform(name, shape, -bound, bound)
     }
 
-    pub(crate) fn conv(&mut self, name: &str, x: &str, out: usize, k: usize, stride: usize, pad: usize, bias: bool) -> Result<String> {
+    pub(crate) fn conv(
+        &mut self,
+        name: &str,
+        x: &str,
+        out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> Result<String> {
         let cin = self.shape(x)[1];
         let weight = self.he(&format!("{name}.weight"), &[out, cin, k, k], cin * k * k);
         let bias = bias.then(|| self.uniform(&format!("{name}.bias"), &[out], -0.05, 0.05));

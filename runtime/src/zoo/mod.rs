@@ -143,10 +143,10 @@ pub fn apply_weights(graph: &mut Graph, weights: &BTreeMap<String, ArrayD<f32>>)
         if name.ends_with("num_batches_tracked") {
             continue;
         }
-        let slot = graph
-            .initializers
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::BadWeights { name: key.clone(), reason: "not a parameter of this model".into() })?;
+        let slot = graph.initializers.get_mut(name).ok_or_else(|| RuntimeError::BadWeights {
+            name: key.clone(),
+            reason: "not a parameter of this model".into(),
+        })?;
         if slot.shape() != t.shape() {
             return Err(RuntimeError::BadWeights {
                 name: key.clone(),
@@ -163,7 +163,10 @@ pub fn apply_weights(graph: &mut Graph, weights: &BTreeMap<String, ArrayD<f32>>)
             .filter(|k| !weights.contains_key(*k) && !weights.contains_key(&format!("module.{k}")))
             .map(String::as_str)
             .collect();
-        return Err(RuntimeError::BadWeights { name: missing.join(", "), reason: "missing from the given weights".into() });
+        return Err(RuntimeError::BadWeights {
+            name: missing.join(", "),
+            reason: "missing from the given weights".into(),
+        });
     }
     Ok(())
 }

@@ -14,12 +14,8 @@ fn block(b: &mut Builder, p: &str, x: &str, planes: usize, stride: usize) -> Res
     let y = b.conv(&format!("{p}.conv2"), &y, planes, 3, 1, 1, false)?;
     let y = b.bn(&format!("{p}.bn2"), &y)?;
     let short = if stride != 1 || cin != planes {
-        let slice = SliceConfig {
-            axes: vec![2, 3],
-            starts: vec![0, 0],
-            ends: vec![usize::MAX, usize::MAX],
-            steps: vec![2, 2],
-        };
+        let slice =
+            SliceConfig { axes: vec![2, 3], starts: vec![0, 0], ends: vec![usize::MAX, usize::MAX], steps: vec![2, 2] };
         let s = b.push(&format!("{p}.shortcut.slice"), Op::Slice(slice), &[x])?;
         let q = planes / 4;
         let pad = PadConfig { pads: vec![(0, 0), (q, q), (0, 0), (0, 0)], value: 0.0 };
