@@ -83,7 +83,7 @@ pub enum RuntimeError {
     InvalidGraph { reason: String },
 
     /// A file system error, with the path.
-    #[error("{}: {source}", path.display())]
+    #[error("cannot access {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -238,9 +238,10 @@ impl Graph {
         Ok(shapes)
     }
 
-    /// Whether the graph runs at batch sizes other than 1 (e.g. not if it reshapes to a fixed `[1, k]`).
+    /// Whether the graph runs at batch sizes other than 1: an input has a symbolic batch and no op
+    /// pins it (as a reshape to a fixed `[1, k]` would).
     pub fn supports_batch(&self) -> bool {
-        self.infer_shapes(2).is_ok()
+        self.inputs.iter().any(|v| v.shape.contains(&Dim::Batch)) && self.infer_shapes(2).is_ok()
     }
 
     /// Validate, infer shapes at batch 1 and 2, and write the symbolic output shapes.
