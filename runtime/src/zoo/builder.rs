@@ -55,6 +55,7 @@ impl Builder {
         self.uniform(name, shape, -bound, bound)
     }
 
+    #[allow(clippy::too_many_arguments)] // mirrors nn.Conv2d's positional arguments
     pub(crate) fn conv(
         &mut self,
         name: &str,
