@@ -130,3 +130,15 @@ fn seeds_change_weights_and_given_weights_apply() {
     let err = zoo::apply_weights(&mut c, &given).unwrap_err().to_string();
     assert!(err.contains("fc.bias"), "{err}");
 }
+
+#[test]
+fn graph_structure_round_trips_through_json() {
+    let g = zoo::build("resnet20", None, 0).unwrap();
+    let json = serde_json::to_string(&g).unwrap();
+    assert!(json.contains("\"op\":\"Conv\""));
+    let mut back: masq_runtime::Graph = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.nodes, g.nodes);
+    assert_eq!(back.outputs, g.outputs);
+    back.initializers = g.initializers.clone();
+    assert_eq!(back, g);
+}
