@@ -1,6 +1,42 @@
 //! # masq-runtime
 //!
-//! The model IR (graph, typed ops, tensors), ONNX and safetensors codecs, the model zoo, the
-//! plaintext interpreter, the onnxruntime cross-check and the secure executor on masq-mpc.
+//! The model IR (graph, typed ops, tensors), the ONNX importer, the model zoo, the plaintext
+//! interpreter, reports and `.npy` I/O. (The onnxruntime cross-check and the secure executor on
+//! masq-mpc come later.)
 //!
-//! This crate is filled by the runtime issue; for now it only fixes its place in the workspace.
+//! ```
+//! let g = masq_runtime::load_model("zoo:resnet20").unwrap();
+//! let r = masq_runtime::report::report(&g).unwrap();
+//! assert_eq!(r.relu_count, 188_416);
+//! ```
+//!
+//! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
+
+pub mod error;
+pub mod ir;
+pub mod npy;
+pub mod onnx;
+pub mod plain;
+pub mod report;
+pub mod weights;
+pub mod zoo;
+
+pub use error::{Result, RuntimeError};
+pub use ir::Graph;
+
+/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0) or a path to an
+/// `.onnx` file.
+pub fn load_model(spec: &str) -> Result<Graph> {
+    if spec.starts_with("zoo:") {
+        let z = zoo::ZooSpec::parse(spec)?;
+        return zoo::build(&z.name, z.input_hw, 0);
+    }
+    let path = std::path::Path::new(spec);
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("onnx") => onnx::import_file(path),
+        _ => Err(RuntimeError::BadSpec {
+            spec: spec.to_string(),
+            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx".to_string(),
+        }),
+    }
+}

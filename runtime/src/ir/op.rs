@@ -1,0 +1,235 @@
+//! The closed set of ops, one typed config struct per op.
+//!
+//! Layout is NCHW everywhere. Parameters of Conv, Gemm, BatchNorm and MaskedAct live in the graph's
+//! initializer maps and are named by the config; element-wise binary ops take both operands as node
+//! inputs (either may be an initializer), with numpy broadcasting.
+
+use serde::{Deserialize, Serialize};
+
+/// 2-D convolution. Weight `[out, in/groups, kh, kw]`, optional bias `[out]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvConfig {
+    pub weight: String,
+    pub bias: Option<String>,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left, bottom, right
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+/// Fully connected layer normalised to `y = x · Wᵀ + b`, weight `[out, in]`, input `[N, in]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GemmConfig {
+    pub weight: String,
+    pub bias: Option<String>,
+}
+
+/// `y = a · b` with numpy matmul semantics; inputs are the node's two inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MatMulConfig {}
+
+/// Element-wise binary op with numpy broadcasting; inputs are the node's two inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BinaryConfig {}
+
+/// `min(max(x, min), max)`; a missing bound is not applied.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ClipConfig {
+    pub min: Option<f32>,
+    pub max: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakyReluConfig {
+    pub alpha: f32,
+}
+
+/// Inference-mode batch normalisation over axis 1; all four tensors have shape `[C]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormConfig {
+    pub scale: String,
+    pub bias: String,
+    pub mean: String,
+    pub var: String,
+    pub epsilon: f32,
+}
+
+/// Max or average pooling over H and W.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left, bottom, right
+    pub padding: [usize; 4],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+    /// Average pooling only: whether padded zeros count in the divisor.
+    pub count_include_pad: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlattenConfig {
+    pub axis: usize,
+}
+
+/// ONNX Reshape semantics with a constant target: `0` copies the input dimension, `-1` is inferred.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReshapeConfig {
+    pub shape: Vec<i64>,
+}
+
+/// Axis permutation. Restricted: the batch axis must stay first (`perm[0] == 0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransposeConfig {
+    pub perm: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcatConfig {
+    pub axis: usize,
+}
+
+/// Constant padding: `pads[i] = (before, after)` for axis `i` (one entry per input axis).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PadConfig {
+    pub pads: Vec<(usize, usize)>,
+    pub value: f32,
+}
+
+/// Strided slice with positive steps; `end` is clamped to the axis length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceConfig {
+    pub axes: Vec<usize>,
+    pub starts: Vec<usize>,
+    pub ends: Vec<usize>,
+    pub steps: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftmaxConfig {
+    pub axis: usize,
+}
+
+/// What a masked activation computes where its mask is 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Replacement {
+    /// `g(x) = x`.
+    Identity,
+    /// `g(x) = c2·x² + c1·x + c0` with per-channel coefficients (f32 initializers of shape `[C]`).
+    Poly { c2: String, c1: String, c0: String },
+}
+
+/// Per-element ReLU gate: `y = mask ? relu(x) : g(x)`. The mask is a u8 tensor of shape `[C, H, W]`
+/// in the graph's `masks` map (1 = keep the ReLU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedActConfig {
+    pub mask: String,
+    pub replacement: Replacement,
+}
+
+/// The closed set of ops. Every consumer matches this exhaustively.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "config")]
+pub enum Op {
+    Conv(ConvConfig),
+    Gemm(GemmConfig),
+    MatMul(MatMulConfig),
+    Add(BinaryConfig),
+    Sub(BinaryConfig),
+    Mul(BinaryConfig),
+    /// Division; the divisor (second input) must be an initializer.
+    Div(BinaryConfig),
+    Relu,
+    Clip(ClipConfig),
+    LeakyRelu(LeakyReluConfig),
+    BatchNorm(BatchNormConfig),
+    MaxPool(PoolConfig),
+    AveragePool(PoolConfig),
+    GlobalAveragePool,
+    Flatten(FlattenConfig),
+    Reshape(ReshapeConfig),
+    Transpose(TransposeConfig),
+    Concat(ConcatConfig),
+    Pad(PadConfig),
+    Slice(SliceConfig),
+    Identity,
+    Softmax(SoftmaxConfig),
+    LogSoftmax(SoftmaxConfig),
+    MaskedAct(MaskedActConfig),
+}
+
+impl Op {
+    /// The op's name as written in reports (matches the ONNX op type where there is one).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Conv(_) => "Conv",
+            Op::Gemm(_) => "Gemm",
+            Op::MatMul(_) => "MatMul",
+            Op::Add(_) => "Add",
+            Op::Sub(_) => "Sub",
+            Op::Mul(_) => "Mul",
+            Op::Div(_) => "Div",
+            Op::Relu => "Relu",
+            Op::Clip(_) => "Clip",
+            Op::LeakyRelu(_) => "LeakyRelu",
+            Op::BatchNorm(_) => "BatchNormalization",
+            Op::MaxPool(_) => "MaxPool",
+            Op::AveragePool(_) => "AveragePool",
+            Op::GlobalAveragePool => "GlobalAveragePool",
+            Op::Flatten(_) => "Flatten",
+            Op::Reshape(_) => "Reshape",
+            Op::Transpose(_) => "Transpose",
+            Op::Concat(_) => "Concat",
+            Op::Pad(_) => "Pad",
+            Op::Slice(_) => "Slice",
+            Op::Identity => "Identity",
+            Op::Softmax(_) => "Softmax",
+            Op::LogSoftmax(_) => "LogSoftmax",
+            Op::MaskedAct(_) => "MaskedAct",
+        }
+    }
+
+    /// Names of the f32 initializers the config refers to (not counting node inputs).
+    pub fn param_names(&self) -> Vec<&str> {
+        match self {
+            Op::Conv(c) => std::iter::once(c.weight.as_str()).chain(c.bias.as_deref()).collect(),
+            Op::Gemm(c) => std::iter::once(c.weight.as_str()).chain(c.bias.as_deref()).collect(),
+            Op::BatchNorm(c) => vec![&c.scale, &c.bias, &c.mean, &c.var],
+            Op::MaskedAct(c) => match &c.replacement {
+                Replacement::Identity => vec![],
+                Replacement::Poly { c2, c1, c0 } => vec![c2, c1, c0],
+            },
+            Op::MatMul(_)
+            | Op::Add(_)
+            | Op::Sub(_)
+            | Op::Mul(_)
+            | Op::Div(_)
+            | Op::Relu
+            | Op::Clip(_)
+            | Op::LeakyRelu(_)
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::Flatten(_)
+            | Op::Reshape(_)
+            | Op::Transpose(_)
+            | Op::Concat(_)
+            | Op::Pad(_)
+            | Op::Slice(_)
+            | Op::Identity
+            | Op::Softmax(_)
+            | Op::LogSoftmax(_) => vec![],
+        }
+    }
+
+    /// How many node inputs the op takes (`None`: one or more).
+    pub fn arity(&self) -> Option<usize> {
+        match self {
+            Op::MatMul(_) | Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => Some(2),
+            Op::Concat(_) => None,
+            _ => Some(1),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The model zoo: IR graphs of well-known networks with seeded random or given weights.
+//!
+//! Names pin the ReLU convention (ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
+//! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `vgg16_cifar`, `mnist_cnn`. Parameter
+//! names follow the PyTorch reference implementations (for `resnet20`..`56`: the akamaster checkpoint
+//! keys without `module.`), so checkpoints load with [`apply_weights`].
+//!
+//! ```
+//! use masq_runtime::zoo;
+//! let spec = zoo::ZooSpec::parse("wrn22_8@64x64").unwrap();
+//! assert_eq!(spec.input_hw, Some((64, 64)));
+//! let g = zoo::build("resnet20", None, 7).unwrap();
+//! assert_eq!(masq_runtime::report::report(&g).unwrap().relu_count, 188_416);
+//! ```
+
+mod builder;
+mod mnist;
+mod resnet18;
+mod resnet_cifar;
+mod vgg;
+mod wrn;
+
+use std::collections::BTreeMap;
+
+use ndarray::ArrayD;
+
+pub(crate) use builder::Builder;
+
+use crate::error::{Result, RuntimeError};
+use crate::ir::Graph;
+
+/// Every zoo name, with its default input (channels, height, width).
+pub const MODELS: &[(&str, (usize, usize, usize))] = &[
+    ("resnet18_cifar", (3, 32, 32)),
+    ("resnet18_in", (3, 32, 32)),
+    ("resnet18_small", (3, 32, 32)),
+    ("resnet20", (3, 32, 32)),
+    ("resnet32", (3, 32, 32)),
+    ("resnet44", (3, 32, 32)),
+    ("resnet56", (3, 32, 32)),
+    ("wrn22_8", (3, 32, 32)),
+    ("vgg16_cifar", (3, 32, 32)),
+    ("mnist_cnn", (1, 28, 28)),
+];
+
+/// A parsed `NAME[@HxW]` (the part after `zoo:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooSpec {
+    pub name: String,
+    pub input_hw: Option<(usize, usize)>,
+}
+
+impl ZooSpec {
+    /// Parse `NAME`, `NAME@HxW` or `NAME@S` (square); a leading `zoo:` is accepted.
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = |reason: &str| RuntimeError::BadSpec { spec: spec.to_string(), reason: reason.to_string() };
+        let body = spec.strip_prefix("zoo:").unwrap_or(spec);
+        let (name, size) = match body.split_once('@') {
+            Some((n, s)) => (n, Some(s)),
+            None => (body, None),
+        };
+        if !MODELS.iter().any(|(m, _)| *m == name) {
+            let known: Vec<&str> = MODELS.iter().map(|(m, _)| *m).collect();
+            return Err(bad(&format!("unknown zoo model {name:?}; known: {}", known.join(", "))));
+        }
+        let input_hw = match size {
+            None => None,
+            Some(s) => {
+                let (h, w) = s.split_once(['x', 'X']).unwrap_or((s, s));
+                let h: usize = h.trim().parse().map_err(|_| bad("input size must be HxW, e.g. 64x64"))?;
+                let w: usize = w.trim().parse().map_err(|_| bad("input size must be HxW, e.g. 64x64"))?;
+                if h == 0 || w == 0 || h > 4096 || w > 4096 {
+                    return Err(bad("input size must be between 1 and 4096"));
+                }
+                Some((h, w))
+            }
+        };
+        Ok(ZooSpec { name: name.to_string(), input_hw })
+    }
+}
+
+/// Options for a zoo build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooConfig {
+    pub name: String,
+    /// Input channels, height and width; `None` takes the model's default.
+    pub input: Option<(usize, usize, usize)>,
+    pub num_classes: usize,
+    /// Seed of the random weights.
+    pub seed: u64,
+}
+
+impl ZooConfig {
+    pub fn new(name: &str) -> Self {
+        ZooConfig { name: name.to_string(), input: None, num_classes: 10, seed: 0 }
+    }
+}
+
+/// Build a zoo model with seeded random weights; `hw` overrides the input height and width.
+pub fn build(name: &str, hw: Option<(usize, usize)>, seed: u64) -> Result<Graph> {
+    let mut cfg = ZooConfig::new(name);
+    cfg.seed = seed;
+    if let Some((h, w)) = hw {
+        let c = MODELS.iter().find(|(m, _)| *m == name).map(|(_, (c, _, _))| *c).unwrap_or(3);
+        cfg.input = Some((c, h, w));
+    }
+    build_with(&cfg)
+}
+
+/// Build a zoo model from a full configuration.
+pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
+    let Some((_, default)) = MODELS.iter().find(|(m, _)| *m == cfg.name) else {
+        return Err(RuntimeError::BadSpec { spec: cfg.name.clone(), reason: "unknown zoo model".into() });
+    };
+    let input = cfg.input.unwrap_or(*default);
+    let mut b = Builder::new(&cfg.name, input, cfg.seed);
+    let k = cfg.num_classes;
+    match cfg.name.as_str() {
+        "resnet18_cifar" => resnet18::build(&mut b, resnet18::Stem::Relu, k)?,
+        "resnet18_in" => resnet18::build(&mut b, resnet18::Stem::NoRelu, k)?,
+        "resnet18_small" => resnet18::build(&mut b, resnet18::Stem::ReluMaxPool, k)?,
+        "resnet20" => resnet_cifar::build(&mut b, 3, k)?,
+        "resnet32" => resnet_cifar::build(&mut b, 5, k)?,
+        "resnet44" => resnet_cifar::build(&mut b, 7, k)?,
+        "resnet56" => resnet_cifar::build(&mut b, 9, k)?,
+        "wrn22_8" => wrn::build(&mut b, 22, 8, k)?,
+        "vgg16_cifar" => vgg::build(&mut b, k)?,
+        "mnist_cnn" => mnist::build(&mut b, k)?,
+        other => return Err(RuntimeError::BadSpec { spec: other.to_string(), reason: "unknown zoo model".into() }),
+    }
+    b.finish()
+}
+
+/// Replace a zoo graph's initializers with given tensors (e.g. a PyTorch checkpoint).
+///
+/// A leading `module.` (DataParallel) is stripped from every key and `num_batches_tracked` entries
+/// are ignored. Every initializer of the graph must be given with the same shape; unknown keys are
+/// an error too.
+pub fn apply_weights(graph: &mut Graph, weights: &BTreeMap<String, ArrayD<f32>>) -> Result<()> {
+    let mut seen = 0usize;
+    for (key, t) in weights {
+        let name = key.strip_prefix("module.").unwrap_or(key);
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let slot = graph.initializers.get_mut(name).ok_or_else(|| RuntimeError::BadWeights {
+            name: key.clone(),
+            reason: "not a parameter of this model".into(),
+        })?;
+        if slot.shape() != t.shape() {
+            return Err(RuntimeError::BadWeights {
+                name: key.clone(),
+                reason: format!("shape {:?}, model expects {:?}", t.shape(), slot.shape()),
+            });
+        }
+        *slot = t.clone();
+        seen += 1;
+    }
+    if seen != graph.initializers.len() {
+        let missing: Vec<&str> = graph
+            .initializers
+            .keys()
+            .filter(|k| !weights.contains_key(*k) && !weights.contains_key(&format!("module.{k}")))
+            .map(String::as_str)
+            .collect();
+        return Err(RuntimeError::BadWeights {
+            name: missing.join(", "),
+            reason: "missing from the given weights".into(),
+        });
+    }
+    Ok(())
+}

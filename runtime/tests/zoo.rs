@@ -1,0 +1,144 @@
+//! Zoo graphs: exact ReLU counts (ALGORITHMS.md §9) and plaintext runs.
+
+use masq_runtime::ir::{Dim, Op};
+use masq_runtime::report::report;
+use masq_runtime::{load_model, plain, zoo};
+use ndarray::{ArrayD, Axis};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn relus(spec: &str) -> u64 {
+    report(&load_model(spec).unwrap()).unwrap().relu_count
+}
+
+#[test]
+fn published_relu_counts() {
+    assert_eq!(relus("zoo:resnet18_cifar"), 557_056);
+    assert_eq!(relus("zoo:resnet18_in"), 491_520);
+    assert_eq!(relus("zoo:resnet18_in@64x64"), 1_966_080);
+    assert_eq!(relus("zoo:resnet18_small"), 188_416);
+    assert_eq!(relus("zoo:resnet20"), 188_416);
+    assert_eq!(relus("zoo:wrn22_8"), 1_359_872);
+    assert_eq!(relus("zoo:wrn22_8@64x64"), 5_439_488);
+}
+
+#[test]
+fn cifar_resnet_counts_follow_depth() {
+    // Stem 16·32² plus 2n ReLUs per block in three stages: 16·32², 32·16², 64·8² elements each.
+    for (name, n) in [("resnet20", 3u64), ("resnet32", 5), ("resnet44", 7), ("resnet56", 9)] {
+        let expected = 16_384 + 2 * n * (16_384 + 8_192 + 4_096);
+        assert_eq!(relus(&format!("zoo:{name}")), expected, "{name}");
+    }
+}
+
+#[test]
+fn vgg_and_mnist_counts() {
+    let vgg = 2 * 64 * 1024 + 2 * 128 * 256 + 3 * 256 * 64 + 3 * 512 * 16 + 3 * 512 * 4;
+    assert_eq!(relus("zoo:vgg16_cifar"), vgg);
+    let r = report(&load_model("zoo:mnist_cnn").unwrap()).unwrap();
+    assert_eq!(r.relu_count, 8 * 28 * 28 + 16 * 14 * 14);
+    // 2x2 pools: 3 comparisons per output element.
+    assert_eq!(r.maxpool_comparisons, 3 * (8 * 14 * 14 + 16 * 7 * 7));
+}
+
+#[test]
+fn params_and_macs_of_resnet20() {
+    let r = report(&load_model("zoo:resnet20").unwrap()).unwrap();
+    // 269,722 trainable parameters (akamaster's table) plus 2 BN buffers per channel.
+    let convs =
+        16 * 27 + 6 * 16 * 16 * 9 + 32 * 16 * 9 + (2 * 3 - 1) * 32 * 32 * 9 + 64 * 32 * 9 + (2 * 3 - 1) * 64 * 64 * 9;
+    let bns = 4 * (16 * 7 + 32 * 6 + 64 * 6);
+    assert_eq!(r.params, (convs + bns + 650) as u64);
+    assert_eq!(r.params - 2 * (16 * 7 + 32 * 6 + 64 * 6), 269_722);
+    assert!(r.macs > 40_000_000 && r.macs < 42_000_000, "{}", r.macs);
+    assert!(r.supports_batch);
+}
+
+#[test]
+fn akamaster_parameter_names() {
+    let g = zoo::build("resnet20", None, 0).unwrap();
+    for key in
+        ["conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer3.2.bn2.running_var", "linear.weight"]
+    {
+        assert!(g.initializers.contains_key(key), "{key}");
+    }
+    assert_eq!(g.initializers.len(), 1 + 4 + 9 * (2 + 8) + 2);
+}
+
+#[test]
+fn spec_parsing() {
+    let s = zoo::ZooSpec::parse("zoo:wrn22_8@64x48").unwrap();
+    assert_eq!((s.name.as_str(), s.input_hw), ("wrn22_8", Some((64, 48))));
+    assert_eq!(zoo::ZooSpec::parse("resnet20@40").unwrap().input_hw, Some((40, 40)));
+    assert!(zoo::ZooSpec::parse("zoo:nope").is_err());
+    assert!(zoo::ZooSpec::parse("zoo:resnet20@0x3").is_err());
+    assert!(zoo::ZooSpec::parse("zoo:resnet20@axb").is_err());
+    // Too small for VGG's five pools: a typed error, not a panic.
+    assert!(load_model("zoo:vgg16_cifar@8x8").is_err());
+    assert!(load_model("model.txt").is_err());
+}
+
+fn random_input(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()).unwrap()
+}
+
+#[test]
+fn batch_runs_agree_with_single_images() {
+    for spec in ["zoo:resnet20", "zoo:mnist_cnn", "zoo:resnet18_small@16x16"] {
+        let g = load_model(spec).unwrap();
+        let shape: Vec<usize> = g.inputs[0].shape.iter().map(|d| d.resolve(3)).collect();
+        let x = random_input(&shape, 1);
+        let y = plain::run_single(&g, x.clone()).unwrap();
+        assert_eq!(y.shape(), &[3, 10]);
+        assert_eq!(g.outputs[0].shape, vec![Dim::Batch, Dim::Fixed(10)]);
+        for i in 0..3 {
+            let xi = x.index_axis(Axis(0), i).insert_axis(Axis(0)).to_owned();
+            let yi = plain::run_single(&g, xi).unwrap();
+            for (a, b) in yi.iter().zip(y.index_axis(Axis(0), i).iter()) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{spec}: {a} vs {b}");
+            }
+        }
+        assert!(y.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn option_a_shortcut_is_slice_and_pad() {
+    let g = zoo::build("resnet20", None, 3).unwrap();
+    let slice = g.nodes.iter().find(|n| n.name == "layer2.0.shortcut.slice").unwrap();
+    assert!(matches!(&slice.op, Op::Slice(c) if c.steps == vec![2, 2]));
+    let pad = g.nodes.iter().find(|n| n.name == "layer2.0.shortcut.pad").unwrap();
+    assert!(matches!(&pad.op, Op::Pad(c) if c.pads[1] == (8, 8)));
+    let shapes = g.infer_shapes(1).unwrap();
+    assert_eq!(shapes["layer2.0.shortcut.pad"], vec![1, 32, 16, 16]);
+    assert_eq!(shapes["layer3.0.shortcut.pad"], vec![1, 64, 8, 8]);
+}
+
+#[test]
+fn seeds_change_weights_and_given_weights_apply() {
+    let a = zoo::build("mnist_cnn", None, 1).unwrap();
+    let b = zoo::build("mnist_cnn", None, 2).unwrap();
+    assert_ne!(a.initializers["conv1.weight"], b.initializers["conv1.weight"]);
+    let mut c = zoo::build("mnist_cnn", None, 1).unwrap();
+    let mut given: std::collections::BTreeMap<String, ArrayD<f32>> =
+        b.initializers.iter().map(|(k, v)| (format!("module.{k}"), v.clone())).collect();
+    zoo::apply_weights(&mut c, &given).unwrap();
+    assert_eq!(c.initializers, b.initializers);
+    given.remove("module.fc.bias");
+    let err = zoo::apply_weights(&mut c, &given).unwrap_err().to_string();
+    assert!(err.contains("fc.bias"), "{err}");
+}
+
+#[test]
+fn graph_structure_round_trips_through_json() {
+    let g = zoo::build("resnet20", None, 0).unwrap();
+    let json = serde_json::to_string(&g).unwrap();
+    assert!(json.contains("\"op\":\"Conv\""));
+    let mut back: masq_runtime::Graph = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.nodes, g.nodes);
+    assert_eq!(back.outputs, g.outputs);
+    back.initializers = g.initializers.clone();
+    assert_eq!(back, g);
+}
