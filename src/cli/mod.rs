@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod inspect;
 mod progress;
 mod units;
 
@@ -21,10 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Benchmarks (`masq bench mpc --op relu --n 100000`).
     Bench(bench::BenchArgs),
+    /// Parameters, MACs and ReLUs of a model, per layer and in total
+    /// (MODEL: a .onnx file or zoo:NAME[@HxW], e.g. zoo:resnet20, zoo:wrn22_8@64x64).
+    Inspect(inspect::InspectArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
+        Command::Inspect(a) => inspect::run(a),
     }
 }
