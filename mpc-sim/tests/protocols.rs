@@ -344,3 +344,19 @@ fn missing_or_wrong_preprocessing_is_a_typed_error() {
     assert!(matches!(err, MpcError::WrongParty { .. }), "{err}");
     assert!(masq_mpc::dealer::Dealer::new(1).deal(&[Request::Cmp { n: 1, bits: 1 }]).is_err());
 }
+
+#[test]
+fn reveal_goes_to_one_party_only() {
+    let x = arr(&[3], vec![5, u64::MAX, 7]);
+    for to in [masq_mpc::Party::P0, masq_mpc::Party::P1] {
+        // The receiving party returns the revealed value, the other a share of zero.
+        let out = two_party(4, FixedPoint::default(), &[], &[], &x, |ctx, s| {
+            let v = protocols::reveal(ctx, &s, to)?;
+            assert_eq!(v.is_some(), ctx.party() == to);
+            Ok(masq_mpc::Share::new(ctx.party(), v.unwrap_or_else(|| x.mapv(|_| 0))))
+        })
+        .unwrap();
+        assert_eq!(out.measured(&[]), cost::reveal(3, to) + seeds());
+        assert_eq!(out.value, x);
+    }
+}

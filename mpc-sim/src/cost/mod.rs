@@ -98,6 +98,15 @@ pub fn open(n: usize) -> Cost {
     exchange(n)
 }
 
+/// Revealing `n` elements to one party (`to`): one message from the other party.
+pub fn reveal(n: usize, to: crate::share::Party) -> Cost {
+    let b = frame_bytes(n);
+    match to {
+        crate::share::Party::P1 => Cost { p0_to_p1: b, rounds: 1, ..Cost::default() },
+        crate::share::Party::P0 => Cost { p1_to_p0: b, rounds: 1, ..Cost::default() },
+    }
+}
+
 /// `n` Beaver products.
 pub fn mul(n: usize) -> Cost {
     with_offline(exchange(2 * n), &Request::Mul { n })
