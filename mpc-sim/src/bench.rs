@@ -197,6 +197,11 @@ pub struct BenchReport {
     pub formula: &'static str,
     /// Largest |secure - plaintext| over the outputs (decoded reals).
     pub max_abs_error: f64,
+    /// Outputs off by more than 4 units in the last place, over all repetitions: the large errors
+    /// of local truncation (0 for ops without truncation).
+    pub large_errors: u64,
+    /// `large_errors` / (elements × reps).
+    pub large_error_rate: f64,
     /// Frac bits used.
     pub frac_bits: u32,
 }
@@ -364,6 +369,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
     let (mut on_times, mut off_times) = (Vec::new(), Vec::new());
     let mut measured = Cost::default();
     let mut max_err = 0f64;
+    let mut large = 0u64;
     for rep in 0..cfg.reps {
         let seed = cfg.seed.wrapping_add(rep as u64 + 1);
         let t_off = Instant::now();
@@ -418,7 +424,11 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         let scale =
             if matches!(cfg.op, BenchOp::Matmul | BenchOp::Conv) { fp.scale() * fp.scale() } else { fp.scale() };
         for (&got, w) in out.iter().zip(&want) {
-            max_err = max_err.max(((got as i64) as f64 / scale - w).abs());
+            let err = ((got as i64) as f64 / scale - w).abs();
+            max_err = max_err.max(err);
+            if err > 4.0 / fp.scale() {
+                large += 1;
+            }
         }
         progress(rep + 1);
     }
@@ -445,6 +455,8 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         est_wan_seconds: estimate_seconds(&measured, seconds, &Network::WAN),
         formula: cost::latency::FORMULA,
         max_abs_error: max_err,
+        large_errors: large,
+        large_error_rate: large as f64 / (pr.elements * cfg.reps) as f64,
         frac_bits: fp.frac_bits(),
     })
 }

@@ -93,6 +93,7 @@ fn print_table(r: &BenchReport) {
         ("est. LAN (3 Gbps, 0.3 ms)", fmt_seconds(r.est_lan_seconds)),
         ("est. WAN (400 Mbps, 40 ms)", fmt_seconds(r.est_wan_seconds)),
         ("max abs error vs plaintext", format!("{:.3e}", r.max_abs_error)),
+        ("errors > 4 ulp (truncation)", format!("{} ({:.2e} of outputs)", r.large_errors, r.large_error_rate)),
         (
             "cost model prediction",
             if r.predicted.online_bytes() == r.online_bytes && r.predicted.rounds == r.rounds {
