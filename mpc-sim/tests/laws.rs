@@ -21,6 +21,7 @@ macro_rules! law {
     ($name:ident, |$x:ident, $y:ident, $c:ident| $secure:expr => $plain:expr) => {
         proptest! {
             #[test]
+            #[allow(unused_variables)]
             fn $name(pairs in prop::collection::vec((any::<u64>(), any::<u64>()), 1..64), $c in any::<u64>(), seed in any::<u64>()) {
                 let xs: Vec<u64> = pairs.iter().map(|p| p.0).collect();
                 let ys: Vec<u64> = pairs.iter().map(|p| p.1).collect();

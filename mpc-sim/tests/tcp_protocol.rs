@@ -63,7 +63,7 @@ fn a_peer_that_vanishes_mid_protocol_is_a_typed_error_not_a_hang() {
     });
     let t = TcpTransport::accept_with(&listener, Duration::from_secs(5), opts()).unwrap();
     let mut c = Ctx::new(Party::P0, t, p0, fp).unwrap();
-    protocols::relu(&mut c, &x0, 64).unwrap();
+    let _ = protocols::relu(&mut c, &x0, 64).unwrap();
     client.join().unwrap();
     let start = Instant::now();
     let err = protocols::relu(&mut c, &x0, 64).unwrap_err();

@@ -31,7 +31,8 @@ impl Network {
 
     /// A custom profile.
     pub fn custom(gbps: f64, rtt_ms: f64) -> Result<Network, MpcError> {
-        if !(gbps.is_finite() && gbps > 0.0) || !(rtt_ms.is_finite() && rtt_ms >= 0.0) {
+        let ok = gbps.is_finite() && gbps > 0.0 && rtt_ms.is_finite() && rtt_ms >= 0.0;
+        if !ok {
             return Err(MpcError::InvalidParameter {
                 name: "network",
                 value: format!("{gbps},{rtt_ms}"),

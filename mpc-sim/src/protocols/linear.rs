@@ -156,8 +156,10 @@ pub fn setup_layers<T: Transport>(
 pub fn precompute<T: Transport>(ctx: &mut Ctx<T>) -> Result<()> {
     let layers = &ctx.layers;
     for item in ctx.pre.items_mut() {
-        if let Material::Linear { layer, b, eb, .. } = item {
-            if eb.is_none() {
+        if let Material::Linear { layer, b, eb, .. } = item
+            && eb.is_none()
+        {
+            {
                 let state = layers.get(layer).ok_or_else(|| MpcError::PreprocessingMismatch {
                     op: "linear precompute".into(),
                     expected: format!("layer {layer} set up"),

@@ -160,7 +160,7 @@ pub fn masked_act<T: Transport>(
         Replacement::Identity => None,
         Replacement::Poly { c2, c1, c0 } => {
             let c = c2.len();
-            if c == 0 || c1.len() != c || c0.len() != c || per_image % c != 0 {
+            if c == 0 || c1.len() != c || c0.len() != c || !per_image.is_multiple_of(c) {
                 return Err(MpcError::ShapeMismatch {
                     op: "masked_act".into(),
                     expected: format!("equal per-channel coefficient counts dividing {per_image}"),
