@@ -171,6 +171,11 @@ impl Preprocessing {
         }
     }
 
+    /// The queued items, in order.
+    pub fn items(&self) -> impl Iterator<Item = &Material> {
+        self.items.iter()
+    }
+
     /// Mutable access to the queued items (for offline precomputation).
     pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut Material> {
         self.items.iter_mut()

@@ -19,6 +19,7 @@
 //! counts it reports ([`Preprocessing::offline_bytes`]) are what such a dealer really sends:
 //! 16 bytes of seed per party and deal, plus the explicit corrections above and the DCF keys.
 
+pub mod codec;
 pub mod material;
 pub mod request;
 
