@@ -1,5 +1,6 @@
 //! The executing backend: the lowering run on one party's shares, calling the protocols.
 
+use std::sync::Barrier;
 use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn, Zip};
@@ -159,6 +160,7 @@ pub(crate) fn party<T: Transport>(
     model: ModelMaterial,
     weights: Vec<(LayerId, Share)>,
     x: ArrayD<u64>,
+    ready: &Barrier,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<PartyOut> {
     let party = ctx.party();
@@ -166,12 +168,20 @@ pub(crate) fn party<T: Transport>(
         let what = what.to_string();
         move |source| RuntimeError::Mpc { at: what, source }
     };
-    let t = Instant::now();
-    protocols::setup_layers(ctx, model, weights).map_err(at("model load"))?;
-    let setup_seconds = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    protocols::precompute(ctx).map_err(at("offline precomputation"))?;
-    let precompute_seconds = t.elapsed().as_secs_f64();
+    let offline = || -> Result<(f64, f64)> {
+        let t = Instant::now();
+        protocols::setup_layers(ctx, model, weights).map_err(at("model load"))?;
+        let setup_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        protocols::precompute(ctx).map_err(at("offline precomputation"))?;
+        Ok((setup_seconds, t.elapsed().as_secs_f64()))
+    };
+    let offline = offline();
+    // Both parties start the online phase together (offline work is long done in a deployment);
+    // otherwise the first online step would time the slower party's offline work. Every party
+    // reaches this point, failed or not, so nobody waits forever.
+    ready.wait();
+    let (setup_seconds, precompute_seconds) = offline?;
     let setup_log = ctx.take_log();
     if let Some(p) = progress {
         p(Progress::Phase("online"));

@@ -32,7 +32,7 @@ mod plan;
 mod program;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
 use ndarray::{ArrayD, Ix2};
@@ -262,6 +262,7 @@ pub fn run_with_progress(
 
     phase("model load and offline");
     let failures: Mutex<Vec<RuntimeError>> = Mutex::new(Vec::new());
+    let ready = Barrier::new(2);
     let guard = |r: Result<exec::PartyOut>| {
         r.map_err(|e| {
             failures.lock().expect("not poisoned").push(e);
@@ -271,8 +272,8 @@ pub fn run_with_progress(
     let pair = masq_mpc::sim::run_pair(
         (pre0, pre1),
         fp,
-        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, None)),
-        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, progress)),
+        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, &ready, None)),
+        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, &ready, progress)),
     );
     let (p0, p1) = match pair {
         Ok((a, b)) => (a.output, b.output),
