@@ -88,12 +88,14 @@ impl Program {
             }
             b.node_start(i);
             let mut ins = Vec::with_capacity(node.inputs.len());
-            for name in &node.inputs {
+            for (k, name) in node.inputs.iter().enumerate() {
                 if let Some(c) = graph.initializers.get(name) {
                     ins.push(Operand::Const(c));
                     continue;
                 }
-                let last = self.last_use.get(name) == Some(&i) && !self.keep.contains(name);
+                let last = self.last_use.get(name) == Some(&i)
+                    && !self.keep.contains(name)
+                    && !node.inputs[k + 1..].contains(name);
                 let v = if last { env.remove(name) } else { env.get(name).cloned() };
                 let v = v.ok_or_else(|| RuntimeError::DanglingInput {
                     node: node.name.clone(),
