@@ -40,6 +40,7 @@ impl B {
         self.g.nodes.push(Node::new(name, op, inputs, &[name]));
         name.into()
     }
+    #[allow(clippy::too_many_arguments)] // mirrors the Conv fields the tests vary
     fn conv(&mut self, name: &str, x: &str, cin: usize, cout: usize, k: usize, pad: usize, groups: usize) -> String {
         let w = self.rand(&format!("{name}.w"), &[cout, cin / groups, k, k], -0.4, 0.4);
         let b = self.rand(&format!("{name}.b"), &[cout], -0.1, 0.1);
