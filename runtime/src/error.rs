@@ -82,6 +82,14 @@ pub enum RuntimeError {
     #[error("invalid graph: {reason}")]
     InvalidGraph { reason: String },
 
+    /// The secure engine (a protocol, the dealer or the transport) failed; `at` names the node or phase.
+    #[error("secure evaluation failed at {at}")]
+    Mpc {
+        at: String,
+        #[source]
+        source: masq_mpc::MpcError,
+    },
+
     /// A file system error, with the path.
     #[error("cannot access {}", path.display())]
     Io {

@@ -1,8 +1,8 @@
 //! # masq-runtime
 //!
 //! The model IR (graph, typed ops, tensors), the ONNX importer, the model zoo, the plaintext
-//! interpreter, reports and `.npy` I/O. (The onnxruntime cross-check and the secure executor on
-//! masq-mpc come later.)
+//! interpreter, reports, `.npy` I/O and the secure executor on masq-mpc ([`secure`]). (The
+//! onnxruntime cross-check comes later.)
 //!
 //! ```
 //! let g = masq_runtime::load_model("zoo:resnet20").unwrap();
@@ -18,6 +18,7 @@ pub mod npy;
 pub mod onnx;
 pub mod plain;
 pub mod report;
+pub mod secure;
 pub mod weights;
 pub mod zoo;
 

@@ -3,8 +3,10 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod estimate;
 mod inspect;
 mod progress;
+mod run;
 mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
@@ -25,11 +27,19 @@ pub enum Command {
     /// Parameters, MACs and ReLUs of a model, per layer and in total
     /// (MODEL: a .onnx file or zoo:NAME[@HxW], e.g. zoo:resnet20, zoo:wrn22_8@64x64).
     Inspect(inspect::InspectArgs),
+    /// Evaluate a model on an input batch, in the clear or under 2PC, with a per-layer cost report
+    /// (`masq run zoo:resnet20 --input x.npy --mode mpc`).
+    Run(run::RunArgs),
+    /// Estimate one inference's communication under masq or a published protocol, without running
+    /// (`masq estimate zoo:resnet20 --protocol crypten --network wan`).
+    Estimate(estimate::EstimateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Estimate(a) => estimate::run(a),
     }
 }

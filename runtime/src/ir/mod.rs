@@ -11,6 +11,7 @@
 //! assert_eq!(g.outputs[0].shape, vec![Dim::Batch, Dim::Fixed(4)]);
 //! ```
 
+pub mod fold;
 mod op;
 pub mod shape;
 

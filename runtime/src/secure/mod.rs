@@ -1,0 +1,388 @@
+//! The secure executor: an IR graph evaluated under masq-mpc's two-party protocols, with a cost
+//! report, and cost estimates without running.
+//!
+//! ```text
+//!   graph ──fold BatchNorm──▶ plan (lowering on shapes: dealer requests, linear layers, cost per node)
+//!         ──dealer──▶ model material + per-inference preprocessing for P0 (server) and P1 (client)
+//!   P0 (holds the weights)  ⇄  P1 (holds the input)      two threads, in-memory metered transport
+//!         model load (open E = W - A) → offline (op(E,[B])) → online (lowering on shares) → reveal to P1
+//!   P1 ──▶ output (Softmax / LogSoftmax at the output run in the clear at the client)
+//! ```
+//! Fixed point: values at scale `2^f`; weights are encoded at `f`, products truncated by `f`
+//! (local truncation); biases and constants are added by P0. Constants of element-wise
+//! multiplications, standalone BatchNorms and polynomial coefficients are public (as the
+//! masks and layer shapes); weights of Conv, Gemm and MatMul stay secret.
+//!
+//! The planner and the executor run the same lowering ([`lower`]) on shapes and on shares, so
+//! the predicted cost equals the measured one.
+//!
+//! ```
+//! use masq_runtime::{secure, zoo};
+//! let g = zoo::build("mnist_cnn", None, 1).unwrap();
+//! let x = ndarray::ArrayD::from_elem(vec![1, 1, 28, 28], 0.5f32);
+//! let run = secure::run(&g, &x, &secure::SecureConfig::default()).unwrap();
+//! assert!(run.report.max_abs_error < 1e-2);
+//! assert_eq!(run.report.rounds, secure::plan(&g, 1, &Default::default()).unwrap().total().rounds);
+//! ```
+
+mod estimate;
+mod exec;
+pub mod lower;
+mod plan;
+mod program;
+
+use std::collections::HashMap;
+use std::sync::{Barrier, Mutex};
+use std::time::Instant;
+
+use ndarray::{ArrayD, Ix2};
+use serde::Serialize;
+
+use masq_mpc::cost::{Cost, Network, estimate_seconds, latency::FORMULA};
+use masq_mpc::dealer::{Dealer, LayerId};
+use masq_mpc::protocols::{DEFAULT_CMP_BITS, StepRecord};
+use masq_mpc::{FixedPoint, MpcError, Party, Share};
+
+pub use estimate::{EstimateReport, estimate};
+pub use plan::{LinearLayer, Plan, PlannedNode, plan};
+
+use crate::error::{Result, RuntimeError};
+use crate::ir::{Graph, format_dims};
+use crate::plain;
+
+/// Parameters of a secure run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SecureConfig {
+    /// Fractional bits of the fixed-point encoding.
+    pub frac_bits: u32,
+    /// Seed of the dealer (every random value of the run derives from it).
+    pub seed: u64,
+    /// Bit width of comparisons (64: exact for every ring element).
+    pub cmp_bits: u32,
+}
+
+impl Default for SecureConfig {
+    fn default() -> Self {
+        SecureConfig { frac_bits: FixedPoint::DEFAULT_FRAC_BITS, seed: 0, cmp_bits: DEFAULT_CMP_BITS }
+    }
+}
+
+impl SecureConfig {
+    /// The fixed-point parameters (checks the range of `frac_bits`).
+    pub fn fixed_point(&self) -> Result<FixedPoint> {
+        FixedPoint::new(self.frac_bits).map_err(|source| RuntimeError::Mpc { at: "configuration".into(), source })
+    }
+}
+
+/// Progress events of a run (for progress bars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A phase starts: `planning`, `dealing`, `model load and offline`, `online`, `plaintext reference`.
+    Phase(&'static str),
+    /// `done` of `total` nodes evaluated online (reported by the client).
+    Node { done: usize, total: usize },
+}
+
+/// One layer (graph node) of a secure run; figures cover the whole batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerCost {
+    pub name: String,
+    pub op: String,
+    pub output_shape: Vec<usize>,
+    pub macs: u64,
+    /// Secure comparisons (ReLUs, including max pooling's and Clip's).
+    pub relus: u64,
+    pub poly_elements: u64,
+    pub online_bytes_p0_to_p1: u64,
+    pub online_bytes_p1_to_p0: u64,
+    pub rounds: u64,
+    /// Dealer bytes for this layer (both parties).
+    pub offline_bytes: u64,
+    /// Online wall seconds (the slower party).
+    pub seconds: f64,
+}
+
+/// The report of a secure run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SecureReport {
+    pub model: String,
+    pub batch: usize,
+    pub frac_bits: u32,
+    pub cmp_bits: u32,
+    pub seed: u64,
+    /// Per graph node, then one entry for the reveal.
+    pub layers: Vec<LayerCost>,
+    /// Secure comparisons of the whole batch.
+    pub relu_count: u64,
+    pub poly_elements: u64,
+    pub macs: u64,
+    pub online_bytes_p0_to_p1: u64,
+    pub online_bytes_p1_to_p0: u64,
+    pub online_bytes: u64,
+    pub rounds: u64,
+    /// Dealer bytes of this inference (both parties, seed-compressed).
+    pub offline_bytes: u64,
+    /// Online wall seconds (the slower party).
+    pub online_seconds: f64,
+    /// Dealer time plus the parties' offline precomputation (the slower party).
+    pub offline_seconds: f64,
+    /// Model load: opening `E = W - A` (once per model).
+    pub setup_bytes: u64,
+    pub setup_rounds: u64,
+    pub setup_seconds: f64,
+    /// What the planner predicted for this inference.
+    pub predicted: Cost,
+    /// What the metered transport and the dealer measured.
+    pub measured: Cost,
+    pub est_lan_seconds: f64,
+    pub est_wan_seconds: f64,
+    /// The latency formula of the estimates.
+    pub formula: &'static str,
+    /// Largest absolute difference from the plaintext interpreter over all outputs.
+    pub max_abs_error: f64,
+    pub output_shape: Vec<usize>,
+    /// The first output, flattened (row-major).
+    pub output: Vec<f32>,
+}
+
+/// A secure run's outputs and report.
+#[derive(Debug, Clone)]
+pub struct SecureRun {
+    pub report: SecureReport,
+    /// Graph outputs by name, as the client decoded them.
+    pub outputs: Vec<(String, ArrayD<f32>)>,
+    /// The plaintext interpreter's outputs on the same input.
+    pub plain: Vec<(String, ArrayD<f32>)>,
+}
+
+/// Runs `graph` on `x` (`[batch, ...]`) under 2PC: P0 holds the weights, P1 the input.
+pub fn run(graph: &Graph, x: &ArrayD<f32>, cfg: &SecureConfig) -> Result<SecureRun> {
+    run_with_progress(graph, x, cfg, None)
+}
+
+fn check_input(graph: &Graph, x: &ArrayD<f32>) -> Result<()> {
+    let input = graph.data_inputs().next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "no input".into() })?;
+    let batch = x.shape().first().copied().unwrap_or(0);
+    if x.ndim() != input.shape.len() || batch == 0 || x.shape() != input.shape_at(batch).as_slice() {
+        return Err(RuntimeError::BadInput {
+            name: input.name.clone(),
+            expected: format_dims(&input.shape),
+            got: x.shape().to_vec(),
+        });
+    }
+    if x.iter().any(|v| !v.is_finite()) {
+        return Err(RuntimeError::BadInput {
+            name: input.name.clone(),
+            expected: "finite values (found NaN or infinity)".into(),
+            got: x.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// The weight of a linear layer in ring encoding (P0's share).
+fn encode_weight(graph: &Graph, l: &LinearLayer, fp: FixedPoint) -> Result<ArrayD<u64>> {
+    let w = graph
+        .initializers
+        .get(&l.weight.name)
+        .ok_or_else(|| RuntimeError::NotFound { kind: "weight initializer", name: l.weight.name.clone() })?;
+    let w = if l.weight.transpose {
+        let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| RuntimeError::BadInitializer {
+            node: l.node.clone(),
+            op: "Gemm".into(),
+            name: l.weight.name.clone(),
+            reason: "expected a 2-D weight".into(),
+        })?;
+        w2.t().as_standard_layout().into_owned().into_dyn()
+    } else {
+        w.as_standard_layout().into_owned()
+    };
+    Ok(w.mapv(|v| fp.encode(v as f64)))
+}
+
+/// Sum of the steps `from..to` of both parties' logs.
+fn measure(l0: &[StepRecord], l1: &[StepRecord], r0: (usize, usize), r1: (usize, usize)) -> Result<Cost> {
+    let (s0, s1) = (&l0[r0.0..r0.1], &l1[r1.0..r1.1]);
+    if s0.len() != s1.len() || s0.iter().zip(s1).any(|(a, b)| a.op != b.op) {
+        return Err(RuntimeError::Mpc {
+            at: "cost accounting".into(),
+            source: MpcError::PreprocessingMismatch {
+                op: "step logs".into(),
+                expected: format!("{:?}", s0.iter().map(|s| s.op).collect::<Vec<_>>()),
+                found: format!("{:?}", s1.iter().map(|s| s.op).collect::<Vec<_>>()),
+            },
+        });
+    }
+    let mut c = Cost::default();
+    for (a, b) in s0.iter().zip(s1) {
+        c.p0_to_p1 += a.traffic.bytes_sent;
+        c.p1_to_p0 += b.traffic.bytes_sent;
+        c.rounds += a.traffic.rounds.max(b.traffic.rounds);
+    }
+    Ok(c)
+}
+
+/// [`run`] with progress events (the online pass reports from the client's thread).
+pub fn run_with_progress(
+    graph: &Graph,
+    x: &ArrayD<f32>,
+    cfg: &SecureConfig,
+    progress: Option<&(dyn Fn(Progress) + Sync)>,
+) -> Result<SecureRun> {
+    let phase = |p: &'static str| {
+        if let Some(f) = progress {
+            f(Progress::Phase(p));
+        }
+    };
+    check_input(graph, x)?;
+    let batch = x.shape()[0];
+    phase("planning");
+    let plan = plan::plan(graph, batch, cfg)?;
+    let fp = plan.fixed_point;
+
+    phase("dealing");
+    let t = Instant::now();
+    let dealer_err = |source| RuntimeError::Mpc { at: "dealer".into(), source };
+    let mut dealer = Dealer::new(cfg.seed);
+    let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+    let (m0, m1) = dealer.setup_model(&kinds).map_err(dealer_err)?;
+    let (pre0, pre1) = dealer.deal(&plan.requests).map_err(dealer_err)?;
+    let deal_seconds = t.elapsed().as_secs_f64();
+    let offline = (pre0.offline_bytes(), pre1.offline_bytes());
+    let setup_offline = m0.offline_bytes + m1.offline_bytes;
+
+    let w0: Vec<(LayerId, Share)> = plan
+        .layers
+        .iter()
+        .map(|l| Ok((l.id, Share::new(Party::P0, encode_weight(&plan.graph, l, fp)?))))
+        .collect::<Result<_>>()?;
+    let w1: Vec<(LayerId, Share)> = w0.iter().map(|(id, w)| (*id, Share::zeros(Party::P1, w.shape()))).collect();
+    let x1 = x.mapv(|v| fp.encode(v as f64));
+    let x0 = ArrayD::<u64>::zeros(x1.raw_dim());
+
+    phase("model load and offline");
+    let failures: Mutex<Vec<RuntimeError>> = Mutex::new(Vec::new());
+    let ready = Barrier::new(2);
+    let guard = |r: Result<exec::PartyOut>| {
+        r.map_err(|e| {
+            failures.lock().expect("not poisoned").push(e);
+            MpcError::PeerDisconnected { during: "stopping on an error" }
+        })
+    };
+    let pair = masq_mpc::sim::run_pair(
+        (pre0, pre1),
+        fp,
+        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, &ready, None)),
+        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, &ready, progress)),
+    );
+    let (p0, p1) = match pair {
+        Ok((a, b)) => (a.output, b.output),
+        Err(source) => {
+            let mut f = failures.into_inner().expect("not poisoned");
+            let root = f
+                .iter()
+                .position(|e| !matches!(e, RuntimeError::Mpc { source: MpcError::PeerDisconnected { .. }, .. }));
+            return Err(match root {
+                Some(i) => f.swap_remove(i),
+                None if !f.is_empty() => f.swap_remove(0),
+                None => RuntimeError::Mpc { at: "two-party run".into(), source },
+            });
+        }
+    };
+
+    // Decode at the client; Softmax / LogSoftmax at the output run in the clear.
+    let mut outputs = Vec::with_capacity(p1.outputs.len());
+    for (r, y) in plan.program.reveals.iter().zip(&p1.outputs) {
+        let mut v = y.mapv(|w| fp.decode(w) as f32);
+        if let Some(i) = r.tail {
+            v = plain::eval_node(&plan.graph, &plan.graph.nodes[i], &[&v])?;
+        }
+        outputs.push((r.output.clone(), v));
+    }
+
+    phase("plaintext reference");
+    let input = graph.data_inputs().next().expect("checked").name.clone();
+    let mut reference = plain::run(graph, HashMap::from([(input, x.clone())]))?;
+    let mut plain_outs = Vec::with_capacity(outputs.len());
+    let mut max_abs_error = 0f64;
+    for (name, y) in &outputs {
+        let p = reference.remove(name).ok_or_else(|| RuntimeError::NotFound { kind: "output", name: name.clone() })?;
+        for (a, b) in y.iter().zip(p.iter()) {
+            let d = (*a as f64 - *b as f64).abs();
+            max_abs_error = max_abs_error.max(if d.is_nan() { f64::INFINITY } else { d });
+        }
+        plain_outs.push((name.clone(), p));
+    }
+
+    // Per-layer figures from both parties' logs.
+    let mut layers = Vec::with_capacity(plan.nodes.len() + 1);
+    let mut measured = Cost::default();
+    for (i, pn) in plan.nodes.iter().enumerate() {
+        let (c, secs) = match (p0.nodes[i], p1.nodes[i]) {
+            (Some(a), Some(b)) => (measure(&p0.log, &p1.log, (a.0, a.1), (b.0, b.1))?, a.2.max(b.2)),
+            _ => (Cost::default(), 0.0),
+        };
+        measured += c;
+        layers.push(LayerCost {
+            name: pn.name.clone(),
+            op: pn.op.clone(),
+            output_shape: pn.output_shape.clone(),
+            macs: pn.macs,
+            relus: pn.relus,
+            poly_elements: pn.poly_elements,
+            online_bytes_p0_to_p1: c.p0_to_p1,
+            online_bytes_p1_to_p0: c.p1_to_p0,
+            rounds: c.rounds,
+            offline_bytes: pn.cost.offline_bytes(),
+            seconds: secs,
+        });
+    }
+    let rc = measure(&p0.log, &p1.log, (p0.reveal.0, p0.reveal.1), (p1.reveal.0, p1.reveal.1))?;
+    measured += rc;
+    layers.push(LayerCost {
+        name: "(reveal)".into(),
+        op: "Reveal".into(),
+        output_shape: outputs.first().map(|o| o.1.shape().to_vec()).unwrap_or_default(),
+        macs: 0,
+        relus: 0,
+        poly_elements: 0,
+        online_bytes_p0_to_p1: rc.p0_to_p1,
+        online_bytes_p1_to_p0: rc.p1_to_p0,
+        rounds: rc.rounds,
+        offline_bytes: 0,
+        seconds: p0.reveal.2.max(p1.reveal.2),
+    });
+    (measured.offline_p0, measured.offline_p1) = offline;
+    let setup_cost = measure(&p0.setup_log, &p1.setup_log, (0, p0.setup_log.len()), (0, p1.setup_log.len()))?;
+    let online_seconds = p0.online_seconds.max(p1.online_seconds);
+    let report = SecureReport {
+        model: graph.name.clone(),
+        batch,
+        frac_bits: cfg.frac_bits,
+        cmp_bits: cfg.cmp_bits,
+        seed: cfg.seed,
+        relu_count: plan.relus(),
+        poly_elements: plan.nodes.iter().map(|n| n.poly_elements).sum(),
+        macs: plan.nodes.iter().map(|n| n.macs).sum(),
+        online_bytes_p0_to_p1: measured.p0_to_p1,
+        online_bytes_p1_to_p0: measured.p1_to_p0,
+        online_bytes: measured.online_bytes(),
+        rounds: measured.rounds,
+        offline_bytes: measured.offline_bytes(),
+        online_seconds,
+        offline_seconds: deal_seconds + p0.precompute_seconds.max(p1.precompute_seconds),
+        setup_bytes: setup_cost.online_bytes() + setup_offline,
+        setup_rounds: setup_cost.rounds,
+        setup_seconds: p0.setup_seconds.max(p1.setup_seconds),
+        predicted: plan.total(),
+        measured,
+        est_lan_seconds: estimate_seconds(&measured, online_seconds, &Network::LAN),
+        est_wan_seconds: estimate_seconds(&measured, online_seconds, &Network::WAN),
+        formula: FORMULA,
+        max_abs_error,
+        output_shape: outputs.first().map(|o| o.1.shape().to_vec()).unwrap_or_default(),
+        output: outputs.first().map(|o| o.1.iter().copied().collect()).unwrap_or_default(),
+        layers,
+    };
+    Ok(SecureRun { report, outputs, plain: plain_outs })
+}

@@ -1,0 +1,317 @@
+//! `masq run MODEL --input X.npy [--mode plain|ort|mpc] [--output Y.npy] [--frac-bits F] [--seed S] [--json]`:
+//! evaluates a model on a batch, in the clear or under two-party computation.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use masq_runtime::secure::{self, Progress, SecureConfig};
+use masq_runtime::{Graph, ir::format_dims, npy, plain, report};
+use ndarray::{ArrayD, Axis};
+use serde::Serialize;
+
+use super::progress;
+use super::units::{fmt_bytes, fmt_seconds};
+
+/// How to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The plaintext interpreter (f32).
+    Plain,
+    /// onnxruntime (a cross-check of the plaintext interpreter).
+    Ort,
+    /// Two-party computation: P0 holds the weights, P1 the input; the output is revealed to P1.
+    Mpc,
+}
+
+/// Arguments of `masq run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A `.onnx` file or `zoo:NAME[@HxW]` (zoo models have seeded random weights).
+    pub model: String,
+    /// Input tensor (`.npy`, float): `[N, C, H, W]` for a batch or `[C, H, W]` for one image.
+    #[arg(long, value_name = "X.npy")]
+    pub input: PathBuf,
+    /// Evaluation mode.
+    #[arg(long, value_enum, default_value_t = Mode::Mpc)]
+    pub mode: Mode,
+    /// Write the (first) output to this `.npy` file.
+    #[arg(long, value_name = "Y.npy")]
+    pub output: Option<PathBuf>,
+    /// Fractional bits of the fixed-point encoding (mpc mode), 1 to 40.
+    #[arg(long, default_value_t = 16, value_name = "F")]
+    pub frac_bits: u32,
+    /// Seed of the dealer's randomness (mpc mode).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One layer in the output (the plaintext modes fill only the structural fields).
+#[derive(Debug, Serialize)]
+struct Layer {
+    name: String,
+    op: String,
+    output_shape: Vec<usize>,
+    macs: u64,
+    relus: u64,
+    poly_elements: u64,
+    online_bytes_p0_to_p1: u64,
+    online_bytes_p1_to_p0: u64,
+    rounds: u64,
+    offline_bytes: u64,
+    seconds: f64,
+}
+
+/// The JSON object `masq run --json` prints (a stable contract: keys are only ever added).
+#[derive(Debug, Serialize)]
+struct RunOutput {
+    mode: Mode,
+    model: String,
+    batch: usize,
+    frac_bits: Option<u32>,
+    seed: Option<u64>,
+    /// Secure comparisons (ReLUs, including max pooling's) evaluated for the whole batch.
+    relu_count: u64,
+    online_bytes: u64,
+    online_bytes_p0_to_p1: u64,
+    online_bytes_p1_to_p0: u64,
+    rounds: u64,
+    offline_bytes: u64,
+    /// Online wall seconds (mpc) or evaluation seconds (plain, ort).
+    seconds: f64,
+    offline_seconds: f64,
+    setup_seconds: f64,
+    est_lan_seconds: Option<f64>,
+    est_wan_seconds: Option<f64>,
+    formula: Option<&'static str>,
+    /// mpc: largest absolute difference from the plaintext interpreter.
+    max_abs_error: Option<f64>,
+    output_shape: Vec<usize>,
+    /// Argmax of each image's output.
+    predictions: Vec<usize>,
+    layers: Vec<Layer>,
+}
+
+/// Reads the input and checks it against the model's input.
+fn read_input(graph: &Graph, path: &PathBuf) -> anyhow::Result<ArrayD<f32>> {
+    let x = npy::read_f32(path).with_context(|| format!("reading input {}", path.display()))?;
+    let input = graph.data_inputs().next().context("the model has no input")?;
+    let rank = input.shape.len();
+    let x = if x.ndim() + 1 == rank { x.insert_axis(Axis(0)) } else { x };
+    let batch = x.shape().first().copied().unwrap_or(0);
+    if x.ndim() != rank || batch == 0 || x.shape() != input.shape_at(batch).as_slice() {
+        bail!(
+            "{}: tensor of shape {:?} does not fit model input {} of shape {} (give [N, ...] or one image without N)",
+            path.display(),
+            x.shape(),
+            input.name,
+            format_dims(&input.shape)
+        );
+    }
+    if batch > 1 && !graph.supports_batch() {
+        bail!("{}: batch of {batch}, but the model only runs at batch 1", path.display());
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!("{}: element {i} is not a finite number", path.display());
+    }
+    Ok(x)
+}
+
+fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
+    if y.ndim() == 0 {
+        return vec![0];
+    }
+    y.axis_iter(Axis(0))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+                .0
+        })
+        .collect()
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if !(1..=40).contains(&args.frac_bits) {
+        bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
+    }
+    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let x = read_input(&graph, &args.input)?;
+    let batch = x.shape()[0];
+    let out = match args.mode {
+        Mode::Ort => bail!("onnxruntime mode is not wired yet (use --mode plain or --mode mpc)"),
+        Mode::Plain => {
+            let t = Instant::now();
+            let y = plain::run_single(&graph, x).with_context(|| format!("evaluating {}", args.model))?;
+            let seconds = t.elapsed().as_secs_f64();
+            let rep = report::report(&graph).with_context(|| format!("analysing {}", args.model))?;
+            let layers = rep
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    name: l.name.clone(),
+                    op: l.op.clone(),
+                    output_shape: l.output_shape.clone(),
+                    macs: l.macs * batch as u64,
+                    relus: (l.relus + l.maxpool_comparisons) * batch as u64,
+                    poly_elements: 0,
+                    online_bytes_p0_to_p1: 0,
+                    online_bytes_p1_to_p0: 0,
+                    rounds: 0,
+                    offline_bytes: 0,
+                    seconds: 0.0,
+                })
+                .collect();
+            let o = RunOutput {
+                mode: Mode::Plain,
+                model: args.model.clone(),
+                batch,
+                frac_bits: None,
+                seed: None,
+                relu_count: (rep.relu_count + rep.maxpool_comparisons) * batch as u64,
+                online_bytes: 0,
+                online_bytes_p0_to_p1: 0,
+                online_bytes_p1_to_p0: 0,
+                rounds: 0,
+                offline_bytes: 0,
+                seconds,
+                offline_seconds: 0.0,
+                setup_seconds: 0.0,
+                est_lan_seconds: None,
+                est_wan_seconds: None,
+                formula: None,
+                max_abs_error: None,
+                output_shape: y.shape().to_vec(),
+                predictions: argmax_rows(&y),
+                layers,
+            };
+            (o, y)
+        }
+        Mode::Mpc => {
+            let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, ..SecureConfig::default() };
+            let pb = progress::bar(0, "planning", args.json);
+            let on = |p: Progress| match p {
+                Progress::Phase(name) => pb.set_message(name),
+                Progress::Node { done, total } => {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                }
+            };
+            let run = secure::run_with_progress(&graph, &x, &cfg, Some(&on))
+                .with_context(|| format!("secure evaluation of {}", args.model))?;
+            pb.finish_and_clear();
+            let r = run.report;
+            let y = run.outputs.into_iter().next().map(|o| o.1).context("the model has no output")?;
+            let layers = r
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    name: l.name.clone(),
+                    op: l.op.clone(),
+                    output_shape: l.output_shape.clone(),
+                    macs: l.macs,
+                    relus: l.relus,
+                    poly_elements: l.poly_elements,
+                    online_bytes_p0_to_p1: l.online_bytes_p0_to_p1,
+                    online_bytes_p1_to_p0: l.online_bytes_p1_to_p0,
+                    rounds: l.rounds,
+                    offline_bytes: l.offline_bytes,
+                    seconds: l.seconds,
+                })
+                .collect();
+            let o = RunOutput {
+                mode: Mode::Mpc,
+                model: args.model.clone(),
+                batch,
+                frac_bits: Some(r.frac_bits),
+                seed: Some(r.seed),
+                relu_count: r.relu_count,
+                online_bytes: r.online_bytes,
+                online_bytes_p0_to_p1: r.online_bytes_p0_to_p1,
+                online_bytes_p1_to_p0: r.online_bytes_p1_to_p0,
+                rounds: r.rounds,
+                offline_bytes: r.offline_bytes,
+                seconds: r.online_seconds,
+                offline_seconds: r.offline_seconds,
+                setup_seconds: r.setup_seconds,
+                est_lan_seconds: Some(r.est_lan_seconds),
+                est_wan_seconds: Some(r.est_wan_seconds),
+                formula: Some(r.formula),
+                max_abs_error: Some(r.max_abs_error),
+                output_shape: y.shape().to_vec(),
+                predictions: argmax_rows(&y),
+                layers,
+            };
+            (o, y)
+        }
+    };
+    let (o, y) = out;
+    if let Some(path) = &args.output {
+        npy::write(path, &y).with_context(|| format!("writing output {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&o).context("serialising the result")?);
+    } else {
+        print!("{}", table(&o));
+    }
+    Ok(())
+}
+
+fn table(o: &RunOutput) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let w = o.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 40);
+    let _ = writeln!(s, "model {} (mode {:?}, batch {})", o.model, o.mode, o.batch);
+    let _ = writeln!(
+        s,
+        "{:<w$}  {:<18}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",
+        "name", "op", "output", "ReLUs", "P0->P1", "P1->P0", "rounds", "time"
+    );
+    for l in &o.layers {
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:<18}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",
+            l.name,
+            l.op,
+            format!("{:?}", l.output_shape),
+            report::thousands(l.relus),
+            fmt_bytes(l.online_bytes_p0_to_p1),
+            fmt_bytes(l.online_bytes_p1_to_p0),
+            l.rounds,
+            fmt_seconds(l.seconds)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "total: ReLUs {}, online {} ({} P0->P1, {} P1->P0), {} rounds, offline {}",
+        report::thousands(o.relu_count),
+        fmt_bytes(o.online_bytes),
+        fmt_bytes(o.online_bytes_p0_to_p1),
+        fmt_bytes(o.online_bytes_p1_to_p0),
+        o.rounds,
+        fmt_bytes(o.offline_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "time: {} {} (offline {}, model load {})",
+        if o.mode == Mode::Mpc { "online" } else { "evaluation" },
+        fmt_seconds(o.seconds),
+        fmt_seconds(o.offline_seconds),
+        fmt_seconds(o.setup_seconds)
+    );
+    if let (Some(lan), Some(wan), Some(f)) = (o.est_lan_seconds, o.est_wan_seconds, o.formula) {
+        let _ = writeln!(s, "estimated latency: LAN {}, WAN {}  ({f})", fmt_seconds(lan), fmt_seconds(wan));
+    }
+    if let Some(e) = o.max_abs_error {
+        let _ = writeln!(s, "max |secure - plaintext| = {e:.3e}");
+    }
+    let _ = writeln!(s, "output shape {:?}", o.output_shape);
+    for (i, p) in o.predictions.iter().enumerate() {
+        let _ = writeln!(s, "image {i}: class {p}");
+    }
+    s
+}

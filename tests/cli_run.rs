@@ -1,0 +1,147 @@
+//! `masq run` and `masq estimate` end to end: the JSON contract, the output file, and clear errors
+//! (never a panic) for bad inputs and flags.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use ndarray::ArrayD;
+
+fn masq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_masq")).args(args).output().expect("masq runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("masq-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn failure(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn run_plain_and_mpc_agree_and_report() {
+    let x = ArrayD::from_shape_fn(vec![2, 1, 28, 28], |d| ((d[2] * 28 + d[3]) % 17) as f32 / 17.0 - 0.3 * d[0] as f32);
+    let input = tmp("mnist_x.npy");
+    masq_runtime::npy::write(&input, &x).unwrap();
+    let out_plain = tmp("y_plain.npy");
+    let out_mpc = tmp("y_mpc.npy");
+    let i = input.to_str().unwrap();
+    let p = json(&masq(&[
+        "run",
+        "zoo:mnist_cnn",
+        "--input",
+        i,
+        "--mode",
+        "plain",
+        "--json",
+        "--output",
+        out_plain.to_str().unwrap(),
+    ]));
+    let m = json(&masq(&[
+        "run",
+        "zoo:mnist_cnn",
+        "--input",
+        i,
+        "--mode",
+        "mpc",
+        "--json",
+        "--seed",
+        "5",
+        "--output",
+        out_mpc.to_str().unwrap(),
+    ]));
+    for key in [
+        "mode",
+        "relu_count",
+        "online_bytes",
+        "rounds",
+        "offline_bytes",
+        "seconds",
+        "offline_seconds",
+        "est_lan_seconds",
+        "est_wan_seconds",
+        "max_abs_error",
+        "output_shape",
+        "layers",
+    ] {
+        assert!(p.get(key).is_some() && m.get(key).is_some(), "key {key}");
+    }
+    assert_eq!(m["mode"], "mpc");
+    assert_eq!(p["mode"], "plain");
+    assert_eq!(m["output_shape"], serde_json::json!([2, 10]));
+    assert_eq!(m["relu_count"], p["relu_count"], "ReLUs incl. max-pool comparisons, whole batch");
+    assert!(m["max_abs_error"].as_f64().unwrap() < 1e-2);
+    assert!(m["rounds"].as_u64().unwrap() > 4 && m["online_bytes"].as_u64().unwrap() > 0);
+    assert!(m["est_wan_seconds"].as_f64().unwrap() > m["est_lan_seconds"].as_f64().unwrap());
+    assert_eq!(m["predictions"], p["predictions"]);
+    let yp = masq_runtime::npy::read_f32(&out_plain).unwrap();
+    let ym = masq_runtime::npy::read_f32(&out_mpc).unwrap();
+    assert_eq!(yp.shape(), &[2, 10]);
+    assert!(yp.iter().zip(ym.iter()).all(|(a, b)| (a - b).abs() < 1e-2));
+
+    // Human output: a table, totals and one prediction per image.
+    let h = masq(&["run", "zoo:mnist_cnn", "--input", i, "--mode", "mpc"]);
+    assert!(h.status.success());
+    let text = String::from_utf8_lossy(&h.stdout);
+    assert!(text.contains("conv1") && text.contains("total:") && text.contains("image 1: class"), "{text}");
+
+    // One image without the batch axis is accepted.
+    let one = tmp("one.npy");
+    masq_runtime::npy::write(&one, &ArrayD::<f32>::zeros(vec![1, 28, 28])).unwrap();
+    let o = json(&masq(&["run", "zoo:mnist_cnn", "--input", one.to_str().unwrap(), "--mode", "plain", "--json"]));
+    assert_eq!(o["output_shape"], serde_json::json!([1, 10]));
+}
+
+#[test]
+fn run_rejects_bad_inputs_and_flags_clearly() {
+    let bad = tmp("bad_shape.npy");
+    masq_runtime::npy::write(&bad, &ArrayD::<f32>::zeros(vec![1, 3, 28, 28])).unwrap();
+    let b = bad.to_str().unwrap();
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", b, "--mode", "mpc"]));
+    assert!(err.contains("bad_shape.npy") && err.contains("[1, 3, 28, 28]"), "{err}");
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", "/nonexistent/x.npy"]));
+    assert!(err.contains("/nonexistent/x.npy"), "{err}");
+    let nan = tmp("nan.npy");
+    masq_runtime::npy::write(&nan, &ArrayD::from_elem(vec![1, 1, 28, 28], f32::NAN)).unwrap();
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", nan.to_str().unwrap()]));
+    assert!(err.contains("nan.npy") && err.contains("finite"), "{err}");
+    let ok = tmp("ok.npy");
+    masq_runtime::npy::write(&ok, &ArrayD::<f32>::zeros(vec![1, 1, 28, 28])).unwrap();
+    let o = ok.to_str().unwrap();
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--frac-bits", "0"]));
+    assert!(err.contains("frac-bits"), "{err}");
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--mode", "ort"]));
+    assert!(err.contains("onnxruntime mode is not wired yet"), "{err}");
+    failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--mode", "gpu"]));
+    let err = failure(&masq(&["run", "zoo:nosuchnet", "--input", o]));
+    assert!(err.contains("nosuchnet"), "{err}");
+}
+
+#[test]
+fn estimate_reports_masq_and_published_protocols() {
+    let m = json(&masq(&["estimate", "zoo:resnet20", "--json"]));
+    assert_eq!(m["relu_count"], 188_416);
+    assert_eq!(m["protocol"], "masq");
+    let c = json(&masq(&["estimate", "zoo:resnet20", "--protocol", "crypten", "--network", "wan", "--json"]));
+    assert!(c["online_bytes"].as_f64().unwrap() > m["online_bytes"].as_f64().unwrap());
+    assert!(c["rounds"].as_u64().unwrap() > m["rounds"].as_u64().unwrap());
+    let b = json(&masq(&["estimate", "zoo:resnet20", "--network", "1,10", "--batch", "2", "--json"]));
+    assert_eq!(b["relu_count"], 2 * 188_416);
+    let t = masq(&["estimate", "zoo:mnist_cnn", "--protocol", "delphi"]);
+    assert!(t.status.success() && String::from_utf8_lossy(&t.stdout).contains("total:"));
+    let err = failure(&masq(&["estimate", "zoo:resnet20", "--protocol", "sgx"]));
+    assert!(err.contains("sgx"), "{err}");
+    let err = failure(&masq(&["estimate", "zoo:resnet20", "--network", "fast"]));
+    assert!(err.contains("fast"), "{err}");
+    failure(&masq(&["estimate", "zoo:resnet20", "--batch", "0"]));
+}
