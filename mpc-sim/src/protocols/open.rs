@@ -40,6 +40,7 @@ pub fn reveal<T: Transport>(ctx: &mut Ctx<T>, x: &Share, to: crate::share::Party
             ctx.net.flush()?;
             return Ok(None);
         }
+        ctx.net.start_round();
         let theirs = ctx.net.recv_u64s(mine.len(), "reveal")?;
         let sum: Vec<u64> = mine.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
         Ok(Some(ArrayD::from_shape_vec(IxDyn(x.shape()), sum).expect("same length")))

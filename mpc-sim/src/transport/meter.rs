@@ -125,6 +125,13 @@ impl<T: Transport> Metered<T> {
         self.inner
     }
 
+    /// Declares that the next receive waits for a message the peer can only send after a step of
+    /// its own (e.g. the output reveal after the last exchange): count it as a new round even if
+    /// this party sent nothing since its previous receive.
+    pub fn start_round(&mut self) {
+        self.sent_since_recv = true;
+    }
+
     fn count_send(&mut self, len: usize) {
         self.traffic.bytes_sent += (len + FRAME_HEADER_BYTES) as u64;
         self.traffic.frames_sent += 1;
@@ -287,5 +294,27 @@ mod tests {
         assert_eq!((n, s.as_str()), (7, "hi"));
         assert_eq!(a.traffic().bytes_sent, b.traffic().bytes_received);
         let _inner: Box<dyn Transport> = a.into_inner();
+    }
+}
+
+#[cfg(test)]
+mod start_round_tests {
+    use super::*;
+    use crate::transport::mem_pair;
+
+    #[test]
+    fn a_declared_round_counts_even_after_a_receive() {
+        let (a, b) = mem_pair();
+        let (mut a, mut b) = (Metered::new(a), Metered::new(b));
+        a.send(&[1]).unwrap();
+        a.send(&[2]).unwrap();
+        b.recv().unwrap();
+        assert_eq!(b.traffic().rounds, 1);
+        b.recv().unwrap();
+        assert_eq!(b.traffic().rounds, 1, "consecutive receives are one wait");
+        a.send(&[3]).unwrap();
+        b.start_round();
+        b.recv().unwrap();
+        assert_eq!(b.traffic().rounds, 2, "a declared dependent message is a new round");
     }
 }

@@ -105,10 +105,8 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
         cur_index: 0,
     };
     let outs = program.walk(&mut p, &graph, &shapes, fp, ArrayD::from_elem(IxDyn(&input_shape), ()))?;
-    // The client's last action before the reveal is always a receive (every communicating step
-    // is an exchange, and model load opens `E` even without linear layers), and it sends nothing
-    // in between: the metered transport counts the reveal as part of that same wait (no round).
-    let reveal = outs.iter().map(|v| Cost { rounds: 0, ..cost::reveal(v.len(), masq_mpc::Party::P1) }).sum();
+    // The reveal is a message P0 sends after its last step: one more round for the client.
+    let reveal = outs.iter().map(|v| cost::reveal(v.len(), masq_mpc::Party::P1)).sum();
     let mut nodes = p.nodes;
     for (i, node) in graph.nodes.iter().enumerate() {
         nodes[i].name = node.name.clone();
