@@ -1,8 +1,8 @@
 //! # masq-runtime
 //!
 //! The model IR (graph, typed ops, tensors), the ONNX importer, the model zoo, the plaintext
-//! interpreter, reports and `.npy` I/O. (The onnxruntime cross-check and the secure executor on
-//! masq-mpc come later.)
+//! interpreter, reports, `.npy` I/O and an onnxruntime reference backend ([`ort_backend`]). (The
+//! secure executor on masq-mpc comes later.)
 //!
 //! ```
 //! let g = masq_runtime::load_model("zoo:resnet20").unwrap();
@@ -16,6 +16,7 @@ pub mod error;
 pub mod ir;
 pub mod npy;
 pub mod onnx;
+pub mod ort_backend;
 pub mod plain;
 pub mod report;
 pub mod weights;
