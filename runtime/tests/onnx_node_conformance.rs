@@ -526,7 +526,9 @@ fn compare(got: &ArrayD<f32>, want: &ArrayD<f32>, rtol: f32) -> Result<f32, Stri
             continue;
         }
         let err = (g - w).abs();
-        if !(err <= ATOL + rtol * w.abs()) {
+        // NaN against a number gives a NaN error, which is not close.
+        let close = err <= ATOL + rtol * w.abs();
+        if !close {
             return Err(format!("element {i}: got {g}, expected {w} (|diff| {err:e})"));
         }
         worst = worst.max(err / w.abs().max(1e-30));
