@@ -382,3 +382,32 @@ fn errors_name_the_file() {
     let ok = run_onnx(&good, &[("x".into(), random(&[1, 4], 60))]).unwrap();
     assert!(ok[0].1.iter().all(|&v| v >= 0.0));
 }
+
+#[test]
+fn gemm_matrix_bias_and_large_logits() {
+    if !ort_ready() {
+        return;
+    }
+    // A matrix C ([M, N], not a per-output bias) becomes Gemm + Add; LogSoftmax of logits near
+    // 1e4 must keep its precision.
+    let inits = vec![
+        encode_f32("b", &random(&[5, 4], 70)),
+        encode_f32("c", &random(&[3, 4], 71)),
+        encode_f32("big", &ArrayD::from_elem(vec![], 1.0e4f32)),
+    ];
+    let nodes = vec![
+        node("Gemm", "fc", &["x", "b", "c"], &["g"], vec![attr_f("beta", 0.5)]),
+        node("Add", "shift", &["g", "big"], &["s"], vec![]),
+        node("LogSoftmax", "lsm", &["s"], &["y"], vec![attr_i("axis", 1)]),
+    ];
+    let bytes = model(13, nodes, inits, &[3, 5]);
+    let g = import_bytes(&bytes, Path::new("gemm.onnx")).unwrap();
+    assert_eq!(g.nodes.iter().map(|n| n.op.name()).collect::<Vec<_>>(), ["Gemm", "Add", "Add", "LogSoftmax"]);
+    let x = random(&[3, 5], 72);
+    let mut session = OrtSession::from_bytes(&bytes, Path::new("gemm.onnx")).unwrap();
+    assert_eq!(session.input_names(), ["x"]);
+    let want = session.run(&[("x".to_string(), x.clone())]).unwrap().remove(0).1;
+    let got = plain::run_single(&g, x).unwrap();
+    let d = max_rel_diff(&got, &want);
+    assert!(d < 1e-5, "max relative difference {d}\n{got:?}\n{want:?}");
+}
