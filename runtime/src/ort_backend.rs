@@ -102,7 +102,8 @@ impl OrtSession {
         Ok(OrtSession { session, file: path.to_path_buf() })
     }
 
-    /// Load a model from serialised bytes; `file` names it in errors.
+    /// Load a model from serialised bytes (one intra-op thread: small test models); `file` names
+    /// it in errors.
     pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Self> {
         let env = environment()?;
         let err = |e: &dyn std::fmt::Display| ort_error(file, e);
