@@ -45,5 +45,8 @@ mkdir -p "$root/.masq"
 ln -sfn "$venv" "$root/.masq/venv"
 ln -sfn "$site/torch" "$root/.masq/libtorch"
 ln -sfn "$ortlib" "$root/.masq/libonnxruntime.so"
-ln -sfn "$py" "$root/.masq/python"
+# A wrapper, not a symlink: Python recognises its venv only when started by the venv's own path.
+rm -f "$root/.masq/python"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$py" > "$root/.masq/python"
+chmod +x "$root/.masq/python"
 echo "masq setup: ready ($key)" >&2

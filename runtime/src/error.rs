@@ -90,6 +90,14 @@ pub enum RuntimeError {
         source: masq_mpc::MpcError,
     },
 
+    /// ONNX Runtime cannot be loaded (the library is missing or too old).
+    #[error("onnxruntime unavailable: {reason}")]
+    OrtUnavailable { reason: String },
+
+    /// ONNX Runtime rejected or failed to run a model (names the file).
+    #[error("onnxruntime on {}: {reason}", file.display())]
+    Ort { file: PathBuf, reason: String },
+
     /// A file system error, with the path.
     #[error("cannot access {}", path.display())]
     Io {

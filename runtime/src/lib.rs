@@ -1,8 +1,8 @@
 //! # masq-runtime
 //!
 //! The model IR (graph, typed ops, tensors), the ONNX importer, the model zoo, the plaintext
-//! interpreter, reports, `.npy` I/O and the secure executor on masq-mpc ([`secure`]). (The
-//! onnxruntime cross-check comes later.)
+//! interpreter, reports, `.npy` I/O, an onnxruntime reference backend ([`ort_backend`]) and the
+//! secure executor on masq-mpc ([`secure`]).
 //!
 //! ```
 //! let g = masq_runtime::load_model("zoo:resnet20").unwrap();
@@ -16,6 +16,7 @@ pub mod error;
 pub mod ir;
 pub mod npy;
 pub mod onnx;
+pub mod ort_backend;
 pub mod plain;
 pub mod report;
 pub mod secure;

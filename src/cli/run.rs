@@ -121,6 +121,32 @@ fn read_input(graph: &Graph, path: &PathBuf) -> anyhow::Result<ArrayD<f32>> {
     Ok(x)
 }
 
+/// The ONNX file behind MODEL, for onnxruntime: a `.onnx` path, or an artifact directory's `model.onnx`.
+fn onnx_file(model: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(model);
+    if p.is_dir() && p.join("model.onnx").is_file() {
+        return Ok(p.join("model.onnx"));
+    }
+    if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
+        return Ok(p);
+    }
+    bail!(
+        "--mode ort needs an ONNX file or an exported artifact directory, not {model} (export a zoo model with `masq export` first)"
+    )
+}
+
+/// Runs the model's ONNX file through onnxruntime (the independent reference).
+fn run_ort(model: &str, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<f32>> {
+    let file = onnx_file(model)?;
+    let input = graph.data_inputs().next().context("the model has no input")?.name.clone();
+    let mut outs = masq_runtime::ort_backend::run_onnx(&file, &[(input, x)])
+        .with_context(|| format!("running {} in onnxruntime", file.display()))?;
+    if outs.is_empty() {
+        bail!("{}: onnxruntime returned no output", file.display());
+    }
+    Ok(outs.swap_remove(0).1)
+}
+
 fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
     if y.ndim() == 0 {
         return vec![0];
@@ -143,10 +169,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let x = read_input(&graph, &args.input)?;
     let batch = x.shape()[0];
     let out = match args.mode {
-        Mode::Ort => bail!("onnxruntime mode is not wired yet (use --mode plain or --mode mpc)"),
-        Mode::Plain => {
+        Mode::Plain | Mode::Ort => {
             let t = Instant::now();
-            let y = plain::run_single(&graph, x).with_context(|| format!("evaluating {}", args.model))?;
+            let y = if args.mode == Mode::Ort {
+                run_ort(&args.model, &graph, x)?
+            } else {
+                plain::run_single(&graph, x).with_context(|| format!("evaluating {}", args.model))?
+            };
             let seconds = t.elapsed().as_secs_f64();
             let rep = report::report(&graph).with_context(|| format!("analysing {}", args.model))?;
             let layers = rep
@@ -167,7 +196,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             let o = RunOutput {
-                mode: Mode::Plain,
+                mode: args.mode,
                 model: args.model.clone(),
                 batch,
                 frac_bits: None,

@@ -213,6 +213,20 @@ impl Ctx {
         name
     }
 
+    /// A fresh value name derived from `base` (for intermediate values of multi-node lowerings).
+    pub fn add_value_name(&self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while self.graph.initializers.contains_key(&name)
+            || self.consts.contains_key(&name)
+            || self.shapes.contains_key(&name)
+        {
+            name = format!("{base}.{k}");
+            k += 1;
+        }
+        name
+    }
+
     /// Append an IR node built from `n`, infer its output shape and record it.
     pub fn push(
         &mut self,

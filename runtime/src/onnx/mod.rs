@@ -2,7 +2,7 @@
 //! file per op family, with constant folding of shape arithmetic) -> infer shapes -> fold (identity
 //! removal, dead-node pruning) -> validate.
 //!
-//! Opsets 7 to 21 of the default domain. A model with unknown ops fails with one
+//! Opsets 7 to 24 of the default domain. A model with unknown ops fails with one
 //! [`RuntimeError::UnsupportedOps`] listing every such node.
 //!
 //! ```no_run
@@ -27,8 +27,10 @@ use ctx::{Ctx, OnnxNode};
 use proto::{ModelProto, data_type};
 use tensor::decode_tensor;
 
-/// Lowest and highest supported opset of the default domain.
-pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=21;
+/// Lowest and highest supported opset of the default domain. Opsets 22 to 24 changed only the
+/// element types of the supported ops (bfloat16, 4-bit and 8-bit floats) and added Cast's
+/// `round_mode` for 8-bit floats, which the importer rejects as types anyway.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=24;
 
 /// Import an ONNX file.
 pub fn import_file(path: &Path) -> Result<Graph> {
@@ -160,7 +162,13 @@ fn input_info(v: &proto::ValueInfoProto, file: &Path) -> Result<ValueInfo> {
         file: file.to_path_buf(),
         reason: format!("input {}: {reason}", v.name),
     };
-    let tt = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).ok_or_else(|| bad("not a tensor".into()))?;
+    let ty = v.r#type.as_ref().ok_or_else(|| bad("no type".into()))?;
+    // A sequence, map or optional input (its TypeProto field is not decoded) is a valid model
+    // masq cannot compute on.
+    let tt = ty.tensor_type.as_ref().ok_or_else(|| RuntimeError::UnsupportedDtype {
+        name: v.name.clone(),
+        dtype: "a non-tensor type (sequence, map or optional)".into(),
+    })?;
     if tt.elem_type != data_type::FLOAT {
         return Err(RuntimeError::UnsupportedDtype {
             name: v.name.clone(),

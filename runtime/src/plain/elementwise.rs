@@ -42,8 +42,10 @@ pub(super) fn softmax(node: &Node, c: &SoftmaxConfig, x: &ArrayD<f32>, log: bool
         let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let sum: f32 = lane.iter().map(|&v| (v - max).exp()).sum();
         if log {
-            let lse = max + sum.ln();
-            lane.mapv_inplace(|v| v - lse);
+            // (v - max) - ln(sum), not v - (max + ln(sum)): the latter loses ln(sum) to rounding
+            // when |max| is large.
+            let ln_sum = sum.ln();
+            lane.mapv_inplace(|v| (v - max) - ln_sum);
         } else {
             lane.mapv_inplace(|v| (v - max).exp() / sum);
         }

@@ -45,6 +45,21 @@ fn dropout(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     if n.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err(n.unsupported("the Dropout mask output is not supported"));
     }
+    // Opset 12 on: an optional training_mode input; in training mode Dropout is random unless the
+    // ratio is 0. (Before, Dropout in an inference graph is the identity.)
+    let training = match ctx.konst(n, 2, "training_mode")? {
+        Some(t) => t.data.iter().any(|&v| v != 0.0),
+        None => false,
+    };
+    if training {
+        let ratio = match ctx.konst(n, 1, "ratio")? {
+            Some(r) => r.data.iter().next().copied().unwrap_or(0.5),
+            None => 0.5,
+        };
+        if ratio != 0.0 {
+            return Err(n.unsupported(format!("training-mode Dropout (random, ratio {ratio})")));
+        }
+    }
     unary(ctx, n, Op::Identity)
 }
 

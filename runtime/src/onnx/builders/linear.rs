@@ -5,7 +5,8 @@ use ndarray::{ArrayD, Ix2};
 use super::BuildFn;
 use super::conv::flat;
 use crate::error::Result;
-use crate::ir::{GemmConfig, MatMulConfig, Op};
+use crate::ir::shape::broadcast;
+use crate::ir::{BinaryConfig, GemmConfig, MatMulConfig, Op};
 use crate::onnx::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
@@ -30,25 +31,35 @@ fn gemm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     if xs.len() != 2 || xs[1] != w.shape()[1] {
         return Err(n.unsupported(format!("input {xs:?} does not fit weight [{}, {}]", out, w.shape()[1])));
     }
-    let bias = match ctx.konst(n, 2, "C")? {
-        None => None,
-        Some(c) => {
-            let c = c.to_f32();
-            let ok = c.len() == out && c.shape().iter().rev().skip(1).all(|&d| d == 1) || c.len() == 1;
-            if !ok {
-                return Err(n.unsupported(format!("C of shape {:?} is not a per-output bias", c.shape())));
-            }
-            let c = if c.len() == 1 {
-                ArrayD::from_elem(vec![out], c.iter().next().copied().unwrap_or(0.0))
-            } else {
-                flat(c)
-            };
-            Some(c.mapv(|v| v * beta))
+    // C is a per-output bias (folded into the Gemm) or, when it broadcasts to [M, N] otherwise
+    // (a matrix bias), a constant added after the product.
+    let mut bias = None;
+    let mut matrix = None;
+    if let Some(c) = ctx.konst(n, 2, "C")? {
+        let c = c.to_f32().mapv(|v| v * beta);
+        let per_output = c.len() == out && c.shape().iter().rev().skip(1).all(|&d| d == 1);
+        if c.len() == 1 {
+            bias = Some(ArrayD::from_elem(vec![out], c.iter().next().copied().unwrap_or(0.0)));
+        } else if per_output {
+            bias = Some(flat(c));
+        } else if c.ndim() <= 2 && broadcast(&[xs[0], out], c.shape()).as_deref() == Some(&[xs[0], out][..]) {
+            matrix = Some(c);
+        } else {
+            return Err(n.unsupported(format!("C of shape {:?} does not broadcast to [{}, {out}]", c.shape(), xs[0])));
         }
-    };
+    }
     let weight = ctx.add_param(&format!("{}.weight", n.name), w);
     let bias = bias.map(|b| ctx.add_param(&format!("{}.bias", n.name), b));
-    ctx.push(n, None, Op::Gemm(GemmConfig { weight, bias }), vec![x], n.output().to_string())
+    let gemm = Op::Gemm(GemmConfig { weight, bias });
+    match matrix {
+        None => ctx.push(n, None, gemm, vec![x], n.output().to_string()),
+        Some(c) => {
+            let product = ctx.add_value_name(&format!("{}/product", n.output()));
+            ctx.push(n, Some("gemm"), gemm, vec![x], product.clone())?;
+            let c = ctx.add_param(&format!("{}.C", n.name), c);
+            ctx.push(n, None, Op::Add(BinaryConfig {}), vec![product, c], n.output().to_string())
+        }
+    }
 }
 
 fn matmul(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {

@@ -1,0 +1,694 @@
+//! ONNX backend node tests (`onnx/backend/test/data/node/<test>/`, shipped with the `onnx` Python
+//! package) through masq's importer and a backend (today the plaintext interpreter).
+//!
+//! Every node test whose nodes all use ops the importer knows (graph ops and fold-only ops) is
+//! listed in [`TABLE`] with what must happen: it runs and matches the reference outputs, or the
+//! import fails with a specific typed error (never a panic). The test fails when the folder holds
+//! such a test the table does not list, so the table stays exhaustive for the pinned `onnx`.
+//!
+//! Inputs: `Pass(k)` feeds the first `k` graph inputs at run time and bakes the others into the
+//! model as initializers (weights, shapes, pads, slice bounds are constants in a real model);
+//! `Reject(k, kind)` does the same and expects the import to fail with `kind`.
+//!
+//! Tolerance: |got - want| <= ATOL + RTOL * |want| per element with RTOL = 1e-5 and ATOL = 1e-6
+//! (stricter in rtol than onnx's own backend runner, which uses rtol 1e-3, atol 1e-7); shapes must
+//! match exactly, NaN matches NaN.
+//!
+//! Locating the folder: `MASQ_ONNX_NODE_TESTS` (the `node` folder itself) if set; otherwise the
+//! project's Python (`MASQ_PYTHON`, set at build time by `.cargo/config.toml` to `.masq/python`
+//! after `make setup`) is asked where `onnx` lives. When neither works the test prints why and
+//! skips.
+//!
+//! A secure backend plugs in by calling [`run_suite`] with its own [`Backend`] closure (and, if it
+//! supports less, its own table).
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use masq_runtime::onnx::proto::{ModelProto, TensorProto};
+use masq_runtime::onnx::tensor::read_tensor_file;
+use masq_runtime::{Graph, RuntimeError, plain};
+use ndarray::ArrayD;
+use prost::Message;
+
+const RTOL: f32 = 1e-5;
+const ATOL: f32 = 1e-6;
+
+/// Tests whose reference outputs are rounded, with the relative tolerance they need.
+const ROUNDED: &[(&str, f32)] = &[
+    // The expected value is written as 0.1511 (four digits); the exact mean is 0.151056.
+    ("test_averagepool_2d_ceil_last_window_starts_on_pad", 5e-4),
+];
+
+/// A backend: run an imported graph on named inputs, return every graph output by name.
+type Backend<'a> =
+    &'a dyn Fn(&Graph, HashMap<String, ArrayD<f32>>) -> Result<HashMap<String, ArrayD<f32>>, RuntimeError>;
+
+/// The kind of typed error a rejected test must produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `UnsupportedDtype`: an input or constant of a type masq does not compute on.
+    Dtype,
+    /// `UnsupportedConfig`: valid ONNX outside what masq's IR expresses.
+    Config,
+    /// `BadAttribute`: an attribute value masq does not accept.
+    Attribute,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Feed the first `k` inputs, bake the rest; must match the reference outputs.
+    Pass(usize),
+    /// Feed the first `k` inputs, bake the rest; the import must fail with this kind.
+    Reject(usize, Kind),
+}
+
+use Expect::{Pass, Reject};
+use Kind::{Attribute, Config, Dtype};
+
+/// Ops the importer translates or folds (a node test is in scope when all its nodes use these).
+const SUPPORTED_OPS: &[&str] = &[
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "Clip",
+    "LeakyRelu",
+    "BatchNormalization",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Flatten",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Pad",
+    "Slice",
+    "Identity",
+    "Dropout",
+    "Softmax",
+    "LogSoftmax",
+    "Where",
+    "Constant",
+    "ConstantOfShape",
+    "Shape",
+    "Cast",
+    "Gather",
+    "Neg",
+    "Sqrt",
+    "Reciprocal",
+];
+
+/// Every in-scope node test of onnx 1.19.1 and what must happen to it.
+#[rustfmt::skip]
+const TABLE: &[(&str, Expect)] = &[
+    // Element-wise binary ops: float runs with both operands fed; integer types are rejected.
+    ("test_add", Pass(2)),
+    ("test_add_bcast", Pass(2)),
+    ("test_add_int16", Reject(2, Dtype)),
+    ("test_add_int8", Reject(2, Dtype)),
+    ("test_add_uint16", Reject(2, Dtype)),
+    ("test_add_uint32", Reject(2, Dtype)),
+    ("test_add_uint64", Reject(2, Dtype)),
+    ("test_add_uint8", Reject(2, Dtype)),
+    ("test_sub", Pass(2)),
+    ("test_sub_bcast", Pass(2)),
+    ("test_sub_example", Pass(2)),
+    ("test_sub_int16", Reject(2, Dtype)),
+    ("test_sub_int8", Reject(2, Dtype)),
+    ("test_sub_uint16", Reject(2, Dtype)),
+    ("test_sub_uint32", Reject(2, Dtype)),
+    ("test_sub_uint64", Reject(2, Dtype)),
+    ("test_sub_uint8", Reject(2, Dtype)),
+    ("test_mul", Pass(2)),
+    ("test_mul_bcast", Pass(2)),
+    ("test_mul_example", Pass(2)),
+    ("test_mul_int16", Reject(2, Dtype)),
+    ("test_mul_int8", Reject(2, Dtype)),
+    ("test_mul_uint16", Reject(2, Dtype)),
+    ("test_mul_uint32", Reject(2, Dtype)),
+    ("test_mul_uint64", Reject(2, Dtype)),
+    ("test_mul_uint8", Reject(2, Dtype)),
+    // Division needs a constant divisor.
+    ("test_div", Pass(1)),
+    ("test_div_bcast", Pass(1)),
+    ("test_div_example", Pass(1)),
+    ("test_div_int16", Reject(1, Dtype)),
+    ("test_div_int8", Reject(1, Dtype)),
+    ("test_div_uint16", Reject(1, Dtype)),
+    ("test_div_uint32", Reject(1, Dtype)),
+    ("test_div_uint64", Reject(1, Dtype)),
+    ("test_div_uint8", Reject(1, Dtype)),
+    // Pools: 2-D only.
+    ("test_averagepool_1d_default", Reject(1, Config)),
+    ("test_averagepool_2d_ceil", Pass(1)),
+    ("test_averagepool_2d_ceil_last_window_starts_on_pad", Pass(1)),
+    ("test_averagepool_2d_default", Pass(1)),
+    ("test_averagepool_2d_dilations", Pass(1)),
+    ("test_averagepool_2d_pads", Pass(1)),
+    ("test_averagepool_2d_pads_count_include_pad", Pass(1)),
+    ("test_averagepool_2d_precomputed_pads", Pass(1)),
+    ("test_averagepool_2d_precomputed_pads_count_include_pad", Pass(1)),
+    ("test_averagepool_2d_precomputed_same_upper", Pass(1)),
+    ("test_averagepool_2d_precomputed_strides", Pass(1)),
+    ("test_averagepool_2d_same_lower", Pass(1)),
+    ("test_averagepool_2d_same_upper", Pass(1)),
+    ("test_averagepool_2d_strides", Pass(1)),
+    ("test_averagepool_3d_default", Reject(1, Config)),
+    ("test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False", Reject(1, Config)),
+    ("test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True", Reject(1, Config)),
+    ("test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False", Reject(1, Config)),
+    ("test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True", Reject(1, Config)),
+    ("test_averagepool_3d_dilations_small", Reject(1, Config)),
+    ("test_maxpool_1d_default", Reject(1, Config)),
+    ("test_maxpool_2d_ceil", Pass(1)),
+    ("test_maxpool_2d_ceil_output_size_reduce_by_one", Pass(1)),
+    ("test_maxpool_2d_default", Pass(1)),
+    ("test_maxpool_2d_dilations", Pass(1)),
+    ("test_maxpool_2d_pads", Pass(1)),
+    ("test_maxpool_2d_precomputed_pads", Pass(1)),
+    ("test_maxpool_2d_precomputed_same_upper", Pass(1)),
+    ("test_maxpool_2d_precomputed_strides", Pass(1)),
+    ("test_maxpool_2d_same_lower", Pass(1)),
+    ("test_maxpool_2d_same_upper", Pass(1)),
+    ("test_maxpool_2d_strides", Pass(1)),
+    ("test_maxpool_2d_uint8", Reject(1, Dtype)),
+    ("test_maxpool_3d_default", Reject(1, Config)),
+    ("test_maxpool_3d_dilations", Reject(1, Config)),
+    ("test_maxpool_3d_dilations_use_ref_impl", Reject(1, Config)),
+    ("test_maxpool_3d_dilations_use_ref_impl_large", Reject(1, Config)),
+    ("test_maxpool_with_argmax_2d_precomputed_pads", Reject(1, Config)),
+    ("test_maxpool_with_argmax_2d_precomputed_strides", Reject(1, Config)),
+    ("test_globalaveragepool", Pass(1)),
+    ("test_globalaveragepool_precomputed", Pass(1)),
+    // Conv with constant weights.
+    ("test_basic_conv_with_padding", Pass(1)),
+    ("test_basic_conv_without_padding", Pass(1)),
+    ("test_conv_with_autopad_same", Pass(1)),
+    ("test_conv_with_strides_and_asymmetric_padding", Pass(1)),
+    ("test_conv_with_strides_no_padding", Pass(1)),
+    ("test_conv_with_strides_padding", Pass(1)),
+    // Gemm with constant B and C; transA would transpose the batch axis.
+    ("test_gemm_all_attributes", Reject(1, Config)),
+    ("test_gemm_alpha", Pass(1)),
+    ("test_gemm_beta", Pass(1)),
+    ("test_gemm_default_matrix_bias", Pass(1)),
+    ("test_gemm_default_no_bias", Pass(1)),
+    ("test_gemm_default_scalar_bias", Pass(1)),
+    ("test_gemm_default_single_elem_vector_bias", Pass(1)),
+    ("test_gemm_default_vector_bias", Pass(1)),
+    ("test_gemm_default_zero_bias", Pass(1)),
+    ("test_gemm_transposeA", Reject(1, Config)),
+    ("test_gemm_transposeB", Pass(1)),
+    // MatMul of two activations.
+    ("test_matmul_2d", Pass(2)),
+    ("test_matmul_3d", Pass(2)),
+    ("test_matmul_4d", Pass(2)),
+    // Inference-mode BatchNormalization only.
+    ("test_batchnorm_epsilon", Pass(1)),
+    ("test_batchnorm_epsilon_training_mode", Reject(1, Config)),
+    ("test_batchnorm_example", Pass(1)),
+    ("test_batchnorm_example_training_mode", Reject(1, Config)),
+    // Activations.
+    ("test_relu", Pass(1)),
+    ("test_leakyrelu", Pass(1)),
+    ("test_leakyrelu_default", Pass(1)),
+    ("test_leakyrelu_example", Pass(1)),
+    ("test_clip", Pass(1)),
+    ("test_clip_default_inbounds", Pass(1)),
+    ("test_clip_default_inbounds_expanded", Pass(1)),
+    ("test_clip_default_int8_inbounds", Reject(1, Dtype)),
+    ("test_clip_default_int8_inbounds_expanded", Reject(1, Dtype)),
+    ("test_clip_default_int8_max", Reject(1, Dtype)),
+    ("test_clip_default_int8_min", Reject(1, Dtype)),
+    ("test_clip_default_max", Pass(1)),
+    ("test_clip_default_min", Pass(1)),
+    ("test_clip_example", Pass(1)),
+    ("test_clip_inbounds", Pass(1)),
+    ("test_clip_min_greater_than_max", Pass(1)),
+    ("test_clip_outbounds", Pass(1)),
+    ("test_clip_splitbounds", Pass(1)),
+    ("test_softmax_axis_0", Pass(1)),
+    ("test_softmax_axis_1", Pass(1)),
+    ("test_softmax_axis_2", Pass(1)),
+    ("test_softmax_default_axis", Pass(1)),
+    ("test_softmax_example", Pass(1)),
+    ("test_softmax_large_number", Pass(1)),
+    ("test_softmax_negative_axis", Pass(1)),
+    ("test_logsoftmax_axis_0", Pass(1)),
+    ("test_logsoftmax_axis_1", Pass(1)),
+    ("test_logsoftmax_axis_2", Pass(1)),
+    ("test_logsoftmax_default_axis", Pass(1)),
+    ("test_logsoftmax_example_1", Pass(1)),
+    ("test_logsoftmax_large_number", Pass(1)),
+    ("test_logsoftmax_negative_axis", Pass(1)),
+    // Identity and Dropout (inference: identity; a mask output or training mode is rejected).
+    ("test_identity", Pass(1)),
+    ("test_identity_opt", Reject(1, Dtype)),
+    ("test_identity_sequence", Reject(1, Dtype)),
+    ("test_dropout_default", Pass(1)),
+    ("test_dropout_default_mask", Reject(1, Config)),
+    ("test_dropout_default_mask_ratio", Reject(1, Config)),
+    ("test_dropout_default_old", Pass(1)),
+    ("test_dropout_default_ratio", Pass(1)),
+    ("test_dropout_random_old", Pass(1)),
+    ("test_training_dropout", Reject(1, Config)),
+    ("test_training_dropout_default", Reject(1, Config)),
+    ("test_training_dropout_default_mask", Reject(1, Config)),
+    ("test_training_dropout_mask", Reject(1, Config)),
+    ("test_training_dropout_zero_ratio", Pass(1)),
+    ("test_training_dropout_zero_ratio_mask", Reject(1, Config)),
+    // Data movement with constant shapes, pads, bounds and axes. The batch axis (axis 0) must
+    // stay in place: no squeeze/unsqueeze/slice of axis 0, no transpose that moves it.
+    ("test_flatten_axis0", Pass(1)),
+    ("test_flatten_axis1", Pass(1)),
+    ("test_flatten_axis2", Pass(1)),
+    ("test_flatten_axis3", Pass(1)),
+    ("test_flatten_default_axis", Pass(1)),
+    ("test_flatten_negative_axis1", Pass(1)),
+    ("test_flatten_negative_axis2", Pass(1)),
+    ("test_flatten_negative_axis3", Pass(1)),
+    ("test_flatten_negative_axis4", Pass(1)),
+    ("test_reshape_allowzero_reordered", Reject(1, Config)),
+    ("test_reshape_extended_dims", Pass(1)),
+    ("test_reshape_negative_dim", Pass(1)),
+    ("test_reshape_negative_extended_dims", Pass(1)),
+    ("test_reshape_one_dim", Pass(1)),
+    ("test_reshape_reduced_dims", Pass(1)),
+    ("test_reshape_reordered_all_dims", Pass(1)),
+    ("test_reshape_reordered_last_dims", Pass(1)),
+    ("test_reshape_zero_and_negative_dim", Pass(1)),
+    ("test_reshape_zero_dim", Pass(1)),
+    ("test_squeeze", Reject(1, Config)),
+    ("test_squeeze_negative_axes", Pass(1)),
+    ("test_unsqueeze_axis_0", Reject(1, Config)),
+    ("test_unsqueeze_axis_1", Pass(1)),
+    ("test_unsqueeze_axis_2", Pass(1)),
+    ("test_unsqueeze_negative_axes", Pass(1)),
+    ("test_unsqueeze_three_axes", Pass(1)),
+    ("test_unsqueeze_two_axes", Pass(1)),
+    ("test_unsqueeze_unsorted_axes", Pass(1)),
+    ("test_transpose_all_permutations_0", Pass(1)),
+    ("test_transpose_all_permutations_1", Pass(1)),
+    ("test_transpose_all_permutations_2", Reject(1, Config)),
+    ("test_transpose_all_permutations_3", Reject(1, Config)),
+    ("test_transpose_all_permutations_4", Reject(1, Config)),
+    ("test_transpose_all_permutations_5", Reject(1, Config)),
+    ("test_transpose_default", Reject(1, Config)),
+    ("test_concat_1d_axis_0", Pass(2)),
+    ("test_concat_1d_axis_negative_1", Pass(2)),
+    ("test_concat_2d_axis_0", Pass(2)),
+    ("test_concat_2d_axis_1", Pass(2)),
+    ("test_concat_2d_axis_negative_1", Pass(2)),
+    ("test_concat_2d_axis_negative_2", Pass(2)),
+    ("test_concat_3d_axis_0", Pass(2)),
+    ("test_concat_3d_axis_1", Pass(2)),
+    ("test_concat_3d_axis_2", Pass(2)),
+    ("test_concat_3d_axis_negative_1", Pass(2)),
+    ("test_concat_3d_axis_negative_2", Pass(2)),
+    ("test_concat_3d_axis_negative_3", Pass(2)),
+    ("test_constant_pad", Pass(1)),
+    ("test_constant_pad_axes", Pass(1)),
+    ("test_constant_pad_negative_axes", Pass(1)),
+    // (edge, reflect and wrap padding are rejected for their mode too; these tests use int32 data)
+    ("test_edge_pad", Reject(1, Dtype)),
+    ("test_reflect_pad", Reject(1, Dtype)),
+    ("test_wrap_pad", Reject(1, Dtype)),
+    ("test_slice", Reject(1, Config)),
+    ("test_slice_default_axes", Reject(1, Config)),
+    ("test_slice_default_steps", Reject(1, Config)),
+    ("test_slice_end_out_of_bounds", Pass(1)),
+    ("test_slice_neg", Pass(1)),
+    ("test_slice_neg_steps", Reject(1, Config)),
+    ("test_slice_negative_axes", Reject(1, Config)),
+    ("test_slice_start_out_of_bounds", Pass(1)),
+    // Where: only the masked-activation pattern Where(const mask, Relu(x), g(x)).
+    ("test_where_example", Reject(3, Dtype)),
+    ("test_where_long_example", Reject(3, Dtype)),
+    // Fold-only ops: evaluated at import time on constants (all inputs baked), or on the shape of
+    // a fed input; on fed data they are rejected.
+    ("test_constant", Pass(0)),
+    ("test_constantofshape_float_ones", Pass(0)),
+    ("test_constantofshape_int_shape_zero", Pass(0)),
+    ("test_constantofshape_int_zeros", Pass(0)),
+    ("test_shape", Pass(1)),
+    ("test_shape_clip_end", Pass(1)),
+    ("test_shape_clip_start", Pass(1)),
+    ("test_shape_end_1", Pass(1)),
+    ("test_shape_end_negative_1", Pass(1)),
+    ("test_shape_example", Pass(1)),
+    ("test_shape_start_1", Pass(1)),
+    ("test_shape_start_1_end_2", Pass(1)),
+    ("test_shape_start_1_end_negative_1", Pass(1)),
+    ("test_shape_start_greater_than_end", Pass(1)),
+    ("test_shape_start_negative_1", Pass(1)),
+    ("test_gather_0", Pass(0)),
+    ("test_gather_1", Pass(0)),
+    ("test_gather_2d_indices", Pass(0)),
+    ("test_gather_negative_indices", Pass(0)),
+    ("test_neg", Pass(0)),
+    ("test_neg_example", Pass(0)),
+    ("test_reciprocal", Pass(0)),
+    ("test_reciprocal_example", Pass(0)),
+    ("test_sqrt", Pass(0)),
+    ("test_sqrt_example", Pass(0)),
+    // A Cast of fed data is rejected; float <-> double casts of constants fold; other element
+    // types (float16, bfloat16, 8-bit and 4-bit floats and ints) are rejected.
+    ("test_cast_BFLOAT16_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_DOUBLE_to_FLOAT", Pass(0)),
+    ("test_cast_DOUBLE_to_FLOAT16", Reject(0, Attribute)),
+    ("test_cast_FLOAT16_to_DOUBLE", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT4E2M1", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT8E4M3FN", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT8E4M3FNUZ", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT8E5M2", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_FLOAT8E5M2FNUZ", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_INT4", Reject(0, Dtype)),
+    ("test_cast_FLOAT16_to_UINT4", Reject(0, Dtype)),
+    ("test_cast_FLOAT4E2M1_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT4E2M1_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E4M3FNUZ_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E4M3FNUZ_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E4M3FN_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E4M3FN_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E5M2FNUZ_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E5M2FNUZ_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E5M2_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_FLOAT8E5M2_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_FLOAT_to_BFLOAT16", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_DOUBLE", Pass(0)),
+    ("test_cast_FLOAT_to_FLOAT16", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_FLOAT4E2M1", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_FLOAT8E4M3FN", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_FLOAT8E4M3FNUZ", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_FLOAT8E5M2", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_FLOAT8E5M2FNUZ", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_INT4", Reject(0, Attribute)),
+    ("test_cast_FLOAT_to_UINT4", Reject(0, Attribute)),
+    ("test_cast_INT4_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_INT4_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_INT4_to_INT8", Reject(0, Dtype)),
+    ("test_cast_UINT4_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_UINT4_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_UINT4_to_UINT8", Reject(0, Dtype)),
+    ("test_cast_e8m0_FLOAT16_to_FLOAT8E8M0", Reject(0, Dtype)),
+    ("test_cast_e8m0_FLOAT8E8M0_to_FLOAT", Reject(0, Dtype)),
+    ("test_cast_e8m0_FLOAT8E8M0_to_FLOAT16", Reject(0, Dtype)),
+    ("test_cast_e8m0_FLOAT_to_FLOAT8E8M0", Reject(0, Attribute)),
+    ("test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FN", Reject(0, Dtype)),
+    ("test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ", Reject(0, Dtype)),
+    ("test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2", Reject(0, Dtype)),
+    ("test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ", Reject(0, Dtype)),
+    ("test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FN", Reject(0, Attribute)),
+    ("test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ", Reject(0, Attribute)),
+    ("test_cast_no_saturate_FLOAT_to_FLOAT8E5M2", Reject(0, Attribute)),
+    ("test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ", Reject(0, Attribute)),
+    ("test_castlike_BFLOAT16_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_DOUBLE_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_DOUBLE_to_FLOAT_expanded", Pass(0)),
+    ("test_castlike_FLOAT16_to_DOUBLE_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT4E2M1_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT8E4M3FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT8E4M3FN_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT8E5M2FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT8E5M2_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_INT4_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT16_to_UINT4_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT4E2M1_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT4E2M1_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E4M3FNUZ_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E4M3FNUZ_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E4M3FN_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E4M3FN_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E5M2FNUZ_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E5M2FNUZ_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E5M2_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT8E5M2_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_BFLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_DOUBLE_expanded", Pass(0)),
+    ("test_castlike_FLOAT_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_FLOAT4E2M1_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_FLOAT8E4M3FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_FLOAT8E4M3FN_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_FLOAT8E5M2FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_FLOAT8E5M2_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_INT4_expanded", Reject(0, Dtype)),
+    ("test_castlike_FLOAT_to_UINT4_expanded", Reject(0, Dtype)),
+    ("test_castlike_INT4_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_INT4_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_INT4_to_INT8_expanded", Reject(0, Dtype)),
+    ("test_castlike_UINT4_to_FLOAT16_expanded", Reject(0, Dtype)),
+    ("test_castlike_UINT4_to_FLOAT_expanded", Reject(0, Dtype)),
+    ("test_castlike_UINT4_to_UINT8_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT16_to_FLOAT8E4M3FN_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT16_to_FLOAT8E5M2_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT_to_FLOAT8E4M3FN_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ_expanded", Reject(0, Dtype)),
+    ("test_castlike_no_saturate_FLOAT_to_FLOAT8E5M2_expanded", Reject(0, Dtype)),
+];
+
+/// The `node` test folder, or why it cannot be found.
+fn node_tests_dir() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("MASQ_ONNX_NODE_TESTS").filter(|d| !d.is_empty()) {
+        let d = PathBuf::from(d);
+        return if d.is_dir() { Ok(d) } else { Err(format!("MASQ_ONNX_NODE_TESTS={} is not a folder", d.display())) };
+    }
+    let Some(python) = option_env!("MASQ_PYTHON") else {
+        return Err("MASQ_PYTHON was not set at build time and MASQ_ONNX_NODE_TESTS is unset".into());
+    };
+    // `.masq/python` is a link into the virtual environment; Python only recognises the
+    // environment when started through its own `bin/python`, so try the link's target as well.
+    let mut candidates = vec![PathBuf::from(python)];
+    if let Ok(target) = std::fs::read_link(python) {
+        candidates.push(if target.is_absolute() { target } else { Path::new(python).with_file_name(target) });
+    }
+    let mut why = Vec::new();
+    for py in &candidates {
+        let out = Command::new(py)
+            .args(["-c", "import onnx, os; print(os.path.dirname(onnx.__file__))"])
+            .output()
+            .map_err(|e| format!("{}: {e}", py.display()));
+        match out {
+            Ok(o) if o.status.success() => {
+                let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("backend/test/data/node");
+                if dir.is_dir() {
+                    return Ok(dir);
+                }
+                why.push(format!("{}: {} is not a folder", py.display(), dir.display()));
+            }
+            Ok(o) => why.push(format!("{}: {}", py.display(), String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(format!("cannot locate onnx's node tests (run `make setup`): {}", why.join("; ")))
+}
+
+fn read_model(path: &Path) -> ModelProto {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ModelProto::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn in_scope(model: &ModelProto) -> bool {
+    let nodes = model.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or_default();
+    !nodes.is_empty() && nodes.iter().all(|n| SUPPORTED_OPS.contains(&n.op_type.as_str()))
+}
+
+fn kind_of(e: &RuntimeError) -> Option<Kind> {
+    match e {
+        RuntimeError::UnsupportedDtype { .. } => Some(Dtype),
+        RuntimeError::UnsupportedConfig { .. } => Some(Config),
+        RuntimeError::BadAttribute { .. } => Some(Attribute),
+        _ => None,
+    }
+}
+
+/// Element-wise closeness; returns the worst element as (index, got, want) when not close.
+fn compare(got: &ArrayD<f32>, want: &ArrayD<f32>, rtol: f32) -> Result<f32, String> {
+    if got.shape() != want.shape() {
+        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+    }
+    let mut worst = 0.0f32;
+    for (i, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+        if g.is_nan() && w.is_nan() || g == w {
+            continue;
+        }
+        let err = (g - w).abs();
+        // NaN against a number gives a NaN error, which is not close.
+        let close = err <= ATOL + rtol * w.abs();
+        if !close {
+            return Err(format!("element {i}: got {g}, expected {w} (|diff| {err:e})"));
+        }
+        worst = worst.max(err / w.abs().max(1e-30));
+    }
+    Ok(worst)
+}
+
+/// The outcome of one node test.
+#[derive(Debug)]
+enum Outcome {
+    Passed { worst_rel: f32 },
+    Rejected(RuntimeError),
+}
+
+/// Import the test's model (inputs from `fed` on baked as initializers) and run it on the
+/// backend against the reference outputs of every test data set.
+fn run_case(dir: &Path, fed: usize, rtol: f32, backend: Backend) -> Result<Outcome, String> {
+    let mut model = read_model(&dir.join("model.onnx"));
+    let graph = model.graph.as_mut().ok_or("no graph")?;
+    let input_names: Vec<String> = graph.input.iter().map(|v| v.name.clone()).collect();
+    let output_names: Vec<String> = graph.output.iter().map(|v| v.name.clone()).collect();
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .collect();
+    sets.sort();
+    if sets.is_empty() {
+        return Err("no test data sets".into());
+    }
+    // Baked inputs come from the first data set; every set must then agree on them.
+    let raw = |set: &Path, i: usize| -> Result<TensorProto, String> {
+        let p = set.join(format!("input_{i}.pb"));
+        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        TensorProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    for (i, name) in input_names.iter().enumerate().skip(fed) {
+        let mut t = raw(&sets[0], i)?;
+        t.name = name.clone();
+        graph.initializer.push(t);
+    }
+    let file = dir.join("model.onnx");
+    let g = match masq_runtime::onnx::import_bytes(&model.encode_to_vec(), &file) {
+        Ok(g) => g,
+        Err(e) => return Ok(Outcome::Rejected(e)),
+    };
+    let mut worst_rel = 0.0f32;
+    for set in &sets {
+        for i in fed..input_names.len() {
+            let mut a = raw(set, i)?;
+            let mut b = raw(&sets[0], i)?;
+            a.name.clear();
+            b.name.clear();
+            if a != b {
+                return Err(format!("{}: baked input {i} differs between data sets", set.display()));
+            }
+        }
+        let mut inputs = HashMap::new();
+        for (i, name) in input_names.iter().enumerate().take(fed) {
+            let x = read_tensor_file(set.join(format!("input_{i}.pb"))).map_err(|e| e.to_string())?;
+            inputs.insert(name.clone(), x);
+        }
+        let mut outs = backend(&g, inputs).map_err(|e| format!("{}: backend: {e}", set.display()))?;
+        for (k, name) in output_names.iter().enumerate() {
+            let want = read_tensor_file(set.join(format!("output_{k}.pb"))).map_err(|e| e.to_string())?;
+            let got = outs.remove(name).ok_or_else(|| format!("output {name} missing"))?;
+            let rel = compare(&got, &want, rtol).map_err(|e| format!("{}: output {name}: {e}", set.display()))?;
+            worst_rel = worst_rel.max(rel);
+        }
+    }
+    Ok(Outcome::Passed { worst_rel })
+}
+
+/// Run the whole table on a backend. Returns (passed, rejected as expected); panics listing every
+/// test that did not behave as the table says.
+fn run_suite(dir: &Path, table: &[(&str, Expect)], backend: Backend) -> (usize, usize) {
+    let mut failures = Vec::new();
+    let (mut passed, mut rejected) = (0, 0);
+    for &(name, expect) in table {
+        let case = dir.join(name);
+        if !case.is_dir() {
+            failures.push(format!("{name}: listed in the table but not in {}", dir.display()));
+            continue;
+        }
+        let fed = match expect {
+            Pass(k) | Reject(k, _) => k,
+        };
+        let rtol = ROUNDED.iter().find(|(n, _)| *n == name).map_or(RTOL, |&(_, r)| r);
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_case(&case, fed, rtol, backend)));
+        match (expect, outcome) {
+            (_, Err(panic)) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(format!("{name}: PANIC {msg}"));
+            }
+            (_, Ok(Err(msg))) => failures.push(format!("{name}: {msg}")),
+            (Pass(_), Ok(Ok(Outcome::Passed { worst_rel }))) => {
+                passed += 1;
+                eprintln!("pass   {name} (worst relative error {worst_rel:.1e})");
+            }
+            (Pass(_), Ok(Ok(Outcome::Rejected(e)))) => {
+                failures.push(format!("{name}: expected to pass, rejected: {e}"))
+            }
+            (Reject(_, kind), Ok(Ok(Outcome::Rejected(e)))) if kind_of(&e) == Some(kind) => {
+                rejected += 1;
+                eprintln!("reject {name} ({kind:?}): {e}");
+            }
+            (Reject(_, kind), Ok(Ok(Outcome::Rejected(e)))) => {
+                failures.push(format!("{name}: expected a {kind:?} error, got {:?}: {e}", kind_of(&e)))
+            }
+            (Reject(_, kind), Ok(Ok(Outcome::Passed { .. }))) => {
+                failures.push(format!("{name}: expected a {kind:?} error, but it imported and matched"))
+            }
+        }
+    }
+    eprintln!(
+        "ONNX node conformance: {passed} passed, {rejected} unsupported as expected, {} not as the table says",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} node test(s) not as the table says:\n{}", failures.len(), failures.join("\n"));
+    (passed, rejected)
+}
+
+fn plain_backend(
+    g: &Graph,
+    inputs: HashMap<String, ArrayD<f32>>,
+) -> Result<HashMap<String, ArrayD<f32>>, RuntimeError> {
+    plain::run(g, inputs)
+}
+
+#[test]
+fn onnx_node_tests_on_the_plaintext_interpreter() {
+    let dir = match node_tests_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipping the ONNX node conformance tests: {why}");
+            return;
+        }
+    };
+    // The table lists exactly the in-scope tests of the folder.
+    let mut in_folder: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("model.onnx").is_file())
+        .filter(|e| in_scope(&read_model(&e.path().join("model.onnx"))))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    in_folder.sort();
+    let listed: Vec<&str> = TABLE.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<&String> = in_folder.iter().filter(|n| !listed.contains(&n.as_str())).collect();
+    assert!(missing.is_empty(), "in-scope node tests missing from the table: {missing:?}");
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), listed.len(), "the table lists a test twice");
+
+    let (passed, rejected) = run_suite(&dir, TABLE, &plain_backend);
+    assert_eq!(passed + rejected, TABLE.len());
+    assert!(passed >= 150, "only {passed} node tests ran");
+}
