@@ -121,7 +121,7 @@ fn run_rejects_bad_inputs_and_flags_clearly() {
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--frac-bits", "0"]));
     assert!(err.contains("frac-bits"), "{err}");
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--mode", "ort"]));
-    assert!(err.contains("onnxruntime mode is not wired yet"), "{err}");
+    assert!(err.contains("needs an ONNX file"), "{err}");
     failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--mode", "gpu"]));
     let err = failure(&masq(&["run", "zoo:nosuchnet", "--input", o]));
     assert!(err.contains("nosuchnet"), "{err}");
