@@ -220,7 +220,11 @@ fn encode_tensors(
     for node in &g.nodes {
         if let Op::MaskedAct(c) = &node.op {
             let m = &g.masks[&c.mask];
-            mask_bytes.push((format!("{}.mask", node.name), m.shape().to_vec(), m.iter().copied().collect::<Vec<u8>>()));
+            mask_bytes.push((
+                format!("{}.mask", node.name),
+                m.shape().to_vec(),
+                m.iter().copied().collect::<Vec<u8>>(),
+            ));
         }
     }
     let mut views = Vec::new();
@@ -293,7 +297,8 @@ pub fn export(
             sites += 1;
         }
     }
-    let spec = |v: &masq_runtime::ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
+    let spec =
+        |v: &masq_runtime::ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
     let input = spec(g.data_inputs().next().expect("checked: one data input"));
     let output = spec(&g.outputs[0]);
 

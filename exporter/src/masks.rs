@@ -84,8 +84,8 @@ pub fn attach_random_masks(graph: &mut Graph, cfg: &RandomMasks) -> Result<usize
                     ArrayD::from_shape_vec(vec![c], (0..c).map(|_| rng.random_range(lo..=hi)).collect())
                         .expect("c values")
                 };
-                let c2 = if kind == ReplacementKind::Poly2 { coef(0.01, 0.1) } else { ArrayD::zeros(vec![c]) };
-                let c1 = coef(0.25, 0.75);
+                let c2 = if kind == ReplacementKind::Poly2 { coef(0.002, 0.01) } else { ArrayD::zeros(vec![c]) };
+                let c1 = coef(0.6, 0.9);
                 let c0 = coef(-0.05, 0.05);
                 let mut name = |s: &str, t: ArrayD<f32>| {
                     let n = fresh(graph, &format!("{site}.{s}"));

@@ -97,10 +97,7 @@ fn value_info(v: &ValueInfo) -> ValueInfoProto {
     ValueInfoProto {
         name: v.name.clone(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor {
-                elem_type: data_type::FLOAT,
-                shape: Some(TensorShapeProto { dim }),
-            }),
+            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
             denotation: String::new(),
         }),
         doc_string: String::new(),

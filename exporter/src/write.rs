@@ -137,8 +137,8 @@ mod tests {
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "temporary directory left behind");
         // A failing verification also leaves nothing, and keeps an existing artifact intact.
         write_dir_atomic(&out, &[(MANIFEST_JSON, b"{}")], false, |_| Ok(())).unwrap();
-        let err = write_dir_atomic(&out, &[(MANIFEST_JSON, b"new")], true, |_| Err(ExportError::invalid("no")))
-            .unwrap_err();
+        let err =
+            write_dir_atomic(&out, &[(MANIFEST_JSON, b"new")], true, |_| Err(ExportError::invalid("no"))).unwrap_err();
         assert!(matches!(err, ExportError::Invalid { .. }));
         assert_eq!(std::fs::read(out.join(MANIFEST_JSON)).unwrap(), b"{}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
