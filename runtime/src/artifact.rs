@@ -251,7 +251,8 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
         if let Some(v) = view.data().iter().find(|&&v| v > 1) {
             return Err(st_bad(&key, format!("holds the value {v}; masks hold only 0 and 1")));
         }
-        let recovered = graph.masks.get(&c.mask).ok_or_else(|| st_bad(&c.mask, "missing from the ONNX model".into()))?;
+        let recovered =
+            graph.masks.get(&c.mask).ok_or_else(|| st_bad(&c.mask, "missing from the ONNX model".into()))?;
         if !recovered.iter().copied().eq(view.data().iter().copied()) {
             return Err(st_bad(&key, format!("differs from the mask {} in {MODEL_ONNX}", c.mask)));
         }
@@ -300,7 +301,11 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
             if counts.get(&node.name) != Some(&ones) {
                 return Err(st_bad(
                     &key,
-                    format!("metadata counts {:?} ReLUs for site {}, the mask has {ones}", counts.get(&node.name), node.name),
+                    format!(
+                        "metadata counts {:?} ReLUs for site {}, the mask has {ones}",
+                        counts.get(&node.name),
+                        node.name
+                    ),
                 ));
             }
         }
@@ -319,7 +324,10 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
     if input.name != manifest.input.name || ShapeDim::from_dims(&input.shape) != manifest.input.shape {
         return Err(malformed(
             &manifest_path,
-            format!("input {:?} {:?} but the model has {:?} {:?}", manifest.input.name, manifest.input.shape, input.name, input.shape),
+            format!(
+                "input {:?} {:?} but the model has {:?} {:?}",
+                manifest.input.name, manifest.input.shape, input.name, input.shape
+            ),
         ));
     }
     Ok((graph, manifest))

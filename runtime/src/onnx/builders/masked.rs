@@ -127,8 +127,8 @@ fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
         .expect("sizes agree");
     let c = xs[1];
     let other = n.input(2).ok_or_else(|| not_masked("missing Y"))?.to_string();
-    let poly =
-        poly_of(ctx, &other, &x, c, xs.len(), 0).ok_or_else(|| not_masked("Y is not a polynomial of degree <= 2 in x"))?;
+    let poly = poly_of(ctx, &other, &x, c, xs.len(), 0)
+        .ok_or_else(|| not_masked("Y is not a polynomial of degree <= 2 in x"))?;
     let identity =
         poly[2].iter().all(|&v| v == 0.0) && poly[1].iter().all(|&v| v == 1.0) && poly[0].iter().all(|&v| v == 0.0);
     // The exporter's annotation names the mask and coefficients and fixes the replacement kind.
