@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod export;
 mod inspect;
 mod progress;
 mod units;
@@ -25,11 +26,15 @@ pub enum Command {
     /// Parameters, MACs and ReLUs of a model, per layer and in total
     /// (MODEL: a .onnx file or zoo:NAME[@HxW], e.g. zoo:resnet20, zoo:wrn22_8@64x64).
     Inspect(inspect::InspectArgs),
+    /// Write a deployable artifact directory (model.onnx, model.safetensors, manifest.json) from a
+    /// .onnx file, zoo:NAME or a checkpoint (`masq export --from zoo:resnet20 --out art/`).
+    Export(export::ExportArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Export(a) => export::run(a),
     }
 }
