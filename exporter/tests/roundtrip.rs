@@ -127,9 +127,14 @@ fn zoo_round_trips_with_random_masks() {
     cases.push(round_trip(&root, "resnet20", 0.3, ReplacementKind::Poly2, false));
     cases.push(round_trip(&root, "mnist_cnn", 0.3, ReplacementKind::Poly2, false));
 
+    ort_check(&root, &cases);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// Run `onnx.checker` (full check) and onnxruntime on every case through the project's Python.
+fn ort_check(root: &Path, cases: &[OrtCase]) {
     let Some(py) = python() else {
         eprintln!("SKIPPED onnx.checker / onnxruntime cross-check: no Python with onnx+onnxruntime (run make setup)");
-        std::fs::remove_dir_all(&root).unwrap();
         return;
     };
     let list: Vec<serde_json::Value> = cases
@@ -140,10 +145,68 @@ fn zoo_round_trips_with_random_masks() {
     std::fs::write(&cases_json, serde_json::to_vec(&list).unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("ort_check.py");
     let out = Command::new(&py).arg(&script).arg(&cases_json).output().unwrap();
-    eprintln!("{} ({}):\n{}", script.display(), py.display(), String::from_utf8_lossy(&out.stdout));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{} ({}):\n{text}", script.display(), py.display());
     assert!(out.status.success(), "onnx checker / onnxruntime:\n{text}");
     assert_eq!(text.lines().filter(|l| l.starts_with("ok ")).count(), cases.len(), "{text}");
+}
+
+/// A hand-built graph with a masked activation on `[N, C]` values, a polynomial that happens to be
+/// `x` (it must stay a polynomial), and ops the zoo does not use.
+#[test]
+fn rank2_sites_and_more_ops_round_trip() {
+    use masq_runtime::ir::{
+        ClipConfig, GemmConfig, MaskedActConfig, Node, PadConfig, SliceConfig, SoftmaxConfig, ValueInfo,
+    };
+    let root = scratch("rank2");
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut t = |shape: &[usize]| {
+        let n = shape.iter().product();
+        ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect()).unwrap()
+    };
+    let mut g = Graph::new("tiny");
+    g.inputs.push(ValueInfo::batched("x", &[6]));
+    g.initializers.insert("fc1.weight".into(), t(&[8, 6]));
+    g.initializers.insert("fc1.bias".into(), t(&[8]));
+    g.initializers.insert("fc2.weight".into(), t(&[5, 11]));
+    g.initializers.insert("act.c2".into(), ArrayD::zeros(vec![8]));
+    g.initializers.insert("act.c1".into(), ArrayD::ones(vec![8]));
+    g.initializers.insert("act.c0".into(), ArrayD::zeros(vec![8]));
+    g.masks.insert("act.mask".into(), ArrayD::from_shape_vec(vec![8], vec![1, 0, 1, 1, 0, 0, 1, 0]).unwrap());
+    let gemm = |w: &str, b: Option<&str>| Op::Gemm(GemmConfig { weight: w.into(), bias: b.map(String::from) });
+    let poly = Replacement::Poly { c2: "act.c2".into(), c1: "act.c1".into(), c0: "act.c0".into() };
+    g.nodes = vec![
+        Node::new("fc1", gemm("fc1.weight", Some("fc1.bias")), &["x"], &["h"]),
+        Node::new("act", Op::MaskedAct(MaskedActConfig { mask: "act.mask".into(), replacement: poly }), &["h"], &["a"]),
+        Node::new("clip", Op::Clip(ClipConfig { min: None, max: Some(0.3) }), &["a"], &["c"]),
+        Node::new("pad", Op::Pad(PadConfig { pads: vec![(0, 0), (1, 2)], value: 0.25 }), &["c"], &["p"]),
+        Node::new(
+            "slice",
+            Op::Slice(SliceConfig { axes: vec![1], starts: vec![0], ends: vec![usize::MAX], steps: vec![1] }),
+            &["p"],
+            &["s"],
+        ),
+        Node::new("fc2", gemm("fc2.weight", None), &["s"], &["z"]),
+        Node::new("softmax", Op::Softmax(SoftmaxConfig { axis: 1 }), &["z"], &["y"]),
+    ];
+    g.outputs.push(ValueInfo::new("y", vec![]));
+    g.finalize().unwrap();
+    let dir = root.join("art");
+    export(&g, &ExportFacts::new("tiny"), &dir, &ExportOptions::default()).unwrap();
+    let (g2, m) = load_artifact(&dir).unwrap();
+    assert_eq!(sites(&g2), vec![("act".to_string(), "act.mask".to_string(), true)]);
+    assert_eq!(m.relu_count, 4);
+    for c in ["act.c2", "act.c1", "act.c0"] {
+        assert_eq!(g2.initializers[c], g.initializers[c], "{c}");
+    }
+    let x = random_input(&g, 3, 1);
+    let y1 = plain::run_single(&g, x.clone()).unwrap();
+    let y2 = plain::run_single(&g2, x.clone()).unwrap();
+    assert!(max_rel_err(&y2, &y1) <= 1e-6);
+    let case = OrtCase { onnx: dir.join(MODEL_ONNX), input: root.join("x.npy"), expected: root.join("y.npy") };
+    masq_runtime::npy::write(&case.input, &x).unwrap();
+    masq_runtime::npy::write(&case.expected, &y1).unwrap();
+    ort_check(&root, &[case]);
     std::fs::remove_dir_all(&root).unwrap();
 }
 
