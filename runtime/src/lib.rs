@@ -12,6 +12,7 @@
 //!
 //! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
 
+pub mod artifact;
 pub mod error;
 pub mod ir;
 pub mod npy;
@@ -27,13 +28,16 @@ pub use error::{Result, RuntimeError};
 pub use ir::Graph;
 
 /// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0) or a path to an
-/// `.onnx` file.
+/// `.onnx` file, or an artifact directory written by `masq export` (see [`artifact`]).
 pub fn load_model(spec: &str) -> Result<Graph> {
     if spec.starts_with("zoo:") {
         let z = zoo::ZooSpec::parse(spec)?;
         return zoo::build(&z.name, z.input_hw, 0);
     }
     let path = std::path::Path::new(spec);
+    if path.is_dir() {
+        return artifact::load_artifact(path).map(|(g, _)| g);
+    }
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("onnx") => onnx::import_file(path),
         _ => Err(RuntimeError::BadSpec {

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod estimate;
+mod export;
 mod inspect;
 mod progress;
 mod run;
@@ -33,6 +34,9 @@ pub enum Command {
     /// Estimate one inference's communication under masq or a published protocol, without running
     /// (`masq estimate zoo:resnet20 --protocol crypten --network wan`).
     Estimate(estimate::EstimateArgs),
+    /// Write a deployable artifact directory (model.onnx, model.safetensors, manifest.json) from a
+    /// .onnx file, zoo:NAME or a checkpoint (`masq export --from zoo:resnet20 --out art/`).
+    Export(export::ExportArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Run(a) => run::run(a),
         Command::Estimate(a) => estimate::run(a),
+        Command::Export(a) => export::run(a),
     }
 }

@@ -20,12 +20,18 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use super::{Graph, Op};
 use crate::error::{Result, RuntimeError};
 
-/// A fresh initializer name starting with `base`.
-fn fresh(graph: &Graph, base: String) -> String {
-    if !graph.initializers.contains_key(&base) {
-        return base;
+/// A name starting with `base` that no initializer, mask, input, node or value of `graph` uses.
+pub fn fresh_name(graph: &Graph, base: &str) -> String {
+    let taken = |n: &str| {
+        graph.initializers.contains_key(n)
+            || graph.masks.contains_key(n)
+            || graph.inputs.iter().any(|v| v.name == n)
+            || graph.nodes.iter().any(|x| x.name == n || x.outputs.iter().any(|o| o == n))
+    };
+    if !taken(base) {
+        return base.to_string();
     }
-    (1..).map(|i| format!("{base}.{i}")).find(|n| !graph.initializers.contains_key(n)).expect("unbounded")
+    (1..).map(|i| format!("{base}.{i}")).find(|n| !taken(n)).expect("unbounded")
 }
 
 /// Folds every BatchNorm that directly follows a Conv or Gemm (whose output only it reads) into
@@ -40,6 +46,13 @@ pub fn fold_batchnorm(graph: &Graph) -> Result<Graph> {
     }
     for o in &g.outputs {
         *readers.entry(o.name.clone()).or_default() += 1;
+    }
+    // How many nodes read each initializer: a folded tensor keeps its (stable) name unless shared.
+    let mut param_uses: HashMap<String, usize> = HashMap::new();
+    for node in &g.nodes {
+        for p in node.op.param_names() {
+            *param_uses.entry(p.to_string()).or_default() += 1;
+        }
     }
     let producer: HashMap<String, usize> = g.nodes.iter().enumerate().map(|(i, n)| (n.outputs[0].clone(), i)).collect();
     let mut remove = vec![false; g.nodes.len()];
@@ -57,7 +70,7 @@ pub fn fold_batchnorm(graph: &Graph) -> Result<Graph> {
             _ => continue,
         };
         let bn_node = g.nodes[bi].clone();
-        let get = |name: &str| g.initializer(&bn_node, name).map(|t| t.iter().copied().collect::<Vec<f32>>());
+        let get = |name: &str| g.initializer(&bn_node, name).map(|t| t.iter().map(|&v| v as f64).collect::<Vec<f64>>());
         let (gamma, beta, mean, var) = (get(&bn.scale)?, get(&bn.bias)?, get(&bn.mean)?, get(&bn.var)?);
         let layer = g.nodes[li].clone();
         let w = g.initializer(&layer, &weight)?;
@@ -70,19 +83,24 @@ pub fn fold_batchnorm(graph: &Graph) -> Result<Graph> {
                 got: vec![gamma.len()],
             });
         }
-        let s: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon).sqrt()).collect();
+        // In f64: the folded f32 weights are then as close to the exact fold as f32 allows.
+        let s: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon as f64).sqrt()).collect();
         let mut new_w = w.clone();
         for (o, mut row) in new_w.axis_iter_mut(Axis(0)).enumerate() {
-            row.mapv_inplace(|v| v * s[o]);
+            row.mapv_inplace(|v| (v as f64 * s[o]) as f32);
         }
-        let old_b: Vec<f32> = match &bias {
-            Some(b) => g.initializer(&layer, b)?.iter().copied().collect(),
+        let old_b: Vec<f64> = match &bias {
+            Some(b) => g.initializer(&layer, b)?.iter().map(|&v| v as f64).collect(),
             None => vec![0.0; out_ch],
         };
-        let new_b: Vec<f32> = (0..out_ch).map(|o| (old_b[o] - mean[o]) * s[o] + beta[o]).collect();
-        let wname = fresh(&g, format!("{}.weight.bnfold", layer.name));
+        let new_b: Vec<f32> = (0..out_ch).map(|o| ((old_b[o] - mean[o]) * s[o] + beta[o]) as f32).collect();
+        let shared = |n: &str| param_uses.get(n).copied().unwrap_or(0) > 1;
+        let wname = if shared(&weight) { fresh_name(&g, &format!("{}.weight", layer.name)) } else { weight.clone() };
         g.initializers.insert(wname.clone(), new_w);
-        let bname = fresh(&g, format!("{}.bias.bnfold", layer.name));
+        let bname = match &bias {
+            Some(b) if !shared(b) => b.clone(),
+            _ => fresh_name(&g, &format!("{}.bias", layer.name)),
+        };
         g.initializers.insert(bname.clone(), ArrayD::from_shape_vec(IxDyn(&[out_ch]), new_b).expect("length"));
         let node = &mut g.nodes[li];
         match &mut node.op {

@@ -2,10 +2,15 @@
 //! in. The mask must be a constant; `g` may be `x` itself (identity) or any chain of Add, Sub,
 //! Mul, Div and Identity over `x` and per-channel constants that is a polynomial of degree ≤ 2 in
 //! `x`. The Relu and `g` nodes become dead and are pruned by the fold phase.
+//!
+//! When the `Where` node's `doc_string` carries the exporter's annotation
+//! ([`MaskedActAnnotation`]), the mask and coefficients keep the names it gives and its replacement
+//! kind wins (a polynomial that happens to be `x` stays a polynomial).
 
 use ndarray::{ArrayD, IxDyn};
 
 use super::BuildFn;
+use crate::artifact::{MASKED_ACT_KEY, MaskedActAnnotation};
 use crate::error::Result;
 use crate::ir::{MaskedActConfig, Op, Replacement};
 use crate::onnx::ctx::{Ctx, OnnxNode};
@@ -17,18 +22,18 @@ pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>)
 /// Per-channel polynomial, indexed by degree: `p[2]·x² + p[1]·x + p[0]`.
 type Poly = [Vec<f32>; 3];
 
-fn per_channel(t: &ArrayD<f32>, c: usize) -> Option<Vec<f32>> {
+/// A constant as per-channel values for an activation of rank `rank` (`[N, C, ...]`): a scalar, or
+/// a tensor that right-aligned to the activation is 1 everywhere but on the channel axis.
+fn per_channel(t: &ArrayD<f32>, c: usize, rank: usize) -> Option<Vec<f32>> {
     if t.len() == 1 {
         return Some(vec![t.iter().next().copied()?; c]);
     }
-    // Right-align to [N, C, H, W]: everything but C must be 1.
     let s = t.shape();
-    if s.len() > 4 || s.len() < 3 {
+    if s.len() > rank || s.len() + 1 < rank {
         return None;
     }
-    let pad = 4 - s.len();
-    let full: Vec<usize> = std::iter::repeat_n(1, pad).chain(s.iter().copied()).collect();
-    (full[0] == 1 && full[1] == c && full[2] == 1 && full[3] == 1).then(|| t.iter().copied().collect())
+    let full: Vec<usize> = std::iter::repeat_n(1, rank - s.len()).chain(s.iter().copied()).collect();
+    full.iter().enumerate().all(|(i, &d)| if i == 1 { d == c } else { d == 1 }).then(|| t.iter().copied().collect())
 }
 
 fn combine(a: &Poly, b: &Poly, op: &Op) -> Option<Poly> {
@@ -76,7 +81,7 @@ fn combine(a: &Poly, b: &Poly, op: &Op) -> Option<Poly> {
 }
 
 /// The polynomial in `x` that `value` computes, if it is one.
-fn poly_of(ctx: &Ctx, value: &str, x: &str, c: usize, depth: usize) -> Option<Poly> {
+fn poly_of(ctx: &Ctx, value: &str, x: &str, c: usize, rank: usize, depth: usize) -> Option<Poly> {
     if depth > 16 {
         return None;
     }
@@ -84,17 +89,17 @@ fn poly_of(ctx: &Ctx, value: &str, x: &str, c: usize, depth: usize) -> Option<Po
         return Some([vec![0.0; c], vec![1.0; c], vec![0.0; c]]);
     }
     if let Some(t) = ctx.graph.initializers.get(value) {
-        return Some([per_channel(t, c)?, vec![0.0; c], vec![0.0; c]]);
+        return Some([per_channel(t, c, rank)?, vec![0.0; c], vec![0.0; c]]);
     }
     if let Some(k) = ctx.consts.get(value) {
-        return Some([per_channel(&k.to_f32(), c)?, vec![0.0; c], vec![0.0; c]]);
+        return Some([per_channel(&k.to_f32(), c, rank)?, vec![0.0; c], vec![0.0; c]]);
     }
     let node = ctx.producer(value)?;
     match &node.op {
-        Op::Identity => poly_of(ctx, &node.inputs[0], x, c, depth + 1),
+        Op::Identity => poly_of(ctx, &node.inputs[0], x, c, rank, depth + 1),
         op @ (Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_)) => {
-            let a = poly_of(ctx, &node.inputs[0], x, c, depth + 1)?;
-            let b = poly_of(ctx, &node.inputs[1], x, c, depth + 1)?;
+            let a = poly_of(ctx, &node.inputs[0], x, c, rank, depth + 1)?;
+            let b = poly_of(ctx, &node.inputs[1], x, c, rank, depth + 1)?;
             combine(&a, &b, op)
         }
         _ => None,
@@ -122,22 +127,45 @@ fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
         .expect("sizes agree");
     let c = xs[1];
     let other = n.input(2).ok_or_else(|| not_masked("missing Y"))?.to_string();
-    let poly = poly_of(ctx, &other, &x, c, 0).ok_or_else(|| not_masked("Y is not a polynomial of degree <= 2 in x"))?;
+    let poly = poly_of(ctx, &other, &x, c, xs.len(), 0)
+        .ok_or_else(|| not_masked("Y is not a polynomial of degree <= 2 in x"))?;
     let identity =
         poly[2].iter().all(|&v| v == 0.0) && poly[1].iter().all(|&v| v == 1.0) && poly[0].iter().all(|&v| v == 0.0);
-    let replacement = if identity {
-        Replacement::Identity
-    } else {
-        let [p0, p1, p2] = poly;
-        let mk = |ctx: &mut Ctx, s: &str, v: Vec<f32>| {
-            ctx.add_param(&format!("{}.{s}", n.name), ArrayD::from_shape_vec(vec![c], v).expect("C values"))
-        };
-        let c2 = mk(ctx, "c2", p2);
-        let c1 = mk(ctx, "c1", p1);
-        let c0 = mk(ctx, "c0", p0);
-        Replacement::Poly { c2, c1, c0 }
+    // The exporter's annotation names the mask and coefficients and fixes the replacement kind.
+    let annotation = match MaskedActAnnotation::from_doc_string(&n.proto.doc_string) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => return Err(n.bad_attr("doc_string", &format!("malformed {MASKED_ACT_KEY} annotation: {e}"))),
     };
-    let mut mask_name = format!("{}.mask", n.name);
+    let taken = |ctx: &Ctx, name: &str| {
+        ctx.graph.initializers.contains_key(name) || ctx.consts.contains_key(name) || ctx.shapes.contains_key(name)
+    };
+    let replacement = match (&annotation, identity) {
+        (Some(a), false) if a.replacement == "identity" => {
+            return Err(not_masked("annotated as identity, but Y is not x"));
+        }
+        (None, true) => Replacement::Identity,
+        (Some(a), _) if a.replacement == "identity" => Replacement::Identity,
+        _ => {
+            let [p0, p1, p2] = poly;
+            let names = annotation.as_ref().and_then(|a| a.coefficients.clone());
+            let mk = |ctx: &mut Ctx, k: usize, s: &str, v: Vec<f32>| {
+                let t = ArrayD::from_shape_vec(vec![c], v).expect("C values");
+                match &names {
+                    Some(ns) if !taken(ctx, &ns[k]) => {
+                        ctx.graph.initializers.insert(ns[k].clone(), t);
+                        ns[k].clone()
+                    }
+                    _ => ctx.add_param(&format!("{}.{s}", n.name), t),
+                }
+            };
+            let c2 = mk(ctx, 0, "c2", p2);
+            let c1 = mk(ctx, 1, "c1", p1);
+            let c0 = mk(ctx, 2, "c0", p0);
+            Replacement::Poly { c2, c1, c0 }
+        }
+    };
+    let mut mask_name = annotation.as_ref().map(|a| a.mask.clone()).unwrap_or_else(|| format!("{}.mask", n.name));
     while ctx.graph.masks.contains_key(&mask_name) {
         mask_name.push('_');
     }

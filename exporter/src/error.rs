@@ -1,0 +1,54 @@
+//! The exporter's error type.
+
+use std::path::PathBuf;
+
+use masq_runtime::RuntimeError;
+
+/// Every error masq-exporter returns. Each names the tensor, node or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The graph itself is invalid (shapes that disagree, dangling inputs, missing tensors, ...).
+    #[error(transparent)]
+    Graph(#[from] RuntimeError),
+
+    /// A mask that is not a 0/1 tensor of the activation's per-image shape.
+    #[error("mask {mask} (site {site}): {reason}")]
+    BadMask { site: String, mask: String, reason: String },
+
+    /// A node the chosen ONNX opset cannot express.
+    #[error("node {node} ({op}): cannot export at opset {opset}: {reason}")]
+    Unsupported { node: String, op: String, opset: i64, reason: String },
+
+    /// Export facts or options that do not fit the graph.
+    #[error("invalid export request: {reason}")]
+    Invalid { reason: String },
+
+    /// The output directory exists and `force` was not given (or it is not safe to replace).
+    #[error("output directory {} exists: {reason}", dir.display())]
+    Exists { dir: PathBuf, reason: String },
+
+    /// The artifact written does not load back (a bug in the exporter or the importer).
+    #[error("the written artifact does not load back: {source}")]
+    Verify {
+        #[source]
+        source: RuntimeError,
+    },
+
+    /// A file system error, with the path.
+    #[error("cannot write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ExportError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ExportError::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        ExportError::Invalid { reason: reason.into() }
+    }
+}

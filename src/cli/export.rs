@@ -1,0 +1,141 @@
+//! `masq export --from MODEL --out DIR`: write a deployable artifact (model.onnx, model.safetensors,
+//! manifest.json).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind};
+use masq_runtime::artifact::Normalisation;
+
+/// Arguments of `masq export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The model: a `.onnx` file, `zoo:NAME[@HxW]`, or a trainer checkpoint (`.safetensors`).
+    #[arg(long = "from", value_name = "MODEL")]
+    pub from: String,
+    /// The artifact directory to create (written atomically).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// ONNX opset of the default domain (13..=21).
+    #[arg(long, default_value_t = 17)]
+    pub opset: i64,
+    /// Keep BatchNormalization nodes instead of folding them into the preceding convolution.
+    #[arg(long)]
+    pub no_fold_bn: bool,
+    /// Replace DIR if it exists (only a masq artifact or an empty directory is replaced).
+    #[arg(long)]
+    pub force: bool,
+    /// Testing/demo: replace every ReLU by a masked activation with a random mask keeping this
+    /// fraction (0..=1) of the ReLUs.
+    #[arg(long, value_name = "DENSITY")]
+    pub random_masks: Option<f64>,
+    /// With --random-masks: what replaces a removed ReLU: identity, poly1 (c1·x + c0) or poly2.
+    #[arg(long, default_value = "identity", requires = "random_masks")]
+    pub replacement: String,
+    /// With --random-masks: seed of the masks and coefficients.
+    #[arg(long, default_value_t = 0, requires = "random_masks")]
+    pub seed: u64,
+    /// Architecture name for the manifest (default: the zoo name or the graph's name).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Dataset name for the manifest.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Class names, comma-separated, one per output logit.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Per-channel input mean, comma-separated (with --std).
+    #[arg(long, value_delimiter = ',', requires = "std", allow_hyphen_values = true)]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel input standard deviation, comma-separated (with --mean).
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    pub std: Option<Vec<f32>>,
+    /// Print one JSON object (out_dir, relu_count, files with sha256, ...) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const CIFAR10: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+
+/// Facts the zoo models come with (the reference implementations' datasets and normalisation).
+fn zoo_facts(name: &str) -> ExportFacts {
+    let mut f = ExportFacts::new(name);
+    if name == "mnist_cnn" {
+        f.dataset = Some("mnist".into());
+        f.classes = (0..10).map(|d| d.to_string()).collect();
+        f.normalisation = Some(Normalisation { mean: vec![0.1307], std: vec![0.3081] });
+    } else {
+        f.dataset = Some("cifar10".into());
+        f.classes = CIFAR10.iter().map(|s| s.to_string()).collect();
+        // The akamaster ResNet-20..56 checkpoints were trained with ImageNet statistics.
+        let (mean, std) = if matches!(name, "resnet20" | "resnet32" | "resnet44" | "resnet56") {
+            (vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225])
+        } else {
+            (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])
+        };
+        f.normalisation = Some(Normalisation { mean, std });
+    }
+    f
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let is_ckpt = args.from.to_ascii_lowercase().ends_with(".safetensors");
+    if is_ckpt {
+        bail!(
+            "{}: checkpoint input (.safetensors) arrives with the trainer's checkpoint codec; \
+             export from a .onnx file or zoo:NAME for now",
+            args.from
+        );
+    }
+    let mut graph = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
+    let mut facts = match masq_runtime::zoo::ZooSpec::parse(&args.from) {
+        Ok(z) if args.from.starts_with("zoo:") => zoo_facts(&z.name),
+        _ => ExportFacts::new(graph.name.clone()),
+    };
+    if let Some(a) = args.arch {
+        facts.architecture = a;
+    }
+    if let Some(d) = args.dataset {
+        facts.dataset = Some(d);
+    }
+    if let Some(c) = args.classes {
+        facts.classes = c;
+    }
+    if let (Some(mean), Some(std)) = (args.mean, args.std) {
+        facts.normalisation = Some(Normalisation { mean, std });
+    }
+    if let Some(density) = args.random_masks {
+        let replacement: ReplacementKind =
+            args.replacement.parse().map_err(|e: String| anyhow::anyhow!(e)).context("bad --replacement")?;
+        let cfg = RandomMasks { density, replacement, seed: args.seed };
+        masq_exporter::attach_random_masks(&mut graph, &cfg).context("attaching random masks")?;
+    }
+    let opts = ExportOptions { opset: args.opset, fold_bn: !args.no_fold_bn, force: args.force };
+    let summary = masq_exporter::export(&graph, &facts, &args.out, &opts)
+        .with_context(|| format!("exporting {} to {}", args.from, args.out.display()))?;
+    if args.json {
+        let v = serde_json::json!({
+            "out_dir": summary.out_dir,
+            "relu_count": summary.relu_count,
+            "sites": summary.sites,
+            "bn_folded": summary.bn_folded,
+            "opset": opts.opset,
+            "files": summary.files,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).context("serialising the summary")?);
+    } else {
+        println!(
+            "exported {} -> {}: {} ReLUs ({} masked sites), opset {}, {} BatchNorm folded",
+            args.from,
+            summary.out_dir.display(),
+            masq_runtime::report::thousands(summary.relu_count),
+            summary.sites,
+            opts.opset,
+            summary.bn_folded
+        );
+        for f in &summary.files {
+            println!("  {:<18} {:>12} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+        }
+    }
+    Ok(())
+}
