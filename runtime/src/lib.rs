@@ -12,6 +12,7 @@
 //!
 //! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
 
+pub mod checkpoint;
 pub mod error;
 pub mod ir;
 pub mod npy;
@@ -24,8 +25,8 @@ pub mod zoo;
 pub use error::{Result, RuntimeError};
 pub use ir::Graph;
 
-/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0) or a path to an
-/// `.onnx` file.
+/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0), a path to an
+/// `.onnx` file, or a masq checkpoint (`.safetensors`, see [`checkpoint`]).
 pub fn load_model(spec: &str) -> Result<Graph> {
     if spec.starts_with("zoo:") {
         let z = zoo::ZooSpec::parse(spec)?;
@@ -34,9 +35,10 @@ pub fn load_model(spec: &str) -> Result<Graph> {
     let path = std::path::Path::new(spec);
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("onnx") => onnx::import_file(path),
+        Some(e) if e.eq_ignore_ascii_case("safetensors") => checkpoint::load_checkpoint(path).map(|(g, _)| g),
         _ => Err(RuntimeError::BadSpec {
             spec: spec.to_string(),
-            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx".to_string(),
+            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx or .safetensors".to_string(),
         }),
     }
 }
