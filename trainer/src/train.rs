@@ -50,6 +50,8 @@ pub struct TrainConfig {
     pub dataset: String,
     /// Stop each epoch after this many batches (quick runs and benchmarks).
     pub max_batches: Option<usize>,
+    /// Stop after this epoch (the schedule still spans `epochs`; `resume` continues the run).
+    pub stop_after_epoch: Option<usize>,
     pub eval_batch_size: usize,
 }
 
@@ -73,6 +75,7 @@ impl TrainConfig {
             resume: false,
             dataset: dataset.to_string(),
             max_batches: None,
+            stop_after_epoch: None,
             eval_batch_size: 500,
         }
     }
@@ -249,7 +252,8 @@ pub fn train(
 
     let mut last = EvalResult { accuracy: 0.0, loss: 0.0, images: 0 };
     let (mut imgs_total, mut secs_total) = (0usize, 0f64);
-    for epoch in start_epoch..=cfg.epochs {
+    let end_epoch = cfg.stop_after_epoch.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    for epoch in start_epoch..=end_epoch {
         let order = loader.order(Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
         let mut aug_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_a06e);
         aug_rng.set_stream(epoch as u64);
@@ -334,11 +338,11 @@ pub fn train(
         }
         on_event(&Event::Epoch(rec));
     }
-    if start_epoch > cfg.epochs {
+    if start_epoch > end_epoch {
         last = evaluate(&model, &data.test, &cfg.norm, cfg.eval_batch_size)?;
     }
     let summary = TrainSummary {
-        epochs: cfg.epochs,
+        epochs: end_epoch,
         final_accuracy: last.accuracy,
         best_accuracy: best_acc.max(last.accuracy),
         best_epoch,
