@@ -3,8 +3,12 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+#[cfg(feature = "train")]
+mod eval;
 mod inspect;
 mod progress;
+#[cfg(feature = "train")]
+mod train;
 mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
@@ -25,11 +29,21 @@ pub enum Command {
     /// Parameters, MACs and ReLUs of a model, per layer and in total
     /// (MODEL: a .onnx file or zoo:NAME[@HxW], e.g. zoo:resnet20, zoo:wrn22_8@64x64).
     Inspect(inspect::InspectArgs),
+    /// Train a model on a dataset with libtorch (`masq train --model zoo:resnet20 --dataset cifar10 --data DIR`).
+    #[cfg(feature = "train")]
+    Train(Box<train::TrainArgs>),
+    /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
+    #[cfg(feature = "train")]
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(a) => bench::run(a),
         Command::Inspect(a) => inspect::run(a),
+        #[cfg(feature = "train")]
+        Command::Train(a) => train::run(*a),
+        #[cfg(feature = "train")]
+        Command::Eval(a) => eval::run(a),
     }
 }

@@ -30,6 +30,16 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// Set the number of CPU threads libtorch uses for intra-op parallelism.
+pub fn set_threads(n: usize) {
+    tch::set_num_threads(n.clamp(1, i32::MAX as usize) as i32);
+}
+
+/// The number of CPU threads libtorch uses.
+pub fn threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
 /// A device as a spec string (`cpu`, `cuda:0`).
 pub fn device_name(d: Device) -> String {
     match d {

@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use super::Dataset;
 use crate::error::{Result, TrainerError};
 
-/// Per-channel `(x/255 − mean)/std`.
+/// Per-channel `(x/255 − mean)/std`; a single mean and std apply to every channel.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
     pub mean: Vec<f32>,
@@ -44,8 +44,11 @@ pub struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    pub fn new(data: &'a Dataset, norm: Normalization, augment: Augment, batch: usize, device: Device) -> Result<Self> {
+    pub fn new(data: &'a Dataset, mut norm: Normalization, augment: Augment, batch: usize, device: Device) -> Result<Self> {
         let c = data.shape[0];
+        if norm.mean.len() == 1 && norm.std.len() == 1 {
+            norm = Normalization { mean: vec![norm.mean[0]; c], std: vec![norm.std[0]; c] };
+        }
         if norm.mean.len() != c || norm.std.len() != c || norm.std.iter().any(|&s| s <= 0.0) {
             return Err(TrainerError::BadConfig {
                 reason: format!("normalisation needs {c} means and {c} positive stds, got {norm:?}"),
