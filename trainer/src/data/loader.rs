@@ -44,7 +44,13 @@ pub struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    pub fn new(data: &'a Dataset, mut norm: Normalization, augment: Augment, batch: usize, device: Device) -> Result<Self> {
+    pub fn new(
+        data: &'a Dataset,
+        mut norm: Normalization,
+        augment: Augment,
+        batch: usize,
+        device: Device,
+    ) -> Result<Self> {
         let c = data.shape[0];
         if norm.mean.len() == 1 && norm.std.len() == 1 {
             norm = Normalization { mean: vec![norm.mean[0]; c], std: vec![norm.std[0]; c] };
