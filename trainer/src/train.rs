@@ -186,7 +186,7 @@ pub fn train(
     device: Device,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(TchModel, TrainSummary)> {
-    if cfg.epochs == 0 || cfg.batch_size == 0 || !(cfg.lr > 0.0) {
+    if cfg.epochs == 0 || cfg.batch_size == 0 || !cfg.lr.is_finite() || cfg.lr <= 0.0 {
         return Err(TrainerError::BadConfig { reason: "epochs, batch size and learning rate must be positive".into() });
     }
     if data.train.is_empty() || data.test.is_empty() {
