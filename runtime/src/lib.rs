@@ -13,6 +13,7 @@
 //! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
 
 pub mod artifact;
+pub mod checkpoint;
 pub mod error;
 pub mod ir;
 pub mod npy;
@@ -27,8 +28,9 @@ pub mod zoo;
 pub use error::{Result, RuntimeError};
 pub use ir::Graph;
 
-/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0) or a path to an
-/// `.onnx` file, or an artifact directory written by `masq export` (see [`artifact`]).
+/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0), a path to an
+/// `.onnx` file, a masq checkpoint (`.safetensors`, see [`checkpoint`]), or an artifact directory
+/// written by `masq export` (see [`artifact`]).
 pub fn load_model(spec: &str) -> Result<Graph> {
     if spec.starts_with("zoo:") {
         let z = zoo::ZooSpec::parse(spec)?;
@@ -40,9 +42,10 @@ pub fn load_model(spec: &str) -> Result<Graph> {
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("onnx") => onnx::import_file(path),
+        Some(e) if e.eq_ignore_ascii_case("safetensors") => checkpoint::load_checkpoint(path).map(|(g, _)| g),
         _ => Err(RuntimeError::BadSpec {
             spec: spec.to_string(),
-            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx".to_string(),
+            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx or .safetensors".to_string(),
         }),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind};
 use masq_runtime::artifact::Normalisation;
 
@@ -78,19 +78,52 @@ fn zoo_facts(name: &str) -> ExportFacts {
     f
 }
 
+/// Facts a trainer checkpoint records: dataset, accuracy and the normalisation it trained with.
+fn checkpoint_facts(g: &masq_runtime::Graph, f: &masq_runtime::checkpoint::Facts) -> ExportFacts {
+    let base = g.name.strip_prefix("zoo:").unwrap_or(&g.name).to_string();
+    let mut facts = if masq_runtime::zoo::ZooSpec::parse(&format!("zoo:{base}")).is_ok() {
+        zoo_facts(&base)
+    } else {
+        ExportFacts::new(g.name.clone())
+    };
+    facts.dataset = f.dataset.clone().or(facts.dataset);
+    facts.accuracy = f.accuracy;
+    if let Some(d) = f.dataset.as_deref() {
+        facts.classes = match d {
+            "cifar10" => CIFAR10.iter().map(|s| s.to_string()).collect(),
+            "mnist" | "fashion-mnist" | "synthetic" => (0..10).map(|d| d.to_string()).collect(),
+            _ => Vec::new(),
+        };
+    }
+    if let Some(n) = f.other.get("normalization") {
+        let get = |k: &str| n.get(k).and_then(|v| serde_json::from_value::<Vec<f32>>(v.clone()).ok());
+        if let (Some(mut mean), Some(mut std)) = (get("mean"), get("std")) {
+            // One value for every channel: spell it out per input channel.
+            let channels = g.data_inputs().next().and_then(|i| i.shape_at(1).get(1).copied()).unwrap_or(1);
+            if mean.len() == 1 && std.len() == 1 && channels > 1 {
+                mean = vec![mean[0]; channels];
+                std = vec![std[0]; channels];
+            }
+            facts.normalisation = Some(Normalisation { mean, std });
+        }
+    }
+    facts
+}
+
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let is_ckpt = args.from.to_ascii_lowercase().ends_with(".safetensors");
-    if is_ckpt {
-        bail!(
-            "{}: checkpoint input (.safetensors) arrives with the trainer's checkpoint codec; \
-             export from a .onnx file or zoo:NAME for now",
-            args.from
-        );
-    }
-    let mut graph = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
-    let mut facts = match masq_runtime::zoo::ZooSpec::parse(&args.from) {
-        Ok(z) if args.from.starts_with("zoo:") => zoo_facts(&z.name),
-        _ => ExportFacts::new(graph.name.clone()),
+    let (mut graph, mut facts) = if is_ckpt {
+        let (g, f) = masq_runtime::checkpoint::load_checkpoint(std::path::Path::new(&args.from))
+            .with_context(|| format!("loading checkpoint {}", args.from))?;
+        let facts = checkpoint_facts(&g, &f);
+        (g, facts)
+    } else {
+        let g = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
+        let facts = match masq_runtime::zoo::ZooSpec::parse(&args.from) {
+            Ok(z) if args.from.starts_with("zoo:") => zoo_facts(&z.name),
+            _ => ExportFacts::new(g.name.clone()),
+        };
+        (g, facts)
     };
     if let Some(a) = args.arch {
         facts.architecture = a;

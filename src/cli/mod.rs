@@ -4,10 +4,14 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod estimate;
+#[cfg(feature = "train")]
+mod eval;
 mod export;
 mod inspect;
 mod progress;
 mod run;
+#[cfg(feature = "train")]
+mod train;
 mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
@@ -37,6 +41,12 @@ pub enum Command {
     /// Write a deployable artifact directory (model.onnx, model.safetensors, manifest.json) from a
     /// .onnx file, zoo:NAME or a checkpoint (`masq export --from zoo:resnet20 --out art/`).
     Export(export::ExportArgs),
+    /// Train a model on a dataset with libtorch (`masq train --model zoo:resnet20 --dataset cifar10 --data DIR`).
+    #[cfg(feature = "train")]
+    Train(Box<train::TrainArgs>),
+    /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
+    #[cfg(feature = "train")]
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -46,5 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a),
         Command::Estimate(a) => estimate::run(a),
         Command::Export(a) => export::run(a),
+        #[cfg(feature = "train")]
+        Command::Train(a) => train::run(*a),
+        #[cfg(feature = "train")]
+        Command::Eval(a) => eval::run(a),
     }
 }

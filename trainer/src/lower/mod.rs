@@ -1,0 +1,64 @@
+//! Lowering of IR ops to tch ops (with autograd), one file per op family, matched exhaustively so
+//! a new IR op cannot be forgotten.
+
+mod conv;
+mod elementwise;
+mod linear;
+mod masked;
+mod norm;
+mod pool;
+mod shape_ops;
+
+use masq_runtime::ir::{Node, Op};
+use tch::Tensor;
+
+use crate::error::{Result, TrainerError};
+use crate::model::TchModel;
+
+pub(crate) fn param<'a>(model: &'a TchModel, node: &Node, name: &str) -> Result<&'a Tensor> {
+    model.tensor(name).ok_or_else(|| TrainerError::MissingValue { node: node.name.clone(), input: name.to_string() })
+}
+
+pub(crate) fn mismatch(node: &Node, expected: impl Into<String>, got: &Tensor) -> TrainerError {
+    TrainerError::ShapeMismatch {
+        node: node.name.clone(),
+        op: node.op.name().to_string(),
+        expected: expected.into(),
+        got: got.size(),
+    }
+}
+
+pub(crate) fn unsupported(node: &Node, reason: impl Into<String>) -> TrainerError {
+    TrainerError::Unsupported { node: node.name.clone(), op: node.op.name().to_string(), reason: reason.into() }
+}
+
+/// Evaluate one node on its inputs; `train` selects BatchNorm's training mode.
+pub fn lower_node(model: &TchModel, node: &Node, ins: &[&Tensor], train: bool) -> Result<Tensor> {
+    let x = ins[0];
+    match &node.op {
+        Op::Conv(c) => conv::conv2d(model, node, c, x),
+        Op::Gemm(c) => linear::gemm(model, node, c, x),
+        Op::MatMul(_) => linear::matmul(node, x, ins[1]),
+        Op::Add(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_add(b)),
+        Op::Sub(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_sub(b)),
+        Op::Mul(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_mul(b)),
+        Op::Div(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_div(b)),
+        Op::Relu => Ok(x.f_relu()?),
+        Op::Clip(c) => elementwise::clip(x, c),
+        Op::LeakyRelu(c) => elementwise::leaky_relu(x, c.alpha),
+        Op::BatchNorm(c) => norm::batch_norm(model, node, c, x, train),
+        Op::MaxPool(c) => pool::max_pool(node, c, x),
+        Op::AveragePool(c) => pool::avg_pool(node, c, x),
+        Op::GlobalAveragePool => pool::global_avg_pool(node, x),
+        Op::Flatten(c) => shape_ops::flatten(node, c, x),
+        Op::Reshape(c) => shape_ops::reshape(node, c, x),
+        Op::Transpose(c) => shape_ops::transpose(node, c, x),
+        Op::Concat(c) => shape_ops::concat(node, c, ins),
+        Op::Pad(c) => shape_ops::pad(node, c, x),
+        Op::Slice(c) => shape_ops::slice(node, c, x),
+        Op::Identity => Ok(x.shallow_clone()),
+        Op::Softmax(c) => elementwise::softmax(node, c, x, false),
+        Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true),
+        Op::MaskedAct(c) => masked::masked_act(model, node, c, x),
+    }
+}
