@@ -12,6 +12,7 @@
 //!
 //! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
 
+pub mod deploy;
 pub mod error;
 pub mod ir;
 pub mod npy;
