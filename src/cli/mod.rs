@@ -3,10 +3,14 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cifar_npy;
+mod deal;
 mod estimate;
 mod inspect;
 mod progress;
+mod query;
 mod run;
+mod serve;
 mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
@@ -33,6 +37,18 @@ pub enum Command {
     /// Estimate one inference's communication under masq or a published protocol, without running
     /// (`masq estimate zoo:resnet20 --protocol crypten --network wan`).
     Estimate(estimate::EstimateArgs),
+    /// The trusted dealer's offline phase for K encrypted inferences: writes DIR/p0.bin (server)
+    /// and DIR/p1.bin (client) (`masq deal --model zoo:resnet20 --count 4 --out deal/`).
+    Deal(deal::DealArgs),
+    /// Serve encrypted inference as the model owner, P0
+    /// (`masq serve --model zoo:resnet20 --preprocessing deal/p0.bin --listen 127.0.0.1:7000`).
+    Serve(serve::ServeArgs),
+    /// Run one encrypted inference as the client, P1
+    /// (`masq query --connect 127.0.0.1:7000 --preprocessing deal/p1.bin --input x.npy`).
+    Query(query::QueryArgs),
+    /// Extract CIFAR-10 test images (binary format, optionally gzipped) as a normalised .npy (demo helper).
+    #[command(hide = true)]
+    CifarNpy(cifar_npy::CifarNpyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,5 +57,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Run(a) => run::run(a),
         Command::Estimate(a) => estimate::run(a),
+        Command::Deal(a) => deal::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Query(a) => query::run(a),
+        Command::CifarNpy(a) => cifar_npy::run(a),
     }
 }
