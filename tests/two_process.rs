@@ -32,11 +32,29 @@ fn run(args: &[&str]) -> Output {
     masq().args(args).output().expect("masq runs")
 }
 
-fn dir(name: &str) -> PathBuf {
+/// A scratch directory, removed at the end of a passing test (kept for inspection after a failure).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn dir(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("masq-2pc-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn s(p: &Path) -> &str {

@@ -378,7 +378,7 @@ pub struct QueryResult {
 
 /// The client, P1: connects to `addr`, authenticates (with `opts.key`), receives the public
 /// model and checks it against `preprocessing` (a `p1.bin`), runs one inference on `x`
-/// (`[batch, ...]`) and decodes the revealed output. `on_event` hears progress lines.
+/// (`[batch, ...]`, or one image without the batch axis) and decodes the revealed output. `on_event` hears progress lines.
 pub fn query(
     addr: &str,
     preprocessing: &Path,
@@ -455,6 +455,8 @@ pub fn query(
         let cfg = SecureConfig { frac_bits: mine.frac_bits, cmp_bits: mine.cmp_bits, seed: 0 };
         let plan = secure::plan(&graph, mine.batch as usize, &cfg)?;
         let want = graph.data_inputs().next().map(|i| i.shape_at(mine.batch as usize)).unwrap_or_default();
+        // One image without the batch axis is accepted at batch 1.
+        let x = if x.ndim() + 1 == want.len() { x.clone().insert_axis(ndarray::Axis(0)) } else { x.clone() };
         if x.shape() != want.as_slice() {
             return Err(DeployError::Runtime(crate::error::RuntimeError::BadInput {
                 name: "input".into(),
@@ -462,9 +464,9 @@ pub fn query(
                 got: x.shape().to_vec(),
             }));
         }
-        Ok(plan)
+        Ok((plan, x))
     })();
-    let plan = match plan {
+    let (plan, x) = match plan {
         Ok(p) => p,
         Err(e) => return Err(refuse(&mut t, e)),
     };
@@ -487,7 +489,7 @@ pub fn query(
     let pre = file.inference(index)?;
     let model = file.model_material()?;
     let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
-    let out = secure::run_party(&mut ctx, &plan, model, Some(x))?;
+    let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
     let outputs = secure::decode_outputs(&plan, &out.outputs)?;
     let net = ctx.transport_mut().inner_mut();
     let server_summary = match recv(net, "receiving the summary") {
