@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo bench fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc bench fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -20,6 +20,12 @@ test: setup
 # The main job. Until the end-to-end demo lands, it benchmarks the 2PC engine's ReLU protocol.
 demo: build
 	./target/release/masq bench mpc --op relu --n 100000 --reps 5
+
+# Encrypted inference between two real processes: deal K=4, serve in the background, 3 queries
+# (CIFAR-10 test images if $$MASQ_DATA_DIR/cifar10 exists), measured vs estimated figures.
+# DEMO_MODEL=path/to/artifact-dir picks another model (default zoo:resnet20, random weights).
+demo-2pc: build
+	@bash scripts/demo_2pc.sh
 
 bench: build
 	$(CARGO) bench -p masq-mpc

@@ -14,6 +14,7 @@
 
 pub mod artifact;
 pub mod checkpoint;
+pub mod deploy;
 pub mod error;
 pub mod ir;
 pub mod npy;

@@ -3,13 +3,17 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cifar_npy;
+mod deal;
 mod estimate;
 #[cfg(feature = "train")]
 mod eval;
 mod export;
 mod inspect;
 mod progress;
+mod query;
 mod run;
+mod serve;
 #[cfg(feature = "train")]
 mod train;
 mod units;
@@ -47,6 +51,18 @@ pub enum Command {
     /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
     #[cfg(feature = "train")]
     Eval(eval::EvalArgs),
+    /// The trusted dealer's offline phase for K encrypted inferences: writes DIR/p0.bin (server)
+    /// and DIR/p1.bin (client) (`masq deal --model zoo:resnet20 --count 4 --out deal/`).
+    Deal(deal::DealArgs),
+    /// Serve encrypted inference as the model owner, P0
+    /// (`masq serve --model zoo:resnet20 --preprocessing deal/p0.bin --listen 127.0.0.1:7000`).
+    Serve(serve::ServeArgs),
+    /// Run one encrypted inference as the client, P1
+    /// (`masq query --connect 127.0.0.1:7000 --preprocessing deal/p1.bin --input x.npy`).
+    Query(query::QueryArgs),
+    /// Extract CIFAR-10 test images (binary format, optionally gzipped) as a normalised .npy (demo helper).
+    #[command(hide = true)]
+    CifarNpy(cifar_npy::CifarNpyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -60,5 +76,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(*a),
         #[cfg(feature = "train")]
         Command::Eval(a) => eval::run(a),
+        Command::Deal(a) => deal::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Query(a) => query::run(a),
+        Command::CifarNpy(a) => cifar_npy::run(a),
     }
 }

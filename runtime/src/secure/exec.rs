@@ -17,7 +17,7 @@ use crate::error::{Result, RuntimeError};
 
 /// What one party's run produced.
 #[derive(Debug)]
-pub(crate) struct PartyOut {
+pub struct PartyOut {
     /// Steps of model load (opening `E = W - A`).
     pub setup_log: Vec<StepRecord>,
     pub setup_seconds: f64,
@@ -154,13 +154,14 @@ impl<T: Transport> Backend for Exec<'_, T> {
 }
 
 /// One party's whole run: model load, offline precomputation, the online pass and the reveal.
+/// `ready` (in-process runs): a barrier both parties meet at before the online phase.
 pub(crate) fn party<T: Transport>(
     ctx: &mut Ctx<T>,
     plan: &Plan,
     model: ModelMaterial,
     weights: Vec<(LayerId, Share)>,
     x: ArrayD<u64>,
-    ready: &Barrier,
+    ready: Option<&Barrier>,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<PartyOut> {
     let party = ctx.party();
@@ -180,7 +181,9 @@ pub(crate) fn party<T: Transport>(
     // Both parties start the online phase together (offline work is long done in a deployment);
     // otherwise the first online step would time the slower party's offline work. Every party
     // reaches this point, failed or not, so nobody waits forever.
-    ready.wait();
+    if let Some(ready) = ready {
+        ready.wait();
+    }
     let (setup_seconds, precompute_seconds) = offline?;
     let setup_log = ctx.take_log();
     if let Some(p) = progress {

@@ -44,6 +44,7 @@ use masq_mpc::protocols::{DEFAULT_CMP_BITS, StepRecord};
 use masq_mpc::{FixedPoint, MpcError, Party, Share};
 
 pub use estimate::{EstimateReport, estimate};
+pub use exec::PartyOut;
 pub use plan::{LinearLayer, Plan, PlannedNode, plan};
 
 use crate::error::{Result, RuntimeError};
@@ -222,6 +223,63 @@ fn measure(l0: &[StepRecord], l1: &[StepRecord], r0: (usize, usize), r1: (usize,
     Ok(c)
 }
 
+/// Decodes the outputs revealed to the client (P1); Softmax / LogSoftmax at the output run in the clear.
+pub fn decode_outputs(plan: &Plan, revealed: &[ArrayD<u64>]) -> Result<Vec<(String, ArrayD<f32>)>> {
+    let fp = plan.fixed_point;
+    let mut outputs = Vec::with_capacity(revealed.len());
+    for (r, y) in plan.program.reveals.iter().zip(revealed) {
+        let mut v = y.mapv(|w| fp.decode(w) as f32);
+        if let Some(i) = r.tail {
+            v = plain::eval_node(&plan.graph, &plan.graph.nodes[i], &[&v])?;
+        }
+        outputs.push((r.output.clone(), v));
+    }
+    Ok(outputs)
+}
+
+/// One party of a secure inference over any transport (two processes, or two machines): model
+/// load with `model`, offline precomputation, the online pass and the reveal, with the
+/// preprocessing already in `ctx`. P0 (`ctx.party()`) takes its weights from `plan.graph`; P1
+/// gives the input `x` (`[batch, ...]`, checked) and gets the revealed outputs in
+/// [`PartyOut::outputs`] (decode them with [`decode_outputs`]). No barrier: each party starts
+/// its online phase when its own offline work is done.
+pub fn run_party<T: masq_mpc::transport::Transport>(
+    ctx: &mut masq_mpc::protocols::Ctx<T>,
+    plan: &Plan,
+    model: masq_mpc::dealer::ModelMaterial,
+    x: Option<&ArrayD<f32>>,
+) -> Result<PartyOut> {
+    let fp = plan.fixed_point;
+    let input_shape = plan.shapes.get(&plan.program.input).cloned().unwrap_or_default();
+    let (weights, x) = match ctx.party() {
+        Party::P0 => {
+            let w = plan
+                .layers
+                .iter()
+                .map(|l| Ok((l.id, Share::new(Party::P0, encode_weight(&plan.graph, l, fp)?))))
+                .collect::<Result<Vec<_>>>()?;
+            (w, ArrayD::<u64>::zeros(input_shape))
+        }
+        Party::P1 => {
+            let x = x.ok_or_else(|| RuntimeError::BadInput {
+                name: "input".into(),
+                expected: "the client's input".into(),
+                got: vec![],
+            })?;
+            if x.shape() != input_shape.as_slice() {
+                return Err(RuntimeError::BadInput {
+                    name: plan.program.input.clone(),
+                    expected: format!("{input_shape:?}"),
+                    got: x.shape().to_vec(),
+                });
+            }
+            let w = plan.layers.iter().map(|l| (l.id, Share::zeros(Party::P1, &l.kind.weight_shape()))).collect();
+            (w, x.mapv(|v| fp.encode(v as f64)))
+        }
+    };
+    exec::party(ctx, plan, model, weights, x, None, None)
+}
+
 /// [`run`] with progress events (the online pass reports from the client's thread).
 pub fn run_with_progress(
     graph: &Graph,
@@ -272,8 +330,8 @@ pub fn run_with_progress(
     let pair = masq_mpc::sim::run_pair(
         (pre0, pre1),
         fp,
-        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, &ready, None)),
-        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, &ready, progress)),
+        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, Some(&ready), None)),
+        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, Some(&ready), progress)),
     );
     let (p0, p1) = match pair {
         Ok((a, b)) => (a.output, b.output),
@@ -290,15 +348,7 @@ pub fn run_with_progress(
         }
     };
 
-    // Decode at the client; Softmax / LogSoftmax at the output run in the clear.
-    let mut outputs = Vec::with_capacity(p1.outputs.len());
-    for (r, y) in plan.program.reveals.iter().zip(&p1.outputs) {
-        let mut v = y.mapv(|w| fp.decode(w) as f32);
-        if let Some(i) = r.tail {
-            v = plain::eval_node(&plan.graph, &plan.graph.nodes[i], &[&v])?;
-        }
-        outputs.push((r.output.clone(), v));
-    }
+    let outputs = decode_outputs(&plan, &p1.outputs)?;
 
     phase("plaintext reference");
     let input = graph.data_inputs().next().expect("checked").name.clone();

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `make demo-2pc`: encrypted inference between two real processes on this machine.
+#   dealer (offline, K=4)  ->  masq serve (P0, weights) in the background  <-TCP->  3 x masq query (P1, images)
+# Real CIFAR-10 test images when $MASQ_DATA_DIR/cifar10 holds the binary test batch, seeded
+# synthetic images otherwise. Model: $DEMO_MODEL (default zoo:resnet20 with seeded random
+# weights; give an exported artifact directory for a trained one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MASQ=${MASQ:-./target/release/masq}
+MODEL=${DEMO_MODEL:-zoo:resnet20}
+PY=${PY:-.masq/python}
+K=4
+QUERIES=3
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/masq-demo-2pc.XXXXXX")
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+echo "== dealer: $K inferences of $MODEL =="
+"$MASQ" deal --model "$MODEL" --count "$K" --out "$WORK/deal" --seed 2024
+
+# A fresh shared key for this demo (both processes authenticate each other with it).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/key"
+
+echo "== server (P0) =="
+"$MASQ" serve --model "$MODEL" --preprocessing "$WORK/deal/p0.bin" --listen 127.0.0.1:0 \
+    --auth "$WORK/key" --max-sessions "$QUERIES" --timeout 120 >"$WORK/server.out" 2>"$WORK/server.log" &
+SERVER_PID=$!
+ADDR=""
+for _ in $(seq 1 600); do
+    ADDR=$(sed -n 's/^listening on //p' "$WORK/server.out" 2>/dev/null | head -n1)
+    [[ -n "$ADDR" ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log"; echo "server failed to start" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n "$ADDR" ]] || { echo "server did not start listening" >&2; exit 1; }
+echo "listening on $ADDR"
+
+CIFAR="${MASQ_DATA_DIR:-}/cifar10/exact_test_batch_first1000.bin.gz"
+LABELS=()
+for i in $(seq 0 $((QUERIES - 1))); do
+    if [[ -n "${MASQ_DATA_DIR:-}" && -f "$CIFAR" ]]; then
+        LABELS+=("$("$MASQ" cifar-npy --file "$CIFAR" --index "$i" --out "$WORK/x$i.npy")")
+    else
+        LABELS+=("$("$MASQ" cifar-npy --synthetic "$i" --out "$WORK/x$i.npy")")
+    fi
+done
+if [[ -f "$CIFAR" ]]; then echo "inputs: CIFAR-10 test images 0..$((QUERIES - 1))"; else echo "inputs: synthetic (no \$MASQ_DATA_DIR/cifar10)"; fi
+
+echo "== client (P1): $QUERIES queries =="
+for i in $(seq 0 $((QUERIES - 1))); do
+    "$MASQ" query --connect "$ADDR" --preprocessing "$WORK/deal/p1.bin" --input "$WORK/x$i.npy" \
+        --auth "$WORK/key" --timeout 120 --json >"$WORK/q$i.json"
+done
+wait "$SERVER_PID" || true
+SERVER_PID=""
+echo "== server log =="
+cat "$WORK/server.log"
+
+echo "== measured vs estimated (per query) =="
+"$PY" - "$WORK" "$QUERIES" "${LABELS[@]}" <<'PYEOF'
+import json, sys
+work, n, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def mb(b): return f"{b / 1e6:.2f} MB"
+rows = [json.load(open(f"{work}/q{i}.json")) for i in range(n)]
+hdr = f"{'query':>5} {'idx':>3} {'label':>5} {'pred':>4} {'P0->P1':>10} {'P1->P0':>10} {'rounds':>6} {'online s':>8} {'total s':>7} {'est LAN s':>9} {'est WAN s':>9}"
+print(hdr)
+for i, q in enumerate(rows):
+    lab = labels[i] if i < len(labels) and labels[i] != "255" else "-"
+    print(f"{i:>5} {q['inference_index']:>3} {lab:>5} {q['prediction']:>4} {mb(q['online_bytes_p0_to_p1']):>10} "
+          f"{mb(q['online_bytes_p1_to_p0']):>10} {q['rounds']:>6} {q['seconds']:>8.3f} {q['total_seconds']:>7.3f} "
+          f"{q['est_lan_seconds']:>9.3f} {q['est_wan_seconds']:>9.3f}")
+q = rows[0]
+print(f"{'cost model':>21} {mb(q['predicted_online_bytes_p0_to_p1']):>10} {mb(q['predicted_online_bytes_p1_to_p0']):>10} {q['predicted_rounds']:>6}")
+print(f"ReLUs per inference {q['relu_count']}; model load {mb(q['setup_bytes'])}; formula: {q['formula']}")
+PYEOF

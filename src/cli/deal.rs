@@ -1,0 +1,74 @@
+//! `masq deal --model MODEL --count K --out DIR [--batch B] [--frac-bits F] [--bits 64] [--seed S] [--json]`:
+//! the trusted dealer's offline phase for K inferences, written as `DIR/p0.bin` (server) and
+//! `DIR/p1.bin` (client).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use masq_runtime::deploy;
+use masq_runtime::secure::SecureConfig;
+
+use super::units::{fmt_bytes, fmt_seconds};
+
+/// Arguments of `masq deal`.
+#[derive(Debug, clap::Args)]
+pub struct DealArgs {
+    /// The model: a `.onnx` file, an exported artifact directory or `zoo:NAME[@HxW]`.
+    #[arg(long)]
+    pub model: String,
+    /// Inferences to deal (each one is used once, then marked spent).
+    #[arg(long, value_name = "K")]
+    pub count: u64,
+    /// Directory for p0.bin and p1.bin (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Images per inference.
+    #[arg(long, default_value_t = 1, value_name = "B")]
+    pub batch: usize,
+    /// Fractional bits of the fixed-point encoding, 1 to 40.
+    #[arg(long, default_value_t = 16, value_name = "F")]
+    pub frac_bits: u32,
+    /// Bit width of secure comparisons (64: exact for every ring element).
+    #[arg(long, default_value_t = 64)]
+    pub bits: u32,
+    /// Seed of the dealer's randomness (keep it secret: it determines both parties' material).
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: DealArgs) -> anyhow::Result<()> {
+    if !(1..=40).contains(&args.frac_bits) {
+        bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
+    }
+    if args.count == 0 || args.count > deploy::file::MAX_COUNT {
+        bail!("--count {}: must be between 1 and {}", args.count, deploy::file::MAX_COUNT);
+    }
+    if args.batch == 0 {
+        bail!("--batch 0: must be at least 1");
+    }
+    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    if args.batch > 1 && !graph.supports_batch() {
+        bail!("--batch {}: the model only runs at batch 1", args.batch);
+    }
+    let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, cmp_bits: args.bits };
+    let s = deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
+        .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s).context("serialising the result")?);
+        return Ok(());
+    }
+    println!("dealt {} inference(s) of {} (batch {}) in {}", s.count, args.model, s.batch, fmt_seconds(s.seconds));
+    println!("model hash   {}", s.model_hash);
+    println!("server file  {}  {} ({} B)", s.p0_path.display(), fmt_bytes(s.p0_bytes), s.p0_bytes);
+    println!("client file  {}  {} ({} B)", s.p1_path.display(), fmt_bytes(s.p1_bytes), s.p1_bytes);
+    println!(
+        "cost model: offline {} per inference + {} model load (seed-compressed, both parties); dealt {} in total",
+        fmt_bytes(s.predicted_offline_bytes),
+        fmt_bytes(s.predicted_setup_offline_bytes),
+        fmt_bytes(s.dealt_offline_bytes)
+    );
+    Ok(())
+}

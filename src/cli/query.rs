@@ -1,0 +1,174 @@
+//! `masq query --connect ADDR --preprocessing DIR/p1.bin --input X.npy [--auth KEYFILE]
+//! [--output Y.npy] [--timeout SECS] [--json]`: the client (P1). Gets the public model from the
+//! server, checks it against its preprocessing, runs one encrypted inference on its input and
+//! prints the prediction with the measured and estimated costs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use masq_runtime::deploy::{self, SessionOptions, auth::Key};
+use masq_runtime::npy;
+use ndarray::{ArrayD, Axis};
+use serde::Serialize;
+
+use super::units::{fmt_bytes, fmt_seconds};
+
+/// Arguments of `masq query`.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The server's address (`HOST:PORT`).
+    #[arg(long, value_name = "ADDR")]
+    pub connect: String,
+    /// The client's preprocessing file (`p1.bin` from `masq deal`).
+    #[arg(long, value_name = "DIR/p1.bin")]
+    pub preprocessing: PathBuf,
+    /// Input tensor (`.npy`, float): `[N, C, H, W]` or one image `[C, H, W]`.
+    #[arg(long, value_name = "X.npy")]
+    pub input: PathBuf,
+    /// Shared key file (the server must prove it holds the same key).
+    #[arg(long, value_name = "KEYFILE")]
+    pub auth: Option<PathBuf>,
+    /// Write the (first) decoded output to this `.npy` file.
+    #[arg(long, value_name = "Y.npy")]
+    pub output: Option<PathBuf>,
+    /// Longest wait to connect and for any message, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON object `masq query --json` prints (keys are only ever added).
+#[derive(Debug, Serialize)]
+struct QueryOutput {
+    inference_index: u64,
+    model_hash: String,
+    batch: usize,
+    /// Argmax of the first image's output, and of every image's.
+    prediction: usize,
+    predictions: Vec<usize>,
+    output_shape: Vec<usize>,
+    /// The first output, flattened.
+    output: Vec<f32>,
+    relu_count: u64,
+    online_bytes_p0_to_p1: u64,
+    online_bytes_p1_to_p0: u64,
+    rounds: u64,
+    /// Online wall seconds (client), and the server's.
+    seconds: f64,
+    server_seconds: Option<f64>,
+    /// Connect to result (handshake, model load, offline precomputation, online).
+    total_seconds: f64,
+    setup_bytes: u64,
+    setup_seconds: f64,
+    predicted_online_bytes_p0_to_p1: u64,
+    predicted_online_bytes_p1_to_p0: u64,
+    predicted_rounds: u64,
+    predicted_offline_bytes: u64,
+    est_lan_seconds: f64,
+    est_wan_seconds: f64,
+    formula: &'static str,
+}
+
+fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
+    if y.ndim() == 0 {
+        return vec![0];
+    }
+    y.axis_iter(Axis(0))
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+                .0
+        })
+        .collect()
+}
+
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    if args.timeout == 0 {
+        bail!("--timeout 0: must be at least 1 second");
+    }
+    let key = args.auth.as_deref().map(Key::read).transpose()?;
+    let x = npy::read_f32(&args.input).with_context(|| format!("reading input {}", args.input.display()))?;
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!("{}: element {i} is not a finite number", args.input.display());
+    }
+    let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
+    let quiet = args.json;
+    let r = deploy::query(&args.connect, &args.preprocessing, &x, &opts, |m| {
+        if !quiet {
+            eprintln!("[masq query] {m}");
+        }
+    })
+    .with_context(|| format!("encrypted inference with {}", args.connect))?;
+    let y = r.outputs.first().map(|o| o.1.clone()).context("the model has no output")?;
+    if let Some(path) = &args.output {
+        npy::write(path, &y).with_context(|| format!("writing output {}", path.display()))?;
+    }
+    let predictions = argmax_rows(&y);
+    let o = QueryOutput {
+        inference_index: r.index,
+        model_hash: r.model_hash.clone(),
+        batch: r.batch,
+        prediction: predictions.first().copied().unwrap_or(0),
+        predictions,
+        output_shape: y.shape().to_vec(),
+        output: y.iter().copied().collect(),
+        relu_count: r.relu_count,
+        online_bytes_p0_to_p1: r.measured.p0_to_p1,
+        online_bytes_p1_to_p0: r.measured.p1_to_p0,
+        rounds: r.measured.rounds,
+        seconds: r.online_seconds,
+        server_seconds: r.server_online_seconds,
+        total_seconds: r.total_seconds,
+        setup_bytes: r.setup_bytes,
+        setup_seconds: r.setup_seconds,
+        predicted_online_bytes_p0_to_p1: r.predicted.p0_to_p1,
+        predicted_online_bytes_p1_to_p0: r.predicted.p1_to_p0,
+        predicted_rounds: r.predicted.rounds,
+        predicted_offline_bytes: r.predicted.offline_bytes(),
+        est_lan_seconds: r.est_lan_seconds,
+        est_wan_seconds: r.est_wan_seconds,
+        formula: r.formula,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&o).context("serialising the result")?);
+        return Ok(());
+    }
+    println!("inference {} (model hash {}…), batch {}", o.inference_index, &o.model_hash[..16], o.batch);
+    for (i, p) in o.predictions.iter().enumerate() {
+        println!("image {i}: class {p}");
+    }
+    println!("output shape {:?}", o.output_shape);
+    println!("{:<22} {:>14} {:>14}", "", "measured", "predicted");
+    println!(
+        "{:<22} {:>14} {:>14}",
+        "online P0->P1",
+        fmt_bytes(o.online_bytes_p0_to_p1),
+        fmt_bytes(o.predicted_online_bytes_p0_to_p1)
+    );
+    println!(
+        "{:<22} {:>14} {:>14}",
+        "online P1->P0",
+        fmt_bytes(o.online_bytes_p1_to_p0),
+        fmt_bytes(o.predicted_online_bytes_p1_to_p0)
+    );
+    println!("{:<22} {:>14} {:>14}", "rounds", o.rounds, o.predicted_rounds);
+    println!(
+        "time: online {} (server {}), total {} (model load {}, {})",
+        fmt_seconds(o.seconds),
+        o.server_seconds.map_or("?".into(), fmt_seconds),
+        fmt_seconds(o.total_seconds),
+        fmt_seconds(o.setup_seconds),
+        fmt_bytes(o.setup_bytes)
+    );
+    println!(
+        "estimated latency: LAN {}, WAN {}  ({})",
+        fmt_seconds(o.est_lan_seconds),
+        fmt_seconds(o.est_wan_seconds),
+        o.formula
+    );
+    Ok(())
+}

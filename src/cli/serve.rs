@@ -1,0 +1,142 @@
+//! `masq serve --model MODEL --preprocessing DIR/p0.bin --listen ADDR [--auth KEYFILE]
+//! [--max-sessions N] [--timeout SECS]`: the model owner (P0). Serves clients one session at a
+//! time; a failed session is logged and the server goes on with the next client.
+//!
+//! Prints `listening on ADDR` on stdout first (with the port the system chose for `:0`), then
+//! one log line per event on stderr. Stops after N sessions, when its preprocessing is exhausted
+//! (after refusing the client that found out), or on SIGTERM / Ctrl-C (a session in progress
+//! ends first; every wait in it is bounded by the timeout).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use masq_mpc::MpcError;
+use masq_runtime::deploy::{self, DeployError, Server, SessionOptions, auth::Key};
+
+use super::units::{fmt_bytes, fmt_seconds};
+
+/// Arguments of `masq serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The model with its weights: a `.onnx` file, an exported artifact directory or `zoo:NAME[@HxW]`.
+    #[arg(long)]
+    pub model: String,
+    /// The server's preprocessing file (`p0.bin` from `masq deal`).
+    #[arg(long, value_name = "DIR/p0.bin")]
+    pub preprocessing: PathBuf,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Shared key file: clients must prove they hold it (HMAC-SHA256 challenge-response).
+    #[arg(long, value_name = "KEYFILE")]
+    pub auth: Option<PathBuf>,
+    /// Stop after this many sessions (successful or not).
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<u64>,
+    /// Longest wait for any message from a client, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; `signal`
+        // replaces the default disposition of a catchable signal and touches no other state.
+        unsafe {
+            libc::signal(sig, handler);
+        }
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("[masq serve] {msg}");
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.timeout == 0 {
+        bail!("--timeout 0: must be at least 1 second");
+    }
+    if args.max_sessions == Some(0) {
+        bail!("--max-sessions 0: must be at least 1");
+    }
+    let key = args.auth.as_deref().map(Key::read).transpose()?;
+    let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
+    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let mut server = Server::new(&graph, &args.preprocessing, opts)
+        .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;
+    let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    install_signal_handlers();
+    println!("listening on {addr}");
+    std::io::stdout().flush().context("writing to stdout")?;
+    let h = server.file().header();
+    log(&format!(
+        "model {} (hash {}), batch {}, {} of {} inferences left, authentication {}",
+        args.model,
+        &deploy::hex(&h.model_hash)[..16],
+        h.batch,
+        server.file().remaining(),
+        h.count,
+        if server.options().key.is_some() { "on" } else { "off" }
+    ));
+    let tcp = server.options().tcp();
+    let mut sessions = 0u64;
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            log("stopping on a signal");
+            break;
+        }
+        if args.max_sessions.is_some_and(|n| sessions >= n) {
+            log(&format!("stopping after {sessions} session(s) (--max-sessions)"));
+            break;
+        }
+        let t = match masq_mpc::transport::TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp) {
+            Ok(t) => t,
+            Err(MpcError::Timeout { .. }) => continue,
+            Err(e) => {
+                log(&format!("accepting a connection failed: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        sessions += 1;
+        let n = sessions;
+        let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        log(&format!("session {n}: client {peer} connected"));
+        match server.serve(t, |i| log(&format!("session {n}: inference {i} started"))) {
+            Ok(r) => log(&format!(
+                "session {n}: inference {} done: online P0->P1 {} ({} B), P1->P0 {} ({} B), {} rounds, online {}, \
+                 session {}, model load {}",
+                r.index,
+                fmt_bytes(r.online_bytes_p0_to_p1),
+                r.online_bytes_p0_to_p1,
+                fmt_bytes(r.online_bytes_p1_to_p0),
+                r.online_bytes_p1_to_p0,
+                r.rounds,
+                fmt_seconds(r.online_seconds),
+                fmt_seconds(r.seconds),
+                fmt_bytes(r.setup_bytes)
+            )),
+            Err(e) => {
+                let exhausted = matches!(e, DeployError::Exhausted { .. });
+                log(&format!("session {n} failed: {:#}", anyhow::Error::from(e)));
+                if exhausted && server.file().first_unspent() >= server.file().header().count {
+                    log("preprocessing exhausted: stopping (deal more with `masq deal`)");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
