@@ -13,6 +13,10 @@ pub struct ExportArgs {
     /// The model: a `.onnx` file, `zoo:NAME[@HxW]`, or a trainer checkpoint (`.safetensors`).
     #[arg(long = "from", value_name = "MODEL")]
     pub from: String,
+    /// Weights for a zoo model from a safetensors file (e.g. a PyTorch state dict; `module.` is
+    /// stripped), such as the pretrained akamaster ResNets.
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
     /// The artifact directory to create (written atomically).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -118,7 +122,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         let facts = checkpoint_facts(&g, &f);
         (g, facts)
     } else {
-        let g = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
+        let mut g = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
+        if let Some(w) = &args.weights {
+            anyhow::ensure!(args.from.starts_with("zoo:"), "--weights applies to zoo:NAME models, not {}", args.from);
+            let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+            masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+        }
         let facts = match masq_runtime::zoo::ZooSpec::parse(&args.from) {
             Ok(z) if args.from.starts_with("zoo:") => zoo_facts(&z.name),
             _ => ExportFacts::new(g.name.clone()),
