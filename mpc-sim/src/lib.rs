@@ -24,6 +24,7 @@
 //! assert_eq!(reconstruct(&x0, &x1).unwrap(), x);
 //! ```
 
+pub mod bytes;
 pub mod dcf;
 pub mod error;
 pub mod kernel;

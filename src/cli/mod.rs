@@ -10,6 +10,7 @@ mod estimate;
 mod eval;
 mod export;
 mod inspect;
+mod predict;
 mod progress;
 mod query;
 mod run;

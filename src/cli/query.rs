@@ -3,13 +3,13 @@
 //! server, checks it against its preprocessing, runs one encrypted inference on its input and
 //! prints the prediction with the measured and estimated costs.
 
+use super::predict::argmax_rows;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use masq_runtime::deploy::{self, SessionOptions, auth::Key};
 use masq_runtime::npy;
-use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
 use super::units::{fmt_bytes, fmt_seconds};
@@ -70,20 +70,6 @@ struct QueryOutput {
     est_lan_seconds: f64,
     est_wan_seconds: f64,
     formula: &'static str,
-}
-
-fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
-    if y.ndim() == 0 {
-        return vec![0];
-    }
-    y.axis_iter(Axis(0))
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
-                .0
-        })
-        .collect()
 }
 
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {

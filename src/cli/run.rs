@@ -1,6 +1,7 @@
 //! `masq run MODEL --input X.npy [--mode plain|ort|mpc] [--output Y.npy] [--frac-bits F] [--seed S] [--json]`:
 //! evaluates a model on a batch, in the clear or under two-party computation.
 
+use super::predict::argmax_rows;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -145,20 +146,6 @@ fn run_ort(model: &str, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<
         bail!("{}: onnxruntime returned no output", file.display());
     }
     Ok(outs.swap_remove(0).1)
-}
-
-fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
-    if y.ndim() == 0 {
-        return vec![0];
-    }
-    y.axis_iter(Axis(0))
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
-                .0
-        })
-        .collect()
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::material::{CmpMaterial, Material, ModelMaterial, Preprocessing};
 use super::request::{LinearKind, Request};
+use crate::bytes::ByteReader;
 use crate::dcf::{DcfKeyBatch, key_bytes};
 use crate::error::{MpcError, Result};
 use crate::share::Party;
@@ -68,7 +69,7 @@ pub fn encode_preprocessing(p: &Preprocessing) -> Vec<u8> {
 
 /// Decodes a queue written by [`encode_preprocessing`] for `party`.
 pub fn decode_preprocessing(party: Party, bytes: &[u8]) -> Result<Preprocessing> {
-    let mut r = Reader { buf: bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     let offline = r.u64()?;
     let count = r.u64()?;
     let mut items = std::collections::VecDeque::new();
@@ -96,7 +97,7 @@ pub fn encode_model_material(m: &ModelMaterial) -> Vec<u8> {
 
 /// Decodes model-load material written by [`encode_model_material`] for `party`.
 pub fn decode_model_material(party: Party, bytes: &[u8]) -> Result<ModelMaterial> {
-    let mut r = Reader { buf: bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     let offline_bytes = r.u64()?;
     let count = r.u64()?;
     let mut layers = Vec::new();
@@ -151,45 +152,29 @@ fn put_cmp(out: &mut Vec<u8>, c: &CmpMaterial) {
     out.extend_from_slice(&c.keys.to_bytes());
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
+/// The codec's reader: a [`ByteReader`] plus the item decoders.
+struct Reader<'a>(ByteReader<'a>);
+
+impl<'a> std::ops::Deref for Reader<'a> {
+    type Target = ByteReader<'a>;
+    fn deref(&self) -> &ByteReader<'a> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader(ByteReader::new(buf, "reading preprocessing"))
+    }
+
     fn bad(&self, reason: &str) -> MpcError {
-        MpcError::Decode { during: "reading preprocessing", reason: format!("at byte {}: {reason}", self.at) }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.buf.len() - self.at < n {
-            return Err(self.bad(&format!("needs {n} more bytes, {} left (truncated?)", self.buf.len() - self.at)));
-        }
-        let s = &self.buf[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-
-    /// A length prefix for items of `unit` bytes, checked against what is left.
-    fn len(&mut self, unit: usize) -> Result<usize> {
-        let n = self.u64()?;
-        let left = (self.buf.len() - self.at) as u64;
-        if n.checked_mul(unit as u64).is_none_or(|b| b > left) {
-            return Err(self.bad(&format!("length {n} exceeds the {left} bytes left")));
-        }
-        Ok(n as usize)
+        self.0.error(reason)
     }
 
     fn vec(&mut self) -> Result<Vec<u64>> {
@@ -210,7 +195,7 @@ impl<'a> Reader<'a> {
         let shape = self.shape()?;
         let n =
             shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| self.bad("tensor size overflows"))?;
-        if n.checked_mul(8).is_none_or(|b| b > self.buf.len() - self.at) {
+        if n.checked_mul(8).is_none_or(|b| b > self.remaining()) {
             return Err(self.bad(&format!("tensor of shape {shape:?} exceeds the bytes left")));
         }
         let words = crate::transport::decode_u64s(self.take(n * 8)?).ok_or_else(|| self.bad("tensor words"))?;
@@ -272,13 +257,6 @@ impl<'a> Reader<'a> {
             }
             t => Err(self.bad(&format!("unknown item tag {t}"))),
         }
-    }
-
-    fn finish(&self) -> Result<()> {
-        if self.at != self.buf.len() {
-            return Err(self.bad(&format!("{} trailing bytes", self.buf.len() - self.at)));
-        }
-        Ok(())
     }
 }
 

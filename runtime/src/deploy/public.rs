@@ -16,6 +16,7 @@
 //! masks (name order): count u64, then name, rank u8, rank × dim u64, the u8 values.
 //! ```
 
+use masq_mpc::bytes::ByteReader;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::{ArrayD, IxDyn};
@@ -102,7 +103,7 @@ impl PublicModel {
     /// Decodes a public model into a graph whose secret tensors are zeros of the right shapes.
     /// Every length is checked against the bytes left before allocating.
     pub fn decode(bytes: &[u8]) -> Result<Graph> {
-        let mut r = Reader { buf: bytes, at: 0 };
+        let mut r = Reader(ByteReader::new(bytes, "reading the public model"));
         if r.take(8)? != MAGIC {
             return Err(bad("not a masq public model (bad magic)"));
         }
@@ -145,9 +146,7 @@ impl PublicModel {
             let raw = r.take(elements(&shape)?)?;
             masks.insert(name, ArrayD::from_shape_vec(IxDyn(&shape), raw.to_vec()).map_err(|e| bad(&e.to_string()))?);
         }
-        if r.at != bytes.len() {
-            return Err(bad(&format!("{} trailing bytes", bytes.len() - r.at)));
-        }
+        r.0.finish().map_err(decode_err)?;
         graph.initializers = inits;
         graph.masks = masks;
         graph.validate().map_err(|e| bad(&format!("graph does not validate: {e}")))?;
@@ -175,45 +174,33 @@ fn put_shape(out: &mut Vec<u8>, shape: &[usize]) {
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    at: usize,
+/// A [`ByteReader`] whose errors are this module's.
+struct Reader<'a>(ByteReader<'a>);
+
+fn decode_err(e: masq_mpc::MpcError) -> DeployError {
+    bad(&e.to_string())
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.buf.len() - self.at < n {
-            return Err(bad(&format!(
-                "truncated: {n} bytes needed at offset {}, {} left",
-                self.at,
-                self.buf.len() - self.at
-            )));
-        }
-        let s = &self.buf[self.at..self.at + n];
-        self.at += n;
-        Ok(s)
+        self.0.take(n).map_err(decode_err)
     }
 
     fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
+        self.0.u8().map_err(decode_err)
     }
 
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        self.0.u32().map_err(decode_err)
     }
 
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        self.0.u64().map_err(decode_err)
     }
 
     /// A count whose items take at least `min_item` bytes each: bounded by the bytes left.
     fn len(&mut self, min_item: usize) -> Result<usize> {
-        let n = self.u64()?;
-        let left = (self.buf.len() - self.at) as u64;
-        if n.saturating_mul(min_item as u64) > left {
-            return Err(bad(&format!("count {n} exceeds the {left} bytes left")));
-        }
-        Ok(n as usize)
+        self.0.len(min_item).map_err(decode_err)
     }
 
     fn name(&mut self) -> Result<String> {
