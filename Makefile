@@ -13,9 +13,11 @@ build: setup
 	$(CARGO) build --release
 
 # Set-up if needed, then the whole test suite (unit, property, integration and end-to-end tests).
+# Benches are compiled and run once each as smoke tests first; the last command is the test run
+# proper (unit, property, integration, end-to-end and doc tests, one build profile for all).
 test: setup
-	$(CARGO) test --workspace --all-targets --no-fail-fast
-	$(CARGO) test --workspace --doc
+	$(CARGO) test --workspace --benches --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast
 
 # The main job. Until the end-to-end demo lands, it benchmarks the 2PC engine's ReLU protocol.
 demo: build
