@@ -60,7 +60,8 @@ pub fn density(sites: &[(&Tensor, &Tensor)], total: usize) -> Result<Tensor> {
     let mut sum: Option<Tensor> = None;
     for (m, a) in sites {
         let sp = softplus(&a.f_detach()?)?;
-        let s = m.f_detach()?.f_add(&a.f_sub(&a.f_detach()?)?.f_mul(&sp)?)?.f_sum(Kind::Float)?;
+        let s = m.f_detach()?.f_add(&a.f_sub(&a.f_detach()?)?.f_mul(&sp)?)?;
+        let s = s.f_sum(s.kind())?;
         sum = Some(match sum {
             None => s,
             Some(t) => t.f_add(&s)?,
