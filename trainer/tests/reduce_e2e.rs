@@ -59,11 +59,10 @@ fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut epochs = Vec::new();
-    let (gr, s) =
-        reduce(&g, &d, &config(Method::AutoRep, budget, Some(dir.join("autorep"))), Device::Cpu, &mut |e| {
-            epochs.push(e.clone())
-        })
-        .unwrap();
+    let (gr, s) = reduce(&g, &d, &config(Method::AutoRep, budget, Some(dir.join("autorep"))), Device::Cpu, &mut |e| {
+        epochs.push(e.clone())
+    })
+    .unwrap();
     println!("autorep: {s:?}\n{epochs:#?}");
     assert!(s.relu_count <= budget, "{} > budget {budget}", s.relu_count);
     assert!(s.accuracy > 0.5, "accuracy {} (chance 0.1)", s.accuracy);

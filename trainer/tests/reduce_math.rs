@@ -27,7 +27,8 @@ fn check_ste(m: &Tensor, a: &Tensor, poly: bool, spgrad: bool) {
     assert!(max_diff(&y, &want) < 1e-14);
     assert_eq!(max_diff(&y, &gated(&x, &g, m, None, spgrad).unwrap()), 0.0);
     (&y * &w).sum(Kind::Double).backward();
-    let analytic = softplus(&a.detach()).unwrap() * (&w * (x.relu() - &g)).detach().sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
+    let analytic = softplus(&a.detach()).unwrap()
+        * (&w * (x.relu() - &g)).detach().sum_dim_intlist([0i64].as_slice(), false, Kind::Double);
     let got = a.grad();
     assert!(max_diff(&got, &analytic) <= 1e-12, "STE gradient differs by {}", max_diff(&got, &analytic));
     // gradient to x
@@ -181,7 +182,13 @@ fn dapa_closed_form_matches_monte_carlo_least_squares() {
         let want = dapa_fit(mu, sigma);
         let got = mc_fit(mu, sigma, 1_000_000, seed);
         for k in 0..3 {
-            assert!((want[k] - got[k]).abs() < 1e-3, "N({mu},{sigma}²) c{}: closed {} vs MC {}", 2 - k, want[k], got[k]);
+            assert!(
+                (want[k] - got[k]).abs() < 1e-3,
+                "N({mu},{sigma}²) c{}: closed {} vs MC {}",
+                2 - k,
+                want[k],
+                got[k]
+            );
         }
     }
 }
