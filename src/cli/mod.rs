@@ -13,6 +13,8 @@ mod inspect;
 mod predict;
 mod progress;
 mod query;
+#[cfg(feature = "train")]
+mod reduce;
 mod run;
 mod serve;
 #[cfg(feature = "train")]
@@ -49,6 +51,10 @@ pub enum Command {
     /// Train a model on a dataset with libtorch (`masq train --model zoo:resnet20 --dataset cifar10 --data DIR`).
     #[cfg(feature = "train")]
     Train(Box<train::TrainArgs>),
+    /// Cut a trained model's ReLUs to a budget (AutoReP, SNL, random)
+    /// (`masq reduce --from ckpt.safetensors --dataset cifar10 --data DIR --relu-budget 25000`).
+    #[cfg(feature = "train")]
+    Reduce(Box<reduce::ReduceArgs>),
     /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
     #[cfg(feature = "train")]
     Eval(eval::EvalArgs),
@@ -77,6 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(*a),
         #[cfg(feature = "train")]
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "train")]
+        Command::Reduce(a) => reduce::run(*a),
         Command::Deal(a) => deal::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Query(a) => query::run(a),

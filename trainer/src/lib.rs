@@ -25,6 +25,7 @@ pub mod error;
 pub mod lower;
 pub mod model;
 pub mod optim;
+pub mod reduce;
 pub mod train;
 
 pub use error::{Result, TrainerError};

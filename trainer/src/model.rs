@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use masq_runtime::Graph;
-use masq_runtime::ir::Op;
+use masq_runtime::ir::{MaskedActConfig, Node, Op};
 use ndarray::ArrayD;
 use tch::{Device, Kind, Tensor};
 
@@ -45,6 +45,27 @@ pub struct TchModel {
     masks: BTreeMap<String, Tensor>,
     /// Momentum of the BatchNorm running statistics in training mode.
     pub bn_momentum: f64,
+    /// Optional override of `MaskedAct` nodes (trainable gates during ReLU reduction).
+    pub act_hook: Option<std::rc::Rc<dyn ActHook>>,
+}
+
+/// A hook that takes over the evaluation of `MaskedAct` nodes (see `crate::reduce`): trainable
+/// gates, continuous masks, running statistics of the activation inputs.
+pub trait ActHook: std::fmt::Debug {
+    /// Called once at the start of every forward pass (train or eval).
+    fn begin_forward(&self, _model: &TchModel, _train: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Evaluate a `MaskedAct` node; `None` falls back to the fixed-mask lowering.
+    fn masked_act(
+        &self,
+        model: &TchModel,
+        node: &Node,
+        cfg: &MaskedActConfig,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<Option<Tensor>>;
 }
 
 /// Names of initializers that are buffers rather than trained parameters.
@@ -89,7 +110,7 @@ impl TchModel {
         let mut structure = graph.clone();
         structure.initializers.clear();
         structure.masks.clear();
-        Ok(TchModel { graph: structure, device, params, trainable, masks, bn_momentum: BN_MOMENTUM })
+        Ok(TchModel { graph: structure, device, params, trainable, masks, bn_momentum: BN_MOMENTUM, act_hook: None })
     }
 
     /// The graph's structure (its tensors are not kept up to date; see [`TchModel::to_graph`]).
@@ -109,6 +130,36 @@ impl TchModel {
     /// A mask (f32 0/1) by name.
     pub fn mask(&self, name: &str) -> Option<&Tensor> {
         self.masks.get(name)
+    }
+
+    /// Replace a mask (f32 0/1 tensor of the mask's shape) by name.
+    pub fn set_mask(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let m = self.masks.get_mut(name).ok_or_else(|| {
+            TrainerError::Runtime(masq_runtime::RuntimeError::NotFound { kind: "mask", name: name.to_string() })
+        })?;
+        if m.size() != value.size() {
+            return Err(TrainerError::Runtime(masq_runtime::RuntimeError::BadWeights {
+                name: name.to_string(),
+                reason: format!("mask shape {:?}, model expects {:?}", value.size(), m.size()),
+            }));
+        }
+        *m = value.f_detach()?.f_to_kind(Kind::Float)?.f_to_device(self.device)?;
+        Ok(())
+    }
+
+    /// Mark a parameter as trained or fixed (e.g. the coefficients of a fixed replacement).
+    pub fn set_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
+        let t = self.params.get_mut(name).ok_or_else(|| {
+            TrainerError::Runtime(masq_runtime::RuntimeError::NotFound { kind: "tensor", name: name.to_string() })
+        })?;
+        if trainable {
+            self.trainable.insert(name.to_string());
+            *t = t.f_detach()?.set_requires_grad(true);
+        } else {
+            self.trainable.remove(name);
+            *t = t.f_detach()?;
+        }
+        Ok(())
     }
 
     /// Trainable parameters, by name (sorted).
@@ -159,6 +210,9 @@ impl TchModel {
     /// Run the graph on named inputs; `train` selects BatchNorm's training mode (batch statistics,
     /// running statistics updated). Returns every graph output by name.
     pub fn run(&self, inputs: HashMap<String, Tensor>, train: bool) -> Result<HashMap<String, Tensor>> {
+        if let Some(h) = &self.act_hook {
+            h.begin_forward(self, train)?;
+        }
         let mut env = inputs;
         let mut last_use: HashMap<&str, usize> = HashMap::new();
         for (i, node) in self.graph.nodes.iter().enumerate() {

@@ -87,10 +87,15 @@ impl Optimizer {
 
     /// One update with learning rate `lr`.
     pub fn step(&mut self, model: &TchModel, lr: f64) -> Result<()> {
+        self.step_params(&model.trainable(), lr)
+    }
+
+    /// One update of an explicit parameter group (e.g. gate parameters that live outside the model).
+    pub fn step_params(&mut self, params: &[(&str, &Tensor)], lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let t = self.steps as i32;
-        for (name, p) in model.trainable() {
+        for &(name, p) in params {
             let grad = p.grad();
             if !grad.defined() {
                 continue;

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod fold;
+pub mod masks;
 mod op;
 pub mod shape;
 

@@ -4,7 +4,7 @@
 mod conv;
 mod elementwise;
 mod linear;
-mod masked;
+pub(crate) mod masked;
 mod norm;
 mod pool;
 mod shape_ops;
@@ -59,6 +59,13 @@ pub fn lower_node(model: &TchModel, node: &Node, ins: &[&Tensor], train: bool) -
         Op::Identity => Ok(x.shallow_clone()),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false),
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true),
-        Op::MaskedAct(c) => masked::masked_act(model, node, c, x),
+        Op::MaskedAct(c) => {
+            if let Some(h) = &model.act_hook
+                && let Some(y) = h.masked_act(model, node, c, x, train)?
+            {
+                return Ok(y);
+            }
+            masked::masked_act(model, node, c, x)
+        }
     }
 }

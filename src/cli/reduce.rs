@@ -1,0 +1,218 @@
+//! `masq reduce`: cut a trained model's ReLUs to a budget (AutoReP, SNL, or a random mask), writing
+//! a checkpoint with `MaskedAct` nodes.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use masq_runtime::checkpoint;
+use masq_trainer::data::{self, DatasetKind, Normalization};
+use masq_trainer::device::{device_name, parse_device};
+use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReplacementKind, reduce};
+
+/// Arguments of `masq reduce`.
+#[derive(Debug, clap::Args)]
+pub struct ReduceArgs {
+    /// The trained model: a masq checkpoint, a .onnx file or zoo:NAME (with --weights).
+    #[arg(long)]
+    pub from: String,
+    /// Weights for a zoo model or ONNX file (safetensors; `module.` is stripped).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// cifar10 | cifar100 | mnist | fashion-mnist | synthetic.
+    #[arg(long)]
+    pub dataset: String,
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// ReLUs to keep (absolute).
+    #[arg(long, conflicts_with = "relu_sparsity", required_unless_present = "relu_sparsity")]
+    pub relu_budget: Option<u64>,
+    /// Fraction of the ReLUs to remove.
+    #[arg(long)]
+    pub relu_sparsity: Option<f64>,
+    /// autorep | snl | random.
+    #[arg(long, default_value = "autorep")]
+    pub method: String,
+    /// ste | hysteresis[:θ] (θ default 3e-3) | spgrad[:θ].
+    #[arg(long, default_value = "hysteresis:3e-3")]
+    pub gate: String,
+    /// identity | poly1 | poly2 | dapa | fixed:a,b,c (a·x² + b·x + c).
+    #[arg(long, default_value = "poly2")]
+    pub replacement: String,
+    /// Weight λ of the budget hinge.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda: f64,
+    #[arg(long, default_value_t = 10)]
+    pub mask_epochs: usize,
+    #[arg(long, default_value_t = 5)]
+    pub finetune_epochs: usize,
+    /// Distil from the starting model (T = 4).
+    #[arg(long)]
+    pub distill: bool,
+    /// Adam learning rate of the weights.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Adam learning rate of the gate parameters (default: --lr).
+    #[arg(long)]
+    pub mask_lr: Option<f64>,
+    /// Mask dropout probability in the finetune.
+    #[arg(long, default_value_t = 0.0)]
+    pub mask_dropout: f64,
+    /// DaPa: use the running variance where the fit wants a standard deviation (AutoReP's quirk).
+    #[arg(long)]
+    pub dapa_variance_quirk: bool,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// No training augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Output directory (reduced.safetensors); default runs/reduce-<dataset>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto | cpu | cuda | cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads for libtorch.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Stop each epoch after N batches.
+    #[arg(long)]
+    pub max_batches: Option<usize>,
+    /// Per-epoch lines as JSON; the last stdout line is one JSON object (accuracy, relu_count,
+    /// checkpoint, layers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: ReduceArgs) -> Result<()> {
+    let kind = DatasetKind::parse(&a.dataset)?;
+    let device = parse_device(&a.device)?;
+    if let Some(t) = a.threads {
+        if t == 0 {
+            bail!("--threads must be positive");
+        }
+        masq_trainer::device::set_threads(t);
+    }
+    let mut splits = super::train::load_data(kind, a.data.as_deref())?;
+    if let Some(n) = a.train_limit {
+        splits.train.truncate(n);
+    }
+    if let Some(n) = a.test_limit {
+        splits.test.truncate(n);
+    }
+    let mut norm = kind.default_norm();
+    let graph = if a.from.ends_with(".safetensors") && !a.from.starts_with("zoo:") {
+        let (g, facts) = checkpoint::load_checkpoint(&a.from).with_context(|| format!("loading {}", a.from))?;
+        if let Some(n) =
+            facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
+        {
+            norm = n;
+        }
+        g
+    } else {
+        let mut g = super::train::model_for(&a.from, &splits, a.seed).with_context(|| format!("loading {}", a.from))?;
+        if let Some(w) = &a.weights {
+            let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+            masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+        }
+        g
+    };
+    let budget = match (a.relu_budget, a.relu_sparsity) {
+        (Some(n), None) => Budget::Count(n),
+        (None, Some(s)) => Budget::Sparsity(s),
+        _ => bail!("give exactly one of --relu-budget and --relu-sparsity"),
+    };
+    let augment = if a.no_augment { data::Augment::NONE } else { kind.default_augment() };
+    let mut cfg = ReduceConfig::new(kind.name(), norm, augment, budget);
+    cfg.method = Method::parse(&a.method)?;
+    cfg.gate = GateKind::parse(&a.gate)?;
+    cfg.replacement = ReplacementKind::parse(&a.replacement)?;
+    if matches!(cfg.gate, GateKind::SpGrad(_)) && a.replacement == "poly2" {
+        cfg.replacement = ReplacementKind::Identity;
+    }
+    cfg.lambda = a.lambda;
+    cfg.mask_epochs = a.mask_epochs;
+    cfg.finetune_epochs = a.finetune_epochs;
+    cfg.distill = a.distill;
+    cfg.lr = a.lr;
+    cfg.mask_lr = a.mask_lr.unwrap_or(a.lr);
+    cfg.mask_dropout = a.mask_dropout;
+    cfg.dapa_variance_quirk = a.dapa_variance_quirk;
+    cfg.batch_size = a.batch_size;
+    cfg.seed = a.seed;
+    cfg.max_batches = a.max_batches;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("reduce-{}", kind.name())));
+    cfg.out_dir = Some(out.clone());
+    if !a.json {
+        eprintln!(
+            "reducing {} on {} ({} train / {} test images) on {}, output in {}",
+            graph.name,
+            kind.name(),
+            splits.train.len(),
+            splits.test.len(),
+            device_name(device),
+            out.display()
+        );
+    }
+    let json = a.json;
+    let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| {
+        if json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            eprintln!(
+                "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
+                e.stage,
+                e.epoch,
+                e.train_loss,
+                100.0 * e.test_accuracy,
+                e.relu_count,
+                e.seconds,
+                if e.kept { "  *kept" } else { "" }
+            );
+        }
+    })
+    .context("reducing")?;
+    if a.json {
+        let v = serde_json::json!({
+            "accuracy": s.accuracy,
+            "accuracy_before": s.accuracy_before,
+            "relu_count": s.relu_count,
+            "relu_before": s.relu_before,
+            "relu_budget": s.relu_budget,
+            "reached_budget": s.reached_budget,
+            "forced": s.forced,
+            "checkpoint": s.checkpoint,
+            "layers": s.layers,
+            "method": cfg.method,
+            "seconds": s.seconds,
+            "device": device_name(device),
+            "dataset": kind.name(),
+        });
+        println!("{v}");
+    } else {
+        for l in &s.layers {
+            println!("  {:<32} {:>9} -> {:>9}", l.name, l.before, l.after);
+        }
+        println!(
+            "{} -> {} ReLUs (budget {}{}), test accuracy {:.2}% (before {:.2}%), {:.0}s",
+            s.relu_before,
+            s.relu_count,
+            s.relu_budget,
+            if s.forced { ", forced by top-budget gates" } else { "" },
+            100.0 * s.accuracy,
+            100.0 * s.accuracy_before,
+            s.seconds
+        );
+        if let Some(c) = &s.checkpoint {
+            println!("checkpoint: {}", c.display());
+        }
+    }
+    Ok(())
+}

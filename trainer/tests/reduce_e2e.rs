@@ -1,0 +1,95 @@
+//! ReLU reduction end to end on the built-in synthetic set with mnist_cnn: AutoReP lands at or
+//! under the budget and keeps accuracy; random lands exactly at it; the checkpoint loads in the
+//! runtime with `report`'s ReLU count equal to Σmasks.
+
+use masq_runtime::checkpoint;
+use masq_trainer::data::{DatasetKind, Splits, SyntheticConfig, synthetic};
+use masq_trainer::optim::OptimizerKind;
+use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReplacementKind, reduce};
+use masq_trainer::train::{TrainConfig, train};
+use tch::Device;
+
+fn data() -> Splits {
+    let mut d = synthetic(&SyntheticConfig { train: 2000, test: 500, shape: [1, 28, 28], seed: 11 });
+    d.test.truncate(300);
+    d
+}
+
+fn baseline(d: &Splits) -> masq_runtime::Graph {
+    let g = masq_runtime::zoo::build("mnist_cnn", None, 1).unwrap();
+    let kind = DatasetKind::Synthetic;
+    let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment());
+    cfg.epochs = 2;
+    cfg.batch_size = 50;
+    cfg.lr = 5e-3;
+    cfg.optimizer = OptimizerKind::adam();
+    cfg.weight_decay = 0.0;
+    cfg.seed = 7;
+    let (model, s) = train(&g, d, &cfg, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(s.final_accuracy > 0.8, "baseline accuracy {}", s.final_accuracy);
+    model.to_graph().unwrap()
+}
+
+fn config(method: Method, budget: u64, out: Option<std::path::PathBuf>) -> ReduceConfig {
+    let kind = DatasetKind::Synthetic;
+    let mut cfg = ReduceConfig::new(kind.name(), kind.default_norm(), kind.default_augment(), Budget::Count(budget));
+    cfg.method = method;
+    cfg.batch_size = 50;
+    cfg.mask_epochs = 3;
+    cfg.finetune_epochs = 1;
+    cfg.lr = 2e-3;
+    cfg.mask_lr = 0.05;
+    cfg.lambda = 10.0;
+    cfg.replacement = ReplacementKind::Poly2;
+    cfg.max_batches = Some(25);
+    cfg.distill = true;
+    cfg.seed = 3;
+    cfg.out_dir = out;
+    cfg
+}
+
+#[test]
+fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
+    tch::set_num_threads(1);
+    let d = data();
+    let g = baseline(&d);
+    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let budget = total / 10;
+    let dir = std::env::temp_dir().join(format!("masq-reduce-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut epochs = Vec::new();
+    let (gr, s) = reduce(&g, &d, &config(Method::AutoRep, budget, Some(dir.join("autorep"))), Device::Cpu, &mut |e| {
+        epochs.push(e.clone())
+    })
+    .unwrap();
+    println!("autorep: {s:?}\n{epochs:#?}");
+    assert!(s.relu_count <= budget, "{} > budget {budget}", s.relu_count);
+    assert!(s.accuracy > 0.5, "accuracy {} (chance 0.1)", s.accuracy);
+    assert_eq!(s.relu_before, total);
+    let sum_layers: u64 = s.layers.iter().map(|l| l.after).sum();
+    assert_eq!(sum_layers, s.relu_count);
+    assert_eq!(s.layers.iter().map(|l| l.before).sum::<u64>(), total);
+
+    // The checkpoint loads in the runtime; report's count = Σmasks; the plain interpreter agrees
+    // with the tch model on the reduced graph.
+    let path = s.checkpoint.clone().unwrap();
+    let ck = checkpoint::read_checkpoint(&path).unwrap();
+    assert_eq!(ck.graph, gr);
+    let masks: u64 = ck.graph.masks.values().map(|m| m.iter().filter(|&&v| v != 0).count() as u64).sum();
+    assert_eq!(masq_runtime::report::report(&ck.graph).unwrap().relu_count, masks);
+    assert_eq!(ck.facts.relu_count, Some(masks));
+    assert_eq!(ck.facts.accuracy, Some(s.accuracy));
+    assert!(ck.facts.other.contains_key("relu_layers"));
+    let m = masq_trainer::TchModel::from_graph(&ck.graph, Device::Cpu).unwrap();
+    let again = masq_trainer::train::evaluate(&m, &d.test, &DatasetKind::Synthetic.default_norm(), 100).unwrap();
+    assert!((again.accuracy - s.accuracy).abs() < 1e-12);
+
+    let (_, r) =
+        reduce(&g, &d, &config(Method::Random, budget, Some(dir.join("random"))), Device::Cpu, &mut |_| {}).unwrap();
+    println!("random: {r:?}");
+    assert_eq!(r.relu_count, budget);
+    // AutoReP is not worse than a random mask at the same budget and training.
+    assert!(s.accuracy + 0.02 >= r.accuracy, "autorep {} vs random {}", s.accuracy, r.accuracy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
