@@ -516,7 +516,7 @@ fn kind_of(e: &RuntimeError) -> Option<Kind> {
 }
 
 /// Element-wise closeness; returns the worst element as (index, got, want) when not close.
-fn compare(got: &ArrayD<f32>, want: &ArrayD<f32>, rtol: f32) -> Result<f32, String> {
+fn compare(got: &ArrayD<f32>, want: &ArrayD<f32>, (atol, rtol): (f32, f32)) -> Result<f32, String> {
     if got.shape() != want.shape() {
         return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
     }
@@ -527,7 +527,7 @@ fn compare(got: &ArrayD<f32>, want: &ArrayD<f32>, rtol: f32) -> Result<f32, Stri
         }
         let err = (g - w).abs();
         // NaN against a number gives a NaN error, which is not close.
-        let close = err <= ATOL + rtol * w.abs();
+        let close = err <= atol + rtol * w.abs();
         if !close {
             return Err(format!("element {i}: got {g}, expected {w} (|diff| {err:e})"));
         }
@@ -545,7 +545,7 @@ enum Outcome {
 
 /// Import the test's model (inputs from `fed` on baked as initializers) and run it on the
 /// backend against the reference outputs of every test data set.
-fn run_case(dir: &Path, fed: usize, rtol: f32, backend: Backend) -> Result<Outcome, String> {
+fn run_case(dir: &Path, fed: usize, tol: (f32, f32), backend: Backend) -> Result<Outcome, String> {
     let mut model = read_model(&dir.join("model.onnx"));
     let graph = model.graph.as_mut().ok_or("no graph")?;
     let input_names: Vec<String> = graph.input.iter().map(|v| v.name.clone()).collect();
@@ -595,7 +595,7 @@ fn run_case(dir: &Path, fed: usize, rtol: f32, backend: Backend) -> Result<Outco
         for (k, name) in output_names.iter().enumerate() {
             let want = read_tensor_file(set.join(format!("output_{k}.pb"))).map_err(|e| e.to_string())?;
             let got = outs.remove(name).ok_or_else(|| format!("output {name} missing"))?;
-            let rel = compare(&got, &want, rtol).map_err(|e| format!("{}: output {name}: {e}", set.display()))?;
+            let rel = compare(&got, &want, tol).map_err(|e| format!("{}: output {name}: {e}", set.display()))?;
             worst_rel = worst_rel.max(rel);
         }
     }
@@ -617,7 +617,7 @@ fn run_suite(dir: &Path, table: &[(&str, Expect)], backend: Backend) -> (usize, 
             Pass(k) | Reject(k, _) => k,
         };
         let rtol = ROUNDED.iter().find(|(n, _)| *n == name).map_or(RTOL, |&(_, r)| r);
-        let outcome = catch_unwind(AssertUnwindSafe(|| run_case(&case, fed, rtol, backend)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_case(&case, fed, (ATOL, rtol), backend)));
         match (expect, outcome) {
             (_, Err(panic)) => {
                 let msg = panic
@@ -691,4 +691,78 @@ fn onnx_node_tests_on_the_plaintext_interpreter() {
     let (passed, rejected) = run_suite(&dir, TABLE, &plain_backend);
     assert_eq!(passed + rejected, TABLE.len());
     assert!(passed >= 150, "only {passed} node tests ran");
+}
+
+/// Fixed-point tolerance of the secure backend: 16 fractional bits (1.5e-5 per encoding) plus the
+/// local truncations of products and averages.
+const MPC_TOL: (f32, f32) = (2e-3, 2e-3);
+
+/// Marks an error as "this computation is outside what the secure executor runs".
+const UNSUPPORTED_IN_2PC: &str = "unsupported in 2PC";
+
+/// The secure executor as a backend: the test's one data input goes to the client (P1), the
+/// weights and baked constants to the server (P0); the output is revealed to the client.
+fn secure_backend(
+    g: &Graph,
+    inputs: HashMap<String, ArrayD<f32>>,
+) -> Result<HashMap<String, ArrayD<f32>>, RuntimeError> {
+    let unsupported = |reason: String| RuntimeError::UnsupportedConfig {
+        node: g.name.clone(),
+        op: "graph".into(),
+        reason: format!("{UNSUPPORTED_IN_2PC}: {reason}"),
+    };
+    if inputs.len() != 1 {
+        return Err(unsupported(format!("{} data inputs (the client holds exactly one)", inputs.len())));
+    }
+    let x = inputs.into_values().next().expect("one input");
+    // Values beyond the fixed-point range (|x| < 2^(63-2f) keeps products exact) are out of scope.
+    if x.iter().any(|v| v.abs() > 1e4) {
+        return Err(unsupported("input values beyond the fixed-point range".into()));
+    }
+    match masq_runtime::secure::run(g, &x, &masq_runtime::secure::SecureConfig::default()) {
+        Ok(run) => Ok(run.outputs.into_iter().collect()),
+        Err(RuntimeError::UnsupportedConfig { node, op, reason }) => {
+            Err(RuntimeError::UnsupportedConfig { node, op, reason: format!("{UNSUPPORTED_IN_2PC}: {reason}") })
+        }
+        // A graph whose output is a constant (e.g. Shape of the input) has nothing to compute on shares.
+        Err(RuntimeError::InvalidGraph { reason }) if reason.contains("is a constant") => Err(unsupported(reason)),
+        Err(e) => Err(e),
+    }
+}
+
+#[test]
+fn onnx_node_tests_under_2pc() {
+    let dir = match node_tests_dir() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipping the ONNX node conformance tests under 2PC: {why}");
+            return;
+        }
+    };
+    let (mut passed, mut unsupported, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    for &(name, expect) in TABLE {
+        let Pass(fed) = expect else { continue };
+        // The client holds one input; further inputs become the server's tensors (e.g. a MatMul's
+        // second operand is then a secret weight, an Add's a server-side constant).
+        let fed = fed.min(1);
+        let case = dir.join(name);
+        match catch_unwind(AssertUnwindSafe(|| run_case(&case, fed, MPC_TOL, &secure_backend))) {
+            Ok(Ok(Outcome::Passed { .. })) => passed.push(name),
+            Ok(Err(msg)) if msg.contains(UNSUPPORTED_IN_2PC) => unsupported.push(format!("{name}: {msg}")),
+            Ok(Ok(Outcome::Rejected(e))) => failures.push(format!("{name}: import rejected: {e}")),
+            Ok(Err(msg)) => failures.push(format!("{name}: {msg}")),
+            Err(_) => failures.push(format!("{name}: PANIC")),
+        }
+    }
+    for u in &unsupported {
+        eprintln!("not in 2PC: {u}");
+    }
+    eprintln!(
+        "ONNX node conformance under 2PC: {} passed within fixed-point tolerance, {} outside the secure executor's scope, {} failed",
+        passed.len(),
+        unsupported.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{} node test(s) failed under 2PC:\n{}", failures.len(), failures.join("\n"));
+    assert!(passed.len() >= 60, "only {} node tests ran under 2PC", passed.len());
 }

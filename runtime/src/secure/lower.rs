@@ -232,7 +232,10 @@ pub(crate) fn lower<'g, B: Backend>(
             let (Operand::Secret(x), Operand::Const(w)) = (ins.remove(0), ins.remove(0)) else {
                 return Err(unsupported(node, "only a computed left operand times a constant right operand"));
             };
-            if w.ndim() != 2 || x.ndim() < 2 || x.shape()[x.ndim() - 1] != w.shape()[0] {
+            if w.ndim() != 2 {
+                return Err(unsupported(node, "a batched (more than 2-D) constant right operand"));
+            }
+            if x.ndim() < 2 || x.shape()[x.ndim() - 1] != w.shape()[0] {
                 return Err(mismatch(node, format!("[..., {}] times a 2-D constant", w.shape()[0]), x.shape()));
             }
             let (k, n) = (w.shape()[0], w.shape()[1]);
