@@ -19,6 +19,8 @@ mod run;
 mod serve;
 #[cfg(feature = "train")]
 mod train;
+#[cfg(feature = "train")]
+mod train_env;
 mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use masq_runtime::checkpoint;
-use masq_trainer::data::{self, DatasetKind, Normalization};
-use masq_trainer::device::{device_name, parse_device};
+use masq_trainer::data::{self, Normalization};
+use masq_trainer::device::device_name;
 use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReplacementKind, reduce};
 
 /// Arguments of `masq reduce`.
@@ -68,23 +68,8 @@ pub struct ReduceArgs {
     /// Output directory (reduced.safetensors); default runs/reduce-<dataset>.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto | cpu | cuda | cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// CPU threads for libtorch.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
-    /// Stop each epoch after N batches.
-    #[arg(long)]
-    pub max_batches: Option<usize>,
+    #[command(flatten)]
+    pub env: super::train_env::TrainEnv,
     /// Per-epoch lines as JSON; the last stdout line is one JSON object (accuracy, relu_count,
     /// checkpoint, layers).
     #[arg(long)]
@@ -92,21 +77,7 @@ pub struct ReduceArgs {
 }
 
 pub fn run(a: ReduceArgs) -> Result<()> {
-    let kind = DatasetKind::parse(&a.dataset)?;
-    let device = parse_device(&a.device)?;
-    if let Some(t) = a.threads {
-        if t == 0 {
-            bail!("--threads must be positive");
-        }
-        masq_trainer::device::set_threads(t);
-    }
-    let mut splits = super::train::load_data(kind, a.data.as_deref())?;
-    if let Some(n) = a.train_limit {
-        splits.train.truncate(n);
-    }
-    if let Some(n) = a.test_limit {
-        splits.test.truncate(n);
-    }
+    let (kind, device, splits) = a.env.prepare(&a.dataset, a.data.as_deref())?;
     let mut norm = kind.default_norm();
     let graph = if a.from.ends_with(".safetensors") && !a.from.starts_with("zoo:") {
         let (g, facts) = checkpoint::load_checkpoint(&a.from).with_context(|| format!("loading {}", a.from))?;
@@ -117,7 +88,8 @@ pub fn run(a: ReduceArgs) -> Result<()> {
         }
         g
     } else {
-        let mut g = super::train::model_for(&a.from, &splits, a.seed).with_context(|| format!("loading {}", a.from))?;
+        let mut g =
+            super::train::model_for(&a.from, &splits, a.env.seed).with_context(|| format!("loading {}", a.from))?;
         if let Some(w) = &a.weights {
             let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
             masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
@@ -146,8 +118,8 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     cfg.mask_dropout = a.mask_dropout;
     cfg.dapa_variance_quirk = a.dapa_variance_quirk;
     cfg.batch_size = a.batch_size;
-    cfg.seed = a.seed;
-    cfg.max_batches = a.max_batches;
+    cfg.seed = a.env.seed;
+    cfg.max_batches = a.env.max_batches;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("reduce-{}", kind.name())));
     cfg.out_dir = Some(out.clone());
     if !a.json {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use masq_runtime::Graph;
 use masq_trainer::data::{self, DatasetKind, Splits};
-use masq_trainer::device::{device_name, parse_device};
+use masq_trainer::device::device_name;
 use masq_trainer::optim::OptimizerKind;
 use masq_trainer::train::{Event, TrainConfig, train};
 
@@ -60,23 +60,8 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last.safetensors.
     #[arg(long)]
     pub resume: bool,
-    /// auto | cpu | cuda | cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// CPU threads for libtorch (default: libtorch's choice).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Use only the first N training images.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Use only the first N test images.
-    #[arg(long)]
-    pub test_limit: Option<usize>,
-    /// Stop each epoch after N batches.
-    #[arg(long)]
-    pub max_batches: Option<usize>,
+    #[command(flatten)]
+    pub env: super::train_env::TrainEnv,
     /// Print per-epoch lines as JSON; the last stdout line is one JSON object with accuracy,
     /// relu_count and checkpoint.
     #[arg(long)]
@@ -107,28 +92,14 @@ pub(super) fn load_data(kind: DatasetKind, dir: Option<&Path>) -> Result<Splits>
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
-    let kind = DatasetKind::parse(&a.dataset)?;
-    let device = parse_device(&a.device)?;
-    if let Some(t) = a.threads {
-        if t == 0 {
-            bail!("--threads must be positive");
-        }
-        masq_trainer::device::set_threads(t);
-    }
+    let (kind, device, splits) = a.env.prepare(&a.dataset, a.data.as_deref())?;
     let optimizer = match a.optimizer.to_ascii_lowercase().as_str() {
         "sgd" => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
         "adam" => OptimizerKind::adam(),
         other => bail!("unknown --optimizer {other:?} (sgd or adam)"),
     };
     let is_sgd = matches!(optimizer, OptimizerKind::Sgd { .. });
-    let mut splits = load_data(kind, a.data.as_deref())?;
-    if let Some(n) = a.train_limit {
-        splits.train.truncate(n);
-    }
-    if let Some(n) = a.test_limit {
-        splits.test.truncate(n);
-    }
-    let graph = model_for(&a.model, &splits, a.seed).with_context(|| format!("loading {}", a.model))?;
+    let graph = model_for(&a.model, &splits, a.env.seed).with_context(|| format!("loading {}", a.model))?;
     let model_tag: String =
         a.model.trim_start_matches("zoo:").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model_tag}-{}", kind.name())));
@@ -146,10 +117,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     cfg.warmup_epochs = a.warmup_epochs;
     cfg.label_smoothing = a.label_smoothing;
     cfg.grad_clip = a.grad_clip;
-    cfg.seed = a.seed;
+    cfg.seed = a.env.seed;
     cfg.out_dir = Some(out.clone());
     cfg.resume = a.resume;
-    cfg.max_batches = a.max_batches;
+    cfg.max_batches = a.env.max_batches;
     if !(0.0..1.0).contains(&cfg.label_smoothing) || cfg.warmup_epochs < 0.0 || cfg.weight_decay < 0.0 {
         bail!("--label-smoothing must be in [0, 1), --warmup-epochs and --weight-decay non-negative");
     }

@@ -1,7 +1,7 @@
 //! Device selection: `auto` (the first CUDA device when there is one, else the CPU), `cpu`,
 //! `cuda` or `cuda:N`.
 
-use tch::Device;
+pub use tch::Device;
 
 use crate::error::{Result, TrainerError};
 
