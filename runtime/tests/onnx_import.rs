@@ -1,8 +1,11 @@
 //! ONNX import on small models built in code: opset differences, torch's shape chains, the masked
 //! activation pattern and malformed files.
 
+mod common;
+
 use std::path::Path;
 
+use common::*;
 use masq_runtime::RuntimeError;
 use masq_runtime::ir::{Dim, Op, Replacement};
 use masq_runtime::onnx::proto::*;
@@ -14,52 +17,6 @@ use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
-}
-fn attr_f(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f, ..Default::default() }
-}
-fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
-}
-fn attr_t(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Tensor as i32, t: Some(t), ..Default::default() }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-/// A float tensor value; a 0 dimension is symbolic.
-fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| {
-            if d == 0 {
-                Dimension { dim_param: Some("N".into()), ..Default::default() }
-            } else {
-                Dimension { dim_value: Some(d), ..Default::default() }
-            }
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: 1, shape: Some(TensorShapeProto { dim }) }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64], output: &str) -> Vec<u8> {
     ModelProto {
         ir_version: 7,
@@ -68,19 +25,13 @@ fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i6
             name: "test".into(),
             node: nodes,
             initializer: inits,
-            input: vec![value("x", input)],
-            output: vec![value(output, &[])],
+            input: vec![value("x", Some(input))],
+            output: vec![value(output, Some(&[]))],
             ..Default::default()
         }),
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = shape.iter().product();
-    ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()).unwrap()
 }
 
 fn import(bytes: &[u8]) -> Result<masq_runtime::Graph, RuntimeError> {

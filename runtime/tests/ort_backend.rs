@@ -5,8 +5,11 @@
 //! MASQ_MODELS_DIR. Each test fails when ONNX Runtime cannot be loaded, except that
 //! `MASQ_SKIP_ORT=1` turns that into a skip (for builds without the Python environment).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::*;
 use masq_runtime::RuntimeError;
 use masq_runtime::onnx::proto::*;
 use masq_runtime::onnx::tensor::{encode_f32, encode_i64, read_tensor_file};
@@ -30,54 +33,6 @@ fn ort_ready() -> bool {
     }
 }
 
-fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
-}
-fn attr_f(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f, ..Default::default() }
-}
-fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
-}
-fn attr_s(name: &str, s: &str) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::String as i32, s: s.into(), ..Default::default() }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: op.into(),
-        name: name.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attrs,
-        ..Default::default()
-    }
-}
-
-/// A float tensor value; a 0 dimension is symbolic (`N`); `None`: no shape.
-fn value(name: &str, dims: Option<&[i64]>) -> ValueInfoProto {
-    let shape = dims.map(|dims| TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|&d| {
-                if d == 0 {
-                    Dimension { dim_param: Some("N".into()), ..Default::default() }
-                } else {
-                    Dimension { dim_value: Some(d), ..Default::default() }
-                }
-            })
-            .collect(),
-    });
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// One input `x`, one output `y` (no declared shape: onnxruntime infers it).
 fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64]) -> Vec<u8> {
     ModelProto {
@@ -94,12 +49,6 @@ fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i6
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = shape.iter().product();
-    ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()).unwrap()
 }
 
 /// Largest |a - b| / max(1, |b|), element-wise.
