@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod plot;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
