@@ -39,6 +39,10 @@ fn vgg_and_mnist_counts() {
     assert_eq!(r.relu_count, 8 * 28 * 28 + 16 * 14 * 14);
     // 2x2 pools: 3 comparisons per output element.
     assert_eq!(r.maxpool_comparisons, 3 * (8 * 14 * 14 + 16 * 7 * 7));
+    // cnn_small: ReLU is its only nonlinearity.
+    let r = report(&load_model("zoo:cnn_small").unwrap()).unwrap();
+    assert_eq!(r.relu_count, 16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8);
+    assert_eq!(r.maxpool_comparisons + r.other_comparisons, 0);
 }
 
 #[test]

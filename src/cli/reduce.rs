@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use masq_runtime::checkpoint;
 use masq_trainer::data::{self, Normalization};
 use masq_trainer::device::device_name;
-use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReplacementKind, reduce};
+use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
+
+use super::progress;
 
 /// Arguments of `masq reduce`.
 #[derive(Debug, clap::Args)]
@@ -38,8 +40,8 @@ pub struct ReduceArgs {
     /// identity | poly1 | poly2 | dapa | fixed:a,b,c (a·x² + b·x + c).
     #[arg(long, default_value = "poly2")]
     pub replacement: String,
-    /// Weight λ of the budget hinge.
-    #[arg(long, default_value_t = 10.0)]
+    /// Weight λ of the budget hinge λ·max(0, ReLUs/N − budget/N) (AutoReP's scripts use 80–240).
+    #[arg(long, default_value_t = masq_trainer::reduce::DEFAULT_LAMBDA)]
     pub lambda: f64,
     #[arg(long, default_value_t = 10)]
     pub mask_epochs: usize,
@@ -51,7 +53,8 @@ pub struct ReduceArgs {
     /// Adam learning rate of the weights.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// Adam learning rate of the gate parameters (default: --lr).
+    /// Adam learning rate of the gate parameters (default: max(1e-3, 3 / search steps), so that a
+    /// short search can still carry gates from U(0,1) below zero).
     #[arg(long)]
     pub mask_lr: Option<f64>,
     /// Mask dropout probability in the finetune.
@@ -114,7 +117,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     cfg.finetune_epochs = a.finetune_epochs;
     cfg.distill = a.distill;
     cfg.lr = a.lr;
-    cfg.mask_lr = a.mask_lr.unwrap_or(a.lr);
+    cfg.mask_lr = a.mask_lr;
     cfg.mask_dropout = a.mask_dropout;
     cfg.dapa_variance_quirk = a.dapa_variance_quirk;
     cfg.batch_size = a.batch_size;
@@ -134,23 +137,53 @@ pub fn run(a: ReduceArgs) -> Result<()> {
         );
     }
     let json = a.json;
-    let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| {
-        if json {
-            println!("{}", serde_json::to_string(e).unwrap_or_default());
-        } else {
-            eprintln!(
-                "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
-                e.stage,
-                e.epoch,
-                e.train_loss,
-                100.0 * e.test_accuracy,
-                e.relu_count,
-                e.seconds,
-                if e.kept { "  *kept" } else { "" }
-            );
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut stage_epochs = 0;
+    let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| match e {
+        ReduceEvent::Stage { stage, epochs, batches_per_epoch, mask_lr } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            stage_epochs = *epochs;
+            if !json && let Some(l) = mask_lr {
+                eprintln!("{stage}: {epochs} epochs of {batches_per_epoch} batches, gate learning rate {l:.3e}");
+            }
+            bar = Some(progress::bar(*batches_per_epoch as u64, stage, json));
+        }
+        ReduceEvent::Batch { stage, epoch, batch, loss, relu_count } => {
+            if let Some(b) = &bar {
+                if *batch == 1 {
+                    b.reset();
+                }
+                b.set_position(*batch as u64);
+                b.set_message(format!("{stage} {epoch}/{stage_epochs} loss {loss:.3} relus {relu_count}"));
+            }
+        }
+        ReduceEvent::Epoch(e) => {
+            let line = if json {
+                serde_json::to_string(e).unwrap_or_default()
+            } else {
+                format!(
+                    "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
+                    e.stage,
+                    e.epoch,
+                    e.train_loss,
+                    100.0 * e.test_accuracy,
+                    e.relu_count,
+                    e.seconds,
+                    if e.kept { "  *kept" } else { "" }
+                )
+            };
+            match &bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
         }
     })
     .context("reducing")?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     if a.json {
         let v = serde_json::json!({
             "accuracy": s.accuracy,
@@ -160,9 +193,11 @@ pub fn run(a: ReduceArgs) -> Result<()> {
             "relu_budget": s.relu_budget,
             "reached_budget": s.reached_budget,
             "forced": s.forced,
+            "filled": s.filled,
             "checkpoint": s.checkpoint,
             "layers": s.layers,
             "method": cfg.method,
+            "mask_lr": s.mask_lr,
             "seconds": s.seconds,
             "device": device_name(device),
             "dataset": kind.name(),
@@ -177,7 +212,13 @@ pub fn run(a: ReduceArgs) -> Result<()> {
             s.relu_before,
             s.relu_count,
             s.relu_budget,
-            if s.forced { ", forced by top-budget gates" } else { "" },
+            if s.forced {
+                ", forced by top-budget gates".to_string()
+            } else if s.filled > 0 {
+                format!(", {} given back after the search overshot", s.filled)
+            } else {
+                String::new()
+            },
             100.0 * s.accuracy,
             100.0 * s.accuracy_before,
             s.seconds

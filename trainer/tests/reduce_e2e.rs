@@ -5,7 +5,7 @@
 use masq_runtime::checkpoint;
 use masq_trainer::data::{DatasetKind, Splits, SyntheticConfig, synthetic};
 use masq_trainer::optim::OptimizerKind;
-use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReplacementKind, reduce};
+use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
 use masq_trainer::train::{TrainConfig, train};
 use tch::Device;
 
@@ -38,7 +38,7 @@ fn config(method: Method, budget: u64, out: Option<std::path::PathBuf>) -> Reduc
     cfg.mask_epochs = 3;
     cfg.finetune_epochs = 1;
     cfg.lr = 2e-3;
-    cfg.mask_lr = 0.05;
+    cfg.mask_lr = Some(0.05);
     cfg.lambda = 10.0;
     cfg.replacement = ReplacementKind::Poly2;
     cfg.max_batches = Some(25);
@@ -60,7 +60,9 @@ fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
 
     let mut epochs = Vec::new();
     let (gr, s) = reduce(&g, &d, &config(Method::AutoRep, budget, Some(dir.join("autorep"))), Device::Cpu, &mut |e| {
-        epochs.push(e.clone())
+        if let ReduceEvent::Epoch(e) = e {
+            epochs.push(e.clone())
+        }
     })
     .unwrap();
     println!("autorep: {s:?}\n{epochs:#?}");
@@ -92,4 +94,35 @@ fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
     // AutoReP is not worse than a random mask at the same budget and training.
     assert!(s.accuracy + 0.02 >= r.accuracy, "autorep {} vs random {}", s.accuracy, r.accuracy);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_overshooting_search_gives_relus_back_up_to_the_budget() {
+    tch::set_num_threads(1);
+    let d = data();
+    let g = baseline(&d);
+    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let budget = total / 20;
+    // A large gate learning rate and λ drive every gate below zero within the first epoch.
+    let mut cfg = config(Method::AutoRep, budget, None);
+    cfg.mask_lr = Some(0.5);
+    cfg.lambda = 100.0;
+    cfg.mask_epochs = 2;
+    cfg.finetune_epochs = 0;
+    let mut counts = Vec::new();
+    let (_, s) = reduce(&g, &d, &cfg, Device::Cpu, &mut |e| {
+        if let ReduceEvent::Epoch(e) = e {
+            counts.push(e.relu_count)
+        }
+    })
+    .unwrap();
+    println!("{s:?} {counts:?}");
+    assert!(counts.iter().any(|&c| c < budget), "the search never overshot: {counts:?}");
+    assert!(s.filled > 0 && !s.forced);
+    assert_eq!(s.relu_count, budget);
+
+    cfg.fill_budget = false;
+    let (_, s) = reduce(&g, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap();
+    assert_eq!(s.filled, 0);
+    assert!(s.relu_count < budget);
 }

@@ -1,7 +1,7 @@
 //! The model zoo: IR graphs of well-known networks with seeded random or given weights.
 //!
 //! Names pin the ReLU convention (ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
-//! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `vgg16_cifar`, `mnist_cnn`. Parameter
+//! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `vgg16_cifar`, `mnist_cnn`, `cnn_small`. Parameter
 //! names follow the PyTorch reference implementations (for `resnet20`..`56`: the akamaster checkpoint
 //! keys without `module.`), so checkpoints load with [`apply_weights`].
 //!
@@ -14,6 +14,7 @@
 //! ```
 
 mod builder;
+mod cnn_small;
 mod mnist;
 mod resnet18;
 mod resnet_cifar;
@@ -41,6 +42,7 @@ pub const MODELS: &[(&str, (usize, usize, usize))] = &[
     ("wrn22_8", (3, 32, 32)),
     ("vgg16_cifar", (3, 32, 32)),
     ("mnist_cnn", (1, 28, 28)),
+    ("cnn_small", (3, 32, 32)),
 ];
 
 /// A parsed `NAME[@HxW]` (the part after `zoo:`).
@@ -126,6 +128,7 @@ pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
         "wrn22_8" => wrn::build(&mut b, 22, 8, k)?,
         "vgg16_cifar" => vgg::build(&mut b, k)?,
         "mnist_cnn" => mnist::build(&mut b, k)?,
+        "cnn_small" => cnn_small::build(&mut b, k)?,
         other => return Err(RuntimeError::BadSpec { spec: other.to_string(), reason: "unknown zoo model".into() }),
     }
     b.finish()

@@ -84,6 +84,17 @@ pub enum GateKind {
     SpGrad(f64),
 }
 
+/// Default weight of the budget hinge.
+pub const DEFAULT_LAMBDA: f64 = 100.0;
+
+/// The gate learning rate when none is given: `max(1e-3, 3/steps)` for a search of `steps` optimiser
+/// steps. Adam moves a gate by about one learning rate per step, and gates start in `U(0,1)`: with
+/// AutoReP's 1e-3 a short search cannot carry them below zero (its runs take tens of thousands of
+/// steps), while long searches keep the published 1e-3.
+pub fn auto_mask_lr(steps: usize) -> f64 {
+    (3.0 / steps.max(1) as f64).max(1e-3)
+}
+
 /// Default hysteresis threshold (every AutoReP script uses 3e-3).
 pub const DEFAULT_THETA: f64 = 3e-3;
 
@@ -188,7 +199,8 @@ pub struct ReduceConfig {
     pub budget: Budget,
     pub gate: GateKind,
     pub replacement: ReplacementKind,
-    /// Weight of the budget hinge.
+    /// Weight λ of the budget hinge (default 100; AutoReP's scripts use 80–240, its code default 10
+    /// stalls above the budget in short runs).
     pub lambda: f64,
     pub mask_epochs: usize,
     pub finetune_epochs: usize,
@@ -197,8 +209,8 @@ pub struct ReduceConfig {
     pub temperature: f64,
     /// Learning rate of the weights (Adam).
     pub lr: f64,
-    /// Learning rate of the gate parameters (Adam).
-    pub mask_lr: f64,
+    /// Learning rate of the gate parameters (Adam); `None`: [`auto_mask_lr`] of the search length.
+    pub mask_lr: Option<f64>,
     pub batch_size: usize,
     pub eval_batch_size: usize,
     pub seed: u64,
@@ -211,6 +223,9 @@ pub struct ReduceConfig {
     pub dapa_variance_quirk: bool,
     /// SNL's initial η.
     pub snl_eta: f64,
+    /// AutoReP: when the kept search state is under the budget, give ReLUs back to the masked
+    /// elements with the largest gates until the count equals the budget (before the finetune).
+    pub fill_budget: bool,
     /// Stop each epoch after this many batches.
     pub max_batches: Option<usize>,
     /// Where `reduced.safetensors` goes (`None`: nothing written).
@@ -224,13 +239,13 @@ impl ReduceConfig {
             budget,
             gate: GateKind::Hysteresis(DEFAULT_THETA),
             replacement: ReplacementKind::Poly2,
-            lambda: 10.0,
+            lambda: DEFAULT_LAMBDA,
             mask_epochs: 10,
             finetune_epochs: 5,
             distill: false,
             temperature: 4.0,
             lr: 1e-3,
-            mask_lr: 1e-3,
+            mask_lr: None,
             batch_size: 128,
             eval_batch_size: 500,
             seed: 0,
@@ -240,6 +255,7 @@ impl ReduceConfig {
             mask_dropout: 0.0,
             dapa_variance_quirk: false,
             snl_eta: 1e-5,
+            fill_budget: true,
             max_batches: None,
             out_dir: None,
         }
@@ -258,6 +274,18 @@ pub struct EpochInfo {
     pub seconds: f64,
     /// Whether this epoch's state is the kept one so far.
     pub kept: bool,
+}
+
+/// Progress of a run, handed to the caller's callback.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReduceEvent {
+    /// A stage (`search` or `finetune`) starts.
+    Stage { stage: &'static str, epochs: usize, batches_per_epoch: usize, mask_lr: Option<f64> },
+    /// A training batch finished: `loss` is the running mean over the epoch, `relu_count` the current
+    /// count (for the search stage, after this batch's step).
+    Batch { stage: &'static str, epoch: usize, batch: usize, loss: f64, relu_count: u64 },
+    /// An epoch finished (after evaluation).
+    Epoch(EpochInfo),
 }
 
 /// One site's ReLU count before and after.
@@ -283,8 +311,12 @@ pub struct ReduceSummary {
     pub reached_budget: bool,
     /// Whether the budget had to be forced by keeping the top-`budget` gates.
     pub forced: bool,
+    /// ReLUs given back after a search that overshot below the budget (`fill_budget`).
+    pub filled: u64,
     pub layers: Vec<LayerCount>,
     pub checkpoint: Option<PathBuf>,
+    /// The gate learning rate the search used (AutoReP, SNL).
+    pub mask_lr: Option<f64>,
     pub seconds: f64,
 }
 
@@ -359,6 +391,7 @@ impl Stage<'_> {
         seed_tag: u64,
         extra: &mut dyn FnMut() -> Result<Option<Tensor>>,
         step: &mut dyn FnMut(f64) -> Result<()>,
+        on_batch: &mut dyn FnMut(usize, f64) -> Result<()>,
     ) -> Result<f64> {
         let cfg = self.cfg;
         let loader = Loader::new(&self.splits.train, cfg.norm.clone(), cfg.augment, cfg.batch_size, self.device)?;
@@ -387,6 +420,7 @@ impl Stage<'_> {
             }
             loss_sum += l * idx.len() as f64;
             seen += idx.len();
+            on_batch(b + 1, loss_sum / seen as f64)?;
         }
         Ok(loss_sum / seen.max(1) as f64)
     }
@@ -427,10 +461,10 @@ pub fn reduce(
     splits: &Splits,
     cfg: &ReduceConfig,
     device: Device,
-    on_epoch: &mut dyn FnMut(&EpochInfo),
+    on_event: &mut dyn FnMut(&ReduceEvent),
 ) -> Result<(Graph, ReduceSummary)> {
     let t0 = Instant::now();
-    if cfg.batch_size == 0 || !(cfg.lr > 0.0) || !(cfg.mask_lr > 0.0) || !(cfg.lambda >= 0.0) {
+    if cfg.batch_size == 0 || !(cfg.lr > 0.0) || !cfg.mask_lr.is_none_or(|l| l > 0.0) || !(cfg.lambda >= 0.0) {
         return Err(bad("batch size and learning rates must be positive, lambda non-negative".into()));
     }
     if !(0.0..=1.0).contains(&cfg.mask_dropout) {
@@ -473,6 +507,11 @@ pub fn reduce(
     let mut reached = false;
     let mut forced = false;
     let mut dapa_passes = 0;
+    let mut mask_lr_used = None;
+    // AutoReP: the kept epoch's masks and gate values, and its count.
+    let mut kept_state: Vec<(Tensor, Tensor)> = Vec::new();
+    let mut kept_count = 0usize;
+    let mut filled = 0u64;
     match cfg.method {
         Method::Random => {
             for (s, m) in sites.iter().zip(random_masks(&sites, budget, cfg.seed ^ 0x7a4d, device)) {
@@ -496,6 +535,16 @@ pub fn reduce(
             model.act_hook = Some(gates.clone());
             let mut opt_w = Optimizer::new(OptimizerKind::adam(), 0.0);
             let mut opt_a = Optimizer::new(OptimizerKind::adam(), 0.0);
+            let per =
+                stage.batches(&Loader::new(&splits.train, cfg.norm.clone(), Augment::NONE, cfg.batch_size, device)?);
+            let mask_lr = cfg.mask_lr.unwrap_or_else(|| auto_mask_lr(per * cfg.mask_epochs));
+            mask_lr_used = Some(mask_lr);
+            on_event(&ReduceEvent::Stage {
+                stage: "search",
+                epochs: cfg.mask_epochs,
+                batches_per_epoch: per,
+                mask_lr: Some(mask_lr),
+            });
             let mut eta = cfg.snl_eta;
             let mut lowest = u64::MAX;
             let epochs = cfg.mask_epochs;
@@ -526,12 +575,17 @@ pub fn reduce(
                 zero_grads(&gref);
                 let mut step = |f: f64| -> Result<()> {
                     opt_w.step(&model, lr_at(cfg.lr, f))?;
-                    opt_a.step_params(&names, lr_at(cfg.mask_lr, f))?;
+                    opt_a.step_params(&names, lr_at(mask_lr, f))?;
                     opt_w.zero_grad(&model);
                     zero_grads(&gref);
                     Ok(())
                 };
-                let loss = stage.epoch(&model, epoch, epochs, epoch as u64, &mut extra, &mut step)?;
+                let mut on_batch = |batch: usize, loss: f64| -> Result<()> {
+                    let relu_count = gates.count()? + fixed_relus;
+                    on_event(&ReduceEvent::Batch { stage: "search", epoch, batch, loss, relu_count });
+                    Ok(())
+                };
+                let loss = stage.epoch(&model, epoch, epochs, epoch as u64, &mut extra, &mut step, &mut on_batch)?;
                 let acc = stage.eval(&model)?;
                 let count = gates.count()?;
                 let mut is_kept = false;
@@ -544,9 +598,12 @@ pub fn reduce(
                         kept = Some(model.to_graph()?);
                         kept_acc = acc;
                         is_kept = true;
+                        kept_state =
+                            gates.sites.iter().map(|s| (s.m.borrow().copy(), s.param.detach().copy())).collect();
+                        kept_count = count as usize;
                     }
                 }
-                on_epoch(&EpochInfo {
+                on_event(&ReduceEvent::Epoch(EpochInfo {
                     stage: "search",
                     epoch,
                     train_loss: loss,
@@ -554,7 +611,7 @@ pub fn reduce(
                     relu_count: count + fixed_relus,
                     seconds: te.elapsed().as_secs_f64(),
                     kept: is_kept,
-                });
+                }));
                 if mode == Mode::Snl {
                     if count < lowest {
                         lowest = count;
@@ -577,6 +634,20 @@ pub fn reduce(
                     model.set_mask(&s.mask, m)?;
                 }
                 kept = Some(model.to_graph()?);
+            } else if mode == Mode::AutoRep && cfg.fill_budget && kept_count < budget {
+                // The search overshot: give the ReLUs back to the masked elements with the largest
+                // gates (the ones the loss pulled up most) until the count equals the budget.
+                let mut scores = Vec::new();
+                for (m, a) in &kept_state {
+                    // Elements that keep their ReLU rank first; the others by gate value.
+                    scores.push(a.f_where_self(&m.f_le(0.5)?, &a.f_full_like(f64::from(f32::MAX))?)?);
+                }
+                let mut m = TchModel::from_graph(kept.as_ref().expect("kept"), device)?;
+                for (s, mask) in sites.iter().zip(top_k_masks(&scores, budget)?) {
+                    m.set_mask(&s.mask, mask)?;
+                }
+                kept = Some(m.to_graph()?);
+                filled = (budget - kept_count) as u64;
             }
             model.act_hook = None;
         }
@@ -598,6 +669,15 @@ pub fn reduce(
     let mut best = model.to_graph()?;
     let mut best_acc = stage.eval(&model)?;
     let mut opt = Optimizer::new(OptimizerKind::adam(), 0.0);
+    if cfg.finetune_epochs > 0 {
+        let per = stage.batches(&Loader::new(&splits.train, cfg.norm.clone(), Augment::NONE, cfg.batch_size, device)?);
+        on_event(&ReduceEvent::Stage {
+            stage: "finetune",
+            epochs: cfg.finetune_epochs,
+            batches_per_epoch: per,
+            mask_lr: None,
+        });
+    }
     for epoch in 1..=cfg.finetune_epochs {
         let te = Instant::now();
         opt.zero_grad(&model);
@@ -606,15 +686,26 @@ pub fn reduce(
             opt.zero_grad(&model);
             Ok(())
         };
-        let loss =
-            stage.epoch(&model, epoch, cfg.finetune_epochs, 1_000 + epoch as u64, &mut || Ok(None), &mut step)?;
+        let mut on_batch = |batch: usize, loss: f64| -> Result<()> {
+            on_event(&ReduceEvent::Batch { stage: "finetune", epoch, batch, loss, relu_count: count });
+            Ok(())
+        };
+        let loss = stage.epoch(
+            &model,
+            epoch,
+            cfg.finetune_epochs,
+            1_000 + epoch as u64,
+            &mut || Ok(None),
+            &mut step,
+            &mut on_batch,
+        )?;
         let acc = stage.eval(&model)?;
         let is_best = acc > best_acc;
         if is_best {
             best_acc = acc;
             best = model.to_graph()?;
         }
-        on_epoch(&EpochInfo {
+        on_event(&ReduceEvent::Epoch(EpochInfo {
             stage: "finetune",
             epoch,
             train_loss: loss,
@@ -622,7 +713,7 @@ pub fn reduce(
             relu_count: count,
             seconds: te.elapsed().as_secs_f64(),
             kept: is_best,
-        });
+        }));
     }
 
     // ---- fold c2's scale and write ----
@@ -656,8 +747,10 @@ pub fn reduce(
         relu_budget: budget as u64,
         reached_budget: reached,
         forced,
+        filled,
         layers,
         checkpoint: None,
+        mask_lr: mask_lr_used,
         seconds: 0.0,
     };
     if let Some(d) = &cfg.out_dir {
@@ -676,6 +769,7 @@ pub fn reduce(
         facts.other.insert("relu_before".into(), json!(summary.relu_before));
         facts.other.insert("relu_budget".into(), json!(budget));
         facts.other.insert("accuracy_before".into(), json!(accuracy_before));
+        facts.other.insert("mask_lr".into(), json!(mask_lr_used));
         facts.other.insert("method".into(), serde_json::to_value(cfg).unwrap_or_default());
         facts.other.insert("normalization".into(), serde_json::to_value(&cfg.norm).unwrap_or_default());
         checkpoint::save_checkpoint(&path, &best, &facts)?;
