@@ -197,7 +197,7 @@ impl ActHook for Gates {
             let n = self.passes.get();
             if n < DAPA_UNTIL {
                 self.passes.set(n + 1);
-                if (n + 1) % DAPA_PERIOD == 0 {
+                if (n + 1).is_multiple_of(DAPA_PERIOD) {
                     self.dapa_reset(model)?;
                 }
             }

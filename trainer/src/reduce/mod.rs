@@ -382,7 +382,9 @@ impl Stage<'_> {
         self.cfg.max_batches.map_or(full, |m| m.min(full)).max(1)
     }
 
-    /// One training epoch; `extra` adds to the loss, `step` updates with the learning-rate factor.
+    /// One training epoch; `extra` adds to the loss, `step` updates with the learning-rate factor,
+    /// `on_batch` hears of every batch (its number and the running loss).
+    #[allow(clippy::too_many_arguments)]
     fn epoch(
         &self,
         model: &TchModel,
@@ -464,7 +466,12 @@ pub fn reduce(
     on_event: &mut dyn FnMut(&ReduceEvent),
 ) -> Result<(Graph, ReduceSummary)> {
     let t0 = Instant::now();
-    if cfg.batch_size == 0 || !(cfg.lr > 0.0) || !cfg.mask_lr.is_none_or(|l| l > 0.0) || !(cfg.lambda >= 0.0) {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if cfg.batch_size == 0
+        || !positive(cfg.lr)
+        || !cfg.mask_lr.is_none_or(positive)
+        || !(cfg.lambda.is_finite() && cfg.lambda >= 0.0)
+    {
         return Err(bad("batch size and learning rates must be positive, lambda non-negative".into()));
     }
     if !(0.0..=1.0).contains(&cfg.mask_dropout) {
