@@ -83,7 +83,7 @@ fn zoo_facts(name: &str) -> ExportFacts {
 }
 
 /// Facts a trainer checkpoint records: dataset, accuracy and the normalisation it trained with.
-fn checkpoint_facts(g: &masq_runtime::Graph, f: &masq_runtime::checkpoint::Facts) -> ExportFacts {
+pub(crate) fn checkpoint_facts(g: &masq_runtime::Graph, f: &masq_runtime::checkpoint::Facts) -> ExportFacts {
     let base = g.name.strip_prefix("zoo:").unwrap_or(&g.name).to_string();
     let mut facts = if masq_runtime::zoo::ZooSpec::parse(&format!("zoo:{base}")).is_ok() {
         zoo_facts(&base)

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cifar_npy;
 mod deal;
+#[cfg(feature = "train")]
+mod demo;
 mod estimate;
 #[cfg(feature = "train")]
 mod eval;
@@ -57,6 +59,11 @@ pub enum Command {
     /// (`masq reduce --from ckpt.safetensors --dataset cifar10 --data DIR --relu-budget 25000`).
     #[cfg(feature = "train")]
     Reduce(Box<reduce::ReduceArgs>),
+    /// The whole path in one command: train a small CNN, cut its ReLUs to three budgets (AutoReP and
+    /// random), export each, evaluate in the clear and under 2PC, and write a table, JSON and plots
+    /// (`masq demo --out masq-demo`).
+    #[cfg(feature = "train")]
+    Demo(Box<demo::DemoArgs>),
     /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
     #[cfg(feature = "train")]
     Eval(eval::EvalArgs),
@@ -85,6 +92,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(*a),
         #[cfg(feature = "train")]
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "train")]
+        Command::Demo(a) => demo::run(*a),
         #[cfg(feature = "train")]
         Command::Reduce(a) => reduce::run(*a),
         Command::Deal(a) => deal::run(a),

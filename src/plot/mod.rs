@@ -7,9 +7,6 @@
 //! built-in bitmap font ([`bitmap_font`]) and a one-line warning. The SVG keeps text as `<text>`
 //! in the viewer's sans-serif, laid out with the same metrics.
 
-// Until `masq demo` calls these; the tests use all of it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 mod axis;
 mod backend;
 mod bitmap_font;

@@ -470,7 +470,8 @@ pub fn reduce(
     if cfg.batch_size == 0
         || !positive(cfg.lr)
         || !cfg.mask_lr.is_none_or(positive)
-        || !cfg.lambda.is_finite() || cfg.lambda < 0.0
+        || !cfg.lambda.is_finite()
+        || cfg.lambda < 0.0
     {
         return Err(bad("batch size and learning rates must be positive, lambda non-negative".into()));
     }

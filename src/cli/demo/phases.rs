@@ -1,0 +1,227 @@
+//! The demo's training phases: the baseline (trained or given), each reduction, each export. Every
+//! phase goes through the same library calls and files as the separate commands (`masq train`,
+//! `masq reduce`, `masq export`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use masq_runtime::checkpoint::{self, Facts};
+use masq_runtime::{Graph, report};
+use masq_trainer::TchModel;
+use masq_trainer::data::Normalization;
+use masq_trainer::device::Device;
+use masq_trainer::optim::OptimizerKind;
+use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent};
+use masq_trainer::train::{Event, TrainConfig, evaluate, train};
+
+use super::{DemoArgs, DemoData, Preset};
+use crate::cli::progress;
+
+/// What every phase needs.
+pub struct Ctx<'a> {
+    pub args: &'a DemoArgs,
+    pub preset: &'a Preset,
+    pub data: &'a DemoData,
+    pub device: Device,
+    pub quiet: bool,
+}
+
+/// A model the demo produced: the baseline or a reduced one.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// `baseline`, `autorep-2867`, `random-287`, ...
+    pub name: String,
+    /// `baseline`, `autorep` or `random`.
+    pub method: String,
+    pub budget: Option<u64>,
+    pub checkpoint: PathBuf,
+    pub relu_count: u64,
+    /// Validation accuracy the trainer measured (model selection split).
+    pub val_accuracy: f64,
+    /// ReLUs per activation site, in forward order.
+    pub layers: Vec<(String, u64)>,
+    pub seconds: f64,
+}
+
+/// ReLUs per activation site (`Relu` or `MaskedAct` node) of a graph.
+pub fn site_relus(g: &Graph) -> Result<Vec<(String, u64)>> {
+    let r = report::report(g)?;
+    Ok(g.nodes
+        .iter()
+        .zip(&r.layers)
+        .filter(|(n, _)| matches!(n.op, masq_runtime::ir::Op::Relu | masq_runtime::ir::Op::MaskedAct(_)))
+        .map(|(_, l)| (l.name.clone(), l.relus))
+        .collect())
+}
+
+fn norm_of(facts: &Facts, ctx: &Ctx) -> Normalization {
+    facts
+        .other
+        .get("normalization")
+        .and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
+        .unwrap_or_else(|| ctx.data.kind.default_norm())
+}
+
+fn epoch_bar(ctx: &Ctx, len: usize, msg: &str) -> ProgressBar {
+    progress::bar(len as u64, msg, ctx.quiet)
+}
+
+/// The starting model: `--from` as given, or `--model` trained on the demo's training images.
+pub fn baseline(ctx: &Ctx) -> Result<Trained> {
+    let a = ctx.args;
+    let t0 = std::time::Instant::now();
+    let dir = a.out.join("baseline");
+    let splits = &ctx.data.splits;
+    let (checkpoint, graph, facts) = match &a.from {
+        Some(from) if from.to_ascii_lowercase().ends_with(".safetensors") && !from.starts_with("zoo:") => {
+            let (g, f) = checkpoint::load_checkpoint(from).with_context(|| format!("loading {from}"))?;
+            (PathBuf::from(from), g, f)
+        }
+        Some(from) => {
+            let mut g =
+                crate::cli::train::model_for(from, splits, a.seed).with_context(|| format!("loading {from}"))?;
+            if let Some(w) = &a.weights {
+                let t =
+                    masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+                masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+            }
+            let norm = ctx.data.kind.default_norm();
+            let m = TchModel::from_graph(&g, ctx.device)?;
+            let acc = evaluate(&m, &splits.test, &norm, 500)?.accuracy;
+            let facts = Facts {
+                dataset: Some(ctx.data.kind.name().to_string()),
+                accuracy: Some(acc),
+                relu_count: Some(report::report(&g)?.relu_count),
+                ..Facts::default()
+            };
+            let mut facts = facts;
+            facts.other.insert("normalization".into(), serde_json::to_value(&norm)?);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join("model.safetensors");
+            checkpoint::save_checkpoint(&path, &g, &facts).with_context(|| format!("writing {}", path.display()))?;
+            (path, g, facts)
+        }
+        None => {
+            let g = crate::cli::train::model_for(&a.model, splits, a.seed)
+                .with_context(|| format!("building {}", a.model))?;
+            let kind = ctx.data.kind;
+            let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment());
+            cfg.epochs = ctx.preset.epochs;
+            cfg.batch_size = ctx.preset.batch_size;
+            cfg.optimizer = OptimizerKind::adam();
+            cfg.lr = 3e-3;
+            cfg.weight_decay = 0.0;
+            cfg.seed = a.seed;
+            cfg.out_dir = Some(dir.clone());
+            let mut bar: Option<ProgressBar> = None;
+            let epochs = cfg.epochs;
+            let (_, s) = train(&g, splits, &cfg, ctx.device, &mut |e| match e {
+                Event::Start { batches_per_epoch, .. } => {
+                    bar = Some(epoch_bar(ctx, *batches_per_epoch, "training"));
+                }
+                Event::Batch { epoch, batch, loss, accuracy, .. } => {
+                    if let Some(b) = &bar {
+                        if *batch == 1 {
+                            b.reset();
+                        }
+                        b.set_position(*batch as u64);
+                        b.set_message(format!("training {epoch}/{epochs} loss {loss:.3} acc {:.1}%", 100.0 * accuracy));
+                    }
+                }
+                Event::Evaluating { .. } | Event::Epoch(_) => {}
+            })
+            .with_context(|| format!("training {}", a.model))?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            let path = s.best_checkpoint.or(s.last_checkpoint).context("training wrote no checkpoint")?;
+            let (g, f) = checkpoint::load_checkpoint(&path).with_context(|| format!("loading {}", path.display()))?;
+            (path, g, f)
+        }
+    };
+    let val_accuracy = match facts.accuracy {
+        Some(acc) => acc,
+        None => {
+            evaluate(&TchModel::from_graph(&graph, ctx.device)?, &splits.test, &norm_of(&facts, ctx), 500)?.accuracy
+        }
+    };
+    Ok(Trained {
+        name: "baseline".into(),
+        method: "baseline".into(),
+        budget: None,
+        checkpoint,
+        relu_count: report::report(&graph)?.relu_count,
+        val_accuracy,
+        layers: site_relus(&graph)?,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reduce the baseline to `budget` ReLUs with `method` (`autorep` or `random`).
+pub fn reduce(ctx: &Ctx, base: &Trained, method: &str, budget: u64) -> Result<Trained> {
+    let t0 = std::time::Instant::now();
+    let (graph, facts) = checkpoint::load_checkpoint(&base.checkpoint)
+        .with_context(|| format!("loading {}", base.checkpoint.display()))?;
+    let kind = ctx.data.kind;
+    let mut cfg = ReduceConfig::new(kind.name(), norm_of(&facts, ctx), kind.default_augment(), Budget::Count(budget));
+    cfg.method = Method::parse(method)?;
+    cfg.mask_epochs = ctx.preset.mask_epochs;
+    cfg.finetune_epochs = ctx.preset.finetune_epochs;
+    cfg.batch_size = ctx.preset.batch_size;
+    cfg.distill = true;
+    cfg.seed = ctx.args.seed;
+    let name = format!("{method}-{budget}");
+    cfg.out_dir = Some(ctx.args.out.join("reduce").join(&name));
+    let mut bar: Option<ProgressBar> = None;
+    let mut stage_epochs = 0;
+    let (g, s) = masq_trainer::reduce::reduce(&graph, &ctx.data.splits, &cfg, ctx.device, &mut |e| match e {
+        ReduceEvent::Stage { epochs, batches_per_epoch, .. } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            stage_epochs = *epochs;
+            bar = Some(epoch_bar(ctx, *batches_per_epoch, &name));
+        }
+        ReduceEvent::Batch { stage, epoch, batch, loss, relu_count } => {
+            if let Some(b) = &bar {
+                if *batch == 1 {
+                    b.reset();
+                }
+                b.set_position(*batch as u64);
+                b.set_message(format!("{name}: {stage} {epoch}/{stage_epochs} loss {loss:.3} relus {relu_count}"));
+            }
+        }
+        ReduceEvent::Epoch(_) => {}
+    })
+    .with_context(|| format!("reducing to {budget} ReLUs with {method}"))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(Trained {
+        name,
+        method: method.to_string(),
+        budget: Some(budget),
+        checkpoint: s.checkpoint.clone().context("reduce wrote no checkpoint")?,
+        relu_count: s.relu_count,
+        val_accuracy: s.accuracy,
+        layers: site_relus(&g)?,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Export a model's checkpoint to `OUT/artifacts/<name>` (replacing an earlier demo's).
+pub fn export(ctx: &Ctx, m: &Trained) -> Result<PathBuf> {
+    let dir = ctx.args.out.join("artifacts").join(&m.name);
+    export_checkpoint(&m.checkpoint, &dir)?;
+    Ok(dir)
+}
+
+fn export_checkpoint(ckpt: &Path, dir: &Path) -> Result<()> {
+    let (g, f) = checkpoint::load_checkpoint(ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
+    let facts = crate::cli::export::checkpoint_facts(&g, &f);
+    let opts = masq_exporter::ExportOptions { force: true, ..masq_exporter::ExportOptions::default() };
+    masq_exporter::export(&g, &facts, dir, &opts)
+        .with_context(|| format!("exporting {} to {}", ckpt.display(), dir.display()))?;
+    Ok(())
+}
