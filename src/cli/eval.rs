@@ -21,7 +21,11 @@ pub struct EvalArgs {
     /// ... with weights from a safetensors file (e.g. a PyTorch state dict; `module.` is stripped).
     #[arg(long, requires = "model")]
     pub weights: Option<PathBuf>,
-    /// cifar10 | cifar100 | mnist | fashion-mnist | synthetic.
+    /// Rename the keys of --weights (see `masq load-weights --help`); repeatable.
+    #[arg(long, requires = "weights", value_name = "PATTERN=REPLACEMENT")]
+    pub remap: Vec<String>,
+    /// cifar10 | cifar100 | mnist | fashion-mnist | tiny-imagenet | folder | synthetic (tiny-imagenet
+    /// and folder take @SIZE or @HxW to resize every image).
     #[arg(long)]
     pub dataset: String,
     /// Directory of the dataset's files (the test split is used).
@@ -74,7 +78,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
             if let Some(w) = &a.weights {
                 let t =
                     masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
-                masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+                let rules = super::load_weights::parse_remaps(&a.remap)?;
+                masq_runtime::zoo::apply_weights_remapped(&mut g, &t, &rules)
+                    .with_context(|| format!("applying {}", w.display()))?;
             }
             (g, spec.clone())
         }

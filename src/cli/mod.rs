@@ -12,6 +12,7 @@ mod estimate;
 mod eval;
 mod export;
 mod inspect;
+mod load_weights;
 mod predict;
 mod progress;
 mod query;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
     #[cfg(feature = "train")]
     Eval(eval::EvalArgs),
+    /// Load a safetensors state dict into a zoo model (keys renamed by --remap) and write a masq checkpoint
+    /// (`masq load-weights --model zoo:resnet20 --weights resnet20.safetensors --out resnet20.ckpt.safetensors`).
+    LoadWeights(load_weights::LoadWeightsArgs),
     /// The trusted dealer's offline phase for K encrypted inferences: writes DIR/p0.bin (server)
     /// and DIR/p1.bin (client) (`masq deal --model zoo:resnet20 --count 4 --out deal/`).
     Deal(deal::DealArgs),
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(*a),
         #[cfg(feature = "train")]
         Command::Reduce(a) => reduce::run(*a),
+        Command::LoadWeights(a) => load_weights::run(a),
         Command::Deal(a) => deal::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Query(a) => query::run(a),

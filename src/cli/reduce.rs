@@ -20,7 +20,8 @@ pub struct ReduceArgs {
     /// Weights for a zoo model or ONNX file (safetensors; `module.` is stripped).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// cifar10 | cifar100 | mnist | fashion-mnist | synthetic.
+    /// cifar10 | cifar100 | mnist | fashion-mnist | tiny-imagenet | folder | synthetic (tiny-imagenet
+    /// and folder take @SIZE or @HxW to resize every image).
     #[arg(long)]
     pub dataset: String,
     #[arg(long)]
@@ -104,7 +105,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
         (None, Some(s)) => Budget::Sparsity(s),
         _ => bail!("give exactly one of --relu-budget and --relu-sparsity"),
     };
-    let augment = if a.no_augment { data::Augment::NONE } else { kind.default_augment() };
+    let augment = if a.no_augment { data::Augment::NONE } else { kind.default_augment_for(splits.train.shape) };
     let mut cfg = ReduceConfig::new(kind.name(), norm, augment, budget);
     cfg.method = Method::parse(&a.method)?;
     cfg.gate = GateKind::parse(&a.gate)?;

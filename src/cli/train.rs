@@ -18,7 +18,9 @@ pub struct TrainArgs {
     /// (.safetensors) to continue training from.
     #[arg(long)]
     pub model: String,
-    /// cifar10 | cifar100 | mnist | fashion-mnist | synthetic (built in, needs no files).
+    /// cifar10 | cifar100 | mnist | fashion-mnist | tiny-imagenet | folder (DIR/train/<class>/*.jpg|png,
+    /// DIR/val/<class>/...) | synthetic (built in, needs no files). tiny-imagenet and folder take @SIZE
+    /// or @HxW to resize every image (folder@64).
     #[arg(long)]
     pub dataset: String,
     /// Directory of the dataset's files (or a parent holding e.g. cifar10/).
@@ -50,7 +52,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this value.
     #[arg(long)]
     pub grad_clip: Option<f64>,
-    /// No training augmentation (CIFAR default: random crop with padding 4 and horizontal flip).
+    /// No training augmentation (default for colour images: random crop with padding size/8, 4 for
+    /// CIFAR, and horizontal flip).
     #[arg(long)]
     pub no_augment: bool,
     /// Output directory for best.safetensors, last.safetensors and log.jsonl
@@ -104,7 +107,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.model.trim_start_matches("zoo:").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model_tag}-{}", kind.name())));
 
-    let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment());
+    let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment_for(splits.train.shape));
     if a.no_augment {
         cfg.augment = data::Augment::NONE;
     }

@@ -134,42 +134,138 @@ pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
     b.finish()
 }
 
+/// A key-renaming rule for [`apply_weights_remapped`], written `PATTERN=REPLACEMENT`: every
+/// occurrence of PATTERN in a key is replaced; a PATTERN starting with `^` matches only at the
+/// start of the key (`^backbone.=` drops a prefix, `downsample=shortcut` renames a part).
+///
+/// ```
+/// use masq_runtime::zoo::{KeyRemap, remap_key};
+/// let rules = [KeyRemap::parse("^backbone.=").unwrap(), KeyRemap::parse("linear=fc").unwrap()];
+/// assert_eq!(remap_key("module.backbone.linear.weight", &rules), "fc.weight");
+/// assert_eq!(remap_key("head.linear.bias", &rules), "head.fc.bias");
+/// assert!(KeyRemap::parse("no-equals-sign").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRemap {
+    pub pattern: String,
+    pub replacement: String,
+    /// Match only at the start of the key.
+    pub prefix: bool,
+}
+
+impl KeyRemap {
+    /// Parse `PATTERN=REPLACEMENT` (`^PATTERN=...` for a prefix); the replacement may be empty.
+    pub fn parse(rule: &str) -> Result<Self> {
+        let bad = |reason: &str| RuntimeError::BadSpec { spec: rule.to_string(), reason: reason.to_string() };
+        let (pattern, replacement) = rule.split_once('=').ok_or_else(|| bad("a remap rule is PATTERN=REPLACEMENT"))?;
+        let (pattern, prefix) = match pattern.strip_prefix('^') {
+            Some(p) => (p, true),
+            None => (pattern, false),
+        };
+        if pattern.is_empty() {
+            return Err(bad("the PATTERN of a remap rule is empty"));
+        }
+        Ok(KeyRemap { pattern: pattern.to_string(), replacement: replacement.to_string(), prefix })
+    }
+
+    /// The key after this rule.
+    pub fn apply(&self, key: &str) -> String {
+        if self.prefix {
+            match key.strip_prefix(self.pattern.as_str()) {
+                Some(rest) => format!("{}{rest}", self.replacement),
+                None => key.to_string(),
+            }
+        } else {
+            key.replace(self.pattern.as_str(), &self.replacement)
+        }
+    }
+}
+
+/// The parameter name a weights key stands for: a leading `module.` (DataParallel) stripped, then
+/// every rule in order.
+pub fn remap_key(key: &str, rules: &[KeyRemap]) -> String {
+    let base = key.strip_prefix("module.").unwrap_or(key);
+    rules.iter().fold(base.to_string(), |k, r| r.apply(&k))
+}
+
 /// Replace a zoo graph's initializers with given tensors (e.g. a PyTorch checkpoint).
 ///
 /// A leading `module.` (DataParallel) is stripped from every key and `num_batches_tracked` entries
 /// are ignored. Every initializer of the graph must be given with the same shape; unknown keys are
-/// an error too.
+/// an error too. See [`apply_weights_remapped`] to rename keys.
 pub fn apply_weights(graph: &mut Graph, weights: &BTreeMap<String, ArrayD<f32>>) -> Result<()> {
-    let mut seen = 0usize;
+    apply_weights_remapped(graph, weights, &[])
+}
+
+/// [`apply_weights`] with every key renamed by [`remap_key`] first. Errors name the tensor (its key
+/// in the file, and the name it maps to when that differs); the graph is changed only on success.
+pub fn apply_weights_remapped(
+    graph: &mut Graph,
+    weights: &BTreeMap<String, ArrayD<f32>>,
+    rules: &[KeyRemap],
+) -> Result<()> {
+    let shown = |key: &str, name: &str| if key == name { key.to_string() } else { format!("{key} (as {name})") };
+    // Parameter name -> (key in the file, tensor).
+    let mut by_name: BTreeMap<String, (&str, &ArrayD<f32>)> = BTreeMap::new();
+    let mut unexpected = Vec::new();
     for (key, t) in weights {
-        let name = key.strip_prefix("module.").unwrap_or(key);
+        let name = remap_key(key, rules);
         if name.ends_with("num_batches_tracked") {
             continue;
         }
-        let slot = graph.initializers.get_mut(name).ok_or_else(|| RuntimeError::BadWeights {
-            name: key.clone(),
-            reason: "not a parameter of this model".into(),
-        })?;
+        if !graph.initializers.contains_key(&name) {
+            unexpected.push(shown(key, &name));
+            continue;
+        }
+        if let Some((other, _)) = by_name.insert(name.clone(), (key, t)) {
+            return Err(RuntimeError::BadWeights {
+                name: name.clone(),
+                reason: format!("given twice, by {other} and by {key}"),
+            });
+        }
+    }
+    // At most 8 names, then the count.
+    let listed = |names: Vec<String>| {
+        let n = names.len();
+        let mut list = names.into_iter().take(8).collect::<Vec<_>>().join(", ");
+        if n > 8 {
+            list.push_str(&format!(", ... ({n} in all)"));
+        }
+        list
+    };
+    if !unexpected.is_empty() {
+        let n = unexpected.len();
+        let list = listed(unexpected);
+        let example: Vec<&str> = graph.initializers.keys().take(3).map(String::as_str).collect();
+        return Err(RuntimeError::BadWeights {
+            name: list,
+            reason: format!(
+                "not {} of this model (its parameters are named like {}; rename keys with remap rules)",
+                if n == 1 { "a parameter" } else { "parameters" },
+                example.join(", ")
+            ),
+        });
+    }
+    for (name, (key, t)) in &by_name {
+        let slot = &graph.initializers[name];
         if slot.shape() != t.shape() {
             return Err(RuntimeError::BadWeights {
-                name: key.clone(),
+                name: shown(key, name),
                 reason: format!("shape {:?}, model expects {:?}", t.shape(), slot.shape()),
             });
         }
-        *slot = t.clone();
-        seen += 1;
     }
-    if seen != graph.initializers.len() {
-        let missing: Vec<&str> = graph
-            .initializers
-            .keys()
-            .filter(|k| !weights.contains_key(*k) && !weights.contains_key(&format!("module.{k}")))
-            .map(String::as_str)
-            .collect();
+    let missing: Vec<String> = graph.initializers.keys().filter(|k| !by_name.contains_key(*k)).cloned().collect();
+    if !missing.is_empty() {
         return Err(RuntimeError::BadWeights {
-            name: missing.join(", "),
+            name: listed(missing),
             reason: "missing from the given weights".into(),
         });
+    }
+    for (name, (_, t)) in by_name {
+        if let Some(slot) = graph.initializers.get_mut(&name) {
+            *slot = t.clone();
+        }
     }
     Ok(())
 }

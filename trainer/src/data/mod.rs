@@ -1,5 +1,6 @@
-//! Datasets: CIFAR-10/100 (binary records), MNIST and Fashion-MNIST (IDX), and a built-in synthetic
-//! image set that needs no files. Images are kept as u8 NCHW in memory; [`Loader`] shuffles, augments
+//! Datasets: CIFAR-10/100 (binary records), MNIST and Fashion-MNIST (IDX), Tiny-ImageNet-200 and
+//! image folders (JPEG/PNG files in class directories), and a built-in synthetic image set that
+//! needs no files. Images are kept as u8 NCHW in memory; [`Loader`] shuffles, augments
 //! (random crop with zero padding, horizontal flip), normalises and moves batches to a device.
 //!
 //! ```
@@ -11,17 +12,21 @@
 //! ```
 
 mod cifar;
+mod folder;
 mod loader;
 mod mnist;
 mod synthetic;
+mod tiny_imagenet;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use cifar::{read_cifar_file, resolve_cifar_files};
+pub use folder::{decode_image, folder_classes, folder_files};
 pub use loader::{Augment, Loader, Normalization};
 pub use mnist::read_idx_pair;
 pub use synthetic::{SyntheticConfig, synthetic};
+pub use tiny_imagenet::{TINY_IMAGENET_SIZE, read_wnids, tiny_imagenet_files};
 
 use crate::error::{Result, TrainerError};
 
@@ -81,26 +86,63 @@ pub enum DatasetKind {
     Cifar100,
     Mnist,
     FashionMnist,
+    /// Tiny-ImageNet-200 (64×64), optionally resized to `image_size` (height, width).
+    TinyImageNet {
+        image_size: Option<(usize, usize)>,
+    },
+    /// JPEG/PNG files in class directories; `image_size` (height, width) resizes every image
+    /// (centre crop to the aspect ratio, then bilinear), else all images must have one size.
+    Folder {
+        image_size: Option<(usize, usize)>,
+    },
     Synthetic,
 }
 
 impl DatasetKind {
-    pub const NAMES: &'static [&'static str] = &["cifar10", "cifar100", "mnist", "fashion-mnist", "synthetic"];
+    pub const NAMES: &'static [&'static str] =
+        &["cifar10", "cifar100", "mnist", "fashion-mnist", "tiny-imagenet", "folder", "synthetic"];
 
+    /// A name of [`Self::NAMES`] (case-insensitive, `_` = `-`); the image-file datasets also take
+    /// `NAME@S` or `NAME@HxW` to resize every image (`folder@64`, `tiny-imagenet@32x32`).
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+        let bad = |reason: String| TrainerError::Data { dataset: s.to_string(), reason };
+        let lower = s.trim().to_ascii_lowercase().replace('_', "-");
+        let (name, size) = match lower.split_once('@') {
+            Some((n, sz)) => (n, Some(sz)),
+            None => (lower.as_str(), None),
+        };
+        let image_size = match size {
+            None => None,
+            Some(sz) => {
+                let (h, w) = sz.split_once('x').unwrap_or((sz, sz));
+                match (h.trim().parse::<usize>(), w.trim().parse::<usize>()) {
+                    (Ok(h), Ok(w)) if (1..=4096).contains(&h) && (1..=4096).contains(&w) => Some((h, w)),
+                    _ => return Err(bad(format!("bad image size {sz:?}: give S or HxW, 1 to 4096"))),
+                }
+            }
+        };
+        let kind = match name {
             "cifar10" | "cifar-10" => DatasetKind::Cifar10,
             "cifar100" | "cifar-100" => DatasetKind::Cifar100,
             "mnist" => DatasetKind::Mnist,
             "fashion-mnist" | "fashionmnist" | "fmnist" => DatasetKind::FashionMnist,
+            "tiny-imagenet" | "tinyimagenet" | "tiny-imagenet-200" => DatasetKind::TinyImageNet { image_size },
+            "folder" | "image-folder" | "imagefolder" => DatasetKind::Folder { image_size },
             "synthetic" => DatasetKind::Synthetic,
-            _ => {
-                return Err(TrainerError::Data {
-                    dataset: s.to_string(),
-                    reason: format!("unknown dataset; known: {}", Self::NAMES.join(", ")),
-                });
-            }
-        })
+            _ => return Err(bad(format!("unknown dataset; known: {}", Self::NAMES.join(", ")))),
+        };
+        if image_size.is_some() && kind.image_size().is_none() {
+            return Err(bad("only the image-file datasets (tiny-imagenet, folder) take @SIZE".into()));
+        }
+        Ok(kind)
+    }
+
+    /// The resize target (height, width) of an image-file dataset.
+    pub fn image_size(self) -> Option<(usize, usize)> {
+        match self {
+            DatasetKind::TinyImageNet { image_size } | DatasetKind::Folder { image_size } => image_size,
+            _ => None,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -109,19 +151,32 @@ impl DatasetKind {
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::TinyImageNet { .. } => "tiny-imagenet",
+            DatasetKind::Folder { .. } => "folder",
             DatasetKind::Synthetic => "synthetic",
         }
     }
 
+    /// The nominal number of classes (a folder dataset's: 0, it comes from the directories; the
+    /// loaded [`Dataset::classes`] is the one to use).
     pub fn classes(self) -> usize {
-        if self == DatasetKind::Cifar100 { 100 } else { 10 }
+        match self {
+            DatasetKind::Cifar100 => 100,
+            DatasetKind::TinyImageNet { .. } => 200,
+            DatasetKind::Folder { .. } => 0,
+            _ => 10,
+        }
     }
 
-    /// The normalisation models of this family expect: CIFAR as the akamaster ResNets (ImageNet
-    /// statistics), MNIST-like (0.1307, 0.3081), synthetic (0.5, 0.25).
+    /// The normalisation models of this family expect: CIFAR, Tiny-ImageNet and image folders
+    /// ImageNet statistics (as the akamaster ResNets), MNIST-like (0.1307, 0.3081), synthetic
+    /// (0.5, 0.25).
     pub fn default_norm(self) -> Normalization {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => {
+            DatasetKind::Cifar10
+            | DatasetKind::Cifar100
+            | DatasetKind::TinyImageNet { .. }
+            | DatasetKind::Folder { .. } => {
                 Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
             }
             DatasetKind::Mnist => Normalization { mean: vec![0.1307], std: vec![0.3081] },
@@ -130,10 +185,25 @@ impl DatasetKind {
         }
     }
 
-    /// Training augmentation by default: CIFAR crop (padding 4) and flip; none for the others.
+    /// Training augmentation by default for the family's nominal image size (CIFAR 32, Tiny-ImageNet
+    /// 64 or its `@SIZE`, a folder its `@SIZE` or else 32): see [`Self::default_augment_for`].
     pub fn default_augment(self) -> Augment {
+        let (h, w) = self.image_size().unwrap_or(match self {
+            DatasetKind::TinyImageNet { .. } => (TINY_IMAGENET_SIZE, TINY_IMAGENET_SIZE),
+            _ => (32, 32),
+        });
+        self.default_augment_for([3, h, w])
+    }
+
+    /// Training augmentation by default for images of `shape`: for colour natural images (CIFAR,
+    /// Tiny-ImageNet, folders) a random crop with padding `min(h, w)/8` (4 at 32×32) and a
+    /// horizontal flip; none for the others.
+    pub fn default_augment_for(self, shape: [usize; 3]) -> Augment {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Augment { crop_padding: 4, flip: true },
+            DatasetKind::Cifar10
+            | DatasetKind::Cifar100
+            | DatasetKind::TinyImageNet { .. }
+            | DatasetKind::Folder { .. } => Augment { crop_padding: (shape[1].min(shape[2]) / 8).max(1), flip: true },
             _ => Augment { crop_padding: 0, flip: false },
         }
     }
@@ -161,7 +231,8 @@ fn dataset_dir(kind: DatasetKind, dir: &Path) -> PathBuf {
         DatasetKind::Cifar100 => &["cifar100", "cifar-100-binary"],
         DatasetKind::Mnist => &["mnist"],
         DatasetKind::FashionMnist => &["fashion-mnist", "fashion_mnist", "fashionmnist"],
-        DatasetKind::Synthetic => &[],
+        DatasetKind::TinyImageNet { .. } => &["tiny-imagenet-200", "tiny-imagenet"],
+        DatasetKind::Folder { .. } | DatasetKind::Synthetic => &[],
     };
     names.iter().map(|n| dir.join(n)).find(|p| p.is_dir()).unwrap_or_else(|| dir.to_path_buf())
 }
@@ -194,6 +265,8 @@ pub fn load_split(kind: DatasetKind, dir: Option<&Path>, split: Split) -> Result
             out.ok_or_else(|| TrainerError::Data { dataset: kind.name().into(), reason: "no files".into() })
         }
         DatasetKind::Mnist | DatasetKind::FashionMnist => mnist::load(kind, &dir, split),
+        DatasetKind::TinyImageNet { image_size } => tiny_imagenet::load(&dir, split, image_size),
+        DatasetKind::Folder { image_size } => folder::load(&dir, split, image_size),
         DatasetKind::Synthetic => unreachable!("handled above"),
     }
 }
@@ -207,6 +280,15 @@ pub fn load(kind: DatasetKind, dir: Option<&Path>) -> Result<Splits> {
     }
     let train = load_split(kind, dir, Split::Train)?;
     let test = load_split(kind, dir, Split::Test)?;
+    if train.shape != test.shape || train.classes != test.classes {
+        return Err(TrainerError::Data {
+            dataset: kind.name().to_string(),
+            reason: format!(
+                "the training images are {:?} in {} classes but the test images {:?} in {}",
+                train.shape, train.classes, test.shape, test.classes
+            ),
+        });
+    }
     let source = dir.map(|d| d.display().to_string()).unwrap_or_default();
     Ok(Splits { train, test, source })
 }
