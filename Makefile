@@ -19,9 +19,13 @@ test: setup
 	$(CARGO) test --workspace --benches --no-fail-fast
 	$(CARGO) test --workspace --no-fail-fast
 
-# The main job. Until the end-to-end demo lands, it benchmarks the 2PC engine's ReLU protocol.
+# The main job: train a small CNN on the built-in synthetic set, cut its ReLUs to three budgets
+# (AutoReP and random), export each, evaluate in the clear and under 2PC; table on stdout, artifacts,
+# summary.json and plots in $(DEMO_OUT). DEMO_ARGS adds flags (e.g. --quick, or --dataset mnist --data DIR).
+DEMO_OUT ?= masq-demo
+DEMO_ARGS ?=
 demo: build
-	./target/release/masq bench mpc --op relu --n 100000 --reps 5
+	./target/release/masq demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # Encrypted inference between two real processes: deal K=4, serve in the background, 3 queries
 # (CIFAR-10 test images if $$MASQ_DATA_DIR/cifar10 exists), measured vs estimated figures.

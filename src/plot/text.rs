@@ -114,6 +114,7 @@ impl TextEngine {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn is_bitmap(&self) -> bool {
         matches!(self.face, Face::Bitmap)
     }

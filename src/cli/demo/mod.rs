@@ -33,9 +33,14 @@ pub struct DemoArgs {
     /// The network trained when no --from is given.
     #[arg(long, default_value = "zoo:cnn_small")]
     pub model: String,
-    /// ReLU budgets, comma separated (default: 10%, 3% and 1% of the model's ReLUs).
+    /// ReLU budgets, comma separated (default: 2%, 0.5% and 0.1% of the model's ReLUs).
     #[arg(long, value_delimiter = ',')]
     pub budgets: Vec<u64>,
+    /// What replaces a removed ReLU: poly1 (per-channel a·x + b; linear, so free under 2PC) |
+    /// identity | poly2 (a·x² + b·x + c: one secure square per element, which costs as much online
+    /// as a ReLU under masq's protocol and saves only dealer bytes and compute) | dapa.
+    #[arg(long, default_value = "poly1")]
+    pub replacement: String,
     /// Output directory (artifacts, summary.json, plots); re-running replaces what it wrote.
     #[arg(long, default_value = "masq-demo")]
     pub out: PathBuf,
@@ -51,10 +56,10 @@ pub struct DemoArgs {
     /// Finetune epochs (frozen masks) per reduced model.
     #[arg(long)]
     pub finetune_epochs: Option<usize>,
-    /// Training images used (default: 8,000; quick: 1,500).
+    /// Training images used (default: 6,000; quick: 1,000).
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Held-out images evaluated in the clear and under 2PC (default: 256; quick: 48); taken from
+    /// Held-out images evaluated in the clear and under 2PC (default: 256; quick: 32); taken from
     /// the end of the test split and never used for training or model selection.
     #[arg(long)]
     pub secure_images: Option<usize>,
@@ -70,6 +75,9 @@ pub struct DemoArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// The default budgets, as fractions of the model's ReLUs.
+pub const DEFAULT_FRACTIONS: [f64; 3] = [0.02, 0.005, 0.001];
 
 /// Sizes of one demo run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -88,22 +96,22 @@ impl Preset {
     fn new(a: &DemoArgs) -> Self {
         let mut p = if a.quick {
             Preset {
-                train_images: 1_500,
-                val_images: 300,
-                secure_images: 48,
+                train_images: 1_000,
+                val_images: 200,
+                secure_images: 32,
                 epochs: 2,
-                mask_epochs: 3,
+                mask_epochs: 2,
                 finetune_epochs: 1,
                 batch_size: 100,
             }
         } else {
             Preset {
-                train_images: 8_000,
+                train_images: 6_000,
                 val_images: 1_000,
                 secure_images: 256,
                 epochs: 4,
-                mask_epochs: 6,
-                finetune_epochs: 3,
+                mask_epochs: 4,
+                finetune_epochs: 2,
                 batch_size: 128,
             }
         };
@@ -171,6 +179,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
         bail!("--secure-images must be at least 1");
     }
     let device = parse_device(&a.device)?;
+    masq_trainer::reduce::ReplacementKind::parse(&a.replacement)?;
+    if a.budgets.contains(&0) {
+        bail!("budget 0: a budget is a number of ReLUs to keep, at least 1");
+    }
     if let Some(t) = a.threads {
         if t == 0 {
             bail!("--threads must be positive");
@@ -198,7 +210,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let base = phases::baseline(&ctx)?;
     let total = base.relu_count;
     let budgets = if a.budgets.is_empty() {
-        [0.10, 0.03, 0.01].iter().map(|f| ((total as f64 * f).round() as u64).max(1)).collect()
+        DEFAULT_FRACTIONS.iter().map(|f| ((total as f64 * f).round() as u64).max(1)).collect()
     } else {
         a.budgets.clone()
     };

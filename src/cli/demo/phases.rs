@@ -12,7 +12,7 @@ use masq_trainer::TchModel;
 use masq_trainer::data::Normalization;
 use masq_trainer::device::Device;
 use masq_trainer::optim::OptimizerKind;
-use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent};
+use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent, ReplacementKind};
 use masq_trainer::train::{Event, TrainConfig, evaluate, train};
 
 use super::{DemoArgs, DemoData, Preset};
@@ -166,6 +166,7 @@ pub fn reduce(ctx: &Ctx, base: &Trained, method: &str, budget: u64) -> Result<Tr
     let kind = ctx.data.kind;
     let mut cfg = ReduceConfig::new(kind.name(), norm_of(&facts, ctx), kind.default_augment(), Budget::Count(budget));
     cfg.method = Method::parse(method)?;
+    cfg.replacement = ReplacementKind::parse(&ctx.args.replacement)?;
     cfg.mask_epochs = ctx.preset.mask_epochs;
     cfg.finetune_epochs = ctx.preset.finetune_epochs;
     cfg.batch_size = ctx.preset.batch_size;
