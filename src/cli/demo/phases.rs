@@ -89,13 +89,12 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
             let norm = ctx.data.kind.default_norm();
             let m = TchModel::from_graph(&g, ctx.device)?;
             let acc = evaluate(&m, &splits.test, &norm, 500)?.accuracy;
-            let facts = Facts {
+            let mut facts = Facts {
                 dataset: Some(ctx.data.kind.name().to_string()),
                 accuracy: Some(acc),
                 relu_count: Some(report::report(&g)?.relu_count),
                 ..Facts::default()
             };
-            let mut facts = facts;
             facts.other.insert("normalization".into(), serde_json::to_value(&norm)?);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let path = dir.join("model.safetensors");
