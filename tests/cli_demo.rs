@@ -35,7 +35,7 @@ fn quick_demo_writes_consistent_table_summary_artifacts_and_plots() {
     // summary.json holds the same rows as the printed object, and lists the plots.
     let file: Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(file["rows"], s["rows"]);
-    for name in ["summary.json", "pareto.png", "pareto.svg", "layers.png", "layers.svg"] {
+    for name in ["summary.json", "table.txt", "pareto.png", "pareto.svg", "layers.png", "layers.svg"] {
         let p = out.join(name);
         assert!(p.is_file(), "{} missing", p.display());
         assert!(file["files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().ends_with(name)));
@@ -48,6 +48,27 @@ fn quick_demo_writes_consistent_table_summary_artifacts_and_plots() {
     assert!(svg.contains("autorep") && svg.contains("random"));
 
     let rows = s["rows"].as_array().unwrap();
+    // The table has a line per model with its method, budget and ReLU count.
+    let table = std::fs::read_to_string(out.join("table.txt")).unwrap();
+    for row in rows {
+        let thousands = |n: u64| {
+            let d = n.to_string();
+            let mut o = String::new();
+            for (i, c) in d.chars().enumerate() {
+                if i > 0 && (d.len() - i) % 3 == 0 {
+                    o.push(',');
+                }
+                o.push(c);
+            }
+            o
+        };
+        let relus = thousands(u(row, "relu_count"));
+        let method = row["method"].as_str().unwrap();
+        assert!(
+            table.lines().any(|l| l.starts_with(method) && l.split_whitespace().any(|w| w == relus)),
+            "no table line for {method} with {relus} ReLUs:\n{table}"
+        );
+    }
     assert_eq!(rows.len(), 7, "baseline + 3 budgets x (autorep, random)");
     let base = &rows[0];
     assert_eq!(base["method"], "baseline");

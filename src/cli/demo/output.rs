@@ -1,4 +1,4 @@
-//! What the demo leaves behind: the table on stdout, `summary.json`, and the plots.
+//! What the demo leaves behind: the table (stdout and `table.txt`), `summary.json`, and the plots.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -61,15 +61,29 @@ pub fn table(s: &Summary) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\n{} on {} ({} held-out images; latency = measured compute + network model; CrypTen = its published costs, communication only)",
+        "\n{} on {}, {} held-out images. Per inference: online bytes (both directions) and rounds under masq;\nLAN/WAN latency = measured compute + network model; CrypTen = the same model under its published costs (communication only).",
         s.model, s.data_source, s.held_out_images
     );
-    let head =
-        ["model", "ReLUs", "plain acc", "2PC acc", "agree", "online", "rounds", "LAN", "WAN", "CrypTen", "CrypTen WAN"];
+    let head = [
+        "method",
+        "budget",
+        "ReLUs",
+        "plain acc",
+        "2PC acc",
+        "agree",
+        "online",
+        "rounds",
+        "LAN",
+        "WAN",
+        "CrypTen online",
+        "rounds",
+        "WAN",
+    ];
     let mut lines: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
     for r in &s.rows {
         lines.push(vec![
-            r.name.clone(),
+            r.method.clone(),
+            r.budget.map_or("-".to_string(), masq_runtime::report::thousands),
             masq_runtime::report::thousands(r.relu_count),
             pct(r.plain_accuracy),
             pct(r.secure_accuracy),
@@ -79,6 +93,7 @@ pub fn table(s: &Summary) -> String {
             fmt_seconds(r.lan_seconds),
             fmt_seconds(r.wan_seconds),
             fmt_bytes(r.crypten_online_bytes as u64),
+            r.crypten_rounds.to_string(),
             fmt_seconds(r.crypten_wan_seconds),
         ]);
     }
@@ -98,7 +113,8 @@ pub fn table(s: &Summary) -> String {
     t
 }
 
-/// Write `summary.json`, `pareto.{png,svg}` and `layers.{png,svg}` into `out`; returns their paths.
+/// Write `summary.json`, `table.txt`, `pareto.{png,svg}` and `layers.{png,svg}` into `out`; returns
+/// their paths.
 pub fn write(s: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let model = s.model.trim_start_matches("zoo:");
@@ -144,6 +160,10 @@ pub fn write(s: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
         let title = format!("{model}: ReLUs per layer before and after AutoReP");
         files.extend(plot::layer_chart(&title, &layers, &out.join("layers")).context("drawing layers")?);
     }
+    let table_path = out.join("table.txt");
+    masq_runtime::checkpoint::write_atomic(&table_path, table(s).as_bytes())
+        .with_context(|| format!("writing {}", table_path.display()))?;
+    files.insert(0, table_path);
     let path = out.join("summary.json");
     files.insert(0, path.clone());
     let mut with_files = s.clone();
