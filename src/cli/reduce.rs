@@ -138,53 +138,29 @@ pub fn run(a: ReduceArgs) -> Result<()> {
         );
     }
     let json = a.json;
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut stage_epochs = 0;
-    let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| match e {
-        ReduceEvent::Stage { stage, epochs, batches_per_epoch, mask_lr } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
-            stage_epochs = *epochs;
-            if !json && let Some(l) = mask_lr {
+    let mut bar = progress::ReduceBar::new("", json);
+    let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| {
+        match e {
+            ReduceEvent::Stage { stage, epochs, batches_per_epoch, mask_lr: Some(l) } if !json => {
                 eprintln!("{stage}: {epochs} epochs of {batches_per_epoch} batches, gate learning rate {l:.3e}");
             }
-            bar = Some(progress::bar(*batches_per_epoch as u64, stage, json));
+            ReduceEvent::Epoch(e) if json => bar.println(&serde_json::to_string(e).unwrap_or_default()),
+            ReduceEvent::Epoch(e) => bar.println(&format!(
+                "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
+                e.stage,
+                e.epoch,
+                e.train_loss,
+                100.0 * e.test_accuracy,
+                e.relu_count,
+                e.seconds,
+                if e.kept { "  *kept" } else { "" }
+            )),
+            _ => {}
         }
-        ReduceEvent::Batch { stage, epoch, batch, loss, relu_count } => {
-            if let Some(b) = &bar {
-                if *batch == 1 {
-                    b.reset();
-                }
-                b.set_position(*batch as u64);
-                b.set_message(format!("{stage} {epoch}/{stage_epochs} loss {loss:.3} relus {relu_count}"));
-            }
-        }
-        ReduceEvent::Epoch(e) => {
-            let line = if json {
-                serde_json::to_string(e).unwrap_or_default()
-            } else {
-                format!(
-                    "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
-                    e.stage,
-                    e.epoch,
-                    e.train_loss,
-                    100.0 * e.test_accuracy,
-                    e.relu_count,
-                    e.seconds,
-                    if e.kept { "  *kept" } else { "" }
-                )
-            };
-            match &bar {
-                Some(b) => b.suspend(|| println!("{line}")),
-                None => println!("{line}"),
-            }
-        }
+        bar.update(e);
     })
     .context("reducing")?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     if a.json {
         let v = serde_json::json!({
             "accuracy": s.accuracy,

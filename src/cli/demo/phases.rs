@@ -12,7 +12,7 @@ use masq_trainer::TchModel;
 use masq_trainer::data::Normalization;
 use masq_trainer::device::Device;
 use masq_trainer::optim::OptimizerKind;
-use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent, ReplacementKind};
+use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReplacementKind};
 use masq_trainer::train::{Event, TrainConfig, evaluate, train};
 
 use super::{DemoArgs, DemoData, Preset};
@@ -173,31 +173,10 @@ pub fn reduce(ctx: &Ctx, base: &Trained, method: &str, budget: u64) -> Result<Tr
     cfg.seed = ctx.args.seed;
     let name = format!("{method}-{budget}");
     cfg.out_dir = Some(ctx.args.out.join("reduce").join(&name));
-    let mut bar: Option<ProgressBar> = None;
-    let mut stage_epochs = 0;
-    let (g, s) = masq_trainer::reduce::reduce(&graph, &ctx.data.splits, &cfg, ctx.device, &mut |e| match e {
-        ReduceEvent::Stage { epochs, batches_per_epoch, .. } => {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
-            stage_epochs = *epochs;
-            bar = Some(epoch_bar(ctx, *batches_per_epoch, &name));
-        }
-        ReduceEvent::Batch { stage, epoch, batch, loss, relu_count } => {
-            if let Some(b) = &bar {
-                if *batch == 1 {
-                    b.reset();
-                }
-                b.set_position(*batch as u64);
-                b.set_message(format!("{name}: {stage} {epoch}/{stage_epochs} loss {loss:.3} relus {relu_count}"));
-            }
-        }
-        ReduceEvent::Epoch(_) => {}
-    })
-    .with_context(|| format!("reducing to {budget} ReLUs with {method}"))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let mut bar = progress::ReduceBar::new(&format!("{name}: "), ctx.quiet);
+    let (g, s) = masq_trainer::reduce::reduce(&graph, &ctx.data.splits, &cfg, ctx.device, &mut |e| bar.update(e))
+        .with_context(|| format!("reducing to {budget} ReLUs with {method}"))?;
+    bar.finish();
     Ok(Trained {
         name,
         method: method.to_string(),
