@@ -55,7 +55,7 @@ fn quick_demo_writes_consistent_table_summary_artifacts_and_plots() {
             let d = n.to_string();
             let mut o = String::new();
             for (i, c) in d.chars().enumerate() {
-                if i > 0 && (d.len() - i) % 3 == 0 {
+                if i > 0 && (d.len() - i).is_multiple_of(3) {
                     o.push(',');
                 }
                 o.push(c);

@@ -1,6 +1,5 @@
 //! Preprocessing survives a trip through bytes, and corrupt bytes are typed errors, never panics.
 
-#[allow(dead_code)]
 mod common;
 
 use masq_mpc::dealer::codec::{
