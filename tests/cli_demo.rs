@@ -107,11 +107,7 @@ fn quick_demo_writes_consistent_table_summary_artifacts_and_plots() {
         // nothing; rounds follow depth, and a site left without ReLUs saves its round and that
         // round's two 4-byte frame headers. So the difference to the baseline is exact.
         let saved_rounds = u(base, "rounds") - u(row, "rounds");
-        assert_eq!(
-            u(base, "online_bytes") - u(row, "online_bytes"),
-            16 * (total - relus) + 8 * saved_rounds,
-            "{name}"
-        );
+        assert_eq!(u(base, "online_bytes") - u(row, "online_bytes"), 16 * (total - relus) + 8 * saved_rounds, "{name}");
         assert!(f(row, "crypten_online_bytes") > u(row, "online_bytes") as f64, "{name}: CrypTen costs more");
         assert!(f(row, "wan_seconds") > f(row, "lan_seconds"));
 
