@@ -83,7 +83,7 @@ pub struct ReduceArgs {
 pub fn run(a: ReduceArgs) -> Result<()> {
     let (kind, device, splits) = a.env.prepare(&a.dataset, a.data.as_deref())?;
     let mut norm = kind.default_norm();
-    let graph = if a.from.ends_with(".safetensors") && !a.from.starts_with("zoo:") {
+    let graph = if super::train_env::is_checkpoint(&a.from) {
         let (g, facts) = checkpoint::load_checkpoint(&a.from).with_context(|| format!("loading {}", a.from))?;
         if let Some(n) =
             facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
@@ -92,13 +92,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
         }
         g
     } else {
-        let mut g =
-            super::train::model_for(&a.from, &splits, a.env.seed).with_context(|| format!("loading {}", a.from))?;
-        if let Some(w) = &a.weights {
-            let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
-            masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
-        }
-        g
+        super::train_env::model_with_weights(&a.from, a.weights.as_deref(), &splits, a.env.seed)?
     };
     let budget = match (a.relu_budget, a.relu_sparsity) {
         (Some(n), None) => Budget::Count(n),
@@ -127,15 +121,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("reduce-{}", kind.name())));
     cfg.out_dir = Some(out.clone());
     if !a.json {
-        eprintln!(
-            "reducing {} on {} ({} train / {} test images) on {}, output in {}",
-            graph.name,
-            kind.name(),
-            splits.train.len(),
-            splits.test.len(),
-            device_name(device),
-            out.display()
-        );
+        super::train_env::announce("reducing", &graph.name, kind.name(), &splits, device, &out);
     }
     let json = a.json;
     let mut bar = progress::ReduceBar::new("", json);

@@ -129,16 +129,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
 
     if !a.json {
-        eprintln!(
-            "training {} on {} ({} train / {} test images) on {}, output in {}",
-            graph.name,
-            kind.name(),
-            splits.train.len(),
-            splits.test.len(),
-            device_name(device),
-            out.display()
-        );
+        super::train_env::announce("training", &graph.name, kind.name(), &splits, device, &out);
     }
+
     let quiet = a.json;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut relus = 0u64;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use masq_trainer::data::{DatasetKind, Splits};
 use masq_trainer::device::{Device, parse_device};
 
@@ -50,4 +50,36 @@ impl TrainEnv {
         }
         Ok((kind, device, splits))
     }
+}
+
+/// Whether a `--from` / `--model` spec names a masq checkpoint (rather than `zoo:NAME` or a `.onnx`).
+pub fn is_checkpoint(spec: &str) -> bool {
+    spec.to_ascii_lowercase().ends_with(".safetensors") && !spec.starts_with("zoo:")
+}
+
+/// `zoo:NAME` (built for the dataset) or a `.onnx` file, with `weights` (safetensors; `module.`
+/// stripped) applied when given.
+pub fn model_with_weights(
+    spec: &str,
+    weights: Option<&Path>,
+    splits: &Splits,
+    seed: u64,
+) -> Result<masq_runtime::Graph> {
+    let mut g = super::train::model_for(spec, splits, seed).with_context(|| format!("loading {spec}"))?;
+    if let Some(w) = weights {
+        let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+        masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+    }
+    Ok(g)
+}
+
+/// The line a training command prints before it starts (`training`, `reducing`).
+pub fn announce(verb: &str, model: &str, dataset: &str, splits: &Splits, device: Device, out: &Path) {
+    eprintln!(
+        "{verb} {model} on {dataset} ({} train / {} test images) on {}, output in {}",
+        splits.train.len(),
+        splits.test.len(),
+        masq_trainer::device::device_name(device),
+        out.display()
+    );
 }

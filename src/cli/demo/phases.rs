@@ -74,18 +74,12 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
     let dir = a.out.join("baseline");
     let splits = &ctx.data.splits;
     let (checkpoint, graph, facts) = match &a.from {
-        Some(from) if from.to_ascii_lowercase().ends_with(".safetensors") && !from.starts_with("zoo:") => {
+        Some(from) if crate::cli::train_env::is_checkpoint(from) => {
             let (g, f) = checkpoint::load_checkpoint(from).with_context(|| format!("loading {from}"))?;
             (PathBuf::from(from), g, f)
         }
         Some(from) => {
-            let mut g =
-                crate::cli::train::model_for(from, splits, a.seed).with_context(|| format!("loading {from}"))?;
-            if let Some(w) = &a.weights {
-                let t =
-                    masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
-                masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
-            }
+            let g = crate::cli::train_env::model_with_weights(from, a.weights.as_deref(), splits, a.seed)?;
             let norm = ctx.data.kind.default_norm();
             let m = TchModel::from_graph(&g, ctx.device)?;
             let acc = evaluate(&m, &splits.test, &norm, 500)?.accuracy;
