@@ -58,6 +58,10 @@ pub struct ReduceArgs {
     /// short search can still carry gates from U(0,1) below zero).
     #[arg(long)]
     pub mask_lr: Option<f64>,
+    /// SNL: the starting weight η of the L1 term on the gates (grown ×1.1 after epoch 5 whenever the
+    /// ReLU count did not fall; SNL's default 1e-5).
+    #[arg(long, default_value_t = 1e-5)]
+    pub snl_eta: f64,
     /// Mask dropout probability in the finetune.
     #[arg(long, default_value_t = 0.0)]
     pub mask_dropout: f64,
@@ -113,6 +117,10 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     cfg.distill = a.distill;
     cfg.lr = a.lr;
     cfg.mask_lr = a.mask_lr;
+    if !(a.snl_eta.is_finite() && a.snl_eta >= 0.0) {
+        bail!("--snl-eta must be a non-negative number, got {}", a.snl_eta);
+    }
+    cfg.snl_eta = a.snl_eta;
     cfg.mask_dropout = a.mask_dropout;
     cfg.dapa_variance_quirk = a.dapa_variance_quirk;
     cfg.batch_size = a.batch_size;

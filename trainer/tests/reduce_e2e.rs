@@ -126,3 +126,50 @@ fn an_overshooting_search_gives_relus_back_up_to_the_budget() {
     assert_eq!(s.filled, 0);
     assert!(s.relu_count < budget);
 }
+
+#[test]
+fn snl_binarises_at_its_threshold_or_at_the_budget() {
+    tch::set_num_threads(1);
+    let d = data();
+    let g = baseline(&d);
+    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let budget = total / 4;
+
+    // A strong L1 term pulls the gates under 1e-2 within the search: SNL reaches the budget by
+    // itself. Without filling, its mask is exactly α > 1e-2, at or under the budget.
+    let mut cfg = config(Method::Snl, budget, None);
+    cfg.snl_eta = 1e-3;
+    cfg.mask_epochs = 6;
+    cfg.finetune_epochs = 0;
+    cfg.fill_budget = false;
+    let mut counts = Vec::new();
+    let (_, s) = reduce(&g, &d, &cfg, Device::Cpu, &mut |e| {
+        if let ReduceEvent::Epoch(e) = e {
+            counts.push(e.relu_count)
+        }
+    })
+    .unwrap();
+    println!("snl, no fill: {s:?} {counts:?}");
+    assert!(s.reached_budget && !s.forced, "{counts:?}");
+    assert_eq!(s.filled, 0);
+    assert_eq!(s.relu_count, *counts.last().unwrap(), "the mask is the threshold the last epoch counted");
+    assert!(s.relu_count <= budget);
+    assert!(counts.iter().all(|&c| c < total), "the L1 term never lowered the count: {counts:?}");
+    assert_eq!(s.layers.iter().map(|l| l.after).sum::<u64>(), s.relu_count);
+
+    // With filling (the default) the same search ends exactly at the budget.
+    cfg.fill_budget = true;
+    let (_, f) = reduce(&g, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(f.reached_budget && !f.forced);
+    assert_eq!(f.relu_count, budget);
+    assert_eq!(f.filled, budget - s.relu_count);
+
+    // Without an L1 term and one epoch, no gate falls under 1e-2: the budget is forced by the
+    // largest gates.
+    cfg.snl_eta = 0.0;
+    cfg.mask_epochs = 1;
+    let (_, z) = reduce(&g, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap();
+    println!("snl, no L1: {z:?}");
+    assert!(z.forced && !z.reached_budget);
+    assert_eq!(z.relu_count, budget);
+}

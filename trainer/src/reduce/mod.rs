@@ -223,8 +223,9 @@ pub struct ReduceConfig {
     pub dapa_variance_quirk: bool,
     /// SNL's initial η.
     pub snl_eta: f64,
-    /// AutoReP: when the kept search state is under the budget, give ReLUs back to the masked
-    /// elements with the largest gates until the count equals the budget (before the finetune).
+    /// When the search ends under the budget (AutoReP's kept state, or SNL's `α > 1e-2` once it
+    /// reached the budget), give ReLUs back to the masked elements with the largest gates until
+    /// the count equals the budget (before the finetune).
     pub fill_budget: bool,
     /// Stop each epoch after this many batches.
     pub max_batches: Option<usize>,
@@ -633,10 +634,22 @@ pub fn reduce(
                 }
             }
             dapa_passes = gates.passes.get();
-            if kept.is_none() {
-                // Binarise at the budget: the top-`budget` gate values (AutoReP: forced, documented;
-                // SNL: its normal binarisation).
+            if mode == Mode::Snl && reached && !cfg.fill_budget {
+                // SNL's own binarisation: α ← 1[α > 1e-2] (at or under the budget once reached).
+                for (s, g) in sites.iter().zip(&gates.sites) {
+                    let m = g.param.detach().f_gt(SNL_THRESHOLD)?.f_to_kind(Kind::Float)?;
+                    model.set_mask(&s.mask, m)?;
+                }
+                kept = Some(model.to_graph()?);
+            } else if kept.is_none() {
+                // Binarise at the budget: the top-`budget` gate values. AutoReP: forced (its search
+                // never got within the budget). SNL: forced when the search ran out of epochs;
+                // once it reached the budget, the elements with α > 1e-2 rank first, so this is
+                // its threshold plus the ReLUs given back up to the budget (`filled`).
                 forced = mode == Mode::AutoRep || !reached;
+                if mode == Mode::Snl && reached {
+                    filled = (budget as u64).saturating_sub(gates.count()?);
+                }
                 let scores: Vec<Tensor> = gates.sites.iter().map(|s| s.param.detach()).collect();
                 for (s, m) in sites.iter().zip(top_k_masks(&scores, budget)?) {
                     model.set_mask(&s.mask, m)?;
