@@ -30,6 +30,15 @@ fn baseline(d: &Splits) -> masq_runtime::Graph {
     model.to_graph().unwrap()
 }
 
+/// One thread, the synthetic splits, a trained baseline and its ReLU count.
+fn setup() -> (Splits, masq_runtime::Graph, u64) {
+    tch::set_num_threads(1);
+    let d = data();
+    let g = baseline(&d);
+    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    (d, g, total)
+}
+
 fn config(method: Method, budget: u64, out: Option<std::path::PathBuf>) -> ReduceConfig {
     let kind = DatasetKind::Synthetic;
     let mut cfg = ReduceConfig::new(kind.name(), kind.default_norm(), kind.default_augment(), Budget::Count(budget));
@@ -50,10 +59,7 @@ fn config(method: Method, budget: u64, out: Option<std::path::PathBuf>) -> Reduc
 
 #[test]
 fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
-    tch::set_num_threads(1);
-    let d = data();
-    let g = baseline(&d);
-    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let (d, g, total) = setup();
     let budget = total / 10;
     let dir = std::env::temp_dir().join(format!("masq-reduce-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -98,10 +104,7 @@ fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
 
 #[test]
 fn an_overshooting_search_gives_relus_back_up_to_the_budget() {
-    tch::set_num_threads(1);
-    let d = data();
-    let g = baseline(&d);
-    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let (d, g, total) = setup();
     let budget = total / 20;
     // A large gate learning rate and λ drive every gate below zero within the first epoch.
     let mut cfg = config(Method::AutoRep, budget, None);
@@ -129,10 +132,7 @@ fn an_overshooting_search_gives_relus_back_up_to_the_budget() {
 
 #[test]
 fn snl_binarises_at_its_threshold_or_at_the_budget() {
-    tch::set_num_threads(1);
-    let d = data();
-    let g = baseline(&d);
-    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let (d, g, total) = setup();
     let budget = total / 4;
 
     // A strong L1 term pulls the gates under 1e-2 within the search: SNL reaches the budget by
