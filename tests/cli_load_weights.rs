@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use masq_runtime::checkpoint::load_checkpoint;
+use masq_ir::checkpoint::load_checkpoint;
 use ndarray::ArrayD;
 
 fn masq(args: &[&str]) -> std::process::Output {
@@ -58,8 +58,8 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, T>) {
 }
 
 /// zoo:resnet20 (seed 5) as a DataParallel state dict whose classifier is called `classifier`.
-fn state_dict() -> (masq_runtime::Graph, BTreeMap<String, T>) {
-    let g = masq_runtime::zoo::build("resnet20", None, 5).unwrap();
+fn state_dict() -> (masq_ir::Graph, BTreeMap<String, T>) {
+    let g = masq_ir::zoo::build("resnet20", None, 5).unwrap();
     let mut sd = BTreeMap::new();
     for (k, v) in &g.initializers {
         let k = k.replace("linear.", "classifier.");
@@ -93,7 +93,7 @@ fn state_dict_round_trips_into_a_checkpoint_with_remapped_names() {
     assert_eq!(v["tensors"].as_u64(), Some(g.initializers.len() as u64));
     let (back, facts) = load_checkpoint(&ckpt).unwrap();
     assert_eq!(back.initializers, g.initializers);
-    assert_ne!(back.initializers, masq_runtime::zoo::build("resnet20", None, 0).unwrap().initializers);
+    assert_ne!(back.initializers, masq_ir::zoo::build("resnet20", None, 0).unwrap().initializers);
     assert_eq!(facts.relu_count, Some(188_416));
     assert_eq!(facts.other["remap"], serde_json::json!(["^classifier.=linear."]));
 
@@ -193,7 +193,7 @@ fn akamaster_resnet20_loads_into_the_zoo_model() {
     ]);
     assert!(r.status.success(), "{}", stderr(&r));
     let (g, _) = load_checkpoint(&ckpt).unwrap();
-    let file = masq_runtime::weights::read_safetensors(&w).unwrap();
+    let file = masq_ir::weights::read_safetensors(&w).unwrap();
     assert_eq!(g.initializers["layer1.0.conv1.weight"], file["module.layer1.0.conv1.weight"]);
     assert_eq!(g.initializers["linear.weight"], file["module.linear.weight"]);
     // With the CIFAR-10 files too, the checkpoint evaluates to the published accuracy.

@@ -32,7 +32,7 @@ fn failure(out: &Output) -> String {
 fn run_plain_and_mpc_agree_and_report() {
     let x = ArrayD::from_shape_fn(vec![2, 1, 28, 28], |d| ((d[2] * 28 + d[3]) % 17) as f32 / 17.0 - 0.3 * d[0] as f32);
     let input = tmp("mnist_x.npy");
-    masq_runtime::npy::write(&input, &x).unwrap();
+    masq_ir::npy::write(&input, &x).unwrap();
     let out_plain = tmp("y_plain.npy");
     let out_mpc = tmp("y_mpc.npy");
     let i = input.to_str().unwrap();
@@ -84,8 +84,8 @@ fn run_plain_and_mpc_agree_and_report() {
     assert!(m["rounds"].as_u64().unwrap() > 4 && m["online_bytes"].as_u64().unwrap() > 0);
     assert!(m["est_wan_seconds"].as_f64().unwrap() > m["est_lan_seconds"].as_f64().unwrap());
     assert_eq!(m["predictions"], p["predictions"]);
-    let yp = masq_runtime::npy::read_f32(&out_plain).unwrap();
-    let ym = masq_runtime::npy::read_f32(&out_mpc).unwrap();
+    let yp = masq_ir::npy::read_f32(&out_plain).unwrap();
+    let ym = masq_ir::npy::read_f32(&out_mpc).unwrap();
     assert_eq!(yp.shape(), &[2, 10]);
     assert!(yp.iter().zip(ym.iter()).all(|(a, b)| (a - b).abs() < 1e-2));
 
@@ -97,7 +97,7 @@ fn run_plain_and_mpc_agree_and_report() {
 
     // One image without the batch axis is accepted.
     let one = tmp("one.npy");
-    masq_runtime::npy::write(&one, &ArrayD::<f32>::zeros(vec![1, 28, 28])).unwrap();
+    masq_ir::npy::write(&one, &ArrayD::<f32>::zeros(vec![1, 28, 28])).unwrap();
     let o = json(&masq(&["run", "zoo:mnist_cnn", "--input", one.to_str().unwrap(), "--mode", "plain", "--json"]));
     assert_eq!(o["output_shape"], serde_json::json!([1, 10]));
 }
@@ -105,18 +105,18 @@ fn run_plain_and_mpc_agree_and_report() {
 #[test]
 fn run_rejects_bad_inputs_and_flags_clearly() {
     let bad = tmp("bad_shape.npy");
-    masq_runtime::npy::write(&bad, &ArrayD::<f32>::zeros(vec![1, 3, 28, 28])).unwrap();
+    masq_ir::npy::write(&bad, &ArrayD::<f32>::zeros(vec![1, 3, 28, 28])).unwrap();
     let b = bad.to_str().unwrap();
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", b, "--mode", "mpc"]));
     assert!(err.contains("bad_shape.npy") && err.contains("[1, 3, 28, 28]"), "{err}");
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", "/nonexistent/x.npy"]));
     assert!(err.contains("/nonexistent/x.npy"), "{err}");
     let nan = tmp("nan.npy");
-    masq_runtime::npy::write(&nan, &ArrayD::from_elem(vec![1, 1, 28, 28], f32::NAN)).unwrap();
+    masq_ir::npy::write(&nan, &ArrayD::from_elem(vec![1, 1, 28, 28], f32::NAN)).unwrap();
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", nan.to_str().unwrap()]));
     assert!(err.contains("nan.npy") && err.contains("finite"), "{err}");
     let ok = tmp("ok.npy");
-    masq_runtime::npy::write(&ok, &ArrayD::<f32>::zeros(vec![1, 1, 28, 28])).unwrap();
+    masq_ir::npy::write(&ok, &ArrayD::<f32>::zeros(vec![1, 1, 28, 28])).unwrap();
     let o = ok.to_str().unwrap();
     let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", o, "--frac-bits", "0"]));
     assert!(err.contains("frac-bits"), "{err}");

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use masq_mpc::Party;
 use masq_mpc::dealer::Dealer;
 use masq_mpc::dealer::codec::{encode_model_material, encode_preprocessing};
-use masq_runtime::deploy::DealerFile;
-use masq_runtime::deploy::file::read_spent;
+use masq_deploy::DealerFile;
+use masq_deploy::file::read_spent;
 use masq_runtime::secure::{SecureConfig, plan};
 use ndarray::{ArrayD, Dimension};
 
@@ -93,7 +93,7 @@ fn input(d: &Path, shape: &[usize]) -> PathBuf {
         (k % 23) as f32 / 23.0 - 0.4
     });
     let p = d.join("x.npy");
-    masq_runtime::npy::write(&p, &x).unwrap();
+    masq_ir::npy::write(&p, &x).unwrap();
     p
 }
 
@@ -208,7 +208,7 @@ fn a_full_inference_equals_the_in_process_run_bit_for_bit() {
     let x = input(&d, &[1, 1, 28, 28]);
 
     // The dealer's material for inference 0 is what the in-process run deals with the same seed.
-    let g = masq_runtime::load_model(MODEL).unwrap();
+    let g = masq_exporter::load_model(MODEL).unwrap();
     let cfg = SecureConfig { seed, ..SecureConfig::default() };
     let p = plan(&g, 1, &cfg).unwrap();
     let mut dealer = Dealer::new(seed);
@@ -242,7 +242,7 @@ fn a_full_inference_equals_the_in_process_run_bit_for_bit() {
     let y_ref = d.join("y_ref.npy");
     let sd = seed.to_string();
     ok(&run(&["run", MODEL, "--input", s(&x), "--mode", "mpc", "--seed", &sd, "--output", s(&y_ref), "--json"]));
-    let (a, b) = (masq_runtime::npy::read_f32(&y).unwrap(), masq_runtime::npy::read_f32(&y_ref).unwrap());
+    let (a, b) = (masq_ir::npy::read_f32(&y).unwrap(), masq_ir::npy::read_f32(&y_ref).unwrap());
     assert_eq!(a.shape(), b.shape());
     assert!(a.iter().zip(b.iter()).all(|(u, v)| u.to_bits() == v.to_bits()), "{a:?} vs {b:?}");
     let out: Vec<f32> = serde_json::from_value(q["output"].clone()).unwrap();

@@ -2,22 +2,19 @@
 
 use std::path::PathBuf;
 
-use masq_runtime::RuntimeError;
+use masq_ir::IrError;
 
 /// Every error masq-exporter returns. Each names the tensor, node or file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    /// The graph itself is invalid (shapes that disagree, dangling inputs, missing tensors, ...).
+    /// The graph itself is invalid (shapes that disagree, dangling inputs, missing tensors, a
+    /// node the opset cannot express, ...), or a model file cannot be read.
     #[error(transparent)]
-    Graph(#[from] RuntimeError),
+    Graph(#[from] IrError),
 
     /// A mask that is not a 0/1 tensor of the activation's per-image shape.
     #[error("mask {mask} (site {site}): {reason}")]
     BadMask { site: String, mask: String, reason: String },
-
-    /// A node the chosen ONNX opset cannot express.
-    #[error("node {node} ({op}): cannot export at opset {opset}: {reason}")]
-    Unsupported { node: String, op: String, opset: i64, reason: String },
 
     /// Export facts or options that do not fit the graph.
     #[error("invalid export request: {reason}")]
@@ -31,7 +28,7 @@ pub enum ExportError {
     #[error("the written artifact does not load back: {source}")]
     Verify {
         #[source]
-        source: RuntimeError,
+        source: IrError,
     },
 
     /// A file system error, with the path.

@@ -1,40 +1,43 @@
 //! # masq-exporter
 //!
-//! Turns a model (a trainer checkpoint, an ONNX file or a zoo graph) into a deployable artifact
-//! directory (see [`masq_runtime::artifact`]): `model.onnx` (standard ONNX ops, masked activations
-//! as `Where(mask, Relu(x), poly(x))`), `model.safetensors` (weights, per-pixel masks, polynomial
-//! coefficients) and `manifest.json`.
+//! The artifact format, both ways: [`export`] turns a model (a trainer checkpoint, an ONNX file
+//! or a zoo graph) into a deployable artifact directory, and [`artifact::load_artifact`] reads one
+//! back with every cross-check: `model.onnx` (standard ONNX ops, masked activations as
+//! `Where(mask, Relu(x), poly(x))`), `model.safetensors` (weights, per-pixel masks, polynomial
+//! coefficients) and `manifest.json`. [`ModelSpec`] is masq's one model loader: `zoo:NAME[@HxW]`,
+//! an `.onnx` file, a checkpoint or an artifact directory.
 //!
 //! ```
 //! use masq_exporter::{ExportFacts, ExportOptions, export};
-//! let g = masq_runtime::zoo::build("mnist_cnn", None, 0).unwrap();
+//! let g = masq_ir::zoo::build("mnist_cnn", None, 0).unwrap();
 //! let dir = std::env::temp_dir().join(format!("masq-export-doc-{}", std::process::id()));
 //! let facts = ExportFacts::new("mnist_cnn");
 //! let s = export(&g, &facts, &dir, &ExportOptions::default()).unwrap();
-//! assert_eq!(s.relu_count, masq_runtime::report::report(&g).unwrap().relu_count);
-//! let (g2, manifest) = masq_runtime::artifact::load_artifact(&dir).unwrap();
+//! assert_eq!(s.relu_count, masq_ir::report::report(&g).unwrap().relu_count);
+//! let (g2, manifest) = masq_exporter::artifact::load_artifact(&dir).unwrap();
 //! assert_eq!(manifest.relu_count, s.relu_count);
 //! # let _ = g2;
 //! std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 //!
 //! The export is atomic: everything is written into a temporary sibling directory, loaded back
-//! and checked with [`masq_runtime::artifact::load_artifact`], then renamed into place.
+//! and checked with [`artifact::load_artifact`], then renamed into place.
 
+pub mod artifact;
 mod error;
 pub mod masks;
-pub mod onnx_enc;
+pub mod model_spec;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use masq_runtime::Graph;
-use masq_runtime::artifact::{
-    self, FORMAT, FORMAT_VERSION, FileEntry, LayerRelus, MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, Manifest,
+use masq_ir::Graph;
+use crate::artifact::{
+    FORMAT, FORMAT_VERSION, FileEntry, LayerRelus, MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, Manifest,
     Normalisation, ShapeDim, TensorSpec,
 };
-use masq_runtime::ir::Op;
+use masq_ir::Op;
 use prost::Message;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -42,6 +45,7 @@ use serde::Serialize;
 
 pub use error::ExportError;
 pub use masks::{RandomMasks, ReplacementKind, attach_random_masks};
+pub use model_spec::{ModelSpec, load_model};
 
 /// Name of the graph input in the exported model (when the graph has one data input).
 pub const INPUT_NAME: &str = "input";
@@ -195,7 +199,7 @@ fn name_io(g: &mut Graph) {
             || g.inputs.iter().any(|v| v.name == want)
             || g.nodes.iter().any(|n| n.outputs.iter().any(|o| o == want));
         if clash {
-            let aside = masq_runtime::ir::fold::fresh_name(g, &format!("{want}.orig"));
+            let aside = masq_ir::fold::fresh_name(g, &format!("{want}.orig"));
             rename_value(g, want, &aside);
         }
         rename_value(g, &cur, want);
@@ -254,7 +258,7 @@ fn st_err(name: &str, e: safetensors::SafeTensorError) -> ExportError {
 }
 
 fn file_entry(bytes: &[u8]) -> FileEntry {
-    FileEntry { sha256: artifact::sha256_hex(bytes), bytes: bytes.len() as u64 }
+    FileEntry { sha256: masq_ir::atomic::sha256_hex(bytes), bytes: bytes.len() as u64 }
 }
 
 /// Export a graph to an artifact directory `out_dir` (see the crate docs).
@@ -266,29 +270,29 @@ pub fn export(
 ) -> Result<ExportSummary, ExportError> {
     write::check_target(out_dir, opts.force)?;
     check(graph, facts)?;
-    if !onnx_enc::OPSETS.contains(&opts.opset) {
+    if !masq_onnx::export::OPSETS.contains(&opts.opset) {
         return Err(ExportError::invalid(format!(
             "opset {} is outside the range the exporter writes ({}..={})",
             opts.opset,
-            onnx_enc::OPSETS.start(),
-            onnx_enc::OPSETS.end()
+            masq_onnx::export::OPSETS.start(),
+            masq_onnx::export::OPSETS.end()
         )));
     }
-    let count_bn = |g: &Graph| g.nodes.iter().filter(|n| matches!(n.op, masq_runtime::ir::Op::BatchNorm(_))).count();
-    let mut g = if opts.fold_bn { masq_runtime::ir::fold::fold_batchnorm(graph)? } else { graph.clone() };
+    let count_bn = |g: &Graph| g.nodes.iter().filter(|n| matches!(n.op, masq_ir::Op::BatchNorm(_))).count();
+    let mut g = if opts.fold_bn { masq_ir::fold::fold_batchnorm(graph)? } else { graph.clone() };
     let bn_folded = count_bn(graph) - count_bn(&g);
     name_io(&mut g);
     g.prune();
     g.finalize()?;
 
     // ReLU figures.
-    let report = masq_runtime::report::report(&g)?;
+    let report = masq_ir::report::report(&g)?;
     let shapes = g.infer_shapes(1)?;
     let mut relu_layers = Vec::new();
     let mut relu_counts = BTreeMap::new();
     let mut sites = 0;
     for (node, l) in g.nodes.iter().zip(&report.layers) {
-        if matches!(node.op, Op::Relu | Op::LeakyRelu(_) | Op::MaskedAct(_)) {
+        if matches!(node.op, Op::Relu | Op::MaskedAct(_)) {
             let elements = shapes[&node.inputs[0]].iter().product::<usize>() as u64;
             relu_layers.push(LayerRelus { layer: l.name.clone(), op: l.op.clone(), relus: l.relus, elements });
         }
@@ -298,12 +302,17 @@ pub fn export(
         }
     }
     let spec =
-        |v: &masq_runtime::ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
+        |v: &masq_ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
     let input = spec(g.data_inputs().next().expect("checked: one data input"));
     let output = spec(&g.outputs[0]);
 
     let doc = format!("masq artifact: {}", facts.architecture);
-    let onnx_bytes = onnx_enc::encode(&g, opts.opset, &doc)?.encode_to_vec();
+    let mut onnx_model = masq_onnx::export::encode(&g, opts.opset, &doc)?;
+    onnx_model.metadata_props.push(masq_onnx::proto::StringStringEntryProto {
+        key: artifact::META_FORMAT.into(),
+        value: FORMAT.into(),
+    });
+    let onnx_bytes = onnx_model.encode_to_vec();
     let st_bytes = encode_tensors(&g, facts, &relu_counts, &input)?;
     let mut files = BTreeMap::new();
     files.insert(MODEL_ONNX.to_string(), file_entry(&onnx_bytes));

@@ -3,14 +3,14 @@
 
 use std::str::FromStr;
 
-use masq_runtime::Graph;
-use masq_runtime::ir::{MaskedActConfig, Op, Replacement};
+use masq_ir::Graph;
+use masq_ir::{MaskedActConfig, Op, Replacement};
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::ExportError;
-use masq_runtime::ir::fold::fresh_name as fresh;
+use masq_ir::fold::fresh_name as fresh;
 
 /// What a random masked activation computes where its mask is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
-//! Atomic directory writes and the creation timestamp.
+//! Atomic directory writes (temporary sibling directory, verify, rename) and the creation timestamp.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::SystemTime;
 
-use masq_runtime::artifact::MANIFEST_JSON;
+use crate::artifact::MANIFEST_JSON;
 
 use crate::error::ExportError;
 
@@ -26,13 +26,15 @@ pub(crate) fn check_target(out: &Path, force: bool) -> Result<(), ExportError> {
     Ok(())
 }
 
-fn sibling(out: &Path, tag: &str) -> Result<PathBuf, ExportError> {
+fn sibling(out: &Path, tag: &str) -> Result<tempfile::TempDir, ExportError> {
     let name = out
         .file_name()
         .ok_or_else(|| ExportError::invalid(format!("output path {} has no directory name", out.display())))?;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Ok(parent.join(format!(".{}.{tag}-{}-{nanos}", name.to_string_lossy(), std::process::id())))
+    tempfile::Builder::new()
+        .prefix(&format!(".{}.{tag}-", name.to_string_lossy()))
+        .tempdir_in(parent)
+        .map_err(|e| ExportError::io(parent, e))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
@@ -54,8 +56,9 @@ pub(crate) fn write_dir_atomic(
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
     }
-    let tmp = sibling(out, "masq-tmp")?;
-    std::fs::create_dir(&tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    // Removed when dropped, unless it was renamed into place.
+    let tmp_dir = sibling(out, "masq-tmp")?;
+    let tmp = tmp_dir.path().to_path_buf();
     let result = (|| {
         for (name, bytes) in files {
             write_file(&tmp.join(name), bytes)?;
@@ -63,21 +66,28 @@ pub(crate) fn write_dir_atomic(
         verify(&tmp)?;
         if std::fs::symlink_metadata(out).is_ok() {
             check_target(out, force)?;
-            let old = sibling(out, "masq-old")?;
+            // An empty directory reserved beside `out`; renaming `out` over it moves the old
+            // artifact away, and dropping it at the end deletes the old files.
+            let old_dir = sibling(out, "masq-old")?;
+            let old = old_dir.path().to_path_buf();
             std::fs::rename(out, &old).map_err(|e| ExportError::io(out, e))?;
             if let Err(e) = std::fs::rename(&tmp, out) {
                 let _ = std::fs::rename(&old, out);
                 return Err(ExportError::io(out, e));
             }
-            let _ = std::fs::remove_dir_all(&old);
+            drop(old_dir);
         } else {
             std::fs::rename(&tmp, out).map_err(|e| ExportError::io(out, e))?;
         }
         Ok(())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    } else if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if result.is_ok() {
+        // Renamed into place: nothing left to delete.
+        let _ = tmp_dir.keep();
+    }
+    if result.is_ok()
+        && let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty())
+    {
         // Make the rename durable (best effort; not every platform can sync a directory).
         let _ = std::fs::File::open(parent).and_then(|f| f.sync_all());
     }
@@ -86,38 +96,22 @@ pub(crate) fn write_dir_atomic(
 
 /// Now as RFC 3339 in UTC, to the second: `2025-01-31T12:34:56Z`.
 pub(crate) fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    rfc3339(secs)
-}
-
-/// Seconds since the Unix epoch as RFC 3339 UTC (proleptic Gregorian civil-from-days).
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a 400-year era.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (mo <= 2) as i64;
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
+    fn creation_time_is_rfc3339_utc_to_the_second() {
+        let now = rfc3339_now();
+        let parsed = humantime::parse_rfc3339(&now).unwrap();
+        let age = SystemTime::now().duration_since(parsed).unwrap();
+        assert!(age.as_secs() < 5, "{now}");
+        assert_eq!(now.len(), "2025-01-31T12:34:56Z".len(), "{now}");
+        assert!(now.ends_with('Z'), "{now}");
     }
 
     fn scratch(tag: &str) -> PathBuf {

@@ -1,86 +1,16 @@
-//! The crate's one error type.
+//! masq-runtime's error type: a model error from masq-ir, a failure of the secure engine, or
+//! onnxruntime's.
 
-use std::fmt;
 use std::path::PathBuf;
 
-/// One node that the ONNX importer cannot translate.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct UnsupportedNode {
-    pub node: String,
-    pub op_type: String,
-    pub domain: String,
-    pub opset: i64,
-}
-
-impl fmt::Display for UnsupportedNode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let domain = if self.domain.is_empty() { "ai.onnx" } else { &self.domain };
-        write!(f, "{} ({domain}::{}, opset {})", self.node, self.op_type, self.opset)
-    }
-}
-
-fn list_nodes(nodes: &[UnsupportedNode]) -> String {
-    nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-}
+pub use masq_ir::IrError;
 
 /// Every error masq-runtime returns.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The ONNX file uses ops the importer does not know; all of them are listed.
-    #[error("{} unsupported ONNX node(s): {}", nodes.len(), list_nodes(nodes))]
-    UnsupportedOps { nodes: Vec<UnsupportedNode> },
-
-    /// An op's attributes or inputs are valid ONNX but outside what masq supports.
-    #[error("node {node} ({op}): unsupported configuration: {reason}")]
-    UnsupportedConfig { node: String, op: String, reason: String },
-
-    /// A node's input shape does not fit the op.
-    #[error("node {node} ({op}): shape mismatch: expected {expected}, got {got:?}")]
-    ShapeMismatch { node: String, op: String, expected: String, got: Vec<usize> },
-
-    /// A node has an attribute that is missing or has the wrong type.
-    #[error("node {node} ({op}): attribute {attr}: {reason}")]
-    BadAttribute { node: String, op: String, attr: String, reason: String },
-
-    /// An input of a node is produced by nothing (not a graph input, initializer or earlier node).
-    #[error("node {node} ({op}): input {input} is not produced by any earlier node, graph input or initializer")]
-    DanglingInput { node: String, op: String, input: String },
-
-    /// A node refers to an initializer that does not exist or has the wrong shape.
-    #[error("node {node} ({op}): initializer {name}: {reason}")]
-    BadInitializer { node: String, op: String, name: String, reason: String },
-
-    /// A file cannot be parsed.
-    #[error("malformed file {}: {reason}", file.display())]
-    Malformed { file: PathBuf, reason: String },
-
-    /// A node in a malformed model (names the file and the node).
-    #[error("malformed model {}: node {node}: {reason}", file.display())]
-    MalformedNode { file: PathBuf, node: String, reason: String },
-
-    /// A tensor with an element type masq cannot use here.
-    #[error("tensor {name}: unsupported element type {dtype}")]
-    UnsupportedDtype { name: String, dtype: String },
-
-    /// A graph (or a value in it) is missing something the caller asked for.
-    #[error("graph has no {kind} named {name}")]
-    NotFound { kind: &'static str, name: String },
-
-    /// Inputs handed to the interpreter do not fit the graph.
-    #[error("input {name}: expected shape {expected}, got {got:?}")]
-    BadInput { name: String, expected: String, got: Vec<usize> },
-
-    /// A model spec (`zoo:NAME[@HxW]` or a path) cannot be understood.
-    #[error("bad model spec {spec:?}: {reason}")]
-    BadSpec { spec: String, reason: String },
-
-    /// Weights handed to a zoo builder do not fit.
-    #[error("weights: {name}: {reason}")]
-    BadWeights { name: String, reason: String },
-
-    /// A structural problem found by graph validation.
-    #[error("invalid graph: {reason}")]
-    InvalidGraph { reason: String },
+    /// The model, its shapes or its inputs are at fault (names the node, tensor or value).
+    #[error(transparent)]
+    Model(#[from] IrError),
 
     /// The secure engine (a protocol, the dealer or the transport) failed; `at` names the node or phase.
     #[error("secure evaluation failed at {at}")]
@@ -97,21 +27,7 @@ pub enum RuntimeError {
     /// ONNX Runtime rejected or failed to run a model (names the file).
     #[error("onnxruntime on {}: {reason}", file.display())]
     Ort { file: PathBuf, reason: String },
-
-    /// A file system error, with the path.
-    #[error("cannot access {}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Result alias used across the crate.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
-
-impl RuntimeError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        RuntimeError::Io { path: path.into(), source }
-    }
-}

@@ -1,52 +1,23 @@
 //! # masq-runtime
 //!
-//! The model IR (graph, typed ops, tensors), the ONNX importer, the model zoo, the plaintext
-//! interpreter, reports, `.npy` I/O, an onnxruntime reference backend ([`ort_backend`]) and the
-//! secure executor on masq-mpc ([`secure`]).
+//! Runs masq IR graphs: in the clear with the plaintext interpreter ([`plain`], f32 on ndarray),
+//! under two-party secure computation on masq-mpc ([`secure`]: plan, lower, execute, estimate),
+//! and, with the cargo feature `ort`, through onnxruntime as a reference ([`ort_backend`]).
 //!
 //! ```
-//! let g = masq_runtime::load_model("zoo:resnet20").unwrap();
-//! let r = masq_runtime::report::report(&g).unwrap();
-//! assert_eq!(r.relu_count, 188_416);
+//! let g = masq_ir::zoo::build("mnist_cnn", None, 0).unwrap();
+//! let p = masq_runtime::secure::plan(&g, 1, &masq_runtime::secure::SecureConfig::default()).unwrap();
+//! assert_eq!(p.comparisons(), masq_ir::cost::graph_cost(&g).unwrap().comparisons());
 //! ```
 //!
-//! Start with [`ir`] (the graph), then [`zoo`], [`plain`], [`onnx`] and [`report`].
+//! Models come from masq-ir (zoo, checkpoints) or masq-onnx (ONNX files); deployment between two
+//! processes is masq-deploy.
 
-pub mod artifact;
-pub mod checkpoint;
-pub mod deploy;
 pub mod error;
-pub mod ir;
-pub mod npy;
-pub mod onnx;
+#[cfg(feature = "ort")]
 pub mod ort_backend;
 pub mod plain;
-pub mod report;
 pub mod secure;
-pub mod weights;
-pub mod zoo;
 
 pub use error::{Result, RuntimeError};
-pub use ir::Graph;
-
-/// Load a model from a spec: `zoo:NAME[@HxW]` (seeded random weights, seed 0), a path to an
-/// `.onnx` file, a masq checkpoint (`.safetensors`, see [`checkpoint`]), or an artifact directory
-/// written by `masq export` (see [`artifact`]).
-pub fn load_model(spec: &str) -> Result<Graph> {
-    if spec.starts_with("zoo:") {
-        let z = zoo::ZooSpec::parse(spec)?;
-        return zoo::build(&z.name, z.input_hw, 0);
-    }
-    let path = std::path::Path::new(spec);
-    if path.is_dir() {
-        return artifact::load_artifact(path).map(|(g, _)| g);
-    }
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("onnx") => onnx::import_file(path),
-        Some(e) if e.eq_ignore_ascii_case("safetensors") => checkpoint::load_checkpoint(path).map(|(g, _)| g),
-        _ => Err(RuntimeError::BadSpec {
-            spec: spec.to_string(),
-            reason: "expected zoo:NAME[@HxW] or a path ending in .onnx or .safetensors".to_string(),
-        }),
-    }
-}
+pub use masq_ir::Graph;

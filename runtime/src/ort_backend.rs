@@ -21,7 +21,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::{Tensor, TensorElementType};
 
-use crate::error::{Result, RuntimeError};
+use crate::error::{IrError, Result, RuntimeError};
 
 /// The environment variable that names the ONNX Runtime library at run time.
 pub const ORT_DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -131,14 +131,14 @@ impl OrtSession {
     pub fn run(&mut self, inputs: &[(String, ArrayD<f32>)]) -> Result<Vec<(String, ArrayD<f32>)>> {
         for name in self.input_names() {
             if !inputs.iter().any(|(n, _)| *n == name) {
-                return Err(RuntimeError::NotFound { kind: "input value (for onnxruntime)", name });
+                return Err(IrError::NotFound { kind: "input value (for onnxruntime)", name }.into());
             }
         }
         let known = self.input_names();
         let mut values = Vec::with_capacity(inputs.len());
         for (name, x) in inputs {
             if !known.contains(name) {
-                return Err(RuntimeError::NotFound { kind: "model input", name: name.clone() });
+                return Err(IrError::NotFound { kind: "model input", name: name.clone() }.into());
             }
             let t = Tensor::from_array(x.clone()).map_err(|e| ort_error(&self.file, &e))?;
             values.push((name.clone(), t));
@@ -149,10 +149,10 @@ impl OrtSession {
         for (name, value) in outputs.iter() {
             let dtype = value.dtype().tensor_type();
             if dtype != Some(TensorElementType::Float32) {
-                return Err(RuntimeError::UnsupportedDtype {
+                return Err(IrError::UnsupportedDtype {
                     name: name.to_string(),
                     dtype: dtype.map_or_else(|| "a non-tensor value".to_string(), |t| format!("{t:?}")),
-                });
+                }.into());
             }
             let a = value.try_extract_array::<f32>().map_err(|e| ort_error(&file, &e))?;
             result.push((name.to_string(), a.to_owned()));

@@ -63,7 +63,7 @@ pub fn run(args: CifarNpyArgs) -> anyhow::Result<()> {
             x[[i, c, (j / 32) % 32, j % 32]] = (p as f32 / 255.0 - MEAN[c]) / STD[c];
         }
     }
-    masq_runtime::npy::write(&args.out, &x).with_context(|| format!("writing {}", args.out.display()))?;
+    masq_ir::npy::write(&args.out, &x).with_context(|| format!("writing {}", args.out.display()))?;
     println!("{}", labels.iter().map(u8::to_string).collect::<Vec<_>>().join(" "));
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use masq_runtime::deploy;
+
 use masq_runtime::secure::SecureConfig;
 
 use super::units::{fmt_bytes, fmt_seconds};
@@ -43,21 +43,21 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
     if !(1..=40).contains(&args.frac_bits) {
         bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
     }
-    if args.count == 0 || args.count > deploy::file::MAX_COUNT {
-        bail!("--count {}: must be between 1 and {}", args.count, deploy::file::MAX_COUNT);
+    if args.count == 0 || args.count > masq_deploy::file::MAX_COUNT {
+        bail!("--count {}: must be between 1 and {}", args.count, masq_deploy::file::MAX_COUNT);
     }
     if args.batch == 0 {
         bail!("--batch 0: must be at least 1");
     }
-    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
     if args.batch > 1 && !graph.supports_batch() {
         bail!("--batch {}: the model only runs at batch 1", args.batch);
     }
     let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, cmp_bits: args.bits };
-    let s = deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
+    let s = masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
         .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s).context("serialising the result")?);
+        println!("{}", serde_json::to_string(&s).context("serialising the result")?);
         return Ok(());
     }
     println!("dealt {} inference(s) of {} (batch {}) in {}", s.count, args.model, s.batch, fmt_seconds(s.seconds));

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, bail};
 use masq_mpc::cost::{Network, Protocol};
-use masq_runtime::{report, secure};
+use masq_ir::report;
+use masq_runtime::secure;
 
 use super::units::{fmt_bytes, fmt_seconds};
 
@@ -32,14 +33,14 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     if args.batch == 0 {
         bail!("--batch 0: must be at least 1");
     }
-    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
     if args.batch > 1 && !graph.supports_batch() {
         bail!("--batch {}: the model only runs at batch 1", args.batch);
     }
     let e = secure::estimate(&graph, protocol, &network, args.batch)
         .with_context(|| format!("estimating {} under {protocol}", args.model))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&e).context("serialising the estimate")?);
+        println!("{}", serde_json::to_string(&e).context("serialising the estimate")?);
         return Ok(());
     }
     println!("model {} under {} on {network}, batch {}", e.model, e.protocol, e.batch);
@@ -54,7 +55,7 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
                 "{:<w$}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",
                 l.name,
                 l.op,
-                report::thousands(l.relus),
+                report::thousands(l.per_image.relus),
                 fmt_bytes(l.cost.p0_to_p1),
                 fmt_bytes(l.cost.p1_to_p0),
                 l.cost.rounds,
@@ -63,8 +64,9 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "total: ReLUs {}, online {} (busier direction {}), {} rounds, offline {}",
-        report::thousands(e.relu_count),
+        "total: ReLUs {} per image ({} comparisons), online {} (busier direction {}), {} rounds, offline {}",
+        report::thousands(e.per_image.relu_count),
+        report::thousands(e.per_image.comparisons),
         fmt_bytes(e.online_bytes as u64),
         fmt_bytes(e.max_direction_bytes as u64),
         e.rounds,

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use masq_runtime::checkpoint;
-use masq_trainer::data::{DatasetKind, Normalization, Split, load_split};
+use masq_ir::checkpoint;
+use masq_trainer::data::{DatasetKind, Normalisation, Split, load_split};
 use masq_trainer::device::{device_name, parse_device};
 use masq_trainer::model::TchModel;
 use masq_trainer::train::{check_fit, evaluate};
@@ -58,7 +58,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             let (g, facts) =
                 checkpoint::load_checkpoint(path).with_context(|| format!("loading checkpoint {}", path.display()))?;
             if let Some(n) =
-                facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
+                facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
             {
                 norm = n;
             }
@@ -66,20 +66,20 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
         (None, Some(spec)) => {
             let mut g = if let Some(rest) = spec.strip_prefix("zoo:") {
-                let z = masq_runtime::zoo::ZooSpec::parse(rest)?;
-                let mut cfg = masq_runtime::zoo::ZooConfig::new(&z.name);
+                let z = masq_ir::zoo::ZooSpec::parse(rest)?;
+                let mut cfg = masq_ir::zoo::ZooConfig::new(&z.name);
                 let [c, h, w] = test.shape;
                 cfg.input = Some((c, z.input_hw.map_or(h, |x| x.0), z.input_hw.map_or(w, |x| x.1)));
                 cfg.num_classes = test.classes;
-                masq_runtime::zoo::build_with(&cfg)?
+                masq_ir::zoo::build_with(&cfg)?
             } else {
-                masq_runtime::load_model(spec).with_context(|| format!("loading {spec}"))?
+                masq_exporter::load_model(spec).with_context(|| format!("loading {spec}"))?
             };
             if let Some(w) = &a.weights {
                 let t =
-                    masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+                    masq_ir::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
                 let rules = super::load_weights::parse_remaps(&a.remap)?;
-                masq_runtime::zoo::apply_weights_remapped(&mut g, &t, &rules)
+                masq_ir::zoo::apply_weights_remapped(&mut g, &t, &rules)
                     .with_context(|| format!("applying {}", w.display()))?;
             }
             (g, spec.clone())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind};
-use masq_runtime::artifact::Normalisation;
+use masq_exporter::artifact::Normalisation;
 
 /// Arguments of `masq export`.
 #[derive(Debug, clap::Args)]
@@ -83,9 +83,9 @@ fn zoo_facts(name: &str) -> ExportFacts {
 }
 
 /// Facts a trainer checkpoint records: dataset, accuracy and the normalisation it trained with.
-pub(crate) fn checkpoint_facts(g: &masq_runtime::Graph, f: &masq_runtime::checkpoint::Facts) -> ExportFacts {
+pub(crate) fn checkpoint_facts(g: &masq_ir::Graph, f: &masq_ir::checkpoint::Facts) -> ExportFacts {
     let base = g.name.strip_prefix("zoo:").unwrap_or(&g.name).to_string();
-    let mut facts = if masq_runtime::zoo::ZooSpec::parse(&format!("zoo:{base}")).is_ok() {
+    let mut facts = if masq_ir::zoo::ZooSpec::parse(&format!("zoo:{base}")).is_ok() {
         zoo_facts(&base)
     } else {
         ExportFacts::new(g.name.clone())
@@ -117,18 +117,18 @@ pub(crate) fn checkpoint_facts(g: &masq_runtime::Graph, f: &masq_runtime::checkp
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let is_ckpt = args.from.to_ascii_lowercase().ends_with(".safetensors");
     let (mut graph, mut facts) = if is_ckpt {
-        let (g, f) = masq_runtime::checkpoint::load_checkpoint(std::path::Path::new(&args.from))
+        let (g, f) = masq_ir::checkpoint::load_checkpoint(std::path::Path::new(&args.from))
             .with_context(|| format!("loading checkpoint {}", args.from))?;
         let facts = checkpoint_facts(&g, &f);
         (g, facts)
     } else {
-        let mut g = masq_runtime::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
+        let mut g = masq_exporter::load_model(&args.from).with_context(|| format!("loading {}", args.from))?;
         if let Some(w) = &args.weights {
             anyhow::ensure!(args.from.starts_with("zoo:"), "--weights applies to zoo:NAME models, not {}", args.from);
-            let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
-            masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+            let t = masq_ir::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+            masq_ir::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
         }
-        let facts = match masq_runtime::zoo::ZooSpec::parse(&args.from) {
+        let facts = match masq_ir::zoo::ZooSpec::parse(&args.from) {
             Ok(z) if args.from.starts_with("zoo:") => zoo_facts(&z.name),
             _ => ExportFacts::new(g.name.clone()),
         };
@@ -164,13 +164,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             "opset": opts.opset,
             "files": summary.files,
         });
-        println!("{}", serde_json::to_string_pretty(&v).context("serialising the summary")?);
+        println!("{}", serde_json::to_string(&v).context("serialising the summary")?);
     } else {
         println!(
             "exported {} -> {}: {} ReLUs ({} masked sites), opset {}, {} BatchNorm folded",
             args.from,
             summary.out_dir.display(),
-            masq_runtime::report::thousands(summary.relu_count),
+            masq_ir::report::thousands(summary.relu_count),
             summary.sites,
             opts.opset,
             summary.bn_folded

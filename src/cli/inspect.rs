@@ -13,10 +13,10 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
-    let report = masq_runtime::report::report(&graph).with_context(|| format!("analysing {}", args.model))?;
+    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let report = masq_ir::report::report(&graph).with_context(|| format!("analysing {}", args.model))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serialising the report")?);
+        println!("{}", serde_json::to_string(&report).context("serialising the report")?);
     } else {
         print!("{}", report.to_table());
     }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use masq_runtime::checkpoint::{Facts, save_checkpoint};
-use masq_runtime::zoo::{self, KeyRemap};
+use masq_ir::checkpoint::{Facts, save_checkpoint};
+use masq_ir::zoo::{self, KeyRemap};
 
 /// Arguments of `masq load-weights`.
 #[derive(Debug, clap::Args)]
@@ -58,13 +58,13 @@ pub fn run(a: LoadWeightsArgs) -> Result<()> {
         cfg.num_classes = a.num_classes;
         zoo::build_with(&cfg)?
     } else {
-        masq_runtime::load_model(&a.model).with_context(|| format!("loading {}", a.model))?
+        masq_exporter::load_model(&a.model).with_context(|| format!("loading {}", a.model))?
     };
-    let tensors = masq_runtime::weights::read_safetensors(&a.weights)
+    let tensors = masq_ir::weights::read_safetensors(&a.weights)
         .with_context(|| format!("reading {}", a.weights.display()))?;
     zoo::apply_weights_remapped(&mut graph, &tensors, &rules)
         .with_context(|| format!("loading {} into {}", a.weights.display(), a.model))?;
-    let report = masq_runtime::report::report(&graph).with_context(|| format!("analysing {}", a.model))?;
+    let report = masq_ir::report::report(&graph).with_context(|| format!("analysing {}", a.model))?;
     let mut facts = Facts { relu_count: Some(report.relu_count), ..Facts::default() };
     facts.other.insert("model".into(), serde_json::Value::from(a.model.clone()));
     facts.other.insert("weights".into(), serde_json::Value::from(a.weights.display().to_string()));
@@ -91,8 +91,8 @@ pub fn run(a: LoadWeightsArgs) -> Result<()> {
             a.weights.display(),
             a.out.display(),
             graph.initializers.len(),
-            masq_runtime::report::thousands(report.params),
-            masq_runtime::report::thousands(report.relu_count)
+            masq_ir::report::thousands(report.params),
+            masq_ir::report::thousands(report.relu_count)
         );
     }
     Ok(())

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use masq_runtime::deploy::{self, SessionOptions, auth::Key};
-use masq_runtime::npy;
+use masq_deploy::{self, SessionOptions, auth::Key};
+use masq_ir::npy;
 use serde::Serialize;
 
 use super::units::{fmt_bytes, fmt_seconds};
@@ -52,7 +52,11 @@ struct QueryOutput {
     output_shape: Vec<usize>,
     /// The first output, flattened.
     output: Vec<f32>,
-    relu_count: u64,
+    /// Totals for one image: `relu_count` (ReLU elements), comparisons by kind, `macs`, ...
+    #[serde(flatten)]
+    per_image: masq_ir::cost::ModelCounts,
+    /// Secure comparisons of the whole batch.
+    comparisons_per_batch: u64,
     online_bytes_p0_to_p1: u64,
     online_bytes_p1_to_p0: u64,
     rounds: u64,
@@ -83,7 +87,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
     let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
     let quiet = args.json;
-    let r = deploy::query(&args.connect, &args.preprocessing, &x, &opts, |m| {
+    let r = masq_deploy::query(&args.connect, &args.preprocessing, &x, &opts, |m| {
         if !quiet {
             eprintln!("[masq query] {m}");
         }
@@ -102,7 +106,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         predictions,
         output_shape: y.shape().to_vec(),
         output: y.iter().copied().collect(),
-        relu_count: r.relu_count,
+        per_image: r.per_image,
+        comparisons_per_batch: r.comparisons_per_batch,
         online_bytes_p0_to_p1: r.measured.p0_to_p1,
         online_bytes_p1_to_p0: r.measured.p1_to_p0,
         rounds: r.measured.rounds,
@@ -120,7 +125,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         formula: r.formula,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&o).context("serialising the result")?);
+        println!("{}", serde_json::to_string(&o).context("serialising the result")?);
         return Ok(());
     }
     println!("inference {} (model hash {}…), batch {}", o.inference_index, &o.model_hash[..16], o.batch);

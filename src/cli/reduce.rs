@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use masq_runtime::checkpoint;
-use masq_trainer::data::{self, Normalization};
+use masq_ir::checkpoint;
+use masq_trainer::data::{self, Normalisation};
 use masq_trainer::device::device_name;
 use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
 
@@ -90,7 +90,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     let graph = if super::train_env::is_checkpoint(&a.from) {
         let (g, facts) = checkpoint::load_checkpoint(&a.from).with_context(|| format!("loading {}", a.from))?;
         if let Some(n) =
-            facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
+            facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
         {
             norm = n;
         }

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use masq_runtime::secure::{self, Progress, SecureConfig};
-use masq_runtime::{Graph, ir::format_dims, npy, plain, report};
+use masq_ir::cost::{ModelCounts, NodeCost};
+use masq_ir::{Graph, format_dims, npy, report};
+use masq_runtime::plain;
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
@@ -57,9 +59,9 @@ struct Layer {
     name: String,
     op: String,
     output_shape: Vec<usize>,
-    macs: u64,
-    relus: u64,
-    poly_elements: u64,
+    /// The cost table's figures for one image (`relus`, comparisons by kind, `macs`, ...).
+    #[serde(flatten)]
+    per_image: NodeCost,
     online_bytes_p0_to_p1: u64,
     online_bytes_p1_to_p0: u64,
     rounds: u64,
@@ -75,8 +77,11 @@ struct RunOutput {
     batch: usize,
     frac_bits: Option<u32>,
     seed: Option<u64>,
-    /// Secure comparisons (ReLUs, including max pooling's) evaluated for the whole batch.
-    relu_count: u64,
+    /// Totals for one image: `relu_count` (ReLU elements), comparisons by kind, `macs`, ...
+    #[serde(flatten)]
+    per_image: ModelCounts,
+    /// Secure comparisons of the whole batch.
+    comparisons_per_batch: u64,
     online_bytes: u64,
     online_bytes_p0_to_p1: u64,
     online_bytes_p1_to_p0: u64,
@@ -152,7 +157,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if !(1..=40).contains(&args.frac_bits) {
         bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
     }
-    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
     let x = read_input(&graph, &args.input)?;
     let batch = x.shape()[0];
     let out = match args.mode {
@@ -172,9 +177,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     name: l.name.clone(),
                     op: l.op.clone(),
                     output_shape: l.output_shape.clone(),
-                    macs: l.macs * batch as u64,
-                    relus: (l.relus + l.maxpool_comparisons) * batch as u64,
-                    poly_elements: 0,
+                    per_image: NodeCost {
+                        macs: l.macs,
+                        relus: l.relus,
+                        maxpool_comparisons: l.maxpool_comparisons,
+                        clip_comparisons: l.clip_comparisons,
+                        leaky_relu_comparisons: l.leaky_relu_comparisons,
+                        poly_elements: l.poly_elements,
+                    },
                     online_bytes_p0_to_p1: 0,
                     online_bytes_p1_to_p0: 0,
                     rounds: 0,
@@ -188,7 +198,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 batch,
                 frac_bits: None,
                 seed: None,
-                relu_count: (rep.relu_count + rep.maxpool_comparisons) * batch as u64,
+                per_image: rep.totals().into(),
+                comparisons_per_batch: rep.comparisons * batch as u64,
                 online_bytes: 0,
                 online_bytes_p0_to_p1: 0,
                 online_bytes_p1_to_p0: 0,
@@ -229,9 +240,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     name: l.name.clone(),
                     op: l.op.clone(),
                     output_shape: l.output_shape.clone(),
-                    macs: l.macs,
-                    relus: l.relus,
-                    poly_elements: l.poly_elements,
+                    per_image: l.per_image,
                     online_bytes_p0_to_p1: l.online_bytes_p0_to_p1,
                     online_bytes_p1_to_p0: l.online_bytes_p1_to_p0,
                     rounds: l.rounds,
@@ -245,7 +254,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 batch,
                 frac_bits: Some(r.frac_bits),
                 seed: Some(r.seed),
-                relu_count: r.relu_count,
+                per_image: r.per_image,
+                comparisons_per_batch: r.comparisons_per_batch,
                 online_bytes: r.online_bytes,
                 online_bytes_p0_to_p1: r.online_bytes_p0_to_p1,
                 online_bytes_p1_to_p0: r.online_bytes_p1_to_p0,
@@ -270,7 +280,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         npy::write(path, &y).with_context(|| format!("writing output {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&o).context("serialising the result")?);
+        println!("{}", serde_json::to_string(&o).context("serialising the result")?);
     } else {
         print!("{}", table(&o));
     }
@@ -294,7 +304,7 @@ fn table(o: &RunOutput) -> String {
             l.name,
             l.op,
             format!("{:?}", l.output_shape),
-            report::thousands(l.relus),
+            report::thousands(l.per_image.relus),
             fmt_bytes(l.online_bytes_p0_to_p1),
             fmt_bytes(l.online_bytes_p1_to_p0),
             l.rounds,
@@ -303,8 +313,10 @@ fn table(o: &RunOutput) -> String {
     }
     let _ = writeln!(
         s,
-        "total: ReLUs {}, online {} ({} P0->P1, {} P1->P0), {} rounds, offline {}",
-        report::thousands(o.relu_count),
+        "total per image: ReLUs {}, comparisons {}; batch of {}: online {} ({} P0->P1, {} P1->P0), {} rounds, offline {}",
+        report::thousands(o.per_image.relu_count),
+        report::thousands(o.per_image.comparisons),
+        o.batch,
         fmt_bytes(o.online_bytes),
         fmt_bytes(o.online_bytes_p0_to_p1),
         fmt_bytes(o.online_bytes_p1_to_p0),

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use masq_mpc::MpcError;
-use masq_runtime::deploy::{self, DeployError, Server, SessionOptions, auth::Key};
+use masq_deploy::{self, DeployError, Server, SessionOptions, auth::Key};
 
 use super::units::{fmt_bytes, fmt_seconds};
 
@@ -72,7 +72,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
     let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
-    let graph = masq_runtime::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
     let mut server = Server::new(&graph, &args.preprocessing, opts)
         .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;
     let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
@@ -84,7 +84,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     log(&format!(
         "model {} (hash {}), batch {}, {} of {} inferences left, authentication {}",
         args.model,
-        &deploy::hex(&h.model_hash)[..16],
+        &masq_deploy::hex(&h.model_hash)[..16],
         h.batch,
         server.file().remaining(),
         h.count,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use masq_runtime::Graph;
+use masq_ir::Graph;
 use masq_trainer::data::{self, DatasetKind, Splits};
 use masq_trainer::device::device_name;
 use masq_trainer::optim::OptimizerKind;
@@ -74,20 +74,20 @@ pub struct TrainArgs {
 /// Build the model for a dataset: zoo models get the dataset's input size and class count.
 pub(super) fn model_for(spec: &str, splits: &Splits, seed: u64) -> Result<Graph> {
     if let Some(rest) = spec.strip_prefix("zoo:") {
-        let z = masq_runtime::zoo::ZooSpec::parse(rest)?;
+        let z = masq_ir::zoo::ZooSpec::parse(rest)?;
         let [c, h, w] = splits.train.shape;
         if let Some(hw) = z.input_hw
             && hw != (h, w)
         {
             bail!("{spec}: input {hw:?} but the dataset's images are {h}x{w}");
         }
-        let mut cfg = masq_runtime::zoo::ZooConfig::new(&z.name);
+        let mut cfg = masq_ir::zoo::ZooConfig::new(&z.name);
         cfg.input = Some((c, h, w));
         cfg.num_classes = splits.train.classes;
         cfg.seed = seed;
-        return Ok(masq_runtime::zoo::build_with(&cfg)?);
+        return Ok(masq_ir::zoo::build_with(&cfg)?);
     }
-    Ok(masq_runtime::load_model(spec)?)
+    Ok(masq_exporter::load_model(spec)?)
 }
 
 pub(super) fn load_data(kind: DatasetKind, dir: Option<&Path>) -> Result<Splits> {

@@ -64,11 +64,11 @@ pub fn model_with_weights(
     weights: Option<&Path>,
     splits: &Splits,
     seed: u64,
-) -> Result<masq_runtime::Graph> {
+) -> Result<masq_ir::Graph> {
     let mut g = super::train::model_for(spec, splits, seed).with_context(|| format!("loading {spec}"))?;
     if let Some(w) = weights {
-        let t = masq_runtime::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
-        masq_runtime::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
+        let t = masq_ir::weights::read_safetensors(w).with_context(|| format!("reading {}", w.display()))?;
+        masq_ir::zoo::apply_weights(&mut g, &t).with_context(|| format!("applying {}", w.display()))?;
     }
     Ok(g)
 }

@@ -10,6 +10,7 @@ use super::axis::{self, Axis, Scale};
 use super::legend::{self, Item, Swatch};
 use super::output::Chart;
 use super::style;
+use super::text::Fonts;
 
 /// A checked [`super::layer_chart`] request.
 #[derive(Debug)]
@@ -90,14 +91,15 @@ impl Chart for Layers<'_> {
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
+        fonts: &Fonts,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         root.fill(&WHITE)?;
-        let area = style::draw_title(root, self.title)?;
+        let area = style::draw_title(root, self.title, fonts)?;
         let mut items = vec![Item { label: "before".to_string(), swatch: Swatch::Bar(style::BEFORE) }];
         for (i, l) in self.labels.iter().enumerate() {
             items.push(Item { label: l.to_string(), swatch: Swatch::Bar(style::color(i)) });
         }
-        let area = legend::draw_rows(&area, &items)?;
+        let area = legend::draw_rows(&area, &items, fonts)?;
 
         // Layer names: horizontal when they fit under their group, else rotated to read upwards.
         let names = self.names();
@@ -105,7 +107,7 @@ impl Chart for Layers<'_> {
         let mut name_w = 0;
         let mut name_h = 0;
         for n in &names {
-            let (w, h) = area.estimate_text_size(n, &tick)?;
+            let (w, h) = fonts.size(n, &tick);
             name_w = name_w.max(w as i32);
             name_h = name_h.max(h as i32);
         }
@@ -113,7 +115,7 @@ impl Chart for Layers<'_> {
         let plot_w = area_w.saturating_sub(Y_LABEL_AREA + MARGIN_LEFT + MARGIN_RIGHT) as i32;
         let per_group = plot_w / names.len().max(1) as i32;
         let rotate = name_w + 10 > per_group;
-        let (_, desc_h) = area.estimate_text_size("ReLU site", &style::text(style::DESC_SIZE))?;
+        let (_, desc_h) = fonts.size("ReLU site", &style::text(style::DESC_SIZE));
         let names_h = if rotate { name_w } else { name_h };
         let x_label_area = names_h + 14 + desc_h as i32 + 14;
 

@@ -6,6 +6,7 @@ use plotters::style::RGBColor;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::style::{self, Marker};
+use super::text::Fonts;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Swatch {
@@ -31,6 +32,7 @@ const SIDE_MARGIN: i32 = 20;
 pub(crate) fn draw_rows<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     items: &[Item],
+    fonts: &Fonts,
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
     if items.is_empty() {
         return Ok(area.clone());
@@ -41,7 +43,7 @@ pub(crate) fn draw_rows<DB: DrawingBackend>(
     let mut widths = Vec::with_capacity(items.len());
     let mut row_h = 0;
     for item in items {
-        let (tw, th) = area.estimate_text_size(&item.label, &font)?;
+        let (tw, th) = fonts.size(&item.label, &font);
         widths.push(SWATCH_W + SWATCH_GAP + tw as i32);
         row_h = row_h.max(th as i32);
     }

@@ -1,15 +1,13 @@
 //! Charts for `masq demo` (issue #7): accuracy versus ReLU count, and ReLUs per layer before and
 //! after reduction. Each chart is written as `<stem>.png` and `<stem>.svg`, both atomically.
 //!
-//! Text never depends on system font libraries or the network. The PNG's text is rasterised by
-//! masq itself: with a TrueType font found at run time (`$MASQ_PLOT_FONT`, else DejaVu Sans,
-//! Liberation Sans, Noto Sans, … under the usual font folders), or, failing that, with a small
-//! built-in bitmap font ([`bitmap_font`]) and a one-line warning. The SVG keeps text as `<text>`
-//! in the viewer's sans-serif, laid out with the same metrics.
+//! plotters draws each chart as SVG, text kept as `<text>` in sans-serif; resvg renders that SVG
+//! to the PNG, with this machine's fonts (fontdb; `$MASQ_PLOT_FONT` first, else DejaVu Sans,
+//! Liberation Sans, … — see [`text`]). Labels are measured for the layout by usvg's text layout,
+//! the same that draws them. With no font at all the PNG is still written, without its text, after
+//! a one-line warning. Nothing needs fontconfig/freetype libraries or the network.
 
 mod axis;
-mod backend;
-mod bitmap_font;
 mod layers;
 mod legend;
 mod output;
@@ -23,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail, ensure};
 
-use self::text::TextEngine;
+use self::text::Fonts;
 
 /// One model: its ReLU count and its accuracy, a fraction in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,7 +50,7 @@ pub struct LayerBar {
 /// point on a dashed horizontal line; legend under the title. Writes `<out_stem>.png` and
 /// `<out_stem>.svg` (the folder must exist) and returns their paths.
 pub fn pareto_chart(title: &str, series: &[Series], baseline: Option<Point>, out_stem: &Path) -> Result<Vec<PathBuf>> {
-    pareto_chart_with(TextEngine::system(), title, series, baseline, out_stem)
+    pareto_chart_with(Fonts::system(), title, series, baseline, out_stem)
 }
 
 /// Grouped bars per ReLU site in the given (forward) order: the count before reduction and after
@@ -60,11 +58,11 @@ pub fn pareto_chart(title: &str, series: &[Series], baseline: Option<Point>, out
 /// shortened and rotated when they do not fit. Writes `<out_stem>.png` and `<out_stem>.svg` (the
 /// folder must exist) and returns their paths.
 pub fn layer_chart(title: &str, layers: &[LayerBar], out_stem: &Path) -> Result<Vec<PathBuf>> {
-    layer_chart_with(TextEngine::system(), title, layers, out_stem)
+    layer_chart_with(Fonts::system(), title, layers, out_stem)
 }
 
 fn pareto_chart_with(
-    engine: &TextEngine,
+    fonts: &Fonts,
     title: &str,
     series: &[Series],
     baseline: Option<Point>,
@@ -80,10 +78,10 @@ fn pareto_chart_with(
     if let Some(b) = &baseline {
         check_point(b, "unreduced baseline", out_stem)?;
     }
-    output::write_chart(&pareto::Pareto { title, series, baseline }, engine, out_stem)
+    output::write_chart(&pareto::Pareto { title, series, baseline }, fonts, out_stem)
 }
 
-fn layer_chart_with(engine: &TextEngine, title: &str, layers: &[LayerBar], out_stem: &Path) -> Result<Vec<PathBuf>> {
+fn layer_chart_with(fonts: &Fonts, title: &str, layers: &[LayerBar], out_stem: &Path) -> Result<Vec<PathBuf>> {
     ensure!(!layers.is_empty(), "layer chart {}: no layers to plot", out_stem.display());
     let mut labels: Vec<&str> = Vec::new();
     for layer in layers {
@@ -98,7 +96,7 @@ fn layer_chart_with(engine: &TextEngine, title: &str, layers: &[LayerBar], out_s
     }
     let all_zero = layers.iter().all(|l| l.before == 0 && l.after.iter().all(|&(_, n)| n == 0));
     ensure!(!all_zero, "layer chart {}: every ReLU count is 0, nothing to draw", out_stem.display());
-    output::write_chart(&layers::Layers { title, layers, labels }, engine, out_stem)
+    output::write_chart(&layers::Layers { title, layers, labels }, fonts, out_stem)
 }
 
 fn check_point(p: &Point, series: &str, out_stem: &Path) -> Result<()> {

@@ -7,6 +7,7 @@ use super::axis::{self, Axis};
 use super::legend::{self, Item, Swatch};
 use super::output::Chart;
 use super::style::{self, Marker};
+use super::text::Fonts;
 use super::{Point, Series};
 
 /// A checked [`super::pareto_chart`] request.
@@ -53,9 +54,10 @@ impl Chart for Pareto<'_> {
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
+        fonts: &Fonts,
     ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
         root.fill(&WHITE)?;
-        let area = style::draw_title(root, self.title)?;
+        let area = style::draw_title(root, self.title, fonts)?;
 
         let mut items: Vec<Item> = self
             .series
@@ -72,7 +74,7 @@ impl Chart for Pareto<'_> {
                 swatch: Swatch::Line { color: style::REFERENCE, marker: Marker::Diamond, dashed: true },
             });
         }
-        let area = legend::draw_rows(&area, &items)?;
+        let area = legend::draw_rows(&area, &items, fonts)?;
 
         let x = self.x_axis();
         let y = self.y_axis();

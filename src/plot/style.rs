@@ -5,6 +5,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontFamily, FontStyle, RGBColor, TextStyle};
 
+use super::text::Fonts;
+
 /// Series colours (Tableau 10 without its grey), distinct on screen and in print.
 const PALETTE: [RGBColor; 9] = [
     RGBColor(31, 119, 180),
@@ -109,6 +111,7 @@ pub(crate) fn dashed_hline<DB: DrawingBackend>(
 pub(crate) fn draw_title<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     title: &str,
+    fonts: &Fonts,
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
     const TOP: i32 = 14;
     const BELOW: i32 = 10;
@@ -117,7 +120,7 @@ pub(crate) fn draw_title<DB: DrawingBackend>(
     }
     let font = bold(TITLE_SIZE).pos(Pos::new(HPos::Center, VPos::Top));
     let (w, _) = area.dim_in_pixel();
-    let (_, h) = area.estimate_text_size(title, &font)?;
+    let (_, h) = fonts.size(title, &font);
     area.draw_text(title, &font, (w as i32 / 2, TOP))?;
     Ok(area.split_vertically(TOP + h as i32 + BELOW).1)
 }

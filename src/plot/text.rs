@@ -1,316 +1,235 @@
-//! Measuring and rasterising chart text: with a TrueType/OpenType font found on this machine at run
-//! time (through ab_glyph), or with the built-in bitmap font when there is none. Nothing here reads
-//! the network or needs fontconfig/freetype, and no font data lives in the repository.
+//! Chart fonts: this machine's fonts loaded by fontdb, and text measured by usvg's own text layout
+//! (the layout resvg renders), so label sizes in the chart's layout match the rendered PNG.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
-use ab_glyph::{Font, FontVec, GlyphId, PxScale, ScaleFont, point};
+use plotters::prelude::*;
+use plotters::style::{FontTransform, TextStyle};
+use resvg::usvg::{self, Node, fontdb};
 
-use super::bitmap_font;
-
-/// Environment variable that picks the chart font: a .ttf/.otf path, or `builtin` for the bitmap font.
+/// Environment variable that picks the chart font: a font file (.ttf, .otf, .ttc) or the name of
+/// an installed family.
 pub(crate) const FONT_ENV: &str = "MASQ_PLOT_FONT";
 
-/// Regular sans-serif faces worth using, best first, each with the file names of its bold face.
-const FACES: &[(&str, &[&str])] = &[
-    ("DejaVuSans.ttf", &["DejaVuSans-Bold.ttf"]),
-    ("LiberationSans-Regular.ttf", &["LiberationSans-Bold.ttf"]),
-    ("NotoSans-Regular.ttf", &["NotoSans-Bold.ttf"]),
-    ("FreeSans.ttf", &["FreeSansBold.ttf"]),
-    ("Arial.ttf", &["Arial Bold.ttf", "arialbd.ttf"]),
-    ("Roboto-Regular.ttf", &["Roboto-Bold.ttf"]),
-    ("OpenSans-Regular.ttf", &["OpenSans-Bold.ttf"]),
-    ("Ubuntu-R.ttf", &["Ubuntu-B.ttf"]),
-    ("Verdana.ttf", &["Verdana Bold.ttf", "verdanab.ttf"]),
+/// Families used for plotters' `sans-serif`, best first; otherwise the first installed family.
+const SANS: &[&str] = &[
+    "DejaVu Sans",
+    "Liberation Sans",
+    "Noto Sans",
+    "Arial",
+    "Helvetica",
+    "FreeSans",
+    "Roboto",
+    "Open Sans",
+    "Ubuntu",
+    "Verdana",
 ];
 
-/// Folders searched for [`FACES`], in order (a `~/` prefix is the home folder).
-const FONT_DIRS: &[&str] = &[
-    "/usr/share/fonts",
-    "/usr/local/share/fonts",
-    "~/.local/share/fonts",
-    "~/.fonts",
-    "/Library/Fonts",
-    "/System/Library/Fonts",
-    "C:\\Windows\\Fonts",
-];
-
-/// Bounds on the font search, so a huge font tree cannot stall a chart.
-const MAX_DEPTH: usize = 5;
-const MAX_ENTRIES: usize = 20_000;
-
-/// Horizontal extent and vertical metrics of a line of text, in pixels; `ascent` is above the
-/// baseline, `descent` below it (both positive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Extent {
-    pub width: i32,
-    pub ascent: i32,
-    pub descent: i32,
+/// The fonts charts are laid out and rendered with.
+pub(crate) struct Fonts {
+    db: Arc<fontdb::Database>,
+    /// The family behind `sans-serif`; `None` when there is no font at all (PNG text is then left out).
+    family: Option<String>,
 }
 
-/// Where text comes from: a font file, or the bitmap font.
-pub(crate) struct TextEngine {
-    face: Face,
-}
-
-enum Face {
-    Vector { regular: FontVec, bold: Option<FontVec>, path: PathBuf },
-    Bitmap,
-}
-
-impl std::fmt::Debug for TextEngine {
+impl std::fmt::Debug for Fonts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.describe())
+        match &self.family {
+            Some(family) => write!(f, "sans-serif = {family} ({} faces loaded)", self.db.len()),
+            None => f.write_str("no font"),
+        }
     }
 }
 
-impl TextEngine {
-    /// The built-in bitmap font.
-    pub(crate) fn bitmap() -> Self {
-        TextEngine { face: Face::Bitmap }
-    }
-
-    /// A font file (TrueType or OpenType), with `bold` as its bold face where given.
-    pub(crate) fn from_file(path: &Path, bold: Option<&Path>) -> Result<Self, String> {
-        let regular = load_face(path)?;
-        let bold = bold.and_then(|b| load_face(b).ok());
-        Ok(TextEngine { face: Face::Vector { regular, bold, path: path.to_path_buf() } })
-    }
-
-    /// This machine's font, found once per process: `$MASQ_PLOT_FONT` if set, else the best of
-    /// [`FACES`] under the usual font folders, else the bitmap font (with a one-line warning).
-    pub(crate) fn system() -> &'static TextEngine {
-        static ENGINE: OnceLock<TextEngine> = OnceLock::new();
-        ENGINE.get_or_init(|| {
-            if let Some(choice) = std::env::var_os(FONT_ENV).filter(|v| !v.is_empty()) {
-                if choice == "builtin" {
-                    return TextEngine::bitmap();
-                }
-                let path = PathBuf::from(choice);
-                match TextEngine::from_file(&path, None) {
-                    Ok(engine) => return engine,
-                    Err(e) => eprintln!("warning: {FONT_ENV}={}: {e}; looking for a system font", path.display()),
-                }
+impl Fonts {
+    /// This machine's fonts, loaded once per process (`$MASQ_PLOT_FONT` first); warns once on
+    /// stderr when something is wrong, e.g. when there is no font and PNGs will have no text.
+    pub(crate) fn system() -> &'static Fonts {
+        static FONTS: OnceLock<Fonts> = OnceLock::new();
+        FONTS.get_or_init(|| {
+            let choice = std::env::var_os(FONT_ENV).filter(|v| !v.is_empty());
+            let (fonts, warnings) = Fonts::load(choice.as_deref().map(Path::new));
+            for w in warnings {
+                eprintln!("warning: {w}");
             }
-            for (regular, bold) in find_system_fonts() {
-                if let Ok(engine) = TextEngine::from_file(&regular, bold.as_deref()) {
-                    return engine;
-                }
-            }
-            eprintln!(
-                "warning: no TrueType font found under {}; chart PNGs use masq's built-in bitmap font \
-                 (set {FONT_ENV}=/path/to/font.ttf for smoother text)",
-                FONT_DIRS[..2].join(", ")
-            );
-            TextEngine::bitmap()
+            fonts
         })
     }
 
-    pub(crate) fn describe(&self) -> String {
-        match &self.face {
-            Face::Vector { path, .. } => format!("font {}", path.display()),
-            Face::Bitmap => "built-in bitmap font".to_string(),
+    /// The system fonts, with `choice` (a font file or a family name) preferred for `sans-serif`;
+    /// returns the fonts and the warnings to show.
+    pub(crate) fn load(choice: Option<&Path>) -> (Fonts, Vec<String>) {
+        let mut db = fontdb::Database::new();
+        db.load_system_fonts();
+        Fonts::choose(db, choice)
+    }
+
+    /// [`Fonts::load`] with the fonts of `db` standing for the system's.
+    fn choose(mut db: fontdb::Database, choice: Option<&Path>) -> (Fonts, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut preferred = None;
+        if let Some(choice) = choice {
+            if choice.is_file() {
+                match std::fs::read(choice) {
+                    Ok(bytes) => {
+                        let ids = db.load_font_source(fontdb::Source::Binary(Arc::new(bytes)));
+                        preferred = ids.first().and_then(|&id| db.face(id)).map(|f| f.families[0].0.clone());
+                        if preferred.is_none() {
+                            warnings.push(format!("{FONT_ENV}={}: not a TrueType/OpenType font", choice.display()));
+                        }
+                    }
+                    Err(e) => warnings.push(format!("{FONT_ENV}={}: cannot read font: {e}", choice.display())),
+                }
+            } else {
+                let name = choice.to_string_lossy();
+                preferred = find_family(&db, &name);
+                if preferred.is_none() {
+                    warnings.push(format!("{FONT_ENV}={name}: neither a font file nor an installed font family"));
+                }
+            }
         }
+        let fonts = Fonts::new(db, preferred);
+        if fonts.family.is_none() {
+            warnings.push(format!(
+                "no font found on this machine; chart PNGs are written without text (the SVGs keep it); \
+                 set {FONT_ENV}=/path/to/font.ttf"
+            ));
+        }
+        (fonts, warnings)
+    }
+
+    /// No fonts at all: charts still draw, their PNGs without text.
+    #[cfg(test)]
+    pub(crate) fn none() -> Fonts {
+        Fonts::new(fontdb::Database::new(), None)
+    }
+
+    fn new(mut db: fontdb::Database, preferred: Option<String>) -> Fonts {
+        let family = preferred.or_else(|| SANS.iter().find_map(|f| find_family(&db, f))).or_else(|| {
+            let mut names: Vec<&str> = db.faces().flat_map(|f| f.families.first()).map(|f| f.0.as_str()).collect();
+            names.sort_by_key(|n| (!n.contains("Sans"), *n));
+            names.first().map(|n| n.to_string())
+        });
+        if let Some(f) = &family {
+            db.set_sans_serif_family(f.as_str());
+            db.set_serif_family(f.as_str()); // usvg's last resort for a family it cannot match
+        }
+        Fonts { db: Arc::new(db), family }
     }
 
     #[cfg(test)]
-    pub(crate) fn is_bitmap(&self) -> bool {
-        matches!(self.face, Face::Bitmap)
+    pub(crate) fn family(&self) -> Option<&str> {
+        self.family.as_deref()
     }
 
-    /// Extent of `text` as [`TextEngine::draw`] rasterises it at `em` pixels per em.
-    pub(crate) fn raster_extent(&self, text: &str, em: f64, bold: bool) -> Extent {
-        match &self.face {
-            Face::Vector { regular, bold: bold_face, .. } => {
-                let (font, fake_bold) = pick(regular, bold_face.as_ref(), bold);
-                let mut e = vector_extent(font, text, em);
-                e.width += i32::from(fake_bold);
-                e
-            }
-            Face::Bitmap => {
-                let s = bitmap_scale(em);
-                let n = text.chars().count() as i32;
-                let w = if n == 0 { 0 } else { n * (bitmap_font::WIDTH as i32 + 1) * s - s };
-                Extent {
-                    width: w + i32::from(bold),
-                    ascent: (bitmap_font::ASCENT as i32 + 1) * s,
-                    descent: (bitmap_font::ROWS - bitmap_font::ASCENT) as i32 * s,
-                }
-            }
+    /// usvg options that resolve fonts from these fonts.
+    pub(crate) fn options(&self) -> usvg::Options<'static> {
+        let mut opt = usvg::Options { fontdb: self.db.clone(), ..usvg::Options::default() };
+        if let Some(f) = &self.family {
+            opt.font_family = f.clone();
         }
+        opt
     }
 
-    /// Extent of `text` for a vector target (SVG), where the viewer picks the sans-serif face: the
-    /// font's own metrics, or for the bitmap font a typical sans-serif's proportions.
-    pub(crate) fn vector_extent(&self, text: &str, em: f64, bold: bool) -> Extent {
-        match &self.face {
-            Face::Vector { regular, bold: bold_face, .. } => {
-                vector_extent(pick(regular, bold_face.as_ref(), bold).0, text, em)
-            }
-            Face::Bitmap => Extent {
-                width: (text.chars().count() as f64 * em * if bold { 0.66 } else { 0.6 }).ceil() as i32,
-                ascent: (em * 0.93).ceil() as i32,
-                descent: (em * 0.24).ceil() as i32,
-            },
+    /// Width and height in pixels of `text` drawn in `style` (unrotated): the advance width and
+    /// line height that usvg lays out for the same `<text>` element plotters writes, or, with no
+    /// font, a typical sans-serif's proportions.
+    pub(crate) fn size(&self, text: &str, style: &TextStyle) -> (u32, u32) {
+        let style = style.transform(FontTransform::None);
+        if self.family.is_some()
+            && let Some(size) = self.laid_out(text, &style)
+        {
+            return size;
         }
+        let em = style.font.get_size() / SIZE_PER_EM;
+        let per_char = if matches!(style.font.get_style(), FontStyle::Bold) { 0.66 } else { 0.6 };
+        ((text.chars().count() as f64 * em * per_char).ceil() as u32, (em * 1.17).ceil() as u32)
     }
 
-    /// Rasterises `text` at `em` pixels per em, calling `put(x, y, coverage)` for each inked pixel
-    /// with `x` from the start of the text and `y` from the baseline (negative above it).
-    pub(crate) fn draw<E>(
-        &self,
-        text: &str,
-        em: f64,
-        bold: bool,
-        mut put: impl FnMut(i32, i32, f32) -> Result<(), E>,
-    ) -> Result<(), E> {
-        match &self.face {
-            Face::Vector { regular, bold: bold_face, .. } => {
-                let (font, fake_bold) = pick(regular, bold_face.as_ref(), bold);
-                let scale = px_scale(font, em);
-                let scaled = font.as_scaled(scale);
-                let mut pen = 0f32;
-                let mut prev: Option<GlyphId> = None;
-                let mut pixels = Vec::new();
-                for c in text.chars() {
-                    let id = font.glyph_id(c);
-                    if let Some(p) = prev {
-                        pen += scaled.kern(p, id);
-                    }
-                    prev = Some(id);
-                    if let Some(outline) = font.outline_glyph(id.with_scale_and_position(scale, point(pen, 0.0))) {
-                        let b = outline.px_bounds();
-                        pixels.clear();
-                        outline
-                            .draw(|x, y, cov| pixels.push((b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, cov)));
-                        for &(x, y, cov) in &pixels {
-                            put(x, y, cov)?;
-                            if fake_bold {
-                                put(x + 1, y, cov)?;
-                            }
-                        }
-                    }
-                    pen += scaled.h_advance(id);
-                }
-                Ok(())
-            }
-            Face::Bitmap => {
-                let s = bitmap_scale(em);
-                let advance = (bitmap_font::WIDTH as i32 + 1) * s;
-                for (i, c) in text.chars().enumerate() {
-                    let x0 = i as i32 * advance;
-                    for (r, &row) in bitmap_font::glyph(c).iter().enumerate() {
-                        let y0 = (r as i32 - bitmap_font::ASCENT as i32) * s;
-                        for col in (0..bitmap_font::WIDTH).filter(|&col| bitmap_font::inked(row, col)) {
-                            let x = x0 + col as i32 * s;
-                            for dy in 0..s {
-                                for dx in 0..s + i32::from(bold) {
-                                    put(x + dx, y0 + dy, 1.0)?;
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            }
-        }
+    fn laid_out(&self, text: &str, style: &TextStyle) -> Option<(u32, u32)> {
+        let mut svg = String::new();
+        SVGBackend::with_string(&mut svg, (1, 1)).draw_text(text, style, (0, 0)).ok()?;
+        let tree = usvg::Tree::from_str(&svg, &self.options()).ok()?;
+        let bbox = find_text(tree.root())?.bounding_box();
+        Some((bbox.width().ceil() as u32, bbox.height().ceil() as u32))
     }
 }
 
-/// Integer magnification of the bitmap font whose cap height comes closest to a sans-serif's at
-/// `em` pixels per em (caps are about 0.73 em).
-fn bitmap_scale(em: f64) -> i32 {
-    ((em * 0.73 / bitmap_font::ASCENT as f64).round() as i32).max(1)
+/// plotters' text size is 1.24 × the em size (its SVG backend writes `font-size = size / 1.24`).
+const SIZE_PER_EM: f64 = 1.24;
+
+/// The installed family called `name` (ignoring case), as fontdb spells it.
+fn find_family(db: &fontdb::Database, name: &str) -> Option<String> {
+    db.faces().flat_map(|f| &f.families).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(n, _)| n.clone())
 }
 
-/// The face for `bold` text, and whether it must be emboldened by hand (no bold face available).
-fn pick<'f>(regular: &'f FontVec, bold_face: Option<&'f FontVec>, bold: bool) -> (&'f FontVec, bool) {
-    match (bold, bold_face) {
-        (true, Some(b)) => (b, false),
-        (true, None) => (regular, true),
-        (false, _) => (regular, false),
+fn find_text(group: &usvg::Group) -> Option<&usvg::Text> {
+    group.children().iter().find_map(|node| match node {
+        Node::Text(t) => Some(t.as_ref()),
+        Node::Group(g) => find_text(g),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system_db() -> fontdb::Database {
+        let mut db = fontdb::Database::new();
+        db.load_system_fonts();
+        db
     }
-}
 
-/// ab_glyph scales fonts by ascent − descent; convert from pixels per em.
-fn px_scale(font: &FontVec, em: f64) -> PxScale {
-    let units_per_em = font.units_per_em().unwrap_or(1000.0);
-    PxScale::from(em as f32 * font.height_unscaled() / units_per_em)
-}
-
-fn vector_extent(font: &FontVec, text: &str, em: f64) -> Extent {
-    let scaled = font.as_scaled(px_scale(font, em));
-    let mut width = 0f32;
-    let mut prev: Option<GlyphId> = None;
-    for c in text.chars() {
-        let id = font.glyph_id(c);
-        if let Some(p) = prev {
-            width += scaled.kern(p, id);
-        }
-        width += scaled.h_advance(id);
-        prev = Some(id);
+    #[test]
+    fn no_font_is_a_warning_not_an_error() {
+        let (fonts, warnings) = Fonts::choose(fontdb::Database::new(), None);
+        assert_eq!(fonts.family(), None);
+        assert!(warnings.len() == 1 && warnings[0].contains("without text"), "{warnings:?}");
+        assert_eq!(format!("{fonts:?}"), "no font");
+        // Still measured, by estimate.
+        let (w, h) = fonts.size("ReLUs", &TextStyle::from(("sans-serif", 24.8)));
+        assert_eq!((w, h), (60, 24));
     }
-    Extent {
-        width: width.ceil() as i32,
-        ascent: scaled.ascent().ceil() as i32,
-        descent: (-scaled.descent()).ceil() as i32,
-    }
-}
 
-fn load_face(path: &Path) -> Result<FontVec, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read font: {e}"))?;
-    let font = FontVec::try_from_vec(bytes).map_err(|_| "not a TrueType/OpenType font".to_string())?;
-    // A symbol or CJK-only face would draw boxes: insist on digits and Latin letters.
-    if "0123456789ReLUsacy%".chars().any(|c| font.glyph_id(c).0 == 0) {
-        return Err("font lacks Latin letters or digits".to_string());
-    }
-    Ok(font)
-}
-
-/// Regular faces from [`FACES`] present on this machine, best first, each with its bold sibling.
-pub(crate) fn find_system_fonts() -> Vec<(PathBuf, Option<PathBuf>)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let mut found: Vec<(usize, PathBuf)> = Vec::new();
-    let mut budget = MAX_ENTRIES;
-    for dir in FONT_DIRS {
-        let dir = match (dir.strip_prefix("~/"), &home) {
-            (Some(rest), Some(h)) => h.join(rest),
-            (Some(_), None) => continue,
-            (None, _) => PathBuf::from(dir),
-        };
-        walk(&dir, 0, &mut budget, &mut |path| {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some(rank) = FACES.iter().position(|(f, _)| f.eq_ignore_ascii_case(name)) {
-                found.push((rank, path.to_path_buf()));
-            }
-        });
-    }
-    found.sort_by_key(|(rank, _)| *rank); // stable: folder order breaks ties
-    found
-        .into_iter()
-        .map(|(rank, path)| {
-            let bold = FACES[rank].1.iter().map(|b| path.with_file_name(b)).find(|b| b.is_file());
-            (path, bold)
-        })
-        .collect()
-}
-
-fn walk(dir: &Path, depth: usize, budget: &mut usize, visit: &mut impl FnMut(&Path)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        if *budget == 0 {
+    #[test]
+    fn the_font_choice_can_be_a_file_or_a_family() {
+        let system = system_db();
+        let Some((file, family)) = system.faces().find_map(|f| match &f.source {
+            fontdb::Source::File(path) if f.index == 0 => Some((path.clone(), f.families[0].0.clone())),
+            _ => None,
+        }) else {
+            eprintln!("note: no font file on this machine; font choice not tested");
             return;
+        };
+        // A file, loaded even where the system has no fonts.
+        let (fonts, warnings) = Fonts::choose(fontdb::Database::new(), Some(&file));
+        assert_eq!((fonts.family(), warnings.len()), (Some(family.as_str()), 0), "{}: {warnings:?}", file.display());
+        // A family name, in any case.
+        let (fonts, warnings) = Fonts::choose(system.clone(), Some(Path::new(&family.to_uppercase())));
+        assert_eq!((fonts.family(), warnings.len()), (Some(family.as_str()), 0), "{warnings:?}");
+        // Neither: a warning, and the usual choice.
+        let (fonts, warnings) = Fonts::choose(system.clone(), Some(Path::new("/no/such/font.ttf")));
+        assert!(fonts.family().is_some());
+        assert!(warnings.len() == 1 && warnings[0].starts_with(FONT_ENV), "{warnings:?}");
+        // A file that is not a font.
+        let junk = std::env::temp_dir().join(format!("masq-not-a-font-{}.ttf", std::process::id()));
+        std::fs::write(&junk, b"not a font").unwrap();
+        let (fonts, warnings) = Fonts::choose(system, Some(&junk));
+        std::fs::remove_file(&junk).unwrap();
+        assert!(fonts.family().is_some());
+        assert!(warnings.len() == 1 && warnings[0].contains("not a TrueType/OpenType font"), "{warnings:?}");
+    }
+
+    #[test]
+    fn sans_serif_prefers_the_usual_faces() {
+        let system = system_db();
+        let (fonts, _) = Fonts::choose(system.clone(), None);
+        let expected = SANS.iter().find_map(|f| find_family(&system, f));
+        if expected.is_some() {
+            assert_eq!(fonts.family(), expected.as_deref());
         }
-        *budget -= 1;
-        if path.is_dir() {
-            if depth < MAX_DEPTH {
-                walk(&path, depth + 1, budget, visit);
-            }
-        } else {
-            visit(&path);
-        }
+        eprintln!("{fonts:?}");
     }
 }

@@ -19,7 +19,7 @@ fn main() {
     if let Some(t) = args.get(4).and_then(|s| s.parse().ok()) {
         set_threads(t);
     }
-    let g = masq_runtime::zoo::build(model, None, 0).expect("zoo model");
+    let g = masq_ir::zoo::build(model, None, 0).expect("zoo model");
     let m = TchModel::from_graph(&g, Device::Cpu).expect("model");
     let mut opt = Optimizer::new(OptimizerKind::sgd(), 5e-4);
     tch::manual_seed(0);

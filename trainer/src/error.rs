@@ -5,9 +5,9 @@ use std::path::PathBuf;
 /// Every error masq-trainer returns.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainerError {
-    /// An error from the IR, the codecs or the zoo.
+    /// An error from the IR, the checkpoint codec or the zoo.
     #[error(transparent)]
-    Runtime(#[from] masq_runtime::RuntimeError),
+    Model(#[from] masq_ir::IrError),
 
     /// libtorch refused an operation.
     #[error("libtorch: {0}")]

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use masq_runtime::Graph;
-use masq_runtime::ir::{MaskedActConfig, Node, Op};
+use masq_ir::Graph;
+use masq_ir::{MaskedActConfig, Node, Op};
 use ndarray::ArrayD;
 use tch::{Device, Kind, Tensor};
 
@@ -135,10 +135,10 @@ impl TchModel {
     /// Replace a mask (f32 0/1 tensor of the mask's shape) by name.
     pub fn set_mask(&mut self, name: &str, value: Tensor) -> Result<()> {
         let m = self.masks.get_mut(name).ok_or_else(|| {
-            TrainerError::Runtime(masq_runtime::RuntimeError::NotFound { kind: "mask", name: name.to_string() })
+            TrainerError::Model(masq_ir::IrError::NotFound { kind: "mask", name: name.to_string() })
         })?;
         if m.size() != value.size() {
-            return Err(TrainerError::Runtime(masq_runtime::RuntimeError::BadWeights {
+            return Err(TrainerError::Model(masq_ir::IrError::BadWeights {
                 name: name.to_string(),
                 reason: format!("mask shape {:?}, model expects {:?}", value.size(), m.size()),
             }));
@@ -150,7 +150,7 @@ impl TchModel {
     /// Mark a parameter as trained or fixed (e.g. the coefficients of a fixed replacement).
     pub fn set_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
         let t = self.params.get_mut(name).ok_or_else(|| {
-            TrainerError::Runtime(masq_runtime::RuntimeError::NotFound { kind: "tensor", name: name.to_string() })
+            TrainerError::Model(masq_ir::IrError::NotFound { kind: "tensor", name: name.to_string() })
         })?;
         if trainable {
             self.trainable.insert(name.to_string());
@@ -180,11 +180,11 @@ impl TchModel {
     /// Overwrite a parameter's or buffer's values in place (shapes must agree).
     pub fn set_tensor(&mut self, name: &str, value: &ArrayD<f32>) -> Result<()> {
         let t = self.params.get_mut(name).ok_or_else(|| {
-            TrainerError::Runtime(masq_runtime::RuntimeError::NotFound { kind: "tensor", name: name.to_string() })
+            TrainerError::Model(masq_ir::IrError::NotFound { kind: "tensor", name: name.to_string() })
         })?;
         let want: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         if want != value.shape() {
-            return Err(TrainerError::Runtime(masq_runtime::RuntimeError::BadWeights {
+            return Err(TrainerError::Model(masq_ir::IrError::BadWeights {
                 name: name.to_string(),
                 reason: format!("shape {:?}, model expects {want:?}", value.shape()),
             }));
@@ -252,10 +252,10 @@ impl TchModel {
     /// Run a graph with one data input and one output.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let input = self.graph.data_inputs().next().ok_or_else(|| {
-            TrainerError::Runtime(masq_runtime::RuntimeError::InvalidGraph { reason: "graph has no input".into() })
+            TrainerError::Model(masq_ir::IrError::InvalidGraph { reason: "graph has no input".into() })
         })?;
         let output = self.graph.outputs.first().ok_or_else(|| {
-            TrainerError::Runtime(masq_runtime::RuntimeError::InvalidGraph { reason: "graph has no output".into() })
+            TrainerError::Model(masq_ir::IrError::InvalidGraph { reason: "graph has no output".into() })
         })?;
         let name = output.name.clone();
         let mut outs = self.run(HashMap::from([(input.name.clone(), x.shallow_clone())]), train)?;
@@ -273,6 +273,6 @@ impl TchModel {
         for (name, m) in &self.masks {
             g.masks.insert(name.clone(), to_array(m)?.mapv(|v| u8::from(v > 0.5)));
         }
-        Ok(masq_runtime::report::report(&g)?.relu_count)
+        Ok(masq_ir::report::report(&g)?.relu_count)
     }
 }

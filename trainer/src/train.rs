@@ -9,15 +9,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use masq_runtime::Graph;
-use masq_runtime::checkpoint::{self, Facts};
+use masq_ir::Graph;
+use masq_ir::checkpoint::{self, Facts};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::data::{Augment, Dataset, Loader, Normalization, Splits};
+use crate::data::{Augment, Dataset, Loader, Normalisation, Splits};
 use crate::device::device_name;
 use crate::error::{Result, TrainerError};
 use crate::model::TchModel;
@@ -41,7 +41,7 @@ pub struct TrainConfig {
     pub grad_clip: Option<f64>,
     pub seed: u64,
     pub augment: Augment,
-    pub norm: Normalization,
+    pub norm: Normalisation,
     /// Where checkpoints and the log go; `None` writes nothing.
     pub out_dir: Option<PathBuf>,
     /// Continue from `out_dir/last.safetensors`.
@@ -57,7 +57,7 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// Defaults for a dataset: SGD 0.1 (momentum 0.9), weight decay 5e-4, cosine to 0, batch 128.
-    pub fn new(dataset: &str, norm: Normalization, augment: Augment) -> Self {
+    pub fn new(dataset: &str, norm: Normalisation, augment: Augment) -> Self {
         TrainConfig {
             epochs: 10,
             batch_size: 128,
@@ -142,7 +142,7 @@ pub fn check_fit(graph: &Graph, data: &Dataset, dataset: &str) -> Result<()> {
     if input.shape_at(1) != want {
         return Err(bad(format!(
             "model input {} vs images {:?}",
-            masq_runtime::ir::format_dims(&input.shape),
+            masq_ir::format_dims(&input.shape),
             data.shape
         )));
     }
@@ -156,7 +156,7 @@ pub fn check_fit(graph: &Graph, data: &Dataset, dataset: &str) -> Result<()> {
 }
 
 /// Top-1 accuracy and mean cross-entropy in eval mode.
-pub fn evaluate(model: &TchModel, data: &Dataset, norm: &Normalization, batch: usize) -> Result<EvalResult> {
+pub fn evaluate(model: &TchModel, data: &Dataset, norm: &Normalisation, batch: usize) -> Result<EvalResult> {
     let loader = Loader::new(data, norm.clone(), Augment::NONE, batch, model.device())?;
     let _guard = tch::no_grad_guard();
     let order = loader.order(None);

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use masq_trainer::data::{Augment, DatasetKind, Loader, Normalization, Split, load_split, read_cifar_file};
+use masq_trainer::data::{Augment, DatasetKind, Loader, Normalisation, Split, load_split, read_cifar_file};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
@@ -104,7 +104,7 @@ fn loader_normalises_and_augments() {
     let d = tmpdir("loader");
     std::fs::write(d.join("test_batch.bin"), cifar_records(4, 1)).unwrap();
     let data = load_split(DatasetKind::Cifar10, Some(&d), Split::Test).unwrap();
-    let norm = Normalization { mean: vec![0.5, 0.4, 0.3], std: vec![0.2, 0.25, 0.5] };
+    let norm = Normalisation { mean: vec![0.5, 0.4, 0.3], std: vec![0.2, 0.25, 0.5] };
     let plain = Loader::new(&data, norm.clone(), Augment::NONE, 2, Device::Cpu).unwrap();
     let (x, y) = plain.batch(&[1, 3], None).unwrap();
     assert_eq!(x.size(), vec![2, 3, 32, 32]);

@@ -1,8 +1,8 @@
 //! Every lowered op against the plaintext interpreter (eval mode), BatchNorm's training mode, and
 //! gradients of the masked activation against finite differences.
 
-use masq_runtime::Graph;
-use masq_runtime::ir::*;
+use masq_ir::Graph;
+use masq_ir::*;
 use masq_trainer::model::{TchModel, to_array, to_tensor};
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
@@ -43,7 +43,7 @@ fn case_m(input: &[usize], nodes: Vec<Node>, inits: Vec<(&str, ArrayD<f32>)>, ma
 /// Compare at relative tolerance `tol` (1e-5 for single ops; deep networks accumulate rounding).
 fn check(name: &str, c: &Case, rng: &mut ChaCha8Rng, tol: f32) {
     let x = random(rng, &c.input, -2.0, 2.0);
-    let want = masq_runtime::plain::run_single(&c.graph, x.clone()).unwrap_or_else(|e| panic!("{name}: plain: {e}"));
+    let want = masq_ir::plain::run_single(&c.graph, x.clone()).unwrap_or_else(|e| panic!("{name}: plain: {e}"));
     let model = TchModel::from_graph(&c.graph, Device::Cpu).unwrap();
     let got = model.forward(&to_tensor(&x, Device::Cpu), false).unwrap_or_else(|e| panic!("{name}: tch: {e}"));
     let got = to_array(&got).unwrap();
@@ -257,7 +257,7 @@ fn every_op_matches_the_plaintext_interpreter() {
     }
     // The zoo's networks end to end.
     for name in ["resnet20", "mnist_cnn", "resnet18_small"] {
-        let g = masq_runtime::zoo::build(name, None, 3).unwrap();
+        let g = masq_ir::zoo::build(name, None, 3).unwrap();
         let input = g.inputs[0].shape_at(2);
         check(name, &Case { graph: g, input }, r, 1e-4);
     }

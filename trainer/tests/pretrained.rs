@@ -25,9 +25,9 @@ fn akamaster_resnet20_scores_91_5_on_the_exact_subset() {
         .map(|e| e.unwrap().path())
         .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("resnet20-"))
         .expect("resnet20-*.safetensors in MASQ_MODELS_DIR/akamaster");
-    let mut g = masq_runtime::zoo::build("resnet20", None, 0).unwrap();
-    let w = masq_runtime::weights::read_safetensors(&file).unwrap();
-    masq_runtime::zoo::apply_weights(&mut g, &w).unwrap();
+    let mut g = masq_ir::zoo::build("resnet20", None, 0).unwrap();
+    let w = masq_ir::weights::read_safetensors(&file).unwrap();
+    masq_ir::zoo::apply_weights(&mut g, &w).unwrap();
     let test = read_cifar_file(DatasetKind::Cifar10, &data.join("cifar10/exact_test_batch_first1000.bin.gz")).unwrap();
     assert_eq!(test.len(), 1000);
     let model = TchModel::from_graph(&g, Device::Cpu).unwrap();

@@ -2,7 +2,7 @@
 //! under the budget and keeps accuracy; random lands exactly at it; the checkpoint loads in the
 //! runtime with `report`'s ReLU count equal to Σmasks.
 
-use masq_runtime::checkpoint;
+use masq_ir::checkpoint;
 use masq_trainer::data::{DatasetKind, Splits, SyntheticConfig, synthetic};
 use masq_trainer::optim::OptimizerKind;
 use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
@@ -15,8 +15,8 @@ fn data() -> Splits {
     d
 }
 
-fn baseline(d: &Splits) -> masq_runtime::Graph {
-    let g = masq_runtime::zoo::build("mnist_cnn", None, 1).unwrap();
+fn baseline(d: &Splits) -> masq_ir::Graph {
+    let g = masq_ir::zoo::build("mnist_cnn", None, 1).unwrap();
     let kind = DatasetKind::Synthetic;
     let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment());
     cfg.epochs = 2;
@@ -31,11 +31,11 @@ fn baseline(d: &Splits) -> masq_runtime::Graph {
 }
 
 /// One thread, the synthetic splits, a trained baseline and its ReLU count.
-fn setup() -> (Splits, masq_runtime::Graph, u64) {
+fn setup() -> (Splits, masq_ir::Graph, u64) {
     tch::set_num_threads(1);
     let d = data();
     let g = baseline(&d);
-    let total = masq_runtime::report::report(&g).unwrap().relu_count;
+    let total = masq_ir::report::report(&g).unwrap().relu_count;
     (d, g, total)
 }
 
@@ -85,7 +85,7 @@ fn autorep_and_random_reach_the_budget_and_checkpoints_load() {
     let ck = checkpoint::read_checkpoint(&path).unwrap();
     assert_eq!(ck.graph, gr);
     let masks: u64 = ck.graph.masks.values().map(|m| m.iter().filter(|&&v| v != 0).count() as u64).sum();
-    assert_eq!(masq_runtime::report::report(&ck.graph).unwrap().relu_count, masks);
+    assert_eq!(masq_ir::report::report(&ck.graph).unwrap().relu_count, masks);
     assert_eq!(ck.facts.relu_count, Some(masks));
     assert_eq!(ck.facts.accuracy, Some(s.accuracy));
     assert!(ck.facts.other.contains_key("relu_layers"));

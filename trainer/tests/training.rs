@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use masq_runtime::checkpoint;
+use masq_ir::checkpoint;
 use masq_trainer::data::{DatasetKind, Splits, SyntheticConfig, synthetic};
 use masq_trainer::model::{TchModel, to_array, to_tensor};
 use masq_trainer::optim::OptimizerKind;
@@ -41,7 +41,7 @@ fn threads() {
 #[test]
 fn small_cnn_learns_the_synthetic_set() {
     threads();
-    let g = masq_runtime::zoo::build("mnist_cnn", None, 1).unwrap();
+    let g = masq_ir::zoo::build("mnist_cnn", None, 1).unwrap();
     let d = data();
     let model0 = TchModel::from_graph(&g, Device::Cpu).unwrap();
     let before = evaluate(&model0, &d.test, &DatasetKind::Synthetic.default_norm(), 250).unwrap();
@@ -58,13 +58,13 @@ fn small_cnn_learns_the_synthetic_set() {
     assert!(summary.final_accuracy > 0.8, "trained accuracy {}", summary.final_accuracy);
     let again = evaluate(&model, &d.test, &DatasetKind::Synthetic.default_norm(), 100).unwrap();
     assert!((again.accuracy - summary.final_accuracy).abs() < 1e-12);
-    assert_eq!(summary.relu_count, masq_runtime::report::report(&g).unwrap().relu_count);
+    assert_eq!(summary.relu_count, masq_ir::report::report(&g).unwrap().relu_count);
 }
 
 #[test]
 fn checkpoints_round_trip_and_resume_continues_exactly() {
     threads();
-    let g = masq_runtime::zoo::build("mnist_cnn", None, 2).unwrap();
+    let g = masq_ir::zoo::build("mnist_cnn", None, 2).unwrap();
     let mut d = data();
     d.train.truncate(600);
     d.test.truncate(200);
@@ -124,7 +124,7 @@ fn checkpoints_round_trip_and_resume_continues_exactly() {
         }
     }
     // Resuming with another model is refused.
-    let other = masq_runtime::zoo::build("resnet20", None, 0).unwrap();
+    let other = masq_ir::zoo::build("resnet20", None, 0).unwrap();
     let mut cfg = config(Some(part_dir.clone()), 4);
     cfg.resume = true;
     assert!(train(&other, &d, &cfg, Device::Cpu, &mut |_| {}).is_err());
@@ -134,7 +134,7 @@ fn checkpoints_round_trip_and_resume_continues_exactly() {
 
 #[test]
 fn a_model_that_does_not_fit_the_data_is_refused() {
-    let g = masq_runtime::zoo::build("resnet20", None, 0).unwrap();
+    let g = masq_ir::zoo::build("resnet20", None, 0).unwrap();
     let d = data();
     let e = train(&g, &d, &config(None, 1), Device::Cpu, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("does not fit"), "{e}");

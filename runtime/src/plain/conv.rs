@@ -2,12 +2,12 @@
 
 use ndarray::{Array2, Array4, ArrayD, Axis, Ix4, s};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::window_out;
-use crate::ir::{ConvConfig, Graph, Node};
+use masq_ir::{IrError, Result};
+use masq_ir::shape::window_out;
+use masq_ir::{ConvConfig, Graph, Node};
 
 pub(super) fn as4<'a>(node: &Node, x: &'a ArrayD<f32>) -> Result<ndarray::ArrayView4<'a, f32>> {
-    x.view().into_dimensionality::<Ix4>().map_err(|_| RuntimeError::ShapeMismatch {
+    x.view().into_dimensionality::<Ix4>().map_err(|_| IrError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),
         expected: "[N, C, H, W]".to_string(),
@@ -22,7 +22,7 @@ pub(super) fn conv2d(graph: &Graph, node: &Node, c: &ConvConfig, x: &ArrayD<f32>
     let (n, cin, h, wd) = x.dim();
     let (cout, cg, kh, kw) = w.dim();
     let g = c.groups;
-    let bad = || RuntimeError::ShapeMismatch {
+    let bad = || IrError::ShapeMismatch {
         node: node.name.clone(),
         op: "Conv".to_string(),
         expected: format!("C = {} for weight {:?}", cg * g, w.shape()),

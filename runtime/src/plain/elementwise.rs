@@ -2,9 +2,9 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::broadcast;
-use crate::ir::{ClipConfig, Graph, MaskedActConfig, Node, Replacement, SoftmaxConfig};
+use masq_ir::{IrError, Result};
+use masq_ir::shape::broadcast;
+use masq_ir::{ClipConfig, Graph, MaskedActConfig, Node, Replacement, SoftmaxConfig};
 
 pub(super) fn binary(
     node: &Node,
@@ -12,7 +12,7 @@ pub(super) fn binary(
     b: &ArrayD<f32>,
     f: impl Fn(f32, f32) -> f32,
 ) -> Result<ArrayD<f32>> {
-    let shape = broadcast(a.shape(), b.shape()).ok_or_else(|| RuntimeError::ShapeMismatch {
+    let shape = broadcast(a.shape(), b.shape()).ok_or_else(|| IrError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),
         expected: format!("broadcastable with {:?}", b.shape()),
@@ -30,7 +30,7 @@ pub(super) fn clip(x: &ArrayD<f32>, c: &ClipConfig) -> ArrayD<f32> {
 
 pub(super) fn softmax(node: &Node, c: &SoftmaxConfig, x: &ArrayD<f32>, log: bool) -> Result<ArrayD<f32>> {
     if c.axis >= x.ndim() {
-        return Err(RuntimeError::ShapeMismatch {
+        return Err(IrError::ShapeMismatch {
             node: node.name.clone(),
             op: node.op.name().to_string(),
             expected: format!("rank > {}", c.axis),
@@ -54,14 +54,14 @@ pub(super) fn softmax(node: &Node, c: &SoftmaxConfig, x: &ArrayD<f32>, log: bool
 }
 
 pub(super) fn masked_act(graph: &Graph, node: &Node, c: &MaskedActConfig, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-    let mask = graph.masks.get(&c.mask).ok_or_else(|| RuntimeError::BadInitializer {
+    let mask = graph.masks.get(&c.mask).ok_or_else(|| IrError::BadInitializer {
         node: node.name.clone(),
         op: "MaskedAct".to_string(),
         name: c.mask.clone(),
         reason: "mask missing".to_string(),
     })?;
     if x.ndim() < 2 || mask.shape() != &x.shape()[1..] {
-        return Err(RuntimeError::ShapeMismatch {
+        return Err(IrError::ShapeMismatch {
             node: node.name.clone(),
             op: "MaskedAct".to_string(),
             expected: format!("[N, {:?}]", mask.shape()),

@@ -2,12 +2,12 @@
 
 use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::broadcast;
-use crate::ir::{GemmConfig, Graph, Node};
+use masq_ir::{IrError, Result};
+use masq_ir::shape::broadcast;
+use masq_ir::{GemmConfig, Graph, Node};
 
-fn mismatch(node: &Node, expected: String, got: &[usize]) -> RuntimeError {
-    RuntimeError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }
+fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {
+    IrError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }
 }
 
 pub(super) fn gemm(graph: &Graph, node: &Node, c: &GemmConfig, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {

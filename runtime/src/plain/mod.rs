@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use ndarray::ArrayD;
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::{Graph, Node, Op, format_dims};
+use masq_ir::{IrError, Result};
+use masq_ir::{Graph, Node, Op, format_dims};
 
 fn value<'a>(
     graph: &'a Graph,
@@ -30,7 +30,7 @@ fn value<'a>(
     i: usize,
 ) -> Result<&'a ArrayD<f32>> {
     let name = &node.inputs[i];
-    env.get(name).or_else(|| graph.initializers.get(name)).ok_or_else(|| RuntimeError::DanglingInput {
+    env.get(name).or_else(|| graph.initializers.get(name)).ok_or_else(|| IrError::DanglingInput {
         node: node.name.clone(),
         op: node.op.name().to_string(),
         input: name.clone(),
@@ -78,9 +78,9 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
     for input in graph.data_inputs() {
         let t = env
             .get(&input.name)
-            .ok_or_else(|| RuntimeError::NotFound { kind: "input value", name: input.name.clone() })?;
+            .ok_or_else(|| IrError::NotFound { kind: "input value", name: input.name.clone() })?;
         if t.shape() != input.shape_at(batch).as_slice() {
-            return Err(RuntimeError::BadInput {
+            return Err(IrError::BadInput {
                 name: input.name.clone(),
                 expected: format_dims(&input.shape),
                 got: t.shape().to_vec(),
@@ -112,7 +112,7 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
         .map(|o| {
             let v = env.remove(&o.name).or_else(|| graph.initializers.get(&o.name).cloned());
             v.map(|v| (o.name.clone(), v))
-                .ok_or_else(|| RuntimeError::NotFound { kind: "output value", name: o.name.clone() })
+                .ok_or_else(|| IrError::NotFound { kind: "output value", name: o.name.clone() })
         })
         .collect()
 }
@@ -120,10 +120,10 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
 /// Run a graph with one data input and one output.
 pub fn run_single(graph: &Graph, x: ArrayD<f32>) -> Result<ArrayD<f32>> {
     let input =
-        graph.data_inputs().next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no input".into() })?;
+        graph.data_inputs().next().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no input".into() })?;
     let output =
-        graph.outputs.first().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no output".into() })?;
+        graph.outputs.first().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no output".into() })?;
     let name = output.name.clone();
     let mut outs = run(graph, HashMap::from([(input.name.clone(), x)]))?;
-    outs.remove(&name).ok_or(RuntimeError::NotFound { kind: "output value", name })
+    outs.remove(&name).ok_or(IrError::NotFound { kind: "output value", name })
 }

@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayD, Axis};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::{BatchNormConfig, Graph, Node};
+use masq_ir::{IrError, Result};
+use masq_ir::{BatchNormConfig, Graph, Node};
 
 pub(super) fn batch_norm(graph: &Graph, node: &Node, c: &BatchNormConfig, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
     let (scale, bias, mean, var) = (
@@ -14,7 +14,7 @@ pub(super) fn batch_norm(graph: &Graph, node: &Node, c: &BatchNormConfig, x: &Ar
     );
     let ch = x.shape().get(1).copied().unwrap_or(0);
     if x.ndim() < 2 || [scale, bias, mean, var].iter().any(|t| t.len() != ch) {
-        return Err(RuntimeError::ShapeMismatch {
+        return Err(IrError::ShapeMismatch {
             node: node.name.clone(),
             op: node.op.name().to_string(),
             expected: format!("[N, {}, ...]", scale.len()),

@@ -3,15 +3,15 @@
 use ndarray::{Array4, ArrayD};
 
 use super::conv::as4;
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::window_out;
-use crate::ir::{Node, PoolConfig};
+use masq_ir::{IrError, Result};
+use masq_ir::shape::window_out;
+use masq_ir::{Node, PoolConfig};
 
 fn pool(node: &Node, c: &PoolConfig, x: &ArrayD<f32>, max: bool) -> Result<ArrayD<f32>> {
     let x = as4(node, x)?;
     let (n, ch, h, w) = x.dim();
     let [pt, pl, pb, pr] = c.padding;
-    let bad = || RuntimeError::ShapeMismatch {
+    let bad = || IrError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),
         expected: format!("spatial size at least the kernel {:?}", c.kernel),
@@ -71,7 +71,7 @@ pub(super) fn avg_pool(node: &Node, c: &PoolConfig, x: &ArrayD<f32>) -> Result<A
 
 pub(super) fn global_avg_pool(node: &Node, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
     if x.ndim() < 3 {
-        return Err(RuntimeError::ShapeMismatch {
+        return Err(IrError::ShapeMismatch {
             node: node.name.clone(),
             op: node.op.name().to_string(),
             expected: "[N, C, spatial...]".to_string(),

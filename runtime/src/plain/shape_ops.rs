@@ -2,12 +2,12 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::reshape_target;
-use crate::ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
+use masq_ir::{IrError, Result};
+use masq_ir::shape::reshape_target;
+use masq_ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
 
-fn mismatch(node: &Node, expected: String, got: &[usize]) -> RuntimeError {
-    RuntimeError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }
+fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {
+    IrError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }
 }
 
 fn reshaped(x: &ArrayD<f32>, shape: Vec<usize>) -> ArrayD<f32> {

@@ -6,7 +6,8 @@ use masq_mpc::cost::{Network, Protocol, estimate_seconds, latency::FORMULA, publ
 
 use super::{PlannedNode, SecureConfig, plan};
 use crate::error::Result;
-use crate::ir::Graph;
+use masq_ir::cost::ModelCounts;
+use masq_ir::Graph;
 
 /// What one inference of a batch would cost under a protocol on a network.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,8 +16,11 @@ pub struct EstimateReport {
     pub protocol: String,
     pub network: Network,
     pub batch: usize,
-    /// Secure comparisons (ReLUs incl. max pooling's) of the batch.
-    pub relu_count: u64,
+    /// Totals for one image: `relu_count`, the comparisons by kind, `poly_elements`, `macs`.
+    #[serde(flatten)]
+    pub per_image: ModelCounts,
+    /// Secure comparisons of the whole batch.
+    pub comparisons_per_batch: u64,
     /// Online bytes, both directions.
     pub online_bytes: f64,
     /// Online bytes in the busier direction.
@@ -36,13 +40,13 @@ pub struct EstimateReport {
 /// to the same workload (comparison layers, squares, linear layers).
 pub fn estimate(graph: &Graph, protocol: Protocol, network: &Network, batch: usize) -> Result<EstimateReport> {
     let p = plan(graph, batch, &SecureConfig::default())?;
-    let relu_count = p.relus();
     let mut r = EstimateReport {
         model: graph.name.clone(),
         protocol: protocol.name().to_string(),
         network: *network,
         batch,
-        relu_count,
+        per_image: p.per_image(),
+        comparisons_per_batch: p.comparisons_per_batch(),
         online_bytes: 0.0,
         max_direction_bytes: 0.0,
         rounds: 0,

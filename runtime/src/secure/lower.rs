@@ -14,9 +14,9 @@ use masq_mpc::kernel::Conv2dParams;
 use masq_mpc::protocols::{PoolParams, Replacement as MpcReplacement};
 use masq_mpc::{FixedPoint, MpcError};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::shape::{broadcast, reshape_target, window_out};
-use crate::ir::{Graph, Node, Op, PoolConfig, Replacement};
+use crate::error::{IrError, Result, RuntimeError};
+use masq_ir::shape::{broadcast, reshape_target, window_out};
+use masq_ir::{Graph, Node, Op, PoolConfig, Replacement};
 
 /// Where a linear layer's weight comes from: an initializer, used as is or transposed (Gemm).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,16 +80,17 @@ pub(crate) enum Operand<'g, T> {
 }
 
 fn unsupported(node: &Node, reason: impl Into<String>) -> RuntimeError {
-    RuntimeError::UnsupportedConfig { node: node.name.clone(), op: node.op.name().to_string(), reason: reason.into() }
+    IrError::UnsupportedConfig { node: node.name.clone(), op: node.op.name().to_string(), reason: reason.into() }.into()
 }
 
 fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> RuntimeError {
-    RuntimeError::ShapeMismatch {
+    IrError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),
         expected: expected.into(),
         got: got.to_vec(),
     }
+    .into()
 }
 
 /// Wraps an engine error with the node it happened in.
@@ -444,7 +445,7 @@ pub(crate) fn lower<'g, B: Backend>(
         }
         Op::MaskedAct(c) => {
             let x = first(&mut ins)?;
-            let mask = graph.masks.get(&c.mask).ok_or_else(|| RuntimeError::BadInitializer {
+            let mask = graph.masks.get(&c.mask).ok_or_else(|| IrError::BadInitializer {
                 node: node.name.clone(),
                 op: "MaskedAct".into(),
                 name: c.mask.clone(),

@@ -47,8 +47,9 @@ pub use estimate::{EstimateReport, estimate};
 pub use exec::PartyOut;
 pub use plan::{LinearLayer, Plan, PlannedNode, plan};
 
-use crate::error::{Result, RuntimeError};
-use crate::ir::{Graph, format_dims};
+use crate::error::{IrError, Result, RuntimeError};
+use masq_ir::cost::{ModelCounts, NodeCost};
+use masq_ir::{Graph, format_dims};
 use crate::plain;
 
 /// Parameters of a secure run.
@@ -90,10 +91,9 @@ pub struct LayerCost {
     pub name: String,
     pub op: String,
     pub output_shape: Vec<usize>,
-    pub macs: u64,
-    /// Secure comparisons (ReLUs, including max pooling's and Clip's).
-    pub relus: u64,
-    pub poly_elements: u64,
+    /// The cost table's figures for one image (`relus`, the comparisons by kind, `macs`, ...).
+    #[serde(flatten)]
+    pub per_image: NodeCost,
     pub online_bytes_p0_to_p1: u64,
     pub online_bytes_p1_to_p0: u64,
     pub rounds: u64,
@@ -113,10 +113,11 @@ pub struct SecureReport {
     pub seed: u64,
     /// Per graph node, then one entry for the reveal.
     pub layers: Vec<LayerCost>,
+    /// Totals for one image: `relu_count`, the comparisons by kind, `poly_elements`, `macs`.
+    #[serde(flatten)]
+    pub per_image: ModelCounts,
     /// Secure comparisons of the whole batch.
-    pub relu_count: u64,
-    pub poly_elements: u64,
-    pub macs: u64,
+    pub comparisons_per_batch: u64,
     pub online_bytes_p0_to_p1: u64,
     pub online_bytes_p1_to_p0: u64,
     pub online_bytes: u64,
@@ -162,21 +163,21 @@ pub fn run(graph: &Graph, x: &ArrayD<f32>, cfg: &SecureConfig) -> Result<SecureR
 }
 
 fn check_input(graph: &Graph, x: &ArrayD<f32>) -> Result<()> {
-    let input = graph.data_inputs().next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "no input".into() })?;
+    let input = graph.data_inputs().next().ok_or_else(|| IrError::InvalidGraph { reason: "no input".into() })?;
     let batch = x.shape().first().copied().unwrap_or(0);
     if x.ndim() != input.shape.len() || batch == 0 || x.shape() != input.shape_at(batch).as_slice() {
-        return Err(RuntimeError::BadInput {
+        return Err(IrError::BadInput {
             name: input.name.clone(),
             expected: format_dims(&input.shape),
             got: x.shape().to_vec(),
-        });
+        }.into());
     }
     if x.iter().any(|v| !v.is_finite()) {
-        return Err(RuntimeError::BadInput {
+        return Err(IrError::BadInput {
             name: input.name.clone(),
             expected: "finite values (found NaN or infinity)".into(),
             got: x.shape().to_vec(),
-        });
+        }.into());
     }
     Ok(())
 }
@@ -186,9 +187,9 @@ fn encode_weight(graph: &Graph, l: &LinearLayer, fp: FixedPoint) -> Result<Array
     let w = graph
         .initializers
         .get(&l.weight.name)
-        .ok_or_else(|| RuntimeError::NotFound { kind: "weight initializer", name: l.weight.name.clone() })?;
+        .ok_or_else(|| IrError::NotFound { kind: "weight initializer", name: l.weight.name.clone() })?;
     let w = if l.weight.transpose {
-        let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| RuntimeError::BadInitializer {
+        let w2 = w.view().into_dimensionality::<Ix2>().map_err(|_| IrError::BadInitializer {
             node: l.node.clone(),
             op: "Gemm".into(),
             name: l.weight.name.clone(),
@@ -261,17 +262,17 @@ pub fn run_party<T: masq_mpc::transport::Transport>(
             (w, ArrayD::<u64>::zeros(input_shape))
         }
         Party::P1 => {
-            let x = x.ok_or_else(|| RuntimeError::BadInput {
+            let x = x.ok_or_else(|| IrError::BadInput {
                 name: "input".into(),
                 expected: "the client's input".into(),
                 got: vec![],
             })?;
             if x.shape() != input_shape.as_slice() {
-                return Err(RuntimeError::BadInput {
+                return Err(IrError::BadInput {
                     name: plan.program.input.clone(),
                     expected: format!("{input_shape:?}"),
                     got: x.shape().to_vec(),
-                });
+                }.into());
             }
             let w = plan.layers.iter().map(|l| (l.id, Share::zeros(Party::P1, &l.kind.weight_shape()))).collect();
             (w, x.mapv(|v| fp.encode(v as f64)))
@@ -356,7 +357,7 @@ pub fn run_with_progress(
     let mut plain_outs = Vec::with_capacity(outputs.len());
     let mut max_abs_error = 0f64;
     for (name, y) in &outputs {
-        let p = reference.remove(name).ok_or_else(|| RuntimeError::NotFound { kind: "output", name: name.clone() })?;
+        let p = reference.remove(name).ok_or_else(|| IrError::NotFound { kind: "output", name: name.clone() })?;
         for (a, b) in y.iter().zip(p.iter()) {
             let d = (*a as f64 - *b as f64).abs();
             max_abs_error = max_abs_error.max(if d.is_nan() { f64::INFINITY } else { d });
@@ -377,9 +378,7 @@ pub fn run_with_progress(
             name: pn.name.clone(),
             op: pn.op.clone(),
             output_shape: pn.output_shape.clone(),
-            macs: pn.macs,
-            relus: pn.relus,
-            poly_elements: pn.poly_elements,
+            per_image: pn.per_image,
             online_bytes_p0_to_p1: c.p0_to_p1,
             online_bytes_p1_to_p0: c.p1_to_p0,
             rounds: c.rounds,
@@ -393,9 +392,7 @@ pub fn run_with_progress(
         name: "(reveal)".into(),
         op: "Reveal".into(),
         output_shape: outputs.first().map(|o| o.1.shape().to_vec()).unwrap_or_default(),
-        macs: 0,
-        relus: 0,
-        poly_elements: 0,
+        per_image: NodeCost::default(),
         online_bytes_p0_to_p1: rc.p0_to_p1,
         online_bytes_p1_to_p0: rc.p1_to_p0,
         rounds: rc.rounds,
@@ -411,9 +408,8 @@ pub fn run_with_progress(
         frac_bits: cfg.frac_bits,
         cmp_bits: cfg.cmp_bits,
         seed: cfg.seed,
-        relu_count: plan.relus(),
-        poly_elements: plan.nodes.iter().map(|n| n.poly_elements).sum(),
-        macs: plan.nodes.iter().map(|n| n.macs).sum(),
+        per_image: plan.per_image(),
+        comparisons_per_batch: plan.comparisons_per_batch(),
         online_bytes_p0_to_p1: measured.p0_to_p1,
         online_bytes_p1_to_p0: measured.p1_to_p0,
         online_bytes: measured.online_bytes(),

@@ -12,8 +12,9 @@ use masq_mpc::{FixedPoint, MpcError};
 use super::SecureConfig;
 use super::lower::{Backend, WeightSource};
 use super::program::Program;
-use crate::error::{Result, RuntimeError};
-use crate::ir::{Graph, ShapeMap, fold::fold_batchnorm};
+use crate::error::{IrError, Result, RuntimeError};
+use masq_ir::cost::{ModelCounts, NodeCost, node_cost};
+use masq_ir::{Graph, ShapeMap, fold::fold_batchnorm};
 
 /// A linear layer of the compiled model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,19 +29,16 @@ pub struct LinearLayer {
     pub weight: WeightSource,
 }
 
-/// One node's planned figures (for the whole batch).
+/// One node's planned figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PlannedNode {
     pub name: String,
     pub op: String,
     pub output_shape: Vec<usize>,
-    /// Multiply-accumulates of linear layers and element-wise products.
-    pub macs: u64,
-    /// Secure comparisons (ReLUs, including those inside max pooling and Clip).
-    pub relus: u64,
-    /// Elements computed with a polynomial replacement (masked activations).
-    pub poly_elements: u64,
-    /// Predicted online and offline cost.
+    /// The cost table's figures for one image (of the graph that runs: BatchNorm folded).
+    #[serde(flatten)]
+    pub per_image: NodeCost,
+    /// Predicted online and offline cost of the whole batch.
     pub cost: Cost,
     /// Computed by the client in the clear after the reveal (Softmax at the output).
     pub client_side: bool,
@@ -76,9 +74,14 @@ impl Plan {
         self.nodes.iter().map(|n| n.cost).sum::<Cost>() + self.reveal + cost::deal_overhead()
     }
 
-    /// Comparisons (ReLUs) of one inference.
-    pub fn relus(&self) -> u64 {
-        self.nodes.iter().map(|n| n.relus).sum()
+    /// The cost table's totals for one image.
+    pub fn per_image(&self) -> ModelCounts {
+        self.nodes.iter().map(|n| n.per_image).sum::<NodeCost>().into()
+    }
+
+    /// Secure comparisons of the whole batch (what the dealer deals comparison keys for).
+    pub fn comparisons_per_batch(&self) -> u64 {
+        self.per_image().comparisons * self.batch as u64
     }
 }
 
@@ -88,7 +91,7 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
     masq_mpc::dealer::check_bits(cfg.cmp_bits)
         .map_err(|source| RuntimeError::Mpc { at: "configuration".into(), source })?;
     if batch == 0 {
-        return Err(RuntimeError::BadInput { name: "batch".into(), expected: "at least 1".into(), got: vec![0] });
+        return Err(IrError::BadInput { name: "batch".into(), expected: "at least 1".into(), got: vec![0] }.into());
     }
     let graph = fold_batchnorm(graph)?;
     let shapes = graph.infer_shapes(batch)?;
@@ -98,21 +101,40 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
         bits: cfg.cmp_bits,
         requests: Vec::new(),
         layers: Vec::new(),
-        cur: PlannedNode::default(),
-        nodes: vec![PlannedNode::default(); graph.nodes.len()],
+        cur: 0,
+        requested: vec![(0, Cost::default()); graph.nodes.len()],
         workload: Workload::default(),
         node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
-        cur_index: 0,
     };
     let outs = program.walk(&mut p, &graph, &shapes, fp, ArrayD::from_elem(IxDyn(&input_shape), ()))?;
     // The reveal is a message P0 sends after its last step: one more round for the client.
     let reveal = outs.iter().map(|v| cost::reveal(v.len(), masq_mpc::Party::P1)).sum();
-    let mut nodes = p.nodes;
+    // Per-node figures come from the one cost table; the comparisons the lowering asked the
+    // dealer for must be exactly the table's, or the reports would disagree with the run.
+    let shapes1 = graph.infer_shapes(1)?;
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
-        nodes[i].name = node.name.clone();
-        nodes[i].op = node.op.name().to_string();
-        nodes[i].output_shape = shapes[&node.outputs[0]].clone();
-        nodes[i].client_side = program.tails[i];
+        let per_image = node_cost(&graph, node, &shapes1)?;
+        let (cmp, cost) = p.requested[i];
+        if !program.tails[i] && cmp != per_image.comparisons() * batch as u64 {
+            return Err(IrError::InvalidGraph {
+                reason: format!(
+                    "node {} ({}): the secure lowering makes {cmp} comparisons for batch {batch}, the cost table {} per image",
+                    node.name,
+                    node.op.name(),
+                    per_image.comparisons()
+                ),
+            }
+            .into());
+        }
+        nodes.push(PlannedNode {
+            name: node.name.clone(),
+            op: node.op.name().to_string(),
+            output_shape: shapes[&node.outputs[0]].clone(),
+            per_image,
+            cost,
+            client_side: program.tails[i],
+        });
     }
     let weights: usize = p.layers.iter().map(|l| l.kind.weight_shape().iter().product::<usize>()).sum();
     let mut setup = cost::linear_setup(weights);
@@ -139,11 +161,12 @@ struct Planner {
     bits: u32,
     requests: Vec<Request>,
     layers: Vec<LinearLayer>,
-    cur: PlannedNode,
-    nodes: Vec<PlannedNode>,
+    /// Index of the node being lowered.
+    cur: usize,
+    /// Per node: comparisons requested and predicted cost.
+    requested: Vec<(u64, Cost)>,
     workload: Workload,
     node_names: Vec<String>,
-    cur_index: usize,
 }
 
 fn shape_only(shape: &[usize]) -> ArrayD<()> {
@@ -151,10 +174,15 @@ fn shape_only(shape: &[usize]) -> ArrayD<()> {
 }
 
 impl Planner {
+    fn add(&mut self, comparisons: u64, c: Cost) {
+        let r = &mut self.requested[self.cur];
+        r.0 += comparisons;
+        r.1 += c;
+    }
+
     fn cmp(&mut self, n: usize) {
         self.requests.push(Request::Cmp { n, bits: self.bits });
-        self.cur.cost += cost::cmp(n, self.bits);
-        self.cur.relus += n as u64;
+        self.add(n as u64, cost::cmp(n, self.bits));
         self.workload.relu_layers.push(n);
     }
 }
@@ -180,7 +208,6 @@ impl Backend for Planner {
 
     fn mul_public(&mut self, a: ArrayD<()>, c: &ArrayD<u64>) -> ArrayD<()> {
         debug_assert!(c.broadcast(a.shape()).is_some());
-        self.cur.macs += a.len() as u64;
         a
     }
 
@@ -192,19 +219,14 @@ impl Backend for Planner {
         let id = self.layers.len();
         let out = linear::output_shape(kind, x.shape())?;
         let out_elems: usize = out.iter().product();
-        let per_output = match kind {
-            LinearKind::Conv2d { weight_shape, .. } => weight_shape[1] * weight_shape[2] * weight_shape[3],
-            LinearKind::MatMul { k, .. } => *k,
-        };
-        self.cur.macs += (out_elems * per_output) as u64;
-        self.cur.cost += cost::linear(kind, x.shape())?;
+        self.add(0, cost::linear(kind, x.shape())?);
         self.requests.push(Request::Linear { layer: id, input_shape: x.shape().to_vec() });
         self.workload.linear_layers.push(LinearWork {
             weights: kind.weight_shape().iter().product(),
             inputs: x.len(),
             outputs: out_elems,
         });
-        let node = self.node_names.get(self.cur_index).cloned().unwrap_or_default();
+        let node = self.node_names.get(self.cur).cloned().unwrap_or_default();
         self.layers.push(LinearLayer { id, node, kind: kind.clone(), weight });
         Ok(shape_only(&out))
     }
@@ -224,8 +246,7 @@ impl Backend for Planner {
         }
         let n = x.len();
         self.requests.push(Request::Mul { n });
-        self.cur.cost += cost::mul(n);
-        self.cur.macs += n as u64;
+        self.add(0, cost::mul(n));
         self.workload.square_layers.push(2 * n);
         Ok(x)
     }
@@ -237,13 +258,7 @@ impl Backend for Planner {
         if relus + squares > 0 {
             self.requests.push(req);
         }
-        self.cur.cost += cost::masked_act(relus, squares, self.bits);
-        self.cur.relus += relus as u64;
-        if let MpcReplacement::Poly { .. } = r {
-            let zeros = mask.iter().filter(|&&m| m == 0).count();
-            self.cur.poly_elements += (zeros * batch) as u64;
-            self.cur.macs += 2 * (zeros * batch) as u64;
-        }
+        self.add(relus as u64, cost::masked_act(relus, squares, self.bits));
         if relus > 0 {
             self.workload.relu_layers.push(relus);
         }
@@ -266,22 +281,15 @@ impl Backend for Planner {
     fn avgpool(&mut self, x: ArrayD<()>, p: &PoolParams, _cip: bool) -> masq_mpc::Result<ArrayD<()>> {
         let s = x.shape();
         let [ho, wo] = p.output_hw(s[2], s[3])?;
-        self.cur.macs += (s[0] * s[1] * ho * wo * p.kernel[0] * p.kernel[1]) as u64;
         Ok(shape_only(&[s[0], s[1], ho, wo]))
     }
 
     fn global_avgpool(&mut self, x: ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
         let s = x.shape();
-        self.cur.macs += x.len() as u64;
         Ok(shape_only(&[s[0], s[1], 1, 1]))
     }
 
     fn node_start(&mut self, i: usize) {
-        self.cur = PlannedNode::default();
-        self.cur_index = i;
-    }
-
-    fn node_end(&mut self, i: usize) {
-        self.nodes[i] = std::mem::take(&mut self.cur);
+        self.cur = i;
     }
 }

@@ -7,8 +7,8 @@ use masq_mpc::FixedPoint;
 use ndarray::ArrayD;
 
 use super::lower::{Backend, Operand, lower};
-use crate::error::{Result, RuntimeError};
-use crate::ir::{Graph, Op, ShapeMap};
+use crate::error::{IrError, Result, RuntimeError};
+use masq_ir::{Graph, Op, ShapeMap};
 
 /// One graph output: the secret value revealed to the client, and the client-side node
 /// (Softmax / LogSoftmax) applied to it afterwards, if any.
@@ -33,11 +33,11 @@ pub(crate) struct Program {
 impl Program {
     pub fn new(graph: &Graph) -> Result<Program> {
         let mut data = graph.data_inputs();
-        let input = data.next().ok_or_else(|| RuntimeError::InvalidGraph { reason: "graph has no input".into() })?;
+        let input = data.next().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no input".into() })?;
         if let Some(extra) = data.next() {
-            return Err(RuntimeError::InvalidGraph {
+            return Err(IrError::InvalidGraph {
                 reason: format!("secure evaluation takes one input; the graph also needs {}", extra.name),
-            });
+            }.into());
         }
         let mut readers: HashMap<&str, usize> = HashMap::new();
         let mut last_use = HashMap::new();
@@ -61,7 +61,7 @@ impl Program {
                 }
             }
             if graph.initializers.contains_key(&r.value) {
-                return Err(RuntimeError::InvalidGraph { reason: format!("output {} is a constant", out.name) });
+                return Err(IrError::InvalidGraph { reason: format!("output {} is a constant", out.name) }.into());
             }
             reveals.push(r);
         }
@@ -97,7 +97,7 @@ impl Program {
                     && !self.keep.contains(name)
                     && !node.inputs[k + 1..].contains(name);
                 let v = if last { env.remove(name) } else { env.get(name).cloned() };
-                let v = v.ok_or_else(|| RuntimeError::DanglingInput {
+                let v = v.ok_or_else(|| IrError::DanglingInput {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),
                     input: name.clone(),
@@ -108,12 +108,12 @@ impl Program {
             if let Some(want) = shapes.get(&node.outputs[0])
                 && want.as_slice() != y.shape()
             {
-                return Err(RuntimeError::ShapeMismatch {
+                return Err(IrError::ShapeMismatch {
                     node: node.name.clone(),
                     op: node.op.name().to_string(),
                     expected: format!("output {want:?} (shape inference)"),
                     got: y.shape().to_vec(),
-                });
+                }.into());
             }
             b.node_end(i);
             env.insert(node.outputs[0].clone(), y);
@@ -123,7 +123,7 @@ impl Program {
             .map(|r| {
                 env.get(&r.value)
                     .cloned()
-                    .ok_or_else(|| RuntimeError::NotFound { kind: "output value", name: r.value.clone() })
+                    .ok_or_else(|| RuntimeError::from(IrError::NotFound { kind: "output value", name: r.value.clone() }))
             })
             .collect()
     }

@@ -6,9 +6,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use masq_mpc::cost::{Network, Protocol};
-use masq_runtime::ir::Op;
+use masq_ir::Op;
 use masq_runtime::secure::{self, SecureConfig};
-use masq_runtime::{artifact, plain, report};
+use masq_exporter::artifact;
+use masq_ir::report;
+use masq_runtime::plain;
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
 

@@ -83,8 +83,8 @@ pub fn table(s: &Summary) -> String {
     for r in &s.rows {
         lines.push(vec![
             r.method.clone(),
-            r.budget.map_or("-".to_string(), masq_runtime::report::thousands),
-            masq_runtime::report::thousands(r.relu_count),
+            r.budget.map_or("-".to_string(), masq_ir::report::thousands),
+            masq_ir::report::thousands(r.relu_count),
             pct(r.plain_accuracy),
             pct(r.secure_accuracy),
             pct(r.agreement),
@@ -161,7 +161,7 @@ pub fn write(s: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
         files.extend(plot::layer_chart(&title, &layers, &out.join("layers")).context("drawing layers")?);
     }
     let table_path = out.join("table.txt");
-    masq_runtime::checkpoint::write_atomic(&table_path, table(s).as_bytes())
+    masq_ir::atomic::write_atomic(&table_path, table(s).as_bytes())
         .with_context(|| format!("writing {}", table_path.display()))?;
     files.insert(0, table_path);
     let path = out.join("summary.json");
@@ -169,6 +169,6 @@ pub fn write(s: &Summary, out: &Path) -> Result<Vec<PathBuf>> {
     let mut with_files = s.clone();
     with_files.files = files.clone();
     let json = serde_json::to_vec_pretty(&with_files).context("serialising the summary")?;
-    masq_runtime::checkpoint::write_atomic(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+    masq_ir::atomic::write_atomic(&path, &json).with_context(|| format!("writing {}", path.display()))?;
     Ok(files)
 }

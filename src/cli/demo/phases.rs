@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
-use masq_runtime::checkpoint::{self, Facts};
-use masq_runtime::{Graph, report};
+use masq_ir::checkpoint::{self, Facts};
+use masq_ir::{Graph, report};
 use masq_trainer::TchModel;
-use masq_trainer::data::Normalization;
+use masq_trainer::data::Normalisation;
 use masq_trainer::device::Device;
 use masq_trainer::optim::OptimizerKind;
 use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReplacementKind};
@@ -50,16 +50,16 @@ pub fn site_relus(g: &Graph) -> Result<Vec<(String, u64)>> {
     Ok(g.nodes
         .iter()
         .zip(&r.layers)
-        .filter(|(n, _)| matches!(n.op, masq_runtime::ir::Op::Relu | masq_runtime::ir::Op::MaskedAct(_)))
+        .filter(|(n, _)| matches!(n.op, masq_ir::Op::Relu | masq_ir::Op::MaskedAct(_)))
         .map(|(_, l)| (l.name.clone(), l.relus))
         .collect())
 }
 
-fn norm_of(facts: &Facts, ctx: &Ctx) -> Normalization {
+fn norm_of(facts: &Facts, ctx: &Ctx) -> Normalisation {
     facts
         .other
         .get("normalization")
-        .and_then(|v| serde_json::from_value::<Normalization>(v.clone()).ok())
+        .and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
         .unwrap_or_else(|| ctx.data.kind.default_norm())
 }
 

@@ -8,12 +8,7 @@ use tch::{Device, Kind, Tensor};
 use super::Dataset;
 use crate::error::{Result, TrainerError};
 
-/// Per-channel `(x/255 − mean)/std`; a single mean and std apply to every channel.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Normalization {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
+pub use masq_ir::facts::Normalisation;
 
 /// Training-time augmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,7 +32,7 @@ impl Augment {
 #[derive(Debug)]
 pub struct Loader<'a> {
     data: &'a Dataset,
-    norm: Normalization,
+    norm: Normalisation,
     augment: Augment,
     batch: usize,
     device: Device,
@@ -46,14 +41,14 @@ pub struct Loader<'a> {
 impl<'a> Loader<'a> {
     pub fn new(
         data: &'a Dataset,
-        mut norm: Normalization,
+        mut norm: Normalisation,
         augment: Augment,
         batch: usize,
         device: Device,
     ) -> Result<Self> {
         let c = data.shape[0];
         if norm.mean.len() == 1 && norm.std.len() == 1 {
-            norm = Normalization { mean: vec![norm.mean[0]; c], std: vec![norm.std[0]; c] };
+            norm = Normalisation { mean: vec![norm.mean[0]; c], std: vec![norm.std[0]; c] };
         }
         if norm.mean.len() != c || norm.std.len() != c || norm.std.iter().any(|&s| s <= 0.0) {
             return Err(TrainerError::BadConfig {

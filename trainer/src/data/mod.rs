@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use cifar::{read_cifar_file, resolve_cifar_files};
 pub use folder::{decode_image, folder_classes, folder_files};
-pub use loader::{Augment, Loader, Normalization};
+pub use loader::{Augment, Loader, Normalisation};
 pub use mnist::read_idx_pair;
 pub use synthetic::{SyntheticConfig, synthetic};
 pub use tiny_imagenet::{TINY_IMAGENET_SIZE, read_wnids, tiny_imagenet_files};
@@ -171,17 +171,17 @@ impl DatasetKind {
     /// The normalisation models of this family expect: CIFAR, Tiny-ImageNet and image folders
     /// ImageNet statistics (as the akamaster ResNets), MNIST-like (0.1307, 0.3081), synthetic
     /// (0.5, 0.25).
-    pub fn default_norm(self) -> Normalization {
+    pub fn default_norm(self) -> Normalisation {
         match self {
             DatasetKind::Cifar10
             | DatasetKind::Cifar100
             | DatasetKind::TinyImageNet { .. }
             | DatasetKind::Folder { .. } => {
-                Normalization { mean: vec![0.485, 0.456, 0.406], std: vec![0.229, 0.224, 0.225] }
+                Normalisation::imagenet()
             }
-            DatasetKind::Mnist => Normalization { mean: vec![0.1307], std: vec![0.3081] },
-            DatasetKind::FashionMnist => Normalization { mean: vec![0.2860], std: vec![0.3530] },
-            DatasetKind::Synthetic => Normalization { mean: vec![0.5], std: vec![0.25] },
+            DatasetKind::Mnist => Normalisation::mnist(),
+            DatasetKind::FashionMnist => Normalisation { mean: vec![0.2860], std: vec![0.3530] },
+            DatasetKind::Synthetic => Normalisation { mean: vec![0.5], std: vec![0.25] },
         }
     }
 

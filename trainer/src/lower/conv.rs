@@ -1,6 +1,6 @@
 //! Conv2d (grouped, dilated, asymmetric padding via an explicit zero pad).
 
-use masq_runtime::ir::{ConvConfig, Node};
+use masq_ir::{ConvConfig, Node};
 use tch::Tensor;
 
 use super::{mismatch, param, unsupported};

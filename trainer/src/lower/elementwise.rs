@@ -1,6 +1,6 @@
 //! Element-wise ops: broadcasting binary ops, Clip, LeakyRelu, Softmax and LogSoftmax.
 
-use masq_runtime::ir::{ClipConfig, Node, SoftmaxConfig};
+use masq_ir::{ClipConfig, Node, SoftmaxConfig};
 use tch::{Kind, TchError, Tensor};
 
 use super::mismatch;

@@ -1,6 +1,6 @@
 //! Gemm (`y = x·Wᵀ + b`) and MatMul.
 
-use masq_runtime::ir::{GemmConfig, Node};
+use masq_ir::{GemmConfig, Node};
 use tch::Tensor;
 
 use super::{mismatch, param};

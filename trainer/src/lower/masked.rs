@@ -2,7 +2,7 @@
 //! replacement `g`: identity, or `c2·x² + c1·x + c0` with trainable per-channel coefficients.
 //! (Trainable gates come with ReLU reduction.)
 
-use masq_runtime::ir::{MaskedActConfig, Node, Replacement};
+use masq_ir::{MaskedActConfig, Node, Replacement};
 use tch::Tensor;
 
 use super::{mismatch, param};

@@ -9,7 +9,7 @@ mod norm;
 mod pool;
 mod shape_ops;
 
-use masq_runtime::ir::{Node, Op};
+use masq_ir::{Node, Op};
 use tch::Tensor;
 
 use crate::error::{Result, TrainerError};

@@ -1,7 +1,7 @@
 //! BatchNorm: batch statistics and running-statistics updates in training mode, running
 //! statistics in eval mode.
 
-use masq_runtime::ir::{BatchNormConfig, Node};
+use masq_ir::{BatchNormConfig, Node};
 use tch::Tensor;
 
 use super::{mismatch, param};

@@ -1,7 +1,7 @@
 //! Max, average and global average pooling. Asymmetric padding becomes an explicit pad (with −∞
 //! for max pooling; for average pooling a pooled validity map supplies the divisor).
 
-use masq_runtime::ir::{Node, PoolConfig};
+use masq_ir::{Node, PoolConfig};
 use tch::{Kind, Tensor};
 
 use super::{mismatch, unsupported};

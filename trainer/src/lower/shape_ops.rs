@@ -1,7 +1,7 @@
 //! Data movement: Flatten, Reshape, Transpose, Concat, Pad, Slice.
 
-use masq_runtime::ir::shape::reshape_target;
-use masq_runtime::ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
+use masq_ir::shape::reshape_target;
+use masq_ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
 use tch::Tensor;
 
 use super::mismatch;

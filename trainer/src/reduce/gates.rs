@@ -5,8 +5,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use masq_runtime::ir::masks::Site;
-use masq_runtime::ir::{MaskedActConfig, Node, Replacement};
+use masq_ir::masks::Site;
+use masq_ir::{MaskedActConfig, Node, Replacement};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};

@@ -29,10 +29,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Instant;
 
-use masq_runtime::Graph;
-use masq_runtime::checkpoint::{self, Facts};
-use masq_runtime::ir::Op;
-use masq_runtime::ir::masks::{Site, SiteReplacement, relu_to_masked};
+use masq_ir::Graph;
+use masq_ir::checkpoint::{self, Facts};
+use masq_ir::Op;
+use masq_ir::masks::{Site, SiteReplacement, relu_to_masked};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -42,7 +42,7 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 pub use gates::{Gates, Mode};
 
-use crate::data::{Augment, Loader, Normalization, Splits};
+use crate::data::{Augment, Loader, Normalisation, Splits};
 use crate::error::{Result, TrainerError};
 use crate::model::TchModel;
 use crate::optim::{Optimizer, OptimizerKind, cosine_lr};
@@ -215,7 +215,7 @@ pub struct ReduceConfig {
     pub eval_batch_size: usize,
     pub seed: u64,
     pub augment: Augment,
-    pub norm: Normalization,
+    pub norm: Normalisation,
     pub dataset: String,
     /// Mask dropout probability during the finetune.
     pub mask_dropout: f64,
@@ -234,7 +234,7 @@ pub struct ReduceConfig {
 }
 
 impl ReduceConfig {
-    pub fn new(dataset: &str, norm: Normalization, augment: Augment, budget: Budget) -> Self {
+    pub fn new(dataset: &str, norm: Normalisation, augment: Augment, budget: Budget) -> Self {
         ReduceConfig {
             method: Method::AutoRep,
             budget,
@@ -754,7 +754,7 @@ pub fn reduce(
         .zip(before.iter().zip(&after))
         .map(|(s, (&b, &a))| LayerCount { name: s.node.clone(), before: b, after: a })
         .collect();
-    let relu_count = masq_runtime::report::report(&best)?.relu_count;
+    let relu_count = masq_ir::report::report(&best)?.relu_count;
     let final_acc = {
         let m = TchModel::from_graph(&best, device)?;
         evaluate(&m, &splits.test, &cfg.norm, cfg.eval_batch_size)?.accuracy

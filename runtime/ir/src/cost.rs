@@ -1,0 +1,250 @@
+//! The one table of cost rules: what each node costs for one image (batch 1).
+//!
+//! Every figure masq reports about a model comes from here: `masq inspect`, the plaintext and
+//! secure runs, `masq estimate`, the deployment and the demo. The secure planner checks that the
+//! comparisons it asks the dealer for equal this table's, so the figures cannot drift apart.
+//!
+//! - `relus`: ReLU elements. A `Relu` costs one per element of its input; a `MaskedAct` one per 1
+//!   in its mask (the other elements take the identity or a polynomial and cost no comparison).
+//! - `maxpool_comparisons`: a max over a window of `k` valid (unpadded) inputs costs `k − 1`
+//!   comparisons, summed over output positions.
+//! - `clip_comparisons`: `Clip` (ReLU6, hard tanh) costs one comparison per bound per element.
+//! - `leaky_relu_comparisons`: `LeakyRelu` costs one comparison per element.
+//! - `poly_elements`: elements a polynomial replacement computes (zeros of a `Poly` mask).
+//! - `macs`: multiply-accumulates of Conv/Gemm/MatMul, one per element for BatchNorm, Mul and
+//!   Div, AveragePool's window sums, GlobalAveragePool's input elements, and two per
+//!   polynomial element.
+//!
+//! Softmax and LogSoftmax cost nothing here: under 2PC they run at the output, in the clear, at
+//! the client after the reveal. A per-batch total is `batch ×` these figures.
+
+use std::collections::HashMap;
+use std::ops::{Add, AddAssign};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IrError, Result};
+use crate::{Graph, Node, Op, PoolConfig, Replacement};
+
+/// One node's figures for one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCost {
+    pub macs: u64,
+    pub relus: u64,
+    pub maxpool_comparisons: u64,
+    pub clip_comparisons: u64,
+    pub leaky_relu_comparisons: u64,
+    pub poly_elements: u64,
+}
+
+impl NodeCost {
+    /// Every secure comparison: ReLUs plus max-pool, Clip and LeakyReLU comparisons.
+    pub fn comparisons(&self) -> u64 {
+        self.relus + self.maxpool_comparisons + self.clip_comparisons + self.leaky_relu_comparisons
+    }
+
+    /// The figures of `batch` images.
+    pub fn times(&self, batch: u64) -> NodeCost {
+        NodeCost {
+            macs: self.macs * batch,
+            relus: self.relus * batch,
+            maxpool_comparisons: self.maxpool_comparisons * batch,
+            clip_comparisons: self.clip_comparisons * batch,
+            leaky_relu_comparisons: self.leaky_relu_comparisons * batch,
+            poly_elements: self.poly_elements * batch,
+        }
+    }
+}
+
+impl Add for NodeCost {
+    type Output = NodeCost;
+    fn add(self, o: NodeCost) -> NodeCost {
+        NodeCost {
+            macs: self.macs + o.macs,
+            relus: self.relus + o.relus,
+            maxpool_comparisons: self.maxpool_comparisons + o.maxpool_comparisons,
+            clip_comparisons: self.clip_comparisons + o.clip_comparisons,
+            leaky_relu_comparisons: self.leaky_relu_comparisons + o.leaky_relu_comparisons,
+            poly_elements: self.poly_elements + o.poly_elements,
+        }
+    }
+}
+
+impl AddAssign for NodeCost {
+    fn add_assign(&mut self, o: NodeCost) {
+        *self = *self + o;
+    }
+}
+
+impl std::iter::Sum for NodeCost {
+    fn sum<I: Iterator<Item = NodeCost>>(it: I) -> NodeCost {
+        it.fold(NodeCost::default(), Add::add)
+    }
+}
+
+/// A model's totals for one image, under the names every report uses (`masq inspect`, `run`,
+/// `estimate`, `query`, the demo and the manifest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelCounts {
+    /// ReLU elements per image.
+    pub relu_count: u64,
+    pub maxpool_comparisons: u64,
+    pub clip_comparisons: u64,
+    pub leaky_relu_comparisons: u64,
+    /// Every secure comparison per image.
+    pub comparisons: u64,
+    pub poly_elements: u64,
+    pub macs: u64,
+}
+
+impl From<NodeCost> for ModelCounts {
+    fn from(c: NodeCost) -> Self {
+        ModelCounts {
+            relu_count: c.relus,
+            maxpool_comparisons: c.maxpool_comparisons,
+            clip_comparisons: c.clip_comparisons,
+            leaky_relu_comparisons: c.leaky_relu_comparisons,
+            comparisons: c.comparisons(),
+            poly_elements: c.poly_elements,
+            macs: c.macs,
+        }
+    }
+}
+
+/// Figures of every node of `graph` for one image, in node order.
+pub fn node_costs(graph: &Graph) -> Result<Vec<NodeCost>> {
+    let shapes = graph.infer_shapes(1)?;
+    graph.nodes.iter().map(|n| node_cost(graph, n, &shapes)).collect()
+}
+
+/// The whole graph's figures for one image.
+pub fn graph_cost(graph: &Graph) -> Result<NodeCost> {
+    Ok(node_costs(graph)?.into_iter().sum())
+}
+
+fn elems(shape: &[usize]) -> u64 {
+    shape.iter().product::<usize>() as u64
+}
+
+/// One node's figures for one image; `shapes` are the graph's shapes at batch 1.
+pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>>) -> Result<NodeCost> {
+    let shape_of = |name: &str| -> Result<&Vec<usize>> {
+        shapes.get(name).ok_or_else(|| IrError::NotFound { kind: "shape of value", name: name.to_string() })
+    };
+    let out = shape_of(&node.outputs[0])?;
+    let input: &[usize] = match node.inputs.first() {
+        Some(n) => shapes.get(n).map(Vec::as_slice).unwrap_or(&[]),
+        None => &[],
+    };
+    let (out_elems, in_elems) = (elems(out), elems(input));
+    let mut c = NodeCost::default();
+    match &node.op {
+        Op::Conv(cfg) => {
+            let w = graph.initializer(node, &cfg.weight)?.shape();
+            c.macs = out_elems * (w[1] * w[2] * w[3]) as u64;
+        }
+        Op::Gemm(cfg) => {
+            let w = graph.initializer(node, &cfg.weight)?.shape();
+            c.macs = out_elems * w[1] as u64;
+        }
+        Op::MatMul(_) => c.macs = out_elems * input.last().copied().unwrap_or(0) as u64,
+        Op::BatchNorm(_) | Op::Mul(_) | Op::Div(_) => c.macs = out_elems,
+        Op::AveragePool(p) => c.macs = out_elems * (p.kernel[0] * p.kernel[1]) as u64,
+        Op::GlobalAveragePool => c.macs = in_elems,
+        Op::Relu => c.relus = in_elems,
+        Op::LeakyRelu(_) => c.leaky_relu_comparisons = in_elems,
+        Op::MaskedAct(cfg) => {
+            let mask = graph.masks.get(&cfg.mask).ok_or_else(|| IrError::NotFound { kind: "mask", name: cfg.mask.clone() })?;
+            let ones = mask.iter().filter(|&&v| v != 0).count() as u64;
+            c.relus = ones;
+            if let Replacement::Poly { .. } = cfg.replacement {
+                c.poly_elements = in_elems.saturating_sub(ones);
+                c.macs = 2 * c.poly_elements;
+            }
+        }
+        Op::MaxPool(p) => {
+            let (h, w) = match input {
+                [_, _, h, w] => (*h, *w),
+                _ => {
+                    return Err(IrError::ShapeMismatch {
+                        node: node.name.clone(),
+                        op: node.op.name().to_string(),
+                        expected: "[N, C, H, W]".into(),
+                        got: input.to_vec(),
+                    });
+                }
+            };
+            let (ho, wo) = match out.as_slice() {
+                [_, _, ho, wo] => (*ho, *wo),
+                _ => (0, 0),
+            };
+            let planes = (input[0] * input[1]) as u64;
+            c.maxpool_comparisons = planes * maxpool_plane_comparisons(p, h, w, ho, wo);
+        }
+        Op::Clip(cfg) => c.clip_comparisons = in_elems * (cfg.min.is_some() as u64 + cfg.max.is_some() as u64),
+        Op::Softmax(_)
+        | Op::LogSoftmax(_)
+        | Op::Add(_)
+        | Op::Sub(_)
+        | Op::Flatten(_)
+        | Op::Reshape(_)
+        | Op::Transpose(_)
+        | Op::Concat(_)
+        | Op::Pad(_)
+        | Op::Slice(_)
+        | Op::Identity => {}
+    }
+    Ok(c)
+}
+
+/// Comparisons of a max over one H×W plane: per output position, the valid (unpadded) window
+/// elements less one.
+fn maxpool_plane_comparisons(p: &PoolConfig, h: usize, w: usize, ho: usize, wo: usize) -> u64 {
+    let valid = |o: usize, len: usize, k: usize, stride: usize, dil: usize, pad: usize| -> u64 {
+        (0..k)
+            .filter(|&i| {
+                let pos = (o * stride + i * dil) as isize - pad as isize;
+                pos >= 0 && (pos as usize) < len
+            })
+            .count() as u64
+    };
+    let rows: Vec<u64> = (0..ho).map(|oy| valid(oy, h, p.kernel[0], p.stride[0], p.dilation[0], p.padding[0])).collect();
+    let cols: Vec<u64> = (0..wo).map(|ox| valid(ox, w, p.kernel[1], p.stride[1], p.dilation[1], p.padding[1])).collect();
+    rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r * c).saturating_sub(1))).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(k: usize, s: usize, pad: usize) -> PoolConfig {
+        PoolConfig {
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [pad; 4],
+            dilation: [1, 1],
+            ceil_mode: false,
+            count_include_pad: false,
+        }
+    }
+
+    #[test]
+    fn maxpool_without_padding_costs_k_squared_less_one_per_output() {
+        assert_eq!(maxpool_plane_comparisons(&pool(2, 2, 0), 8, 8, 4, 4), 16 * 3);
+    }
+
+    #[test]
+    fn maxpool_padding_is_not_compared() {
+        // 3×3 stride 2 pad 1 on 4×4 -> 2×2 outputs; windows of 4, 6, 6 and 9 valid inputs.
+        assert_eq!(maxpool_plane_comparisons(&pool(3, 2, 1), 4, 4, 2, 2), 3 + 5 + 5 + 8);
+    }
+
+    #[test]
+    fn resnet20_has_only_relus() {
+        let g = crate::zoo::build("resnet20", None, 0).unwrap();
+        let c = graph_cost(&g).unwrap();
+        assert_eq!(c.relus, 188_416);
+        assert_eq!(c.comparisons(), c.relus);
+        assert_eq!(c.times(4).relus, 4 * 188_416);
+    }
+}

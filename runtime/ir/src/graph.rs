@@ -1,0 +1,293 @@
+//! The model IR: a graph of typed nodes in topological order, wired by value names, with named
+//! f32 initializers (weights) and u8 masks.
+//!
+//! ```
+//! use masq_ir::{Dim, Graph, Node, Op, ValueInfo};
+//! let mut g = Graph::new("tiny");
+//! g.inputs.push(ValueInfo::new("x", vec![Dim::Batch, Dim::Fixed(4)]));
+//! g.nodes.push(Node::new("relu", Op::Relu, &["x"], &["y"]));
+//! g.outputs.push(ValueInfo::new("y", vec![]));
+//! g.finalize().unwrap();
+//! assert_eq!(g.outputs[0].shape, vec![Dim::Batch, Dim::Fixed(4)]);
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ndarray::ArrayD;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IrError, Result};
+use crate::op::*;
+
+/// One dimension of a graph input or output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Dim {
+    /// The (symbolic) batch dimension.
+    Batch,
+    Fixed(usize),
+}
+
+impl Dim {
+    pub fn resolve(self, batch: usize) -> usize {
+        match self {
+            Dim::Batch => batch,
+            Dim::Fixed(n) => n,
+        }
+    }
+}
+
+/// Format a symbolic shape as `[N, 3, 32, 32]`.
+pub fn format_dims(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Batch => "N".to_string(),
+            Dim::Fixed(n) => n.to_string(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// A named graph input or output with its shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueInfo {
+    pub name: String,
+    pub shape: Vec<Dim>,
+}
+
+impl ValueInfo {
+    pub fn new(name: impl Into<String>, shape: Vec<Dim>) -> Self {
+        ValueInfo { name: name.into(), shape }
+    }
+
+    /// `[Batch, dims...]`.
+    pub fn batched(name: impl Into<String>, dims: &[usize]) -> Self {
+        let mut shape = vec![Dim::Batch];
+        shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+        ValueInfo { name: name.into(), shape }
+    }
+
+    pub fn shape_at(&self, batch: usize) -> Vec<usize> {
+        self.shape.iter().map(|d| d.resolve(batch)).collect()
+    }
+}
+
+/// One node: an op with named inputs and outputs (every op has one output today).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+impl Node {
+    pub fn new(name: impl Into<String>, op: Op, inputs: &[&str], outputs: &[&str]) -> Self {
+        Node {
+            name: name.into(),
+            op,
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn output(&self) -> &str {
+        &self.outputs[0]
+    }
+}
+
+/// A model: inputs, outputs, nodes in topological order and named tensors.
+///
+/// The structure (everything but the tensors) serialises to JSON; tensors travel in safetensors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    pub name: String,
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    pub nodes: Vec<Node>,
+    /// Weights and other constant f32 tensors, by name.
+    #[serde(skip)]
+    pub initializers: BTreeMap<String, ArrayD<f32>>,
+    /// Per-element ReLU masks of `MaskedAct` nodes (`[C, H, W]`, values 0/1), by name.
+    #[serde(skip)]
+    pub masks: BTreeMap<String, ArrayD<u8>>,
+}
+
+/// Concrete shapes of every value of a graph at one batch size.
+pub type ShapeMap = HashMap<String, Vec<usize>>;
+
+impl Graph {
+    pub fn new(name: impl Into<String>) -> Self {
+        Graph { name: name.into(), ..Default::default() }
+    }
+
+    pub fn initializer(&self, node: &Node, name: &str) -> Result<&ArrayD<f32>> {
+        self.initializers.get(name).ok_or_else(|| IrError::BadInitializer {
+            node: node.name.clone(),
+            op: node.op.name().to_string(),
+            name: name.to_string(),
+            reason: "missing".to_string(),
+        })
+    }
+
+    /// Number of f32 parameters a node owns (config initializers plus initializer inputs).
+    pub fn node_params(&self, node: &Node) -> usize {
+        let from_config: usize =
+            node.op.param_names().iter().filter_map(|n| self.initializers.get(*n)).map(|t| t.len()).sum();
+        let from_inputs: usize = node.inputs.iter().filter_map(|n| self.initializers.get(n)).map(|t| t.len()).sum();
+        from_config + from_inputs
+    }
+
+    /// Structural checks: unique names, inputs defined before use, referenced tensors present.
+    pub fn validate(&self) -> Result<()> {
+        let mut defined: HashSet<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
+        defined.extend(self.initializers.keys().map(String::as_str));
+        let mut node_names = HashSet::new();
+        for node in &self.nodes {
+            if !node_names.insert(node.name.as_str()) {
+                return Err(IrError::InvalidGraph { reason: format!("duplicate node name {}", node.name) });
+            }
+            if node.outputs.len() != 1 {
+                return Err(IrError::InvalidGraph {
+                    reason: format!("node {} has {} outputs (expected 1)", node.name, node.outputs.len()),
+                });
+            }
+            let arity_ok = match node.op.arity() {
+                Some(n) => node.inputs.len() == n,
+                None => !node.inputs.is_empty(),
+            };
+            if !arity_ok {
+                return Err(IrError::InvalidGraph {
+                    reason: format!("node {} ({}) has {} inputs", node.name, node.op.name(), node.inputs.len()),
+                });
+            }
+            for input in &node.inputs {
+                if !defined.contains(input.as_str()) {
+                    return Err(IrError::DanglingInput {
+                        node: node.name.clone(),
+                        op: node.op.name().to_string(),
+                        input: input.clone(),
+                    });
+                }
+            }
+            for p in node.op.param_names() {
+                self.initializer(node, p)?;
+            }
+            if let Op::MaskedAct(c) = &node.op
+                && !self.masks.contains_key(&c.mask)
+            {
+                return Err(IrError::BadInitializer {
+                    node: node.name.clone(),
+                    op: "MaskedAct".to_string(),
+                    name: c.mask.clone(),
+                    reason: "mask missing".to_string(),
+                });
+            }
+            if let Op::Div(_) = &node.op
+                && !self.initializers.contains_key(&node.inputs[1])
+            {
+                return Err(IrError::UnsupportedConfig {
+                    node: node.name.clone(),
+                    op: "Div".to_string(),
+                    reason: "the divisor must be a constant".to_string(),
+                });
+            }
+            for out in &node.outputs {
+                if !defined.insert(out.as_str()) {
+                    return Err(IrError::InvalidGraph { reason: format!("value {out} is defined twice") });
+                }
+            }
+        }
+        for out in &self.outputs {
+            if !defined.contains(out.name.as_str()) {
+                return Err(IrError::NotFound { kind: "output value", name: out.name.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Concrete shapes of every value (inputs, initializers, node outputs) at batch size `batch`.
+    pub fn infer_shapes(&self, batch: usize) -> Result<ShapeMap> {
+        let mut shapes: ShapeMap = HashMap::new();
+        for (name, t) in &self.initializers {
+            shapes.insert(name.clone(), t.shape().to_vec());
+        }
+        for input in &self.inputs {
+            shapes.insert(input.name.clone(), input.shape_at(batch));
+        }
+        for node in &self.nodes {
+            let ins: Vec<&[usize]> = node
+                .inputs
+                .iter()
+                .map(|n| {
+                    shapes.get(n).map(|s| s.as_slice()).ok_or_else(|| IrError::DanglingInput {
+                        node: node.name.clone(),
+                        op: node.op.name().to_string(),
+                        input: n.clone(),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let out = crate::shape::infer_node(self, node, &ins)?;
+            shapes.insert(node.outputs[0].clone(), out);
+        }
+        Ok(shapes)
+    }
+
+    /// Whether the graph runs at batch sizes other than 1: an input has a symbolic batch and no op
+    /// pins it (as a reshape to a fixed `[1, k]` would).
+    pub fn supports_batch(&self) -> bool {
+        self.inputs.iter().any(|v| v.shape.contains(&Dim::Batch)) && self.infer_shapes(2).is_ok()
+    }
+
+    /// Validate, infer shapes at batch 1 and 2, and write the symbolic output shapes.
+    ///
+    /// A dimension that doubles from batch 1 to batch 2 is the batch dimension. When the graph only
+    /// works at batch 1, every input and output dimension becomes fixed.
+    pub fn finalize(&mut self) -> Result<()> {
+        self.validate()?;
+        let s1 = self.infer_shapes(1)?;
+        let s2 = self.infer_shapes(2).ok();
+        if s2.is_none() {
+            for input in &mut self.inputs {
+                input.shape = input.shape_at(1).into_iter().map(Dim::Fixed).collect();
+            }
+        }
+        for out in &mut self.outputs {
+            let a = &s1[&out.name];
+            out.shape = match &s2 {
+                Some(s2) => {
+                    let b = &s2[&out.name];
+                    a.iter().zip(b.iter()).map(|(&x, &y)| if x == y { Dim::Fixed(x) } else { Dim::Batch }).collect()
+                }
+                None => a.iter().map(|&x| Dim::Fixed(x)).collect(),
+            };
+        }
+        Ok(())
+    }
+
+    /// Remove nodes whose outputs nobody uses, and initializers/masks nobody refers to.
+    pub fn prune(&mut self) {
+        let mut used: HashSet<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|o| used.contains(o)) {
+                keep[i] = true;
+                used.extend(node.inputs.iter().cloned());
+                used.extend(node.op.param_names().into_iter().map(String::from));
+                if let Op::MaskedAct(c) = &node.op {
+                    used.insert(c.mask.clone());
+                }
+            }
+        }
+        let mut it = keep.iter();
+        self.nodes.retain(|_| *it.next().unwrap_or(&false));
+        self.initializers.retain(|k, _| used.contains(k));
+        self.masks.retain(|k, _| used.contains(k));
+    }
+
+    /// Graph inputs that are not initializers (what a caller must feed).
+    pub fn data_inputs(&self) -> impl Iterator<Item = &ValueInfo> {
+        self.inputs.iter().filter(|v| !self.initializers.contains_key(&v.name))
+    }
+}

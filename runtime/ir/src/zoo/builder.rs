@@ -1,0 +1,136 @@
+//! A small graph builder for the zoo: tracks shapes (batch 1) and creates seeded random weights.
+
+use std::collections::HashMap;
+
+use ndarray::ArrayD;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::shape::infer_node;
+use crate::*;
+
+#[derive(Debug)]
+pub(crate) struct Builder {
+    graph: Graph,
+    rng: ChaCha8Rng,
+    shapes: HashMap<String, Vec<usize>>,
+    pub(crate) input: String,
+}
+
+impl Builder {
+    pub(crate) fn new(name: &str, (c, h, w): (usize, usize, usize), seed: u64) -> Self {
+        let mut graph = Graph::new(name);
+        graph.inputs.push(ValueInfo::batched("input", &[c, h, w]));
+        let shapes = HashMap::from([("input".to_string(), vec![1, c, h, w])]);
+        Builder { graph, rng: ChaCha8Rng::seed_from_u64(seed), shapes, input: "input".to_string() }
+    }
+
+    pub(crate) fn shape(&self, value: &str) -> &[usize] {
+        &self.shapes[value]
+    }
+
+    /// Append a node whose output value has the node's name.
+    pub(crate) fn push(&mut self, name: &str, op: Op, inputs: &[&str]) -> Result<String> {
+        let node = Node::new(name, op, inputs, &[name]);
+        let ins: Vec<&[usize]> = inputs.iter().map(|i| self.shapes[*i].as_slice()).collect();
+        let out = infer_node(&self.graph, &node, &ins)?;
+        self.shapes.insert(name.to_string(), out);
+        self.graph.nodes.push(node);
+        Ok(name.to_string())
+    }
+
+    fn uniform(&mut self, name: &str, shape: &[usize], lo: f32, hi: f32) -> String {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
+        self.graph
+            .initializers
+            .insert(name.to_string(), ArrayD::from_shape_vec(shape.to_vec(), v).expect("sizes agree"));
+        name.to_string()
+    }
+
+    /// He-uniform weight: variance 2 / fan_in.
+    fn he(&mut self, name: &str, shape: &[usize], fan_in: usize) -> String {
+        let bound = (6.0 / fan_in.max(1) as f32).sqrt();
+        self.uniform(name, shape, -bound, bound)
+    }
+
+    #[allow(clippy::too_many_arguments)] // mirrors nn.Conv2d's positional arguments
+    pub(crate) fn conv(
+        &mut self,
+        name: &str,
+        x: &str,
+        out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+    ) -> Result<String> {
+        let cin = self.shape(x)[1];
+        let weight = self.he(&format!("{name}.weight"), &[out, cin, k, k], cin * k * k);
+        let bias = bias.then(|| self.uniform(&format!("{name}.bias"), &[out], -0.05, 0.05));
+        let cfg = ConvConfig {
+            weight,
+            bias,
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        self.push(name, Op::Conv(cfg), &[x])
+    }
+
+    pub(crate) fn bn(&mut self, name: &str, x: &str) -> Result<String> {
+        let c = self.shape(x)[1];
+        let cfg = BatchNormConfig {
+            scale: self.uniform(&format!("{name}.weight"), &[c], 0.8, 1.2),
+            bias: self.uniform(&format!("{name}.bias"), &[c], -0.1, 0.1),
+            mean: self.uniform(&format!("{name}.running_mean"), &[c], -0.1, 0.1),
+            var: self.uniform(&format!("{name}.running_var"), &[c], 0.5, 1.5),
+            epsilon: 1e-5,
+        };
+        self.push(name, Op::BatchNorm(cfg), &[x])
+    }
+
+    pub(crate) fn relu(&mut self, name: &str, x: &str) -> Result<String> {
+        self.push(name, Op::Relu, &[x])
+    }
+
+    pub(crate) fn add(&mut self, name: &str, a: &str, b: &str) -> Result<String> {
+        self.push(name, Op::Add(BinaryConfig {}), &[a, b])
+    }
+
+    pub(crate) fn linear(&mut self, name: &str, x: &str, out: usize) -> Result<String> {
+        let cin = self.shape(x)[1];
+        let bound = 1.0 / (cin.max(1) as f32).sqrt();
+        let weight = self.uniform(&format!("{name}.weight"), &[out, cin], -bound, bound);
+        let bias = Some(self.uniform(&format!("{name}.bias"), &[out], -bound, bound));
+        self.push(name, Op::Gemm(GemmConfig { weight, bias }), &[x])
+    }
+
+    pub(crate) fn max_pool(&mut self, name: &str, x: &str, k: usize, stride: usize, pad: usize) -> Result<String> {
+        let cfg = PoolConfig {
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [pad; 4],
+            dilation: [1, 1],
+            ceil_mode: false,
+            count_include_pad: false,
+        };
+        self.push(name, Op::MaxPool(cfg), &[x])
+    }
+
+    /// Global average pool and flatten to `[N, C]`.
+    pub(crate) fn gap_flatten(&mut self, name: &str, x: &str) -> Result<String> {
+        let p = self.push(name, Op::GlobalAveragePool, &[x])?;
+        self.push(&format!("{name}.flatten"), Op::Flatten(FlattenConfig { axis: 1 }), &[&p])
+    }
+
+    pub(crate) fn finish(mut self) -> Result<Graph> {
+        let last = self.graph.nodes.last().map(|n| n.outputs[0].clone()).unwrap_or_else(|| self.input.clone());
+        self.graph.outputs.push(ValueInfo::new(last, vec![]));
+        self.graph.finalize()?;
+        Ok(self.graph)
+    }
+}

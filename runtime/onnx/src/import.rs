@@ -1,0 +1,208 @@
+//! ONNX import, in visible phases: [`decode`] (protobuf) -> build (a registry of builders, one
+//! file per op family, with constant folding of shape arithmetic) -> infer shapes -> fold (identity
+//! removal, dead-node pruning) -> validate.
+//!
+//! Opsets 7 to 24 of the default domain. A model with unknown ops fails with one
+//! [`IrError::UnsupportedOps`] listing every such node.
+//!
+//! ```no_run
+//! let g = crate::import_file("model.onnx".as_ref()).unwrap();
+//! println!("{} nodes", g.nodes.len());
+//! ```
+
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use prost::Message;
+
+use masq_ir::{IrError, Result, UnsupportedNode};
+use masq_ir::{Dim, Graph, Op, ValueInfo};
+use crate::builders;
+use crate::ctx::{Ctx, OnnxNode};
+use crate::fold;
+use crate::proto::{self, ModelProto, data_type};
+use crate::tensor::decode_tensor;
+
+/// Lowest and highest supported opset of the default domain. Opsets 22 to 24 changed only the
+/// element types of the supported ops (bfloat16, 4-bit and 8-bit floats) and added Cast's
+/// `round_mode` for 8-bit floats, which the importer rejects as types anyway.
+pub const OPSETS: std::ops::RangeInclusive<i64> = 7..=24;
+
+/// Import an ONNX file.
+pub fn import_file(path: &Path) -> Result<Graph> {
+    let bytes = std::fs::read(path).map_err(|e| IrError::io(path, e))?;
+    import_bytes(&bytes, path)
+}
+
+/// Import ONNX bytes; `file` names the model in errors and locates external data.
+pub fn import_bytes(bytes: &[u8], file: &Path) -> Result<Graph> {
+    let model = decode(bytes, file)?;
+    let mut graph = build(&model, file)?;
+    graph.infer_shapes(1)?;
+    fold(&mut graph);
+    graph.finalize()?;
+    Ok(graph)
+}
+
+/// Phase 1: decode the protobuf.
+pub fn decode(bytes: &[u8], file: &Path) -> Result<ModelProto> {
+    ModelProto::decode(bytes)
+        .map_err(|e| IrError::Malformed { file: file.to_path_buf(), reason: format!("not an ONNX model: {e}") })
+}
+
+fn is_default_domain(d: &str) -> bool {
+    d.is_empty() || d == "ai.onnx"
+}
+
+/// The opset of the default domain.
+pub fn opset(model: &ModelProto, file: &Path) -> Result<i64> {
+    model.opset_import.iter().find(|o| is_default_domain(&o.domain)).map(|o| o.version).ok_or_else(|| {
+        IrError::Malformed { file: file.to_path_buf(), reason: "no opset for the ai.onnx domain".into() }
+    })
+}
+
+/// Phase 2: build the IR graph.
+fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
+    let opset = opset(model, file)?;
+    if !OPSETS.contains(&opset) {
+        return Err(IrError::Malformed {
+            file: file.to_path_buf(),
+            reason: format!("opset {opset} is outside the supported range {}..={}", OPSETS.start(), OPSETS.end()),
+        });
+    }
+    let g = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| IrError::Malformed { file: file.to_path_buf(), reason: "no graph".into() })?;
+    let registry = builders::registry();
+
+    // Report every unsupported node at once, before any work.
+    let unsupported: Vec<UnsupportedNode> = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            !is_default_domain(&n.domain)
+                || !(registry.contains_key(n.op_type.as_str()) || fold::FOLD_ONLY.contains(&n.op_type.as_str()))
+        })
+        .map(|(i, n)| UnsupportedNode {
+            node: node_name(n, i),
+            op_type: n.op_type.clone(),
+            domain: n.domain.clone(),
+            opset: model.opset_import.iter().find(|o| o.domain == n.domain).map(|o| o.version).unwrap_or(opset),
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(IrError::UnsupportedOps { nodes: unsupported });
+    }
+
+    let name = if g.name.is_empty() {
+        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    } else {
+        g.name.clone()
+    };
+    let mut ctx = Ctx::new(file.to_path_buf(), Graph::new(name));
+    for t in &g.initializer {
+        ctx.consts.insert(t.name.clone(), decode_tensor(t, file)?);
+    }
+    for input in &g.input {
+        if ctx.consts.contains_key(&input.name) {
+            continue;
+        }
+        let info = input_info(input, file)?;
+        ctx.has_batch |= info.shape.first() == Some(&Dim::Batch);
+        ctx.shapes.insert(info.name.clone(), info.shape_at(1));
+        ctx.graph.inputs.push(info);
+    }
+    for (i, proto) in g.node.iter().enumerate() {
+        let n = OnnxNode { proto, name: node_name(proto, i), opset };
+        if let Some(c) = fold::try_fold(&ctx, &n)? {
+            ctx.consts.insert(n.output().to_string(), c);
+            continue;
+        }
+        match registry.get(proto.op_type.as_str()) {
+            Some(build) => build(&mut ctx, &n)?,
+            None => {
+                // A fold-only op whose inputs are not constant (or a dangling input).
+                for k in 0..proto.input.len() {
+                    ctx.shape(&n, k)?;
+                }
+                return Err(n.unsupported("only supported on constant inputs"));
+            }
+        }
+    }
+    for out in &g.output {
+        if !ctx.shapes.contains_key(&out.name) {
+            if let Some(c) = ctx.consts.get(&out.name) {
+                let t = c.to_f32();
+                ctx.graph.initializers.insert(out.name.clone(), t);
+            } else {
+                return Err(IrError::MalformedNode {
+                    file: file.to_path_buf(),
+                    node: "(graph outputs)".into(),
+                    reason: format!("output {:?} is produced by no node", out.name),
+                });
+            }
+        }
+        ctx.graph.outputs.push(ValueInfo::new(out.name.clone(), vec![]));
+    }
+    Ok(ctx.graph)
+}
+
+fn node_name(n: &proto::NodeProto, i: usize) -> String {
+    if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() }
+}
+
+fn input_info(v: &proto::ValueInfoProto, file: &Path) -> Result<ValueInfo> {
+    let bad = |reason: String| IrError::Malformed {
+        file: file.to_path_buf(),
+        reason: format!("input {}: {reason}", v.name),
+    };
+    let ty = v.r#type.as_ref().ok_or_else(|| bad("no type".into()))?;
+    // A sequence, map or optional input (its TypeProto field is not decoded) is a valid model
+    // masq cannot compute on.
+    let tt = ty.tensor_type.as_ref().ok_or_else(|| IrError::UnsupportedDtype {
+        name: v.name.clone(),
+        dtype: "a non-tensor type (sequence, map or optional)".into(),
+    })?;
+    if tt.elem_type != data_type::FLOAT {
+        return Err(IrError::UnsupportedDtype {
+            name: v.name.clone(),
+            dtype: format!("ONNX type {}", tt.elem_type),
+        });
+    }
+    let shape = tt.shape.as_ref().ok_or_else(|| bad("no shape".into()))?;
+    let mut dims = Vec::new();
+    for (i, d) in shape.dim.iter().enumerate() {
+        match d.dim_value {
+            Some(v) if v > 0 => dims.push(Dim::Fixed(v as usize)),
+            _ if i == 0 => dims.push(Dim::Batch),
+            _ => return Err(bad(format!("dimension {i} is symbolic ({:?}); only the batch may be", d.dim_param))),
+        }
+    }
+    Ok(ValueInfo::new(v.name.clone(), dims))
+}
+
+/// Phase 4: remove Identity nodes (unless they produce a graph output) and dead nodes.
+fn fold(graph: &mut Graph) {
+    let outputs: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+    let mut rename: HashMap<String, String> = HashMap::new();
+    graph.nodes.retain(|node| {
+        if matches!(node.op, Op::Identity) && !outputs.contains(&node.outputs[0]) {
+            let src = rename.get(&node.inputs[0]).cloned().unwrap_or_else(|| node.inputs[0].clone());
+            rename.insert(node.outputs[0].clone(), src);
+            false
+        } else {
+            true
+        }
+    });
+    for node in &mut graph.nodes {
+        for input in &mut node.inputs {
+            if let Some(src) = rename.get(input) {
+                *input = src.clone();
+            }
+        }
+    }
+    graph.prune();
+}
