@@ -5,15 +5,15 @@
 //! MASQ_MODELS_DIR. Each test fails when ONNX Runtime cannot be loaded, except that
 //! `MASQ_SKIP_ORT=1` turns that into a skip (for builds without the Python environment).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
 use masq_runtime::RuntimeError;
-use masq_runtime::onnx::proto::*;
-use masq_runtime::onnx::tensor::{encode_f32, encode_i64, read_tensor_file};
-use masq_runtime::onnx::{import_bytes, import_file};
+use masq_onnx::proto::*;
+use masq_onnx::tensor::{encode_f32, encode_i64, read_tensor_file};
+use masq_onnx::{import_bytes, import_file};
 use masq_runtime::ort_backend::{OrtSession, available, run_onnx};
 use masq_runtime::plain;
 use ndarray::ArrayD;
@@ -321,10 +321,10 @@ fn errors_name_the_file() {
     // A model input that is not given, and a name the model does not have.
     let good = write_temp("relu", &model(13, vec![node("Relu", "r", &["x"], &["y"], vec![])], vec![], &[1, 4]));
     let err = run_onnx(&good, &[]).unwrap_err();
-    assert!(matches!(&err, RuntimeError::NotFound { name, .. } if name == "x"), "{err}");
+    assert!(matches!(&err, RuntimeError::Model(masq_ir::IrError::NotFound { name, .. }) if name == "x"), "{err}");
     let x = ArrayD::<f32>::zeros(vec![1, 4]);
     let err = run_onnx(&good, &[("x".into(), x.clone()), ("z".into(), x)]).unwrap_err();
-    assert!(matches!(&err, RuntimeError::NotFound { name, .. } if name == "z"), "{err}");
+    assert!(matches!(&err, RuntimeError::Model(masq_ir::IrError::NotFound { name, .. }) if name == "z"), "{err}");
     // A wrong input shape is onnxruntime's error, with the file.
     let err = run_onnx(&good, &[("x".into(), ArrayD::zeros(vec![2, 3]))]).unwrap_err();
     assert!(matches!(&err, RuntimeError::Ort { file, .. } if file == &good), "{err}");

@@ -27,9 +27,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use masq_runtime::onnx::proto::{ModelProto, TensorProto};
-use masq_runtime::onnx::tensor::read_tensor_file;
-use masq_runtime::{Graph, RuntimeError, plain};
+use masq_onnx::proto::{ModelProto, TensorProto};
+use masq_onnx::tensor::read_tensor_file;
+use masq_ir::{Graph, IrError};
+use masq_runtime::{RuntimeError, plain};
 use ndarray::ArrayD;
 use prost::Message;
 
@@ -508,9 +509,9 @@ fn in_scope(model: &ModelProto) -> bool {
 
 fn kind_of(e: &RuntimeError) -> Option<Kind> {
     match e {
-        RuntimeError::UnsupportedDtype { .. } => Some(Dtype),
-        RuntimeError::UnsupportedConfig { .. } => Some(Config),
-        RuntimeError::BadAttribute { .. } => Some(Attribute),
+        RuntimeError::Model(IrError::UnsupportedDtype { .. }) => Some(Dtype),
+        RuntimeError::Model(IrError::UnsupportedConfig { .. }) => Some(Config),
+        RuntimeError::Model(IrError::BadAttribute { .. }) => Some(Attribute),
         _ => None,
     }
 }
@@ -571,9 +572,9 @@ fn run_case(dir: &Path, fed: usize, tol: (f32, f32), backend: Backend) -> Result
         graph.initializer.push(t);
     }
     let file = dir.join("model.onnx");
-    let g = match masq_runtime::onnx::import_bytes(&model.encode_to_vec(), &file) {
+    let g = match masq_onnx::import_bytes(&model.encode_to_vec(), &file) {
         Ok(g) => g,
-        Err(e) => return Ok(Outcome::Rejected(e)),
+        Err(e) => return Ok(Outcome::Rejected(e.into())),
     };
     let mut worst_rel = 0.0f32;
     for set in &sets {
@@ -659,7 +660,7 @@ fn plain_backend(
     g: &Graph,
     inputs: HashMap<String, ArrayD<f32>>,
 ) -> Result<HashMap<String, ArrayD<f32>>, RuntimeError> {
-    plain::run(g, inputs)
+    Ok(plain::run(g, inputs)?)
 }
 
 #[test]
@@ -706,10 +707,12 @@ fn secure_backend(
     g: &Graph,
     inputs: HashMap<String, ArrayD<f32>>,
 ) -> Result<HashMap<String, ArrayD<f32>>, RuntimeError> {
-    let unsupported = |reason: String| RuntimeError::UnsupportedConfig {
-        node: g.name.clone(),
-        op: "graph".into(),
-        reason: format!("{UNSUPPORTED_IN_2PC}: {reason}"),
+    let unsupported = |reason: String| {
+        RuntimeError::from(IrError::UnsupportedConfig {
+            node: g.name.clone(),
+            op: "graph".into(),
+            reason: format!("{UNSUPPORTED_IN_2PC}: {reason}"),
+        })
     };
     if inputs.len() != 1 {
         return Err(unsupported(format!("{} data inputs (the client holds exactly one)", inputs.len())));
@@ -721,11 +724,13 @@ fn secure_backend(
     }
     match masq_runtime::secure::run(g, &x, &masq_runtime::secure::SecureConfig::default()) {
         Ok(run) => Ok(run.outputs.into_iter().collect()),
-        Err(RuntimeError::UnsupportedConfig { node, op, reason }) => {
-            Err(RuntimeError::UnsupportedConfig { node, op, reason: format!("{UNSUPPORTED_IN_2PC}: {reason}") })
+        Err(RuntimeError::Model(IrError::UnsupportedConfig { node, op, reason })) => {
+            Err(IrError::UnsupportedConfig { node, op, reason: format!("{UNSUPPORTED_IN_2PC}: {reason}") }.into())
         }
         // A graph whose output is a constant (e.g. Shape of the input) has nothing to compute on shares.
-        Err(RuntimeError::InvalidGraph { reason }) if reason.contains("is a constant") => Err(unsupported(reason)),
+        Err(RuntimeError::Model(IrError::InvalidGraph { reason })) if reason.contains("is a constant") => {
+            Err(unsupported(reason))
+        }
         Err(e) => Err(e),
     }
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use masq_exporter::{
     ExportError, ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export,
 };
-use masq_runtime::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, load_artifact, sha256_hex};
-use masq_runtime::{Graph, zoo};
+use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, load_artifact};
+use masq_ir::atomic::sha256_hex;
+use masq_ir::{Graph, zoo};
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
 
@@ -122,7 +123,7 @@ fn corrupted_artifacts_are_refused_with_the_file_named() {
     tamper(&dir, MODEL_ONNX, &bad, false);
     let msg = load_artifact(&dir).unwrap_err().to_string();
     assert!(msg.contains(MODEL_ONNX) && msg.contains("sha256 mismatch"), "{msg}");
-    assert!(masq_runtime::load_model(dir.to_str().unwrap()).is_err());
+    assert!(masq_exporter::load_model(dir.to_str().unwrap()).is_err());
 
     let (dir, _, st) = fresh_artifact(&root, "trunc");
     tamper(&dir, MODEL_SAFETENSORS, &st[..st.len() - 100], false);

@@ -43,7 +43,7 @@ fn case_m(input: &[usize], nodes: Vec<Node>, inits: Vec<(&str, ArrayD<f32>)>, ma
 /// Compare at relative tolerance `tol` (1e-5 for single ops; deep networks accumulate rounding).
 fn check(name: &str, c: &Case, rng: &mut ChaCha8Rng, tol: f32) {
     let x = random(rng, &c.input, -2.0, 2.0);
-    let want = masq_ir::plain::run_single(&c.graph, x.clone()).unwrap_or_else(|e| panic!("{name}: plain: {e}"));
+    let want = masq_runtime::plain::run_single(&c.graph, x.clone()).unwrap_or_else(|e| panic!("{name}: plain: {e}"));
     let model = TchModel::from_graph(&c.graph, Device::Cpu).unwrap();
     let got = model.forward(&to_tensor(&x, Device::Cpu), false).unwrap_or_else(|e| panic!("{name}: tch: {e}"));
     let got = to_array(&got).unwrap();

@@ -2,9 +2,10 @@
 //! Pad, pools, standalone BatchNorm, element-wise ops, MatMul, Softmax at the output, MaskedAct),
 //! against the plaintext interpreter, with the planner's prediction == the measured cost.
 
-use masq_runtime::ir::*;
+use masq_ir::*;
 use masq_runtime::secure::{self, SecureConfig};
-use masq_runtime::{Graph, RuntimeError};
+use masq_ir::{Graph, IrError};
+use masq_runtime::RuntimeError;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,12 +105,17 @@ fn clip_relu6_and_one_sided_bounds_use_one_round_each() {
     let g = b.finish(&none);
     let x = random(&[2, 3, 4, 4], -4.0, 4.0, 1);
     let r = check(&g, &x, 2e-2);
-    let n = 2 * 3 * 4 * 4;
+    // Per image: Clip's comparisons are reported as such, never as ReLUs.
+    let n = 3 * 4 * 4;
     let layer = |name: &str| r.layers.iter().find(|l| l.name == name).unwrap();
-    assert_eq!((layer("relu6").rounds, layer("relu6").relus), (1, 2 * n as u64));
-    assert_eq!((layer("lo").rounds, layer("lo").relus), (1, n as u64));
-    assert_eq!((layer("hi").rounds, layer("hi").relus), (1, n as u64));
-    assert_eq!((layer("none").rounds, layer("none").relus), (0, 0));
+    let figures = |name: &str| (layer(name).rounds, layer(name).per_image.clip_comparisons, layer(name).per_image.relus);
+    assert_eq!(figures("relu6"), (1, 2 * n as u64, 0));
+    assert_eq!(figures("lo"), (1, n as u64, 0));
+    assert_eq!(figures("hi"), (1, n as u64, 0));
+    assert_eq!(figures("none"), (0, 0, 0));
+    assert_eq!(r.per_image.relu_count, 0);
+    assert_eq!(r.per_image.clip_comparisons, 4 * n as u64);
+    assert_eq!(r.comparisons_per_batch, 2 * 4 * n as u64);
 }
 
 #[test]
@@ -199,8 +205,9 @@ fn masked_act_identity_and_poly_with_random_and_extreme_masks() {
             let g = masked_graph(mask, poly);
             let rep = check(&g, &x, 1e-2);
             let act = rep.layers.iter().find(|l| l.name == "act").unwrap();
-            assert_eq!(act.relus, 2 * ones, "{name} poly={poly}");
-            assert_eq!(act.poly_elements, if poly { 2 * (75 - ones) } else { 0 }, "{name}");
+            // Per image, whatever the batch (2 here).
+            assert_eq!(act.per_image.relus, ones, "{name} poly={poly}");
+            assert_eq!(act.per_image.poly_elements, if poly { 75 - ones } else { 0 }, "{name}");
             let communicates = ones > 0 || poly;
             assert_eq!(act.rounds, communicates as u64, "{name} poly={poly}");
         }
@@ -215,22 +222,22 @@ fn unsupported_configurations_name_node_and_op() {
     let r = b.push("r", Op::Relu, &[&s]);
     let g = b.finish(&r);
     let e = secure::plan(&g, 1, &SecureConfig::default()).unwrap_err();
-    assert!(matches!(&e, RuntimeError::UnsupportedConfig { node, op, .. } if node == "sm" && op == "Softmax"), "{e}");
+    assert!(matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, op, .. }) if node == "sm" && op == "Softmax"), "{e}");
     // Product of two computed matrices.
     let mut b = B::new("matmul2", &[3, 3]);
     let m = b.push("mm", Op::MatMul(MatMulConfig {}), &["x", "x"]);
     let g = b.finish(&m);
     let e = secure::plan(&g, 1, &SecureConfig::default()).unwrap_err();
-    assert!(matches!(&e, RuntimeError::UnsupportedConfig { node, .. } if node == "mm"), "{e}");
+    assert!(matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, .. }) if node == "mm"), "{e}");
     // Bad input shape and non-finite values.
     let g = masked_graph(ArrayD::zeros(vec![3, 5, 5]), false);
     assert!(matches!(
         secure::run(&g, &ArrayD::zeros(vec![1, 3, 5, 4]), &SecureConfig::default()),
-        Err(RuntimeError::BadInput { .. })
+        Err(RuntimeError::Model(IrError::BadInput { .. }))
     ));
     assert!(matches!(
         secure::run(&g, &ArrayD::from_elem(vec![1, 3, 5, 5], f32::NAN), &SecureConfig::default()),
-        Err(RuntimeError::BadInput { .. })
+        Err(RuntimeError::Model(IrError::BadInput { .. }))
     ));
     // Bad fixed-point configuration.
     let cfg = SecureConfig { frac_bits: 0, ..SecureConfig::default() };

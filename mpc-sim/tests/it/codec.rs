@@ -1,6 +1,5 @@
 //! Preprocessing survives a trip through bytes, and corrupt bytes are typed errors, never panics.
 
-mod common;
 
 use masq_mpc::dealer::codec::{
     decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing, requests_of,

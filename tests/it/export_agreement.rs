@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
-use masq_ir::secure::{self, SecureConfig};
-use masq_ir::{Graph, plain, report, zoo};
+use masq_runtime::secure::{self, SecureConfig};
+use masq_ir::{Graph, report, zoo};
+use masq_runtime::plain;
 use masq_trainer::TchModel;
 use masq_trainer::model::{to_array, to_tensor};
 use ndarray::ArrayD;
@@ -40,7 +41,7 @@ fn trainer_runtime_onnxruntime_and_2pc_agree_on_exported_artifacts() {
         eprintln!("MASQ_SKIP_ORT set: checking trainer, plain and 2PC only");
         false
     } else {
-        masq_ir::ort_backend::available().expect("onnxruntime loads (run `make setup`)");
+        masq_runtime::ort_backend::available().expect("onnxruntime loads (run `make setup`)");
         true
     };
     for (model, batch) in [("mnist_cnn", 2), ("resnet20", 1)] {
@@ -52,7 +53,7 @@ fn trainer_runtime_onnxruntime_and_2pc_agree_on_exported_artifacts() {
                 let dir = tmpdir(&format!("{model}-{density}-{replacement:?}"));
                 let summary = export(&g, &ExportFacts::new(model), &dir, &ExportOptions::default())
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                let art = masq_ir::load_model(dir.to_str().unwrap()).unwrap();
+                let art = masq_exporter::load_model(dir.to_str().unwrap()).unwrap();
                 // ReLU count in the report == ones in the masks.
                 let ones: u64 = art.masks.values().map(|m| m.iter().filter(|&&v| v == 1).count() as u64).sum();
                 assert_eq!(report::report(&art).unwrap().relu_count, ones, "{what}");
@@ -68,7 +69,7 @@ fn trainer_runtime_onnxruntime_and_2pc_agree_on_exported_artifacts() {
                 if ort_ok {
                     let name = art.data_inputs().next().unwrap().name.clone();
                     let out =
-                        masq_ir::ort_backend::run_onnx(&dir.join("model.onnx"), &[(name, x.clone())]).unwrap();
+                        masq_runtime::ort_backend::run_onnx(&dir.join("model.onnx"), &[(name, x.clone())]).unwrap();
                     let d = rel_diff(&out[0].1, &yp);
                     assert!(d < 1e-5, "{what}: onnxruntime vs runtime plain: {d:e}");
                 }

@@ -1,8 +1,9 @@
 //! BatchNorm folding keeps the plaintext outputs.
 
-use masq_runtime::ir::fold::fold_batchnorm;
-use masq_runtime::ir::{BinaryConfig, Node, Op, ValueInfo};
-use masq_runtime::{plain, zoo};
+use masq_ir::fold::fold_batchnorm;
+use masq_ir::{BinaryConfig, Node, Op, ValueInfo};
+use masq_ir::zoo;
+use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use masq_runtime::secure::{self, SecureConfig};
-use masq_runtime::{weights::read_safetensors, zoo};
+use masq_ir::{weights::read_safetensors, zoo};
 use ndarray::{ArrayD, Axis};
 
 const RECORD: usize = 1 + 3 * 32 * 32;

@@ -1,6 +1,6 @@
 //! Secure result == plaintext result for every protocol; cost prediction == measurement.
 
-mod common;
+use crate::common;
 
 use common::{rng, two_party};
 use masq_mpc::cost::{self, Cost};

@@ -1,7 +1,8 @@
 //! The akamaster CIFAR ResNet checkpoints load into the zoo graphs by name.
 //! Needs MASQ_MODELS_DIR (e.g. ../shared/models); skips with a message when it is unset.
 
-use masq_runtime::{plain, weights::read_safetensors, zoo};
+use masq_ir::{weights::read_safetensors, zoo};
+use masq_runtime::plain;
 
 #[test]
 fn checkpoints_load_into_zoo_graphs() {

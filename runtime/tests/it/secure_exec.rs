@@ -2,7 +2,7 @@
 //! the measured cost, on zoo models and small hand-built graphs.
 
 use masq_runtime::secure::{self, SecureConfig};
-use masq_runtime::zoo;
+use masq_ir::zoo;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,7 +14,7 @@ fn random_input(shape: &[usize], seed: u64) -> ArrayD<f32> {
 }
 
 /// Runs `g` securely, checks the error against plaintext and prediction == measurement.
-fn check(g: &masq_runtime::Graph, x: &ArrayD<f32>, tol: f64) -> secure::SecureReport {
+fn check(g: &masq_ir::Graph, x: &ArrayD<f32>, tol: f64) -> secure::SecureReport {
     let cfg = SecureConfig { seed: 3, ..SecureConfig::default() };
     let run = secure::run(g, x, &cfg).unwrap();
     let r = run.report;
@@ -35,7 +35,7 @@ fn mnist_cnn_matches_plaintext() {
     let g = zoo::build("mnist_cnn", None, 1).unwrap();
     let r = check(&g, &random_input(&[1, 1, 28, 28], 1), 1e-2);
     assert_eq!(r.output_shape, vec![1, 10]);
-    assert!(r.relu_count > 0);
+    assert!(r.per_image.relu_count > 0);
 }
 
 #[test]
@@ -43,8 +43,10 @@ fn resnet20_batch_1_and_2_match_plaintext() {
     let g = zoo::build("resnet20", None, 2).unwrap();
     let r1 = check(&g, &random_input(&[1, 3, 32, 32], 2), 1e-2);
     let r2 = check(&g, &random_input(&[2, 3, 32, 32], 3), 1e-2);
-    assert_eq!(r1.relu_count, 188_416);
-    assert_eq!(r2.relu_count, 2 * 188_416);
+    assert_eq!(r1.per_image.relu_count, 188_416);
+    assert_eq!(r1.comparisons_per_batch, 188_416);
+    assert_eq!(r2.per_image.relu_count, 188_416);
+    assert_eq!(r2.comparisons_per_batch, 2 * 188_416);
     // A batch shares the rounds; bytes scale with it.
     assert_eq!(r1.rounds, r2.rounds);
     assert!(r2.online_bytes > 2 * r1.online_bytes - 1000);
@@ -53,8 +55,8 @@ fn resnet20_batch_1_and_2_match_plaintext() {
 /// A small ONNX model built in code: Conv + BatchNormalization (folded) + Relu + MaxPool +
 /// Flatten + Gemm + Softmax (computed by the client).
 fn onnx_model() -> Vec<u8> {
-    use masq_runtime::onnx::proto::*;
-    use masq_runtime::onnx::tensor::encode_f32;
+    use masq_onnx::proto::*;
+    use masq_onnx::tensor::encode_f32;
     use prost::Message;
     let ints = |name: &str, v: &[i64]| AttributeProto {
         name: name.into(),
@@ -140,7 +142,7 @@ fn onnx_model() -> Vec<u8> {
 
 #[test]
 fn imported_onnx_model_matches_plaintext_and_prediction() {
-    let g = masq_runtime::onnx::import_bytes(&onnx_model(), std::path::Path::new("small.onnx")).unwrap();
+    let g = masq_onnx::import_bytes(&onnx_model(), std::path::Path::new("small.onnx")).unwrap();
     let r = check(&g, &random_input(&[3, 2, 6, 6], 4), 1e-3);
     assert_eq!(r.output_shape, vec![3, 3]);
     // Softmax rows sum to one (computed by the client after the reveal).
@@ -157,7 +159,7 @@ fn onnx_zoo_mnist_8_if_available() {
         return;
     };
     let path = std::path::PathBuf::from(dir).join("onnx-zoo-mnist-8/model.onnx");
-    let g = masq_runtime::onnx::import_file(&path).unwrap();
+    let g = masq_onnx::import_file(&path).unwrap();
     let x = random_input(&[1, 1, 28, 28], 5).mapv(|v| (v + 1.0) * 127.0);
     check(&g, &x, 5e-2);
 }
@@ -170,8 +172,8 @@ fn estimates_masq_exactly_and_others_sanely() {
     let masq = secure::estimate(&g, Protocol::Masq, &Network::LAN, 1).unwrap();
     assert_eq!(masq.rounds, plan.total().rounds);
     assert_eq!(masq.online_bytes, plan.total().online_bytes() as f64);
-    assert_eq!(masq.relu_count, 188_416);
-    let relu_layers = plan.nodes.iter().filter(|n| n.relus > 0).count() as u64;
+    assert_eq!(masq.per_image.relu_count, 188_416);
+    let relu_layers = plan.nodes.iter().filter(|n| n.per_image.relus > 0).count() as u64;
     let linear = plan.layers.len() as u64;
     let crypten = secure::estimate(&g, Protocol::CrypTen, &Network::LAN, 1).unwrap();
     assert_eq!(crypten.rounds, 9 * relu_layers + linear);

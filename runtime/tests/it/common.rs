@@ -1,7 +1,7 @@
 //! ONNX protobuf builders shared by the tests that hand-build small models.
 #![allow(dead_code)]
 
-use masq_runtime::onnx::proto::*;
+use masq_onnx::proto::*;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

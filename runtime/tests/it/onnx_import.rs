@@ -1,17 +1,18 @@
 //! ONNX import on small models built in code: opset differences, torch's shape chains, the masked
 //! activation pattern and malformed files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
 use common::*;
-use masq_runtime::RuntimeError;
-use masq_runtime::ir::{Dim, Op, Replacement};
-use masq_runtime::onnx::proto::*;
-use masq_runtime::onnx::tensor::{encode_f32, encode_i64};
-use masq_runtime::onnx::{import_bytes, import_file};
-use masq_runtime::{plain, report::report};
+use masq_ir::IrError;
+use masq_ir::{Dim, Op, Replacement};
+use masq_onnx::proto::*;
+use masq_onnx::tensor::{encode_f32, encode_i64};
+use masq_onnx::{import_bytes, import_file};
+use masq_ir::report::report;
+use masq_runtime::plain;
 use ndarray::{ArrayD, Axis};
 use prost::Message;
 use rand::{Rng, SeedableRng};
@@ -34,7 +35,7 @@ fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i6
     .encode_to_vec()
 }
 
-fn import(bytes: &[u8]) -> Result<masq_runtime::Graph, RuntimeError> {
+fn import(bytes: &[u8]) -> Result<masq_ir::Graph, IrError> {
     import_bytes(bytes, Path::new("test.onnx"))
 }
 
@@ -280,7 +281,7 @@ fn every_unsupported_op_is_listed() {
         node("NonMaxSuppression", "nms", &["c"], &["y"], vec![]),
     ];
     let err = import(&model(13, nodes, vec![], &[1, 4], "y")).unwrap_err();
-    let RuntimeError::UnsupportedOps { nodes } = &err else { panic!("{err}") };
+    let IrError::UnsupportedOps { nodes } = &err else { panic!("{err}") };
     let names: Vec<(&str, &str, i64)> = nodes.iter().map(|n| (n.node.as_str(), n.op_type.as_str(), n.opset)).collect();
     assert_eq!(names, [("erf1", "Erf", 13), ("nms", "NonMaxSuppression", 13)]);
     assert!(err.to_string().contains("erf1") && err.to_string().contains("nms"));
@@ -290,7 +291,7 @@ fn every_unsupported_op_is_listed() {
 fn malformed_models_name_file_and_node() {
     let good = model(13, vec![node("Relu", "r", &["x"], &["y"], vec![])], vec![], &[1, 4], "y");
     let err = import(&good[..good.len() - 3]).unwrap_err();
-    assert!(matches!(&err, RuntimeError::Malformed { file, .. } if file == Path::new("test.onnx")), "{err}");
+    assert!(matches!(&err, IrError::Malformed { file, .. } if file == Path::new("test.onnx")), "{err}");
 
     let dangling = model(13, vec![node("Add", "add1", &["x", "ghost"], &["y"], vec![])], vec![], &[1, 4], "y");
     let err = import(&dangling).unwrap_err().to_string();

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
-use masq_runtime::artifact::{MODEL_ONNX, load_artifact};
-use masq_runtime::ir::{Op, Replacement};
-use masq_runtime::{Graph, plain, report, zoo};
+use masq_exporter::artifact::{MODEL_ONNX, load_artifact};
+use masq_ir::{Op, Replacement};
+use masq_ir::{Graph, report, zoo};
+use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,7 +96,7 @@ fn round_trip(root: &Path, model: &str, density: f64, kind: ReplacementKind, fol
     assert_eq!(manifest.relu_count, ones, "{tag}");
     assert_eq!(summary.relu_count, ones, "{tag}");
     assert_eq!(manifest.relu_layers.iter().map(|l| l.relus).sum::<u64>(), ones, "{tag}");
-    assert_eq!(masq_runtime::load_model(dir.to_str().unwrap()).unwrap(), g2, "{tag}: load_model(dir)");
+    assert_eq!(masq_exporter::load_model(dir.to_str().unwrap()).unwrap(), g2, "{tag}: load_model(dir)");
     // Plaintext outputs agree.
     let x = random_input(&g, 2, 5);
     let y1 = plain::run_single(&g, x.clone()).unwrap();
@@ -108,8 +109,8 @@ fn round_trip(root: &Path, model: &str, density: f64, kind: ReplacementKind, fol
     }
     let input = root.join(format!("{tag}.x.npy"));
     let expected = root.join(format!("{tag}.y.npy"));
-    masq_runtime::npy::write(&input, &x).unwrap();
-    masq_runtime::npy::write(&expected, &y1).unwrap();
+    masq_ir::npy::write(&input, &x).unwrap();
+    masq_ir::npy::write(&expected, &y1).unwrap();
     OrtCase { onnx: dir.join(MODEL_ONNX), input, expected }
 }
 
@@ -143,7 +144,7 @@ fn ort_check(root: &Path, cases: &[OrtCase]) {
         .collect();
     let cases_json = root.join("cases.json");
     std::fs::write(&cases_json, serde_json::to_vec(&list).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("ort_check.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("it").join("ort_check.py");
     let out = Command::new(&py).arg(&script).arg(&cases_json).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{} ({}):\n{text}", script.display(), py.display());
@@ -155,7 +156,7 @@ fn ort_check(root: &Path, cases: &[OrtCase]) {
 /// `x` (it must stay a polynomial), and ops the zoo does not use.
 #[test]
 fn rank2_sites_and_more_ops_round_trip() {
-    use masq_runtime::ir::{
+    use masq_ir::{
         ClipConfig, GemmConfig, MaskedActConfig, Node, PadConfig, SliceConfig, SoftmaxConfig, ValueInfo,
     };
     let root = scratch("rank2");
@@ -204,8 +205,8 @@ fn rank2_sites_and_more_ops_round_trip() {
     let y2 = plain::run_single(&g2, x.clone()).unwrap();
     assert!(max_rel_err(&y2, &y1) <= 1e-6);
     let case = OrtCase { onnx: dir.join(MODEL_ONNX), input: root.join("x.npy"), expected: root.join("y.npy") };
-    masq_runtime::npy::write(&case.input, &x).unwrap();
-    masq_runtime::npy::write(&case.expected, &y1).unwrap();
+    masq_ir::npy::write(&case.input, &x).unwrap();
+    masq_ir::npy::write(&case.expected, &y1).unwrap();
     ort_check(&root, &[case]);
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -218,7 +219,7 @@ fn a_plain_model_exports_and_records_facts() {
         architecture: "mnist_cnn".into(),
         dataset: Some("mnist".into()),
         classes: (0..10).map(|d| d.to_string()).collect(),
-        normalisation: Some(masq_runtime::artifact::Normalisation { mean: vec![0.1307], std: vec![0.3081] }),
+        normalisation: Some(masq_exporter::artifact::Normalisation { mean: vec![0.1307], std: vec![0.3081] }),
         accuracy: Some(0.99),
     };
     let dir = root.join("art");
@@ -238,7 +239,7 @@ fn a_plain_model_exports_and_records_facts() {
     // The manifest's hashes are those of the files.
     for f in &s.files[..2] {
         let bytes = std::fs::read(dir.join(&f.name)).unwrap();
-        assert_eq!(masq_runtime::artifact::sha256_hex(&bytes), f.sha256);
+        assert_eq!(masq_ir::atomic::sha256_hex(&bytes), f.sha256);
         assert_eq!(m.files[&f.name].sha256, f.sha256);
     }
     // A second export without force is refused and leaves the first intact; with force it replaces.

@@ -1,0 +1,13 @@
+//! Integration tests of masq-mpc: protocol laws, DCF, codecs, privacy and transports.
+//!
+//! One test binary for the crate (each module is one former test file), so `cargo test` links
+//! one executable here instead of one per file.
+
+mod codec;
+mod common;
+mod dcf;
+mod laws;
+mod privacy;
+mod protocols;
+mod tcp_protocol;
+mod transport_tcp;

@@ -1,0 +1,17 @@
+//! Integration tests of masq-runtime: plaintext and secure execution of zoo and imported models, onnxruntime cross-checks and the official ONNX node tests.
+//!
+//! One test binary for the crate (each module is one former test file), so `cargo test` links
+//! one executable here instead of one per file.
+
+mod akamaster;
+mod common;
+mod onnx_import;
+mod onnx_mnist;
+mod onnx_node_conformance;
+mod ort_backend;
+mod plain_kernels;
+mod secure_akamaster;
+mod secure_exec;
+mod secure_fold;
+mod secure_ops;
+mod zoo;

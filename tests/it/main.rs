@@ -1,0 +1,17 @@
+//! End-to-end tests across crates: the CLI, trainer vs runtime agreement, two processes.
+//!
+//! One test binary for the crate (each module is one former test file), so `cargo test` links
+//! one executable here instead of one per file.
+
+mod cli_bench;
+mod cli_demo;
+mod cli_export;
+mod cli_load_weights;
+mod cli_run;
+#[cfg(feature = "train")]
+mod export_agreement;
+mod export_reduced_akamaster;
+#[cfg(feature = "train")]
+mod lowering;
+mod relu_counts;
+mod two_process;

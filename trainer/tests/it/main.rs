@@ -1,0 +1,11 @@
+//! Integration tests of masq-trainer: datasets, training, ReLU reduction.
+//!
+//! One test binary for the crate (each module is one former test file), so `cargo test` links
+//! one executable here instead of one per file.
+
+mod data;
+mod image_datasets;
+mod pretrained;
+mod reduce_e2e;
+mod reduce_math;
+mod training;
