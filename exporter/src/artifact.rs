@@ -32,7 +32,10 @@ pub const MANIFEST_JSON: &str = "manifest.json";
 /// Value of [`Manifest::format`].
 pub const FORMAT: &str = "masq.artifact";
 /// The artifact format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: `model.onnx` keeps no tensor bytes of its own; its initializers point into
+/// `model.safetensors` (ONNX external data), and every fact lives in the manifest alone.
+/// Version 1 artifacts (tensors in both files) still load.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One dimension of a shape in the manifest: a number, or `"batch"` for the symbolic batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,15 +108,8 @@ pub struct Manifest {
 pub const META_FORMAT: &str = "masq.format";
 /// `__metadata__` key of the format version.
 pub const META_FORMAT_VERSION: &str = "masq.format_version";
-/// `__metadata__` key of the per-site ReLU counts (JSON object: site -> ones in its mask).
-pub const META_RELU_COUNTS: &str = "masq.relu_counts";
-/// `__metadata__` key of the input shape (JSON list, `"batch"` for the batch dimension).
-pub const META_INPUT_SHAPE: &str = "masq.input_shape";
-/// `__metadata__` key of the normalisation (JSON `{"mean": [..], "std": [..]}` or `null`).
-pub const META_NORMALISATION: &str = "masq.normalisation";
-/// `__metadata__` key of the class names (JSON list).
-pub const META_CLASSES: &str = "masq.classes";
 
+/// The safetensors metadata, with a supported format version.
 fn st_metadata(bytes: &[u8], path: &Path) -> Result<std::collections::HashMap<String, String>> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| malformed(path, e.to_string()))?;
     let map = meta.metadata().clone().unwrap_or_default();
@@ -181,9 +177,12 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
     let (onnx_path, onnx_bytes) = read_checked(dir, &manifest, MODEL_ONNX)?;
     let (st_path, st_bytes) = read_checked(dir, &manifest, MODEL_SAFETENSORS)?;
 
-    let graph = masq_onnx::import_bytes(&onnx_bytes, &onnx_path)?;
+    // The ONNX initializers' bytes come from the safetensors file just hashed, not from disk again.
+    let external = [(MODEL_SAFETENSORS, st_bytes.as_slice())];
+    let graph = masq_onnx::import_bytes_with(&onnx_bytes, &onnx_path, masq_onnx::external::Files::InMemory(&external))?;
     let st = SafeTensors::deserialize(&st_bytes).map_err(|e| malformed(&st_path, e.to_string()))?;
     let st_bad = |name: &str, reason: String| malformed(&st_path, format!("tensor {name}: {reason}"));
+    st_metadata(&st_bytes, &st_path)?;
 
     // Masks: one `<site>.mask` per MaskedAct, equal to the mask recovered from the ONNX file.
     let shapes = graph.infer_shapes(1)?;
@@ -209,27 +208,20 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
             return Err(st_bad(&key, format!("differs from the mask {} in {MODEL_ONNX}", c.mask)));
         }
     }
+    // Every other tensor is an initializer of the graph, with its dtype and shape. (From format 2
+    // on, the ONNX initializers are these very bytes: there is no second copy to compare.)
     for (name, view) in st.tensors() {
         if view.dtype() == Dtype::U8 {
             if !sites.contains(&name) {
                 return Err(st_bad(&name, "a mask of no masked activation in the model".into()));
             }
-        } else if let Some(t) = graph.initializers.get(&name) {
-            if view.dtype() != Dtype::F32 || view.shape() != t.shape() {
-                return Err(st_bad(
-                    &name,
-                    format!("{:?} {:?}, the ONNX model has F32 {:?}", view.dtype(), view.shape(), t.shape()),
-                ));
-            }
-            let same = view
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .zip(t.iter())
-                .all(|(a, &b)| a.to_bits() == b.to_bits() || a == b);
-            if !same {
-                return Err(st_bad(&name, format!("values differ from the initializer in {MODEL_ONNX}")));
-            }
+        } else if let Some(t) = graph.initializers.get(&name)
+            && (view.dtype() != Dtype::F32 || view.shape() != t.shape())
+        {
+            return Err(st_bad(
+                &name,
+                format!("{:?} {:?}, the ONNX model has F32 {:?}", view.dtype(), view.shape(), t.shape()),
+            ));
         }
     }
 
@@ -240,27 +232,6 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
             &manifest_path,
             format!("relu_count {} but the model has {}", manifest.relu_count, report.relu_count),
         ));
-    }
-    // The per-site counts in the safetensors metadata are the ones in its masks.
-    let meta = st_metadata(&st_bytes, &st_path)?;
-    if let Some(counts) = meta.get(META_RELU_COUNTS) {
-        let counts: BTreeMap<String, u64> = serde_json::from_str(counts)
-            .map_err(|e| malformed(&st_path, format!("metadata {META_RELU_COUNTS}: {e}")))?;
-        for node in &graph.nodes {
-            let Op::MaskedAct(_) = &node.op else { continue };
-            let key = format!("{}.mask", node.name);
-            let ones = st.tensor(&key).map(|v| v.data().iter().filter(|&&b| b != 0).count() as u64).unwrap_or(0);
-            if counts.get(&node.name) != Some(&ones) {
-                return Err(st_bad(
-                    &key,
-                    format!(
-                        "metadata counts {:?} ReLUs for site {}, the mask has {ones}",
-                        counts.get(&node.name),
-                        node.name
-                    ),
-                ));
-            }
-        }
     }
     for l in &manifest.relu_layers {
         let got = report.layers.iter().find(|r| r.name == l.layer).map(|r| r.relus);

@@ -206,14 +206,10 @@ fn name_io(g: &mut Graph) {
     }
 }
 
-/// The safetensors file: every initializer (f32), every site's mask as u8 under `<site>.mask`, and
-/// the metadata.
-fn encode_tensors(
-    g: &Graph,
-    facts: &ExportFacts,
-    relu_counts: &BTreeMap<String, u64>,
-    input: &TensorSpec,
-) -> Result<Vec<u8>, ExportError> {
+/// The safetensors file: every initializer (f32) and every site's mask as u8 under
+/// `<site>.mask`; its metadata names the format and version (every other fact lives in the
+/// manifest).
+fn encode_tensors(g: &Graph) -> Result<Vec<u8>, ExportError> {
     let f32_bytes: Vec<(String, Vec<usize>, Vec<u8>)> = g
         .initializers
         .iter()
@@ -237,20 +233,49 @@ fn encode_tensors(
     for (n, s, b) in &mask_bytes {
         views.push((n.clone(), TensorView::new(Dtype::U8, s.clone(), b).map_err(|e| st_err(n, e))?));
     }
-    let json = |v: serde_json::Value| v.to_string();
     let meta: HashMap<String, String> = [
         (artifact::META_FORMAT, FORMAT.to_string()),
         (artifact::META_FORMAT_VERSION, FORMAT_VERSION.to_string()),
-        (artifact::META_RELU_COUNTS, json(serde_json::json!(relu_counts))),
-        (artifact::META_INPUT_SHAPE, json(serde_json::json!(input.shape))),
-        (artifact::META_NORMALISATION, json(serde_json::json!(facts.normalisation))),
-        (artifact::META_CLASSES, json(serde_json::json!(facts.classes))),
-        ("masq.architecture", facts.architecture.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     safetensors::serialize(views, Some(meta)).map_err(|e| st_err("(file)", e))
+}
+
+/// Point every f32 and BOOL initializer of the ONNX model at the identical bytes in the
+/// safetensors file (ONNX external data: location, offset, length), so each tensor is stored once.
+/// Weights, masks (u8 0/1 = ONNX BOOL) and polynomial coefficients (`[C]` in safetensors,
+/// `[C, 1, 1]` in ONNX: the same bytes) all have their bytes there.
+fn point_into_safetensors(model: &mut masq_onnx::proto::ModelProto, st_bytes: &[u8]) -> Result<usize, ExportError> {
+    use masq_onnx::proto::{StringStringEntryProto, data_type};
+    let st = safetensors::SafeTensors::deserialize(st_bytes).map_err(|e| st_err("(file)", e))?;
+    let base = st_bytes.as_ptr() as usize;
+    let mut at: HashMap<&[u8], usize> = HashMap::new();
+    for (_, view) in st.tensors() {
+        let data = view.data();
+        if !data.is_empty() {
+            at.entry(data).or_insert(data.as_ptr() as usize - base);
+        }
+    }
+    let mut moved = 0;
+    let graph = model.graph.as_mut().expect("the encoder writes a graph");
+    for t in graph.initializer.iter_mut() {
+        if !matches!(t.data_type, data_type::FLOAT | data_type::BOOL) || t.raw_data.is_empty() {
+            continue;
+        }
+        let Some(&offset) = at.get(t.raw_data.as_slice()) else { continue };
+        let entry = |k: &str, v: String| StringStringEntryProto { key: k.into(), value: v };
+        t.external_data = vec![
+            entry("location", MODEL_SAFETENSORS.to_string()),
+            entry("offset", offset.to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = masq_onnx::external::EXTERNAL;
+        t.raw_data = Vec::new();
+        moved += 1;
+    }
+    Ok(moved)
 }
 
 fn st_err(name: &str, e: safetensors::SafeTensorError) -> ExportError {
@@ -289,7 +314,6 @@ pub fn export(
     let report = masq_ir::report::report(&g)?;
     let shapes = g.infer_shapes(1)?;
     let mut relu_layers = Vec::new();
-    let mut relu_counts = BTreeMap::new();
     let mut sites = 0;
     for (node, l) in g.nodes.iter().zip(&report.layers) {
         if matches!(node.op, Op::Relu | Op::MaskedAct(_)) {
@@ -297,7 +321,6 @@ pub fn export(
             relu_layers.push(LayerRelus { layer: l.name.clone(), op: l.op.clone(), relus: l.relus, elements });
         }
         if let Op::MaskedAct(_) = node.op {
-            relu_counts.insert(node.name.clone(), l.relus);
             sites += 1;
         }
     }
@@ -312,8 +335,9 @@ pub fn export(
         key: artifact::META_FORMAT.into(),
         value: FORMAT.into(),
     });
+    let st_bytes = encode_tensors(&g)?;
+    point_into_safetensors(&mut onnx_model, &st_bytes)?;
     let onnx_bytes = onnx_model.encode_to_vec();
-    let st_bytes = encode_tensors(&g, facts, &relu_counts, &input)?;
     let mut files = BTreeMap::new();
     files.insert(MODEL_ONNX.to_string(), file_entry(&onnx_bytes));
     files.insert(MODEL_SAFETENSORS.to_string(), file_entry(&st_bytes));

@@ -79,7 +79,10 @@ fn run_plain_and_mpc_agree_and_report() {
     assert_eq!(m["mode"], "mpc");
     assert_eq!(p["mode"], "plain");
     assert_eq!(m["output_shape"], serde_json::json!([2, 10]));
-    assert_eq!(m["relu_count"], p["relu_count"], "ReLUs incl. max-pool comparisons, whole batch");
+    assert_eq!(m["relu_count"], p["relu_count"], "ReLU elements per image");
+    assert_eq!(m["relu_count"], 8 * 28 * 28 + 16 * 14 * 14);
+    assert_eq!(m["comparisons_per_batch"], p["comparisons_per_batch"]);
+    assert_eq!(m["comparisons_per_batch"], 2 * m["comparisons"].as_u64().unwrap());
     assert!(m["max_abs_error"].as_f64().unwrap() < 1e-2);
     assert!(m["rounds"].as_u64().unwrap() > 4 && m["online_bytes"].as_u64().unwrap() > 0);
     assert!(m["est_wan_seconds"].as_f64().unwrap() > m["est_lan_seconds"].as_f64().unwrap());
@@ -93,7 +96,7 @@ fn run_plain_and_mpc_agree_and_report() {
     let h = masq(&["run", "zoo:mnist_cnn", "--input", i, "--mode", "mpc"]);
     assert!(h.status.success());
     let text = String::from_utf8_lossy(&h.stdout);
-    assert!(text.contains("conv1") && text.contains("total:") && text.contains("image 1: class"), "{text}");
+    assert!(text.contains("conv1") && text.contains("total per image:") && text.contains("image 1: class"), "{text}");
 
     // One image without the batch axis is accepted.
     let one = tmp("one.npy");
@@ -136,7 +139,8 @@ fn estimate_reports_masq_and_published_protocols() {
     assert!(c["online_bytes"].as_f64().unwrap() > m["online_bytes"].as_f64().unwrap());
     assert!(c["rounds"].as_u64().unwrap() > m["rounds"].as_u64().unwrap());
     let b = json(&masq(&["estimate", "zoo:resnet20", "--network", "1,10", "--batch", "2", "--json"]));
-    assert_eq!(b["relu_count"], 2 * 188_416);
+    assert_eq!(b["relu_count"], 188_416, "per image, whatever the batch");
+    assert_eq!(b["comparisons_per_batch"], 2 * 188_416);
     let t = masq(&["estimate", "zoo:mnist_cnn", "--protocol", "delphi"]);
     assert!(t.status.success() && String::from_utf8_lossy(&t.stdout).contains("total:"));
     let err = failure(&masq(&["estimate", "zoo:resnet20", "--protocol", "sgx"]));

@@ -242,6 +242,27 @@ fn a_plain_model_exports_and_records_facts() {
         assert_eq!(masq_ir::atomic::sha256_hex(&bytes), f.sha256);
         assert_eq!(m.files[&f.name].sha256, f.sha256);
     }
+    // Every tensor is stored once: model.onnx's f32 and BOOL initializers are external data
+    // pointing at the identical bytes inside model.safetensors.
+    let onnx = std::fs::read(dir.join(MODEL_ONNX)).unwrap();
+    let st = std::fs::read(dir.join(masq_exporter::artifact::MODEL_SAFETENSORS)).unwrap();
+    let model = masq_onnx::import::decode(&onnx, &dir.join(MODEL_ONNX)).unwrap();
+    let inits = &model.graph.as_ref().unwrap().initializer;
+    let weights: Vec<_> = inits.iter().filter(|t| t.data_type == masq_onnx::proto::data_type::FLOAT).collect();
+    assert!(!weights.is_empty());
+    for t in weights {
+        assert_eq!(t.data_location, masq_onnx::external::EXTERNAL, "{}", t.name);
+        assert!(t.raw_data.is_empty(), "{}", t.name);
+        let r = masq_onnx::external::reference(t, &dir.join(MODEL_ONNX)).unwrap();
+        assert_eq!(r.location, "model.safetensors");
+        let bytes = masq_onnx::external::slice(t, &r, &st, &dir).unwrap();
+        assert_eq!(bytes.len(), 4 * t.dims.iter().product::<i64>() as usize, "{}", t.name);
+        if let Some(w) = g2.initializers.get(&t.name) {
+            let want: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(bytes, want.as_slice(), "{}", t.name);
+        }
+    }
+    assert!(onnx.len() < st.len() / 20, "model.onnx holds {} bytes next to {} of tensors", onnx.len(), st.len());
     // A second export without force is refused and leaves the first intact; with force it replaces.
     let err = export(&g, &facts, &dir, &ExportOptions::default()).unwrap_err();
     assert!(matches!(err, masq_exporter::ExportError::Exists { .. }), "{err}");

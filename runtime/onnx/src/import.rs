@@ -19,6 +19,7 @@ use prost::Message;
 use masq_ir::{IrError, Result, UnsupportedNode};
 use masq_ir::{Dim, Graph, Op, ValueInfo};
 use crate::builders;
+use crate::external::{self, Files};
 use crate::ctx::{Ctx, OnnxNode};
 use crate::fold;
 use crate::proto::{self, ModelProto, data_type};
@@ -37,7 +38,13 @@ pub fn import_file(path: &Path) -> Result<Graph> {
 
 /// Import ONNX bytes; `file` names the model in errors and locates external data.
 pub fn import_bytes(bytes: &[u8], file: &Path) -> Result<Graph> {
-    let model = decode(bytes, file)?;
+    import_bytes_with(bytes, file, Files::Disk)
+}
+
+/// Import ONNX bytes whose external data comes from `files` (see [`crate::external`]).
+pub fn import_bytes_with(bytes: &[u8], file: &Path, files: Files<'_>) -> Result<Graph> {
+    let mut model = decode(bytes, file)?;
+    external::resolve(&mut model, file, files)?;
     let mut graph = build(&model, file)?;
     graph.infer_shapes(1)?;
     fold(&mut graph);

@@ -22,10 +22,11 @@ pub mod annotation;
 pub(crate) mod builders;
 pub(crate) mod ctx;
 pub mod export;
+pub mod external;
 pub(crate) mod fold;
 pub mod import;
 pub mod proto;
 pub mod tensor;
 
 pub use annotation::MaskedActAnnotation;
-pub use import::{OPSETS, import_bytes, import_file};
+pub use import::{OPSETS, import_bytes, import_bytes_with, import_file};

@@ -83,38 +83,6 @@ fn type_name(t: i32) -> String {
     .to_string()
 }
 
-fn external_bytes(t: &TensorProto, file: &Path) -> Result<Vec<u8>> {
-    let entry = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.as_str());
-    let bad = |f: &Path, reason: String| IrError::Malformed { file: f.to_path_buf(), reason };
-    let location =
-        entry("location").ok_or_else(|| bad(file, format!("tensor {}: external data without a location", t.name)))?;
-    let rel = Path::new(location);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(bad(
-            file,
-            format!("tensor {}: external data location {location:?} leaves the model directory", t.name),
-        ));
-    }
-    let path = file.parent().unwrap_or(Path::new(".")).join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        bad(&path, format!("external data of tensor {} (referenced by {}): {e}", t.name, file.display()))
-    })?;
-    let num = |k: &str| -> Result<Option<usize>> {
-        entry(k)
-            .map(|v| v.parse::<usize>().map_err(|_| bad(file, format!("tensor {}: bad {k} {v:?}", t.name))))
-            .transpose()
-    };
-    let offset = num("offset")?.unwrap_or(0);
-    let end = match num("length")? {
-        Some(len) => offset.checked_add(len),
-        None => Some(bytes.len()),
-    };
-    match end {
-        Some(end) if end <= bytes.len() && offset <= end => Ok(bytes[offset..end].to_vec()),
-        _ => Err(bad(&path, format!("tensor {}: external data range out of bounds ({} bytes)", t.name, bytes.len()))),
-    }
-}
-
 /// Decode a `TensorProto`; `file` is the model file (for external data and errors).
 pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
     let dtype = DType::from_onnx(t.data_type)
@@ -127,7 +95,7 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
             }
         })?;
     let count: usize = shape.iter().product();
-    let raw = if t.data_location == 1 { Some(external_bytes(t, file)?) } else { None };
+    let raw = if t.data_location == crate::external::EXTERNAL { Some(crate::external::read_tensor_bytes(t, file)?) } else { None };
     let raw = raw.as_deref().or(if t.raw_data.is_empty() { None } else { Some(t.raw_data.as_slice()) });
     let values: Vec<f64> = match raw {
         Some(raw) => {

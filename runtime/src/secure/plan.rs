@@ -66,6 +66,9 @@ pub struct Plan {
     pub workload: Workload,
     pub(crate) program: Program,
     pub(crate) shapes: ShapeMap,
+    /// Images in the batch as the cost table sees them: `batch` when the input has a symbolic
+    /// batch axis, else 1 (a fixed-shape graph is one image whatever its first axis).
+    images: u64,
 }
 
 impl Plan {
@@ -81,7 +84,7 @@ impl Plan {
 
     /// Secure comparisons of the whole batch (what the dealer deals comparison keys for).
     pub fn comparisons_per_batch(&self) -> u64 {
-        self.per_image().comparisons * self.batch as u64
+        self.per_image().comparisons * self.images
     }
 }
 
@@ -112,14 +115,16 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
     // Per-node figures come from the one cost table; the comparisons the lowering asked the
     // dealer for must be exactly the table's, or the reports would disagree with the run.
     let shapes1 = graph.infer_shapes(1)?;
+    let elems = |s: &ShapeMap| s[&program.input].iter().product::<usize>() as u64;
+    let images = elems(&shapes) / elems(&shapes1).max(1);
     let mut nodes = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
         let per_image = node_cost(&graph, node, &shapes1)?;
         let (cmp, cost) = p.requested[i];
-        if !program.tails[i] && cmp != per_image.comparisons() * batch as u64 {
+        if !program.tails[i] && cmp != per_image.comparisons() * images {
             return Err(IrError::InvalidGraph {
                 reason: format!(
-                    "node {} ({}): the secure lowering makes {cmp} comparisons for batch {batch}, the cost table {} per image",
+                    "node {} ({}): the secure lowering makes {cmp} comparisons for {images} image(s), the cost table {} per image",
                     node.name,
                     node.op.name(),
                     per_image.comparisons()
@@ -153,6 +158,7 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
         workload: p.workload,
         program,
         shapes,
+        images,
     })
 }
 

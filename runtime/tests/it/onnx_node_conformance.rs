@@ -723,7 +723,20 @@ fn secure_backend(
         return Err(unsupported("input values beyond the fixed-point range".into()));
     }
     match masq_runtime::secure::run(g, &x, &masq_runtime::secure::SecureConfig::default()) {
-        Ok(run) => Ok(run.outputs.into_iter().collect()),
+        Ok(run) => {
+            // One meaning per figure: the secure run reports the counts `masq inspect` does.
+            let r = masq_ir::report::report(g)?;
+            let want = (r.relu_count, r.maxpool_comparisons, r.clip_comparisons, r.leaky_relu_comparisons);
+            let p = run.report.per_image;
+            let got = (p.relu_count, p.maxpool_comparisons, p.clip_comparisons, p.leaky_relu_comparisons);
+            if got != want {
+                return Err(IrError::InvalidGraph {
+                    reason: format!("{}: secure run counts {got:?}, inspect {want:?}", g.name),
+                }
+                .into());
+            }
+            Ok(run.outputs.into_iter().collect())
+        }
         Err(RuntimeError::Model(IrError::UnsupportedConfig { node, op, reason })) => {
             Err(IrError::UnsupportedConfig { node, op, reason: format!("{UNSUPPORTED_IN_2PC}: {reason}") }.into())
         }
