@@ -49,6 +49,24 @@ pub struct TchModel {
     pub act_hook: Option<std::rc::Rc<dyn ActHook>>,
 }
 
+impl lower::Params for TchModel {
+    fn tensor(&self, name: &str) -> Option<&Tensor> {
+        TchModel::tensor(self, name)
+    }
+
+    fn mask(&self, name: &str) -> Option<&Tensor> {
+        TchModel::mask(self, name)
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn bn_momentum(&self) -> f64 {
+        self.bn_momentum
+    }
+}
+
 /// A hook that takes over the evaluation of `MaskedAct` nodes (see `crate::reduce`): trainable
 /// gates, continuous masks, running statistics of the activation inputs.
 pub trait ActHook: std::fmt::Debug {
@@ -230,7 +248,14 @@ impl TchModel {
                     .ok_or_else(|| TrainerError::MissingValue { node: node.name.clone(), input: name.clone() })?;
                 ins.push(t);
             }
-            let out = lower::lower_node(self, node, &ins, train)?;
+            let hooked = match (&node.op, &self.act_hook) {
+                (Op::MaskedAct(c), Some(h)) => h.masked_act(self, node, c, ins[0], train)?,
+                _ => None,
+            };
+            let out = match hooked {
+                Some(y) => y,
+                None => lower::lower_node(self, node, &ins, train)?,
+            };
             for input in &node.inputs {
                 if last_use.get(input.as_str()) == Some(&i) && !keep.contains(input.as_str()) {
                     env.remove(input);
@@ -262,7 +287,7 @@ impl TchModel {
         outs.remove(&name).ok_or(TrainerError::MissingValue { node: "(graph output)".into(), input: name })
     }
 
-    /// Number of ReLUs the model costs at batch 1 (ALGORITHMS.md §9: Relu elements plus mask ones).
+    /// Number of ReLUs the model costs at batch 1 (docs/ALGORITHMS.md §9: Relu elements plus mask ones).
     pub fn relu_count(&self) -> Result<u64> {
         let mut g = self.graph.clone();
         // Shapes only need the initializers' shapes; the masks' ones are counted from the tensors.

@@ -1,4 +1,4 @@
-//! Zoo graphs: exact ReLU counts (ALGORITHMS.md §9) and plaintext runs.
+//! Zoo graphs: exact ReLU counts (docs/ALGORITHMS.md §9) and plaintext runs.
 
 use masq_ir::{Dim, Op};
 use masq_ir::report::report;

@@ -5,9 +5,9 @@ use tch::Tensor;
 
 use super::{mismatch, param, unsupported};
 use crate::error::Result;
-use crate::model::TchModel;
+use super::Params;
 
-pub(super) fn conv2d(model: &TchModel, node: &Node, c: &ConvConfig, x: &Tensor) -> Result<Tensor> {
+pub(super) fn conv2d(model: &dyn Params, node: &Node, c: &ConvConfig, x: &Tensor) -> Result<Tensor> {
     if x.dim() != 4 {
         return Err(mismatch(node, "[N, C, H, W]", x));
     }

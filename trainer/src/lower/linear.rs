@@ -5,9 +5,9 @@ use tch::Tensor;
 
 use super::{mismatch, param};
 use crate::error::Result;
-use crate::model::TchModel;
+use super::Params;
 
-pub(super) fn gemm(model: &TchModel, node: &Node, c: &GemmConfig, x: &Tensor) -> Result<Tensor> {
+pub(super) fn gemm(model: &dyn Params, node: &Node, c: &GemmConfig, x: &Tensor) -> Result<Tensor> {
     let w = param(model, node, &c.weight)?;
     if x.dim() != 2 || w.dim() != 2 || x.size()[1] != w.size()[1] {
         return Err(mismatch(node, format!("[N, {}]", w.size().get(1).copied().unwrap_or(0)), x));

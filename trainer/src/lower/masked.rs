@@ -7,7 +7,7 @@ use tch::Tensor;
 
 use super::{mismatch, param};
 use crate::error::{Result, TrainerError};
-use crate::model::TchModel;
+use super::Params;
 
 /// Reshape a per-channel `[C]` tensor to broadcast over `[N, C, ...]`.
 pub(crate) fn per_channel(t: &Tensor, rank: usize) -> Result<Tensor> {
@@ -17,7 +17,7 @@ pub(crate) fn per_channel(t: &Tensor, rank: usize) -> Result<Tensor> {
 }
 
 /// The replacement `g(x)`.
-pub(crate) fn replacement(model: &TchModel, node: &Node, r: &Replacement, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn replacement(model: &dyn Params, node: &Node, r: &Replacement, x: &Tensor) -> Result<Tensor> {
     match r {
         Replacement::Identity => Ok(x.shallow_clone()),
         Replacement::Poly { c2, c1, c0 } => {
@@ -36,7 +36,7 @@ pub(crate) fn replacement(model: &TchModel, node: &Node, r: &Replacement, x: &Te
     }
 }
 
-pub(super) fn masked_act(model: &TchModel, node: &Node, c: &MaskedActConfig, x: &Tensor) -> Result<Tensor> {
+pub(super) fn masked_act(model: &dyn Params, node: &Node, c: &MaskedActConfig, x: &Tensor) -> Result<Tensor> {
     let m = model
         .mask(&c.mask)
         .ok_or_else(|| TrainerError::MissingValue { node: node.name.clone(), input: c.mask.clone() })?;

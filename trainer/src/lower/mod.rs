@@ -13,9 +13,18 @@ use masq_ir::{Node, Op};
 use tch::Tensor;
 
 use crate::error::{Result, TrainerError};
-use crate::model::TchModel;
 
-pub(crate) fn param<'a>(model: &'a TchModel, node: &Node, name: &str) -> Result<&'a Tensor> {
+/// What lowering reads from the model it runs in (implemented by [`crate::model::TchModel`]):
+/// parameters, buffers and masks by IR name, the device, and BatchNorm's momentum.
+pub trait Params {
+    fn tensor(&self, name: &str) -> Option<&Tensor>;
+    /// A `MaskedAct` mask as a tensor, by IR name.
+    fn mask(&self, name: &str) -> Option<&Tensor>;
+    fn device(&self) -> tch::Device;
+    fn bn_momentum(&self) -> f64;
+}
+
+pub(crate) fn param<'a>(model: &'a dyn Params, node: &Node, name: &str) -> Result<&'a Tensor> {
     model.tensor(name).ok_or_else(|| TrainerError::MissingValue { node: node.name.clone(), input: name.to_string() })
 }
 
@@ -32,8 +41,9 @@ pub(crate) fn unsupported(node: &Node, reason: impl Into<String>) -> TrainerErro
     TrainerError::Unsupported { node: node.name.clone(), op: node.op.name().to_string(), reason: reason.into() }
 }
 
-/// Evaluate one node on its inputs; `train` selects BatchNorm's training mode.
-pub fn lower_node(model: &TchModel, node: &Node, ins: &[&Tensor], train: bool) -> Result<Tensor> {
+/// Evaluate one node on its inputs; `train` selects BatchNorm's training mode. (A model's
+/// `ActHook` takes over `MaskedAct` nodes before this is called.)
+pub fn lower_node(model: &dyn Params, node: &Node, ins: &[&Tensor], train: bool) -> Result<Tensor> {
     let x = ins[0];
     match &node.op {
         Op::Conv(c) => conv::conv2d(model, node, c, x),
@@ -59,13 +69,6 @@ pub fn lower_node(model: &TchModel, node: &Node, ins: &[&Tensor], train: bool) -
         Op::Identity => Ok(x.shallow_clone()),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false),
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true),
-        Op::MaskedAct(c) => {
-            if let Some(h) = &model.act_hook
-                && let Some(y) = h.masked_act(model, node, c, x, train)?
-            {
-                return Ok(y);
-            }
-            masked::masked_act(model, node, c, x)
-        }
+        Op::MaskedAct(c) => masked::masked_act(model, node, c, x),
     }
 }

@@ -6,10 +6,10 @@ use tch::Tensor;
 
 use super::{mismatch, param};
 use crate::error::Result;
-use crate::model::TchModel;
+use super::Params;
 
 pub(super) fn batch_norm(
-    model: &TchModel,
+    model: &dyn Params,
     node: &Node,
     c: &BatchNormConfig,
     x: &Tensor,
@@ -32,7 +32,7 @@ pub(super) fn batch_norm(
         Some(mean),
         Some(var),
         train,
-        model.bn_momentum,
+        model.bn_momentum(),
         f64::from(c.epsilon),
         cudnn,
     )?)

@@ -1,4 +1,4 @@
-//! The differentiable pieces of ReLU reduction (ALGORITHMS.md §1–5), as free functions on tensors
+//! The differentiable pieces of ReLU reduction (docs/ALGORITHMS.md §1–5), as free functions on tensors
 //! so they can be tested on their own.
 
 use tch::{Kind, Tensor};
@@ -119,7 +119,7 @@ pub fn big_phi(t: f64) -> f64 {
     0.5 * (1.0 + erf(t / std::f64::consts::SQRT_2))
 }
 
-/// Least-squares quadratic fit of ReLU under `x ~ N(μ, σ²)` (ALGORITHMS.md §3):
+/// Least-squares quadratic fit of ReLU under `x ~ N(μ, σ²)` (docs/ALGORITHMS.md §3):
 /// `[c2, c1, c0]` with `c2 = φ(t)/(2σ)`, `c1 = Φ(t) − tφ(t)`, `c0 = σφ(t)(1+t²)/2`, `t = μ/σ`.
 pub fn dapa_fit(mu: f64, sigma: f64) -> [f64; 3] {
     let t = mu / sigma;

@@ -1,4 +1,4 @@
-//! ReLU reduction: cut a trained model's ReLUs to a budget (ALGORITHMS.md §1–5, §9–11).
+//! ReLU reduction: cut a trained model's ReLUs to a budget (docs/ALGORITHMS.md §1–5, §9–11).
 //!
 //! - [`Method::AutoRep`]: every `Relu` becomes a `MaskedAct` site with per-element gate parameters
 //!   `a ~ U(0,1)` and a binary state `m` (all ones). Forward `y = m⊙ReLU(x) + (1−m)⊙g(x)`; the STE
@@ -18,7 +18,7 @@
 //! Both stages use Adam (no weight decay) on a cosine schedule to `min(1e-5, lr)`; gate parameters
 //! have their own Adam (`mask_lr`). Polynomial replacements store `c2` divided by 0.1 (AutoReP's
 //! `scale_x2`) while training; the written checkpoint holds the effective coefficients.
-//! The checkpoint's facts: `relu_count`, `accuracy`, `dataset`, and `relu_total`, `relu_budget`,
+//! The checkpoint's facts: `relu_count`, `accuracy`, `dataset`, and `relu_before`, `relu_budget`,
 //! `relu_layers` (per site: before/after), `method`, `normalization`.
 
 pub mod gates;

@@ -1,6 +1,6 @@
 //! The model zoo: IR graphs of well-known networks with seeded random or given weights.
 //!
-//! Names pin the ReLU convention (ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
+//! Names pin the ReLU convention (docs/ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
 //! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `vgg16_cifar`, `mnist_cnn`, `cnn_small`. Parameter
 //! names follow the PyTorch reference implementations (for `resnet20`..`56`: the akamaster checkpoint
 //! keys without `module.`), so checkpoints load with [`apply_weights`].
