@@ -1,4 +1,5 @@
-//! Bounds-checked reading of untrusted little-endian bytes (dealer files, public models).
+//! Bounds-checked reading of untrusted little-endian bytes, for hand-laid-out formats (the dealer
+//! files and sections are bincode now, see [`crate::dealer::codec`]).
 //!
 //! Every read checks the bytes left first, and length prefixes are checked against what is left
 //! before anything is allocated, so a corrupt or hostile input can never make the reader allocate

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::share::Party;
+use crate::party::Party;
 
 /// Errors of the 2PC engine: bad inputs, preprocessing problems and transport failures.
 #[derive(Debug, thiserror::Error)]

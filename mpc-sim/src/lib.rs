@@ -5,7 +5,8 @@
 //! before the inputs exist (semi-honest security; see `shared/docs/PROTOCOLS.md`).
 //!
 //! Where to look:
-//! - [`ring`] and [`share`]: the ring, fixed point, and the `#[must_use]` share type;
+//! - [`ring`], [`party`] and [`share`]: the ring, fixed point, the two parties, and the
+//!   `#[must_use]` share type;
 //! - [`transport`]: in-memory and TCP transports, framing, metering (bytes and rounds);
 //! - [`dcf`]: distributed comparison functions (the FSS comparison behind ReLU);
 //! - [`kernel`]: fast u64 GEMM / convolution kernels;
@@ -28,13 +29,15 @@ pub mod bytes;
 pub mod dcf;
 pub mod error;
 pub mod kernel;
+pub mod party;
 pub mod ring;
 pub mod share;
 pub mod transport;
 
 pub use error::{MpcError, Result};
+pub use party::Party;
 pub use ring::{Elem, FixedPoint};
-pub use share::{Party, Share};
+pub use share::Share;
 pub mod bench;
 pub mod cost;
 pub mod dealer;

@@ -2,9 +2,9 @@
 
 use crate::dealer::Preprocessing;
 use crate::error::Result;
+use crate::party::Party;
 use crate::protocols::{Ctx, StepRecord};
 use crate::ring::FixedPoint;
-use crate::share::Party;
 use crate::transport::{MemTransport, Traffic, mem_pair};
 
 /// What one party's run produced.

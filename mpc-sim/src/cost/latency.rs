@@ -6,7 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::Cost;
+use super::steps::Cost;
 use crate::error::MpcError;
 
 /// The formula every estimate uses, printed beside it.

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::steps::{self, Cost};
 use crate::error::MpcError;
 
 /// What a model asks of a protocol: the sizes that the published per-op costs scale with.
@@ -136,15 +137,15 @@ fn table(p: Protocol) -> Table {
 /// this function then applies masq's own per-element rules).
 pub fn estimate(p: Protocol, w: &Workload) -> Estimate {
     if p == Protocol::Masq {
-        let mut c = super::Cost::default();
+        let mut c = Cost::default();
         for &n in &w.relu_layers {
-            c += super::cmp(n, crate::protocols::DEFAULT_CMP_BITS);
+            c += steps::cmp(n, crate::protocols::DEFAULT_CMP_BITS);
         }
         for &n in &w.square_layers {
-            c += super::square(n);
+            c += steps::square(n);
         }
         for l in &w.linear_layers {
-            let mut x = super::exchange(l.inputs);
+            let mut x = steps::exchange(l.inputs);
             x.offline_p1 = 8 * l.outputs as u64;
             c += x;
         }

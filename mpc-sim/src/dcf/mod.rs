@@ -83,7 +83,7 @@ pub use prg::AesBackend;
 use prg::{Block, hash_blocks};
 
 use crate::error::{MpcError, Result};
-use crate::share::Party;
+use crate::party::Party;
 
 /// Keys evaluated in lockstep; also the chunk size of the in-memory batch layout.
 pub const LANES: usize = 16;

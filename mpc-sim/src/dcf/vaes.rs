@@ -7,10 +7,15 @@
 
 use std::arch::x86_64::*;
 
+use super::prg::Block;
 use super::prg::x86::{RoundKeys, wide_keys};
-use super::{Block, LANES};
-use crate::share::Party;
+use crate::party::Party;
 
+/// Keys per chunk: 4 registers of 4 keys. This file is written for exactly this width, which must
+/// equal the chunk width of the batch layout, [`super::LANES`]: the call in
+/// [`super::eval_batch_with`] passes `[_; super::LANES]` arrays, so it only compiles while they agree.
+/// (Kept here rather than imported, so that this file does not depend on its parent.)
+const LANES: usize = 16;
 const G: usize = LANES / 4;
 
 /// How many levels ahead the correction words are prefetched.

@@ -1,57 +1,151 @@
-//! A binary encoding of preprocessing, so a dealer can hand each party a file.
+//! The dealer's material as bytes, so a dealer can hand each party a file: bincode 2.
 //!
-//! Layout (all integers little-endian): a stream of items, each `tag: u8` followed by its fields;
-//! vectors are `len: u64` then `len` words; tensors are `rank: u8`, `rank × u64` dims, then words;
-//! DCF key batches are `n: u32`, `len: u64`, then the keys as [`DcfKeyBatch::to_bytes`] writes them.
-//! Decoding checks every length against the bytes actually left before allocating, so a corrupt
-//! or hostile file cannot make the reader allocate more than the file holds.
+//! **Encoding.** [`CONFIG`]: bincode's standard configuration with fixed-width integers —
+//! little-endian; `u32` 4 bytes; `u64` and `usize` 8 bytes; an enum is its variant index as a
+//! `u32`, then the variant's fields; a `Vec`/slice is `len: u64`, then its elements (so a word
+//! vector is `len: u64` + `len × u64`, a byte string `len: u64` + the bytes); a fixed-size array
+//! is its elements, without a length; struct fields in order. Fixed width rather than varint
+//! because nearly all of the material is uniformly random ring words, which a varint stores in 9
+//! bytes instead of 8.
+//!
+//! **Sections.** A section (one per inference, and one for the model, in a dealer file) is a
+//! `Header` followed by `count` values, each a separate bincode value:
+//!
+//! ```text
+//! Header  { offline_bytes: u64, count: u64 }
+//! Item    enum, u32 tag: 0 Mul { a, b, c } | 1 Square { a, a2 } | 2 Cmp(Cmp)
+//!         | 3 MaskedAct { cmp: Cmp, a, a2 } | 4 Linear { layer: u64, input_shape: Vec<usize>, b: Tensor, c: Tensor }
+//! Cmp     { bits: u32, r, mr, mrr, keys: bytes }   (keys: `r.len()` DCF keys on `bits - 1` bits,
+//!                                                   as `DcfKeyBatch::to_bytes` writes them)
+//! Tensor  { shape: Vec<usize>, words }             (row-major)
+//! Layer   { id: u64, kind: LinearKind, a: Tensor } (model material: the weight-mask share)
+//! ```
+//!
+//! where `a, b, c, a2, r, mr, mrr, words` are word vectors. A linear item's `eb = op(E, [B])` is
+//! the party's own offline product, recomputed after loading and never stored.
+//!
+//! **Untrusted input.** Decoding never panics and never reserves memory for a length field that
+//! the input cannot back: every value is decoded with a bincode limit
+//! ([`bincode::config::Configuration::with_limit`]) derived from the length of the section being
+//! read, [`decode_limit`]: twice the section's bytes, rounded up to a power of two (at least
+//! 4 KiB). bincode counts every byte it decodes, and every `len × size` it would reserve for a
+//! sequence, against that limit before reserving anything, so a forged length (say 2^60 words)
+//! fails at once with an error instead of allocating; the factor two leaves room for bincode
+//! counting a fixed-size array of integers twice (the array, then each element). Byte strings
+//! (the DCF keys, most of a section) are borrowed from the input rather than copied. Every error
+//! is an [`MpcError::Decode`] that names the section, the item and its byte offset, and the
+//! problem (truncated, a length beyond the limit, an unknown tag, inconsistent lengths, ...).
 
+use std::collections::VecDeque;
+
+use bincode::config::{Config, Configuration, Fixint, LittleEndian, NoLimit};
+use bincode::error::DecodeError;
 use ndarray::{ArrayD, IxDyn};
 
 use super::material::{CmpMaterial, Material, ModelMaterial, Preprocessing};
 use super::request::{LinearKind, Request};
-use crate::bytes::ByteReader;
 use crate::dcf::{DcfKeyBatch, key_bytes};
 use crate::error::{MpcError, Result};
-use crate::share::Party;
+use crate::party::Party;
 
-const TAG_MUL: u8 = 1;
-const TAG_SQUARE: u8 = 2;
-const TAG_CMP: u8 = 3;
-const TAG_MASKED: u8 = 4;
-const TAG_LINEAR: u8 = 5;
+/// The bincode configuration of dealer material (decoding adds a limit, see [`decode_limit`]).
+pub const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> = bincode::config::standard().with_fixed_int_encoding();
 
-/// Encodes one item.
+/// Smallest decode limit, in bits (4 KiB).
+const MIN_LIMIT_BITS: u32 = 12;
+/// Largest decode limit, in bits (1 TiB, so sections of up to 512 GiB; longer ones are refused).
+#[cfg(target_pointer_width = "64")]
+const MAX_LIMIT_BITS: u32 = 40;
+#[cfg(not(target_pointer_width = "64"))]
+const MAX_LIMIT_BITS: u32 = 31;
+
+/// The bincode decode limit for a section of `section_len` bytes: `2 · section_len` rounded up
+/// to a power of two, at least 4 KiB; `None` when that exceeds 1 TiB (such a section is refused).
+pub fn decode_limit(section_len: usize) -> Option<usize> {
+    let bits = section_len.checked_mul(2)?.max(1 << MIN_LIMIT_BITS).checked_next_power_of_two()?.trailing_zeros();
+    (bits <= MAX_LIMIT_BITS).then(|| 1usize << bits)
+}
+
+/// What precedes a section's values.
+#[derive(Debug, bincode::Encode, bincode::Decode)]
+struct Header {
+    /// Bytes a real dealer sends the party for the section ([`Preprocessing::offline_bytes`]).
+    offline_bytes: u64,
+    /// Values that follow.
+    count: u64,
+}
+
+/// One preprocessing item: word vectors `W` (`&[u64]` to encode, `Vec<u64>` decoded) and key
+/// bytes `K` (`Vec<u8>` to encode, borrowed from the input when decoded).
+#[derive(bincode::Encode, bincode::BorrowDecode)]
+enum Item<W, K> {
+    Mul { a: W, b: W, c: W },
+    Square { a: W, a2: W },
+    Cmp(Cmp<W, K>),
+    MaskedAct { cmp: Cmp<W, K>, a: W, a2: W },
+    Linear { layer: u64, input_shape: Vec<usize>, b: Tensor<W>, c: Tensor<W> },
+}
+
+/// Comparison material: the DCF keys are `r.len()` keys on `bits - 1` bits.
+#[derive(bincode::Encode, bincode::BorrowDecode)]
+struct Cmp<W, K> {
+    bits: u32,
+    r: W,
+    mr: W,
+    mrr: W,
+    keys: K,
+}
+
+/// A tensor of words, row-major.
+#[derive(bincode::Encode, bincode::BorrowDecode)]
+struct Tensor<W> {
+    shape: Vec<usize>,
+    words: W,
+}
+
+/// One linear layer of model-load material.
+#[derive(bincode::Encode, bincode::BorrowDecode)]
+struct Layer<W> {
+    id: u64,
+    kind: LinearKind,
+    a: Tensor<W>,
+}
+
+type ItemOut<'a> = Item<&'a [u64], Vec<u8>>;
+type ItemIn<'a> = Item<Vec<u64>, &'a [u8]>;
+
+/// Appends `v` to `out` ([`CONFIG`]).
+fn put<T: bincode::Encode>(out: &mut Vec<u8>, v: &T) {
+    bincode::encode_into_std_write(v, out, CONFIG).expect("encoding into memory cannot fail");
+}
+
+fn words(t: &ArrayD<u64>) -> std::borrow::Cow<'_, [u64]> {
+    match t.as_slice() {
+        Some(s) => s.into(),
+        None => t.iter().copied().collect::<Vec<_>>().into(),
+    }
+}
+
+fn cmp_out(c: &CmpMaterial) -> Cmp<&[u64], Vec<u8>> {
+    Cmp { bits: c.bits, r: &c.r, mr: &c.mr, mrr: &c.mrr, keys: c.keys.to_bytes() }
+}
+
+/// Encodes one item (appended to `out`).
 pub fn encode_material(m: &Material, out: &mut Vec<u8>) {
     match m {
-        Material::Mul { a, b, c } => {
-            out.push(TAG_MUL);
-            for v in [a, b, c] {
-                put_vec(out, v);
-            }
-        }
-        Material::Square { a, a2 } => {
-            out.push(TAG_SQUARE);
-            put_vec(out, a);
-            put_vec(out, a2);
-        }
-        Material::Cmp(c) => {
-            out.push(TAG_CMP);
-            put_cmp(out, c);
-        }
-        Material::MaskedAct { cmp, a, a2 } => {
-            out.push(TAG_MASKED);
-            put_cmp(out, cmp);
-            put_vec(out, a);
-            put_vec(out, a2);
-        }
+        Material::Mul { a, b, c } => put::<ItemOut>(out, &Item::Mul { a, b, c }),
+        Material::Square { a, a2 } => put::<ItemOut>(out, &Item::Square { a, a2 }),
+        Material::Cmp(c) => put::<ItemOut>(out, &Item::Cmp(cmp_out(c))),
+        Material::MaskedAct { cmp, a, a2 } => put::<ItemOut>(out, &Item::MaskedAct { cmp: cmp_out(cmp), a, a2 }),
         Material::Linear { layer, input_shape, b, c, eb: _ } => {
-            // `eb` is the party's own offline product: recomputed after loading, never stored.
-            out.push(TAG_LINEAR);
-            out.extend_from_slice(&(*layer as u64).to_le_bytes());
-            put_shape(out, input_shape);
-            put_tensor(out, b);
-            put_tensor(out, c);
+            let (bw, cw) = (words(b), words(c));
+            let item: ItemOut = Item::Linear {
+                layer: *layer as u64,
+                input_shape: input_shape.clone(),
+                b: Tensor { shape: b.shape().to_vec(), words: &bw },
+                c: Tensor { shape: c.shape().to_vec(), words: &cw },
+            };
+            put(out, &item);
         }
     }
 }
@@ -59,205 +153,230 @@ pub fn encode_material(m: &Material, out: &mut Vec<u8>) {
 /// Encodes a whole queue (without the party, which the caller's file header records).
 pub fn encode_preprocessing(p: &Preprocessing) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&p.offline_bytes().to_le_bytes());
-    out.extend_from_slice(&(p.remaining() as u64).to_le_bytes());
+    put(&mut out, &Header { offline_bytes: p.offline_bytes(), count: p.remaining() as u64 });
     for m in p.items() {
         encode_material(m, &mut out);
     }
     out
 }
 
-/// Decodes a queue written by [`encode_preprocessing`] for `party`.
-pub fn decode_preprocessing(party: Party, bytes: &[u8]) -> Result<Preprocessing> {
-    let mut r = Reader::new(bytes);
-    let offline = r.u64()?;
-    let count = r.u64()?;
-    let mut items = std::collections::VecDeque::new();
-    for _ in 0..count {
-        items.push_back(r.material(party)?);
-    }
-    r.finish()?;
-    Ok(Preprocessing::new(party, items, offline))
-}
-
 /// Encodes model-load material.
 pub fn encode_model_material(m: &ModelMaterial) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&m.offline_bytes.to_le_bytes());
-    out.extend_from_slice(&(m.layers.len() as u64).to_le_bytes());
+    put(&mut out, &Header { offline_bytes: m.offline_bytes, count: m.layers.len() as u64 });
     for (id, kind, a) in &m.layers {
-        out.extend_from_slice(&(*id as u64).to_le_bytes());
-        let k = bincode::encode_to_vec(kind, bincode::config::standard()).expect("in-memory encoding");
-        out.extend_from_slice(&(k.len() as u64).to_le_bytes());
-        out.extend_from_slice(&k);
-        put_tensor(&mut out, a);
+        let aw = words(a);
+        let layer = Layer { id: *id as u64, kind: kind.clone(), a: Tensor { shape: a.shape().to_vec(), words: &*aw } };
+        put(&mut out, &layer);
     }
     out
 }
 
+/// Decodes a queue written by [`encode_preprocessing`] for `party`.
+pub fn decode_preprocessing(party: Party, bytes: &[u8]) -> Result<Preprocessing> {
+    with_limit(bytes, "reading preprocessing", PreprocessingJob(party))
+}
+
 /// Decodes model-load material written by [`encode_model_material`] for `party`.
 pub fn decode_model_material(party: Party, bytes: &[u8]) -> Result<ModelMaterial> {
-    let mut r = Reader::new(bytes);
-    let offline_bytes = r.u64()?;
-    let count = r.u64()?;
-    let mut layers = Vec::new();
-    for _ in 0..count {
-        let id = r.u64()? as usize;
-        let len = r.len(1)?;
-        let raw = r.take(len)?;
-        let (kind, used): (LinearKind, usize) = bincode::decode_from_slice(raw, bincode::config::standard())
-            .map_err(|e| r.bad(&format!("linear layer kind: {e}")))?;
-        if used != len {
-            return Err(r.bad("trailing bytes after a linear layer kind"));
+    with_limit(bytes, "reading model material", ModelJob(party))
+}
+
+/// A decoding that runs under whichever limited configuration [`with_limit`] picks.
+trait Job {
+    type Out;
+    fn run<C: Config>(self, s: &mut Section<'_, C>) -> Result<Self::Out>;
+}
+
+struct PreprocessingJob(Party);
+
+impl Job for PreprocessingJob {
+    type Out = Preprocessing;
+    fn run<C: Config>(self, s: &mut Section<'_, C>) -> Result<Preprocessing> {
+        let party = self.0;
+        let header: Header = s.next(|| "the section header".into())?;
+        // No reservation from `count`: the queue grows with the items actually decoded.
+        let mut items = VecDeque::new();
+        for i in 0..header.count {
+            let what = || format!("item {i} of {}", header.count);
+            let at = s.at;
+            let item: ItemIn = s.next(what)?;
+            items.push_back(material(party, item).map_err(|reason| s.error(at, &what(), reason))?);
         }
-        let a = r.tensor()?;
-        if a.shape() != kind.weight_shape().as_slice() {
-            return Err(r.bad(&format!(
-                "weight mask of layer {id} has shape {:?}, kind says {:?}",
-                a.shape(),
-                kind.weight_shape()
-            )));
-        }
-        layers.push((id, kind, a));
-    }
-    r.finish()?;
-    Ok(ModelMaterial { party, layers, offline_bytes })
-}
-
-fn put_vec(out: &mut Vec<u8>, v: &[u64]) {
-    out.extend_from_slice(&(v.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crate::transport::encode_u64s(v));
-}
-
-fn put_shape(out: &mut Vec<u8>, s: &[usize]) {
-    out.push(s.len() as u8);
-    for d in s {
-        out.extend_from_slice(&(*d as u64).to_le_bytes());
+        s.finish()?;
+        Ok(Preprocessing::new(party, items, header.offline_bytes))
     }
 }
 
-fn put_tensor(out: &mut Vec<u8>, t: &ArrayD<u64>) {
-    put_shape(out, t.shape());
-    let std = t.as_standard_layout();
-    out.extend_from_slice(&crate::transport::encode_u64s(std.as_slice().expect("standard layout")));
-}
+struct ModelJob(Party);
 
-fn put_cmp(out: &mut Vec<u8>, c: &CmpMaterial) {
-    out.extend_from_slice(&c.bits.to_le_bytes());
-    put_vec(out, &c.r);
-    put_vec(out, &c.mr);
-    put_vec(out, &c.mrr);
-    out.extend_from_slice(&c.keys.n().to_le_bytes());
-    out.extend_from_slice(&(c.keys.len() as u64).to_le_bytes());
-    out.extend_from_slice(&c.keys.to_bytes());
-}
-
-/// The codec's reader: a [`ByteReader`] plus the item decoders.
-struct Reader<'a>(ByteReader<'a>);
-
-impl<'a> std::ops::Deref for Reader<'a> {
-    type Target = ByteReader<'a>;
-    fn deref(&self) -> &ByteReader<'a> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Reader<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader(ByteReader::new(buf, "reading preprocessing"))
-    }
-
-    fn bad(&self, reason: &str) -> MpcError {
-        self.0.error(reason)
-    }
-
-    fn vec(&mut self) -> Result<Vec<u64>> {
-        let n = self.len(8)?;
-        crate::transport::decode_u64s(self.take(n * 8)?).ok_or_else(|| self.bad("word vector"))
-    }
-
-    fn shape(&mut self) -> Result<Vec<usize>> {
-        let rank = self.u8()? as usize;
-        let mut s = Vec::with_capacity(rank);
-        for _ in 0..rank {
-            s.push(self.u64()? as usize);
-        }
-        Ok(s)
-    }
-
-    fn tensor(&mut self) -> Result<ArrayD<u64>> {
-        let shape = self.shape()?;
-        let n =
-            shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| self.bad("tensor size overflows"))?;
-        if n.checked_mul(8).is_none_or(|b| b > self.remaining()) {
-            return Err(self.bad(&format!("tensor of shape {shape:?} exceeds the bytes left")));
-        }
-        let words = crate::transport::decode_u64s(self.take(n * 8)?).ok_or_else(|| self.bad("tensor words"))?;
-        Ok(ArrayD::from_shape_vec(IxDyn(&shape), words).expect("length checked"))
-    }
-
-    fn cmp(&mut self, party: Party) -> Result<CmpMaterial> {
-        let bits = self.u32()?;
-        super::check_bits(bits)?;
-        let r = self.vec()?;
-        let mr = self.vec()?;
-        let mrr = self.vec()?;
-        let n = self.u32()?;
-        if n != bits - 1 {
-            return Err(self.bad(&format!("dcf keys on {n} bits for {bits}-bit comparisons")));
-        }
-        let len = self.len(key_bytes(n))?;
-        if len != r.len() || mr.len() != r.len() || mrr.len() != r.len() {
-            return Err(self.bad("comparison material vectors of different lengths"));
-        }
-        let keys = DcfKeyBatch::from_bytes(party, n, len, self.take(len * key_bytes(n))?)?;
-        Ok(CmpMaterial { bits, r, mr, mrr, keys })
-    }
-
-    fn material(&mut self, party: Party) -> Result<Material> {
-        match self.u8()? {
-            TAG_MUL => {
-                let (a, b, c) = (self.vec()?, self.vec()?, self.vec()?);
-                if a.len() != b.len() || b.len() != c.len() {
-                    return Err(self.bad("triple vectors of different lengths"));
-                }
-                Ok(Material::Mul { a, b, c })
+impl Job for ModelJob {
+    type Out = ModelMaterial;
+    fn run<C: Config>(self, s: &mut Section<'_, C>) -> Result<ModelMaterial> {
+        let header: Header = s.next(|| "the section header".into())?;
+        let mut layers = Vec::new();
+        for i in 0..header.count {
+            let what = || format!("linear layer {i} of {}", header.count);
+            let at = s.at;
+            let layer: Layer<Vec<u64>> = s.next(what)?;
+            let bad = |reason| s.error(at, &what(), reason);
+            let id =
+                usize::try_from(layer.id).map_err(|_| bad(format!("layer id {} does not fit in usize", layer.id)))?;
+            let a = tensor(layer.a).map_err(bad)?;
+            if a.shape() != layer.kind.weight_shape().as_slice() {
+                return Err(bad(format!(
+                    "weight mask of layer {id} has shape {:?}, its kind says {:?}",
+                    a.shape(),
+                    layer.kind.weight_shape()
+                )));
             }
-            TAG_SQUARE => {
-                let (a, a2) = (self.vec()?, self.vec()?);
-                if a.len() != a2.len() {
-                    return Err(self.bad("square pair vectors of different lengths"));
-                }
-                Ok(Material::Square { a, a2 })
+            layers.push((id, layer.kind, a));
+        }
+        s.finish()?;
+        Ok(ModelMaterial { party: self.0, layers, offline_bytes: header.offline_bytes })
+    }
+}
+
+/// Runs `job` on `bytes` under [`CONFIG`] limited to [`decode_limit`]`(bytes.len())`. bincode's
+/// limit is a const generic, so each power of two is its own instantiation.
+fn with_limit<J: Job>(bytes: &[u8], during: &'static str, job: J) -> Result<J::Out> {
+    let Some(limit) = decode_limit(bytes.len()) else {
+        return Err(MpcError::Decode {
+            during,
+            reason: format!(
+                "a section of {} bytes is longer than this build decodes (2^{} bytes)",
+                bytes.len(),
+                MAX_LIMIT_BITS - 1
+            ),
+        });
+    };
+    macro_rules! by_limit {
+        ($($bits:literal)*; $($bits64:literal)*) => {
+            match limit.trailing_zeros() {
+                $($bits => job.run(&mut Section::new(bytes, during, CONFIG.with_limit::<{ 1usize << $bits }>(), limit)),)*
+                $(#[cfg(target_pointer_width = "64")]
+                $bits64 => job.run(&mut Section::new(bytes, during, CONFIG.with_limit::<{ 1usize << $bits64 }>(), limit)),)*
+                bits => Err(MpcError::Decode { during, reason: format!("no decode limit of 2^{bits} bytes") }),
             }
-            TAG_CMP => Ok(Material::Cmp(self.cmp(party)?)),
-            TAG_MASKED => {
-                let cmp = self.cmp(party)?;
-                let (a, a2) = (self.vec()?, self.vec()?);
-                if a.len() != a2.len() {
-                    return Err(self.bad("square pair vectors of different lengths"));
-                }
-                Ok(Material::MaskedAct { cmp, a, a2 })
+        };
+    }
+    by_limit!(12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31; 32 33 34 35 36 37 38 39 40)
+}
+
+/// A section being decoded: its bytes, the offset reached, and the limited configuration.
+struct Section<'a, C> {
+    bytes: &'a [u8],
+    at: usize,
+    during: &'static str,
+    config: C,
+    limit: usize,
+}
+
+impl<'a, C: Config> Section<'a, C> {
+    fn new(bytes: &'a [u8], during: &'static str, config: C, limit: usize) -> Self {
+        Section { bytes, at: 0, during, config, limit }
+    }
+
+    fn error(&self, at: usize, what: &str, reason: String) -> MpcError {
+        MpcError::Decode { during: self.during, reason: format!("at byte {at}: {what}: {reason}") }
+    }
+
+    /// Decodes the next value; `what` names it in errors.
+    fn next<T: bincode::BorrowDecode<'a, ()>>(&mut self, what: impl Fn() -> String) -> Result<T> {
+        let rest = &self.bytes[self.at..];
+        match bincode::borrow_decode_from_slice(rest, self.config) {
+            Ok((v, used)) => {
+                self.at += used;
+                Ok(v)
             }
-            TAG_LINEAR => {
-                let layer = self.u64()? as usize;
-                let input_shape = self.shape()?;
-                let b = self.tensor()?;
-                let c = self.tensor()?;
-                if b.shape() != input_shape.as_slice() {
-                    return Err(self.bad(&format!("input mask of shape {:?} for input {input_shape:?}", b.shape())));
-                }
-                Ok(Material::Linear { layer, input_shape, b, c, eb: None })
-            }
-            t => Err(self.bad(&format!("unknown item tag {t}"))),
+            Err(e) => Err(self.error(self.at, &what(), self.explain(e, rest.len()))),
         }
     }
+
+    fn explain(&self, e: DecodeError, left: usize) -> String {
+        match e {
+            DecodeError::UnexpectedEnd { additional } => {
+                format!("truncated: needs at least {additional} more bytes, {left} left in the section")
+            }
+            DecodeError::LimitExceeded => format!(
+                "a length field claims more than the section of {} bytes can hold (decode limit {} bytes)",
+                self.bytes.len(),
+                self.limit
+            ),
+            DecodeError::UnexpectedVariant { type_name, found, .. } => format!("unknown {type_name} tag {found}"),
+            DecodeError::OutsideUsizeRange(v) => format!("{v} does not fit in usize"),
+            e => e.to_string(),
+        }
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.at != self.bytes.len() {
+            let reason = format!("{} trailing bytes", self.bytes.len() - self.at);
+            return Err(self.error(self.at, "the end of the section", reason));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a decoded tensor (its shape against its words) and builds it.
+fn tensor(t: Tensor<Vec<u64>>) -> std::result::Result<ArrayD<u64>, String> {
+    let n = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(t.words.len()) {
+        return Err(format!("a tensor of shape {:?} with {} words", t.shape, t.words.len()));
+    }
+    ArrayD::from_shape_vec(IxDyn(&t.shape), t.words).map_err(|e| format!("a tensor of shape {:?}: {e}", t.shape))
+}
+
+fn same_len(lens: &[usize], what: &str) -> std::result::Result<(), String> {
+    if lens.windows(2).any(|w| w[0] != w[1]) {
+        return Err(format!("{what} of different lengths {lens:?}"));
+    }
+    Ok(())
+}
+
+/// Checks decoded comparison material and rebuilds its DCF key batch.
+fn cmp(party: Party, c: Cmp<Vec<u64>, &[u8]>) -> std::result::Result<CmpMaterial, String> {
+    super::check_bits(c.bits).map_err(|e| e.to_string())?;
+    same_len(&[c.r.len(), c.mr.len(), c.mrr.len()], "comparison vectors r, m_r, m_r·r")?;
+    let (n, len) = (c.bits - 1, c.r.len());
+    if Some(c.keys.len()) != len.checked_mul(key_bytes(n)) {
+        return Err(format!(
+            "{} bytes of dcf keys for {len} comparisons of {} bits (keys of {} bytes)",
+            c.keys.len(),
+            c.bits,
+            key_bytes(n)
+        ));
+    }
+    let keys = DcfKeyBatch::from_bytes(party, n, len, c.keys).map_err(|e| e.to_string())?;
+    Ok(CmpMaterial { bits: c.bits, r: c.r, mr: c.mr, mrr: c.mrr, keys })
+}
+
+/// Checks one decoded item and turns it into material.
+fn material(party: Party, item: ItemIn<'_>) -> std::result::Result<Material, String> {
+    Ok(match item {
+        Item::Mul { a, b, c } => {
+            same_len(&[a.len(), b.len(), c.len()], "triple vectors")?;
+            Material::Mul { a, b, c }
+        }
+        Item::Square { a, a2 } => {
+            same_len(&[a.len(), a2.len()], "square pair vectors")?;
+            Material::Square { a, a2 }
+        }
+        Item::Cmp(c) => Material::Cmp(cmp(party, c)?),
+        Item::MaskedAct { cmp: c, a, a2 } => {
+            let cmp = cmp(party, c)?;
+            same_len(&[a.len(), a2.len()], "square pair vectors")?;
+            Material::MaskedAct { cmp, a, a2 }
+        }
+        Item::Linear { layer, input_shape, b, c } => {
+            let layer = usize::try_from(layer).map_err(|_| format!("layer id {layer} does not fit in usize"))?;
+            let (b, c) = (tensor(b)?, tensor(c)?);
+            if b.shape() != input_shape.as_slice() {
+                return Err(format!("input mask of shape {:?} for input {input_shape:?}", b.shape()));
+            }
+            Material::Linear { layer, input_shape, b, c, eb: None }
+        }
+    })
 }
 
 /// The requests a queue answers, in order (for checking a file against a model's plan).

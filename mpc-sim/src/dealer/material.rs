@@ -7,7 +7,7 @@ use ndarray::ArrayD;
 use crate::dcf::DcfKeyBatch;
 use crate::dealer::request::{LayerId, LinearKind, Request};
 use crate::error::{MpcError, Result};
-use crate::share::Party;
+use crate::party::Party;
 
 /// One party's material for `n` comparisons (DReLU / ReLU).
 #[derive(Debug)]
@@ -49,7 +49,7 @@ pub enum Material {
     /// polynomial (mask-0) elements.
     MaskedAct { cmp: CmpMaterial, a: Vec<u64>, a2: Vec<u64> },
     /// A linear layer's per-inference triple: shares of `B` (input-shaped) and `C = op(A, B)`;
-    /// `eb` is `op(E, [B])`, filled in by the party itself offline ([`Preprocessing::precompute`]).
+    /// `eb` is `op(E, [B])`, filled in by the party itself offline ([`crate::protocols::precompute`]).
     Linear { layer: LayerId, input_shape: Vec<usize>, b: ArrayD<u64>, c: ArrayD<u64>, eb: Option<ArrayD<u64>> },
 }
 

@@ -34,8 +34,7 @@ pub use request::{LayerId, LinearKind, Request};
 
 use crate::dcf;
 use crate::error::{MpcError, Result};
-use crate::protocols::linear;
-use crate::share::Party;
+use crate::party::Party;
 
 /// Bytes of the per-party PRG seed a real dealer sends once per deal.
 pub const SEED_BYTES: u64 = 16;
@@ -142,7 +141,7 @@ impl Dealer {
     fn linear_output_shape(&self, id: LayerId, req: &Request) -> Option<Vec<usize>> {
         let (kind, _) = self.layers.get(&id)?;
         match req {
-            Request::Linear { input_shape, .. } => linear::output_shape(kind, input_shape).ok(),
+            Request::Linear { input_shape, .. } => kind.output_shape(input_shape).ok(),
             _ => None,
         }
     }
@@ -178,7 +177,7 @@ impl Dealer {
                 let b0 = random_array(&mut self.p0, input_shape);
                 let b1 = random_array(&mut self.p1, input_shape);
                 let b = add(&b0, &b1);
-                let c = linear::apply(kind, a, &b)?;
+                let c = kind.apply(a, &b)?;
                 let c0 = random_array(&mut self.p0, c.shape());
                 let c1 = sub(&c, &c0);
                 let l = *layer;

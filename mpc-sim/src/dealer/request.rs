@@ -1,6 +1,11 @@
-//! What the online phase will ask the dealer for, in order.
+//! What the online phase will ask the dealer for, in order, and the linear layers' bilinear
+//! products ([`LinearKind`]: shapes and ring evaluation), which the dealer (to build `C = op(A, B)`),
+//! the linear-layer protocol and the cost model all use.
 
-use crate::kernel::Conv2dParams;
+use ndarray::{ArrayD, ArrayView4, Ix4, IxDyn};
+
+use crate::error::{MpcError, Result, fmt_shape};
+use crate::kernel::{self, Conv2dParams};
 
 /// Identifies a linear layer of a model (index in the model's list of linear layers).
 pub type LayerId = usize;
@@ -30,6 +35,76 @@ impl LinearKind {
         match self {
             LinearKind::Conv2d { weight_shape, .. } => weight_shape.to_vec(),
             LinearKind::MatMul { k, n } => vec![*k, *n],
+        }
+    }
+
+    /// Output shape of `op(W, x)` for an input of `input_shape`.
+    pub fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        match self {
+            LinearKind::Conv2d { weight_shape, params } => {
+                let [o, cg, kh, kw] = *weight_shape;
+                if input_shape.len() != 4 || input_shape[1] != cg * params.groups {
+                    return Err(MpcError::ShapeMismatch {
+                        op: "conv2d".into(),
+                        expected: format!(
+                            "[N, {}, H, W] for weight {:?}, groups {}",
+                            cg * params.groups,
+                            weight_shape,
+                            params.groups
+                        ),
+                        got: fmt_shape(input_shape),
+                    });
+                }
+                let [ho, wo] = params.output_hw([input_shape[2], input_shape[3]], [kh, kw])?;
+                Ok(vec![input_shape[0], o, ho, wo])
+            }
+            LinearKind::MatMul { k, n } => {
+                if input_shape.len() != 2 || input_shape[1] != *k {
+                    return Err(MpcError::ShapeMismatch {
+                        op: "matmul".into(),
+                        expected: format!("[M, {k}]"),
+                        got: fmt_shape(input_shape),
+                    });
+                }
+                Ok(vec![input_shape[0], *n])
+            }
+        }
+    }
+
+    /// `op(w, x)` over the ring, with the fast kernels.
+    pub fn apply(&self, w: &ArrayD<u64>, x: &ArrayD<u64>) -> Result<ArrayD<u64>> {
+        if w.shape() != self.weight_shape().as_slice() {
+            return Err(MpcError::ShapeMismatch {
+                op: "linear weight".into(),
+                expected: fmt_shape(&self.weight_shape()),
+                got: fmt_shape(w.shape()),
+            });
+        }
+        let out_shape = self.output_shape(x.shape())?;
+        match self {
+            LinearKind::Conv2d { params, .. } => {
+                let xs = x.as_standard_layout();
+                let ws = w.as_standard_layout();
+                let xv: ArrayView4<u64> = xs.view().into_dimensionality::<Ix4>().expect("checked rank");
+                let wv: ArrayView4<u64> = ws.view().into_dimensionality::<Ix4>().expect("checked rank");
+                Ok(kernel::conv2d(xv, wv, params)?.into_dyn())
+            }
+            LinearKind::MatMul { k, n } => {
+                let m = x.shape()[0];
+                let xs = x.as_standard_layout();
+                let ws = w.as_standard_layout();
+                let mut out = vec![0u64; m * n];
+                kernel::gemm(
+                    m,
+                    *k,
+                    *n,
+                    xs.as_slice().expect("standard"),
+                    ws.as_slice().expect("standard"),
+                    &mut out,
+                    false,
+                )?;
+                Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
+            }
         }
     }
 }

@@ -8,8 +8,7 @@ use std::arch::x86_64::{
     _mm512_storeu_si512,
 };
 
-use super::Conv2dParams;
-use super::gemm::{MatRef, MicroKernel};
+use super::micro::MicroKernel;
 
 pub(crate) struct Avx512;
 
@@ -56,40 +55,4 @@ unsafe fn kernel_8x24(kc: usize, a: *const u64, b: *const u64, c: *mut u64, ldc:
             }
         }
     }
-}
-
-/// [`super::conv::single_channel_body`] compiled with AVX-512 enabled (vectorised `vpmullq` rows).
-///
-/// # Safety
-/// The CPU must support AVX-512F and AVX-512DQ.
-#[target_feature(enable = "avx512f,avx512dq")]
-pub(crate) unsafe fn single_channel(
-    plane: &[u64],
-    hw: [usize; 2],
-    taps: &[u64],
-    khw: [usize; 2],
-    p: &Conv2dParams,
-    howo: [usize; 2],
-    out: &mut [u64],
-) {
-    super::conv::single_channel_body(plane, hw, taps, khw, p, howo, out)
-}
-
-/// [`super::gemm::small_m_body`] compiled with AVX-512 enabled.
-///
-/// # Safety
-/// The CPU must support AVX-512F and AVX-512DQ.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512dq")]
-pub(crate) unsafe fn small_m(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    c: &mut [u64],
-    ldc: usize,
-    accumulate: bool,
-) {
-    super::gemm::small_m_body(m, k, n, a, b, c, ldc, accumulate)
 }

@@ -9,8 +9,8 @@
 
 use ndarray::{Array4, ArrayView4};
 
-use super::Kernel;
 use super::gemm::{self, MatRef};
+use super::micro::Kernel;
 use crate::error::{MpcError, Result, fmt_shape};
 
 /// With one input channel per group and at most this many output channels per group, the
@@ -258,16 +258,34 @@ fn single_channel(
         Kernel::Avx512 => {
             assert!(kernel.is_available(), "AVX-512 kernel requested on a CPU without it");
             // SAFETY: AVX-512F/DQ support was just checked.
-            unsafe { super::avx512::single_channel(plane, hw, taps, khw, p, howo, out) }
+            unsafe { single_channel_avx512(plane, hw, taps, khw, p, howo, out) }
         }
         _ => single_channel_body(plane, hw, taps, khw, p, howo, out),
     }
 }
 
+/// [`single_channel_body`] compiled with AVX-512 enabled (vectorised `vpmullq` rows).
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn single_channel_avx512(
+    plane: &[u64],
+    hw: [usize; 2],
+    taps: &[u64],
+    khw: [usize; 2],
+    p: &Conv2dParams,
+    howo: [usize; 2],
+    out: &mut [u64],
+) {
+    single_channel_body(plane, hw, taps, khw, p, howo, out)
+}
+
 /// The body of [`single_channel`], inlined into a plain and an AVX-512 wrapper so LLVM can
 /// vectorise the row loop with whatever the wrapper enables.
 #[inline(always)]
-pub(crate) fn single_channel_body(
+fn single_channel_body(
     plane: &[u64],
     [h, w]: [usize; 2],
     taps: &[u64],

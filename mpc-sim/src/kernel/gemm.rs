@@ -6,7 +6,7 @@
 //! `MR×NR` tile of C, which keeps the whole tile in registers for the `KC` steps. Partial tiles at
 //! the edges are computed on zero-padded panels into a scratch tile and merged.
 
-use super::Kernel;
+use super::micro::{Kernel, MicroKernel};
 
 /// Depth of a packed block (the shared dimension).
 const KC: usize = 256;
@@ -36,18 +36,6 @@ impl MatRef<'_> {
     }
 }
 
-/// A register-tiled micro-kernel: `C[MR×NR] (=|+=) Ap·Bp` over `kc` steps.
-pub(crate) trait MicroKernel {
-    const MR: usize;
-    const NR: usize;
-
-    /// # Safety
-    /// `a` must be readable for `kc·MR` values and `b` for `kc·NR` values (packed panels); `c` must
-    /// be valid for reads and writes of `MR` rows of `NR` values, row `i` starting at `c + i·ldc`;
-    /// the CPU must support the kernel's target features.
-    unsafe fn run(kc: usize, a: *const u64, b: *const u64, c: *mut u64, ldc: usize, overwrite: bool);
-}
-
 /// Runs `C[m×n] (=|+=) A[m×k]·B[k×n]`, with `C` row-major of row stride `ldc` (unit column stride).
 ///
 /// The caller has validated the kernel's availability; shapes are re-checked here (panics on a
@@ -72,7 +60,7 @@ pub(crate) fn run(
             Kernel::Avx512 => {
                 assert!(kernel.is_available(), "AVX-512 kernel requested on a CPU without it");
                 // SAFETY: AVX-512F/DQ support was just checked.
-                unsafe { super::avx512::small_m(m, k, n, a, b, c, ldc, accumulate) }
+                unsafe { small_m_avx512(m, k, n, a, b, c, ldc, accumulate) }
             }
             _ => small_m_body(m, k, n, a, b, c, ldc, accumulate),
         }
@@ -99,7 +87,7 @@ const SMALL_M: usize = 7;
 /// already checked. Inlined into a plain and an AVX-512 wrapper so LLVM vectorises it for each.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn small_m_body(
+fn small_m_body(
     m: usize,
     k: usize,
     n: usize,
@@ -130,6 +118,26 @@ pub(crate) fn small_m_body(
             }
         }
     }
+}
+
+/// [`small_m_body`] compiled with AVX-512 enabled.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512DQ.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn small_m_avx512(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [u64],
+    ldc: usize,
+    accumulate: bool,
+) {
+    small_m_body(m, k, n, a, b, c, ldc, accumulate)
 }
 
 /// A zeroed `u64` buffer whose working slice starts on a 64-byte boundary.

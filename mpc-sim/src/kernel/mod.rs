@@ -27,6 +27,7 @@
 
 mod conv;
 mod gemm;
+mod micro;
 pub mod reference;
 
 #[cfg(target_arch = "x86_64")]
@@ -36,47 +37,9 @@ mod avx512;
 mod tests;
 
 pub use conv::{Conv2dParams, conv2d, conv2d_with};
+pub use micro::Kernel;
 
 use crate::error::{MpcError, Result};
-
-/// The micro-kernel family a GEMM (or convolution) runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// Blocked scalar code, available on every target.
-    Portable,
-    /// AVX-512F + AVX-512DQ (`vpmullq`) 8×24 register-tiled kernel; x86-64 only, checked at run time.
-    Avx512,
-}
-
-impl Kernel {
-    /// The fastest kernel this CPU supports (detected once per call; detection is cached by std).
-    pub fn best() -> Kernel {
-        if Kernel::Avx512.is_available() { Kernel::Avx512 } else { Kernel::Portable }
-    }
-
-    /// Whether this kernel can run on the current CPU.
-    pub fn is_available(self) -> bool {
-        match self {
-            Kernel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Kernel::Avx512 => false,
-        }
-    }
-
-    fn check_available(self) -> Result<()> {
-        if self.is_available() {
-            Ok(())
-        } else {
-            Err(MpcError::InvalidParameter {
-                name: "kernel",
-                value: format!("{self:?}"),
-                reason: "this CPU does not support it (needs AVX-512F and AVX-512DQ)".into(),
-            })
-        }
-    }
-}
 
 /// `C[m×n] = A[m×k]·B[k×n]` (or `+=` when `accumulate`), wrapping, on [`Kernel::best`].
 ///

@@ -12,83 +12,22 @@
 //! is the exact ring product (scale 2f for fixed-point operands): truncate it afterwards; the bias
 //! is added by P0.
 
-use ndarray::{ArrayD, ArrayView4, Ix4, IxDyn, Zip};
+use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::ctx::{Ctx, LayerState};
 use crate::dealer::{LayerId, LinearKind, Material, ModelMaterial, Request};
 use crate::error::{MpcError, Result, fmt_shape};
-use crate::kernel;
 use crate::share::{Party, Share};
 use crate::transport::Transport;
 
-/// Output shape of `op(W, x)` for an input of `input_shape`.
+/// Output shape of `op(W, x)` for an input of `input_shape`: [`LinearKind::output_shape`].
 pub fn output_shape(kind: &LinearKind, input_shape: &[usize]) -> Result<Vec<usize>> {
-    match kind {
-        LinearKind::Conv2d { weight_shape, params } => {
-            let [o, cg, kh, kw] = *weight_shape;
-            if input_shape.len() != 4 || input_shape[1] != cg * params.groups {
-                return Err(MpcError::ShapeMismatch {
-                    op: "conv2d".into(),
-                    expected: format!(
-                        "[N, {}, H, W] for weight {:?}, groups {}",
-                        cg * params.groups,
-                        weight_shape,
-                        params.groups
-                    ),
-                    got: fmt_shape(input_shape),
-                });
-            }
-            let [ho, wo] = params.output_hw([input_shape[2], input_shape[3]], [kh, kw])?;
-            Ok(vec![input_shape[0], o, ho, wo])
-        }
-        LinearKind::MatMul { k, n } => {
-            if input_shape.len() != 2 || input_shape[1] != *k {
-                return Err(MpcError::ShapeMismatch {
-                    op: "matmul".into(),
-                    expected: format!("[M, {k}]"),
-                    got: fmt_shape(input_shape),
-                });
-            }
-            Ok(vec![input_shape[0], *n])
-        }
-    }
+    kind.output_shape(input_shape)
 }
 
-/// `op(w, x)` over the ring, with the fast kernels.
+/// `op(w, x)` over the ring, with the fast kernels: [`LinearKind::apply`].
 pub fn apply(kind: &LinearKind, w: &ArrayD<u64>, x: &ArrayD<u64>) -> Result<ArrayD<u64>> {
-    if w.shape() != kind.weight_shape().as_slice() {
-        return Err(MpcError::ShapeMismatch {
-            op: "linear weight".into(),
-            expected: fmt_shape(&kind.weight_shape()),
-            got: fmt_shape(w.shape()),
-        });
-    }
-    let out_shape = output_shape(kind, x.shape())?;
-    match kind {
-        LinearKind::Conv2d { params, .. } => {
-            let xs = x.as_standard_layout();
-            let ws = w.as_standard_layout();
-            let xv: ArrayView4<u64> = xs.view().into_dimensionality::<Ix4>().expect("checked rank");
-            let wv: ArrayView4<u64> = ws.view().into_dimensionality::<Ix4>().expect("checked rank");
-            Ok(kernel::conv2d(xv, wv, params)?.into_dyn())
-        }
-        LinearKind::MatMul { k, n } => {
-            let m = x.shape()[0];
-            let xs = x.as_standard_layout();
-            let ws = w.as_standard_layout();
-            let mut out = vec![0u64; m * n];
-            kernel::gemm(
-                m,
-                *k,
-                *n,
-                xs.as_slice().expect("standard"),
-                ws.as_slice().expect("standard"),
-                &mut out,
-                false,
-            )?;
-            Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).expect("shape matches"))
-        }
-    }
+    kind.apply(w, x)
 }
 
 /// Model load: opens `E = W - A` for every linear layer in one round and keeps what the

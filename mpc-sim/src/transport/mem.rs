@@ -9,8 +9,8 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use super::channel::{DEFAULT_TIMEOUT, Transport};
 use super::frame::{DEFAULT_MAX_FRAME_BYTES, check_frame_len};
-use super::{DEFAULT_TIMEOUT, Transport};
 use crate::error::{MpcError, Result};
 
 /// One end of an in-memory connection; see [`mem_pair`].

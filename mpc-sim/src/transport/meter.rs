@@ -26,7 +26,7 @@ use std::ops::{Add, AddAssign, Sub};
 
 use serde::Serialize;
 
-use super::Transport;
+use super::channel::Transport;
 use super::frame::FRAME_HEADER_BYTES;
 use crate::error::Result;
 
@@ -174,7 +174,7 @@ impl<T: Transport> Transport for Metered<T> {
 mod tests {
     use super::*;
     use crate::error::MpcError;
-    use crate::transport::{mem_pair, mem_pair_with};
+    use crate::transport::mem::{mem_pair, mem_pair_with};
 
     #[test]
     fn bytes_are_payload_plus_header_per_frame() {
@@ -300,7 +300,7 @@ mod tests {
 #[cfg(test)]
 mod start_round_tests {
     use super::*;
-    use crate::transport::mem_pair;
+    use crate::transport::mem::mem_pair;
 
     #[test]
     fn a_declared_round_counts_even_after_a_receive() {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::channel::{DEFAULT_TIMEOUT, Transport};
 use super::frame::{DEFAULT_MAX_FRAME_BYTES, FrameReader, with_timeout, write_error, write_frame};
-use super::{DEFAULT_TIMEOUT, Transport};
 use crate::error::{MpcError, Result};
 
 const DURING_RECV: &str = "receiving a frame";

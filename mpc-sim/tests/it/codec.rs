@@ -1,10 +1,13 @@
-//! Preprocessing survives a trip through bytes, and corrupt bytes are typed errors, never panics.
+//! Preprocessing survives a trip through bytes, and corrupt bytes are typed errors, never panics
+//! nor big allocations.
 
+use std::time::{Duration, Instant};
 
 use masq_mpc::dealer::codec::{
-    decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing, requests_of,
+    CONFIG, decode_limit, decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing,
+    requests_of,
 };
-use masq_mpc::dealer::{Dealer, LinearKind, Request};
+use masq_mpc::dealer::{Dealer, LinearKind, Material, ModelMaterial, Preprocessing, Request};
 use masq_mpc::kernel::Conv2dParams;
 use masq_mpc::protocols::{self, Ctx};
 use masq_mpc::share::{Party, Share, reconstruct, share};
@@ -12,6 +15,8 @@ use masq_mpc::sim::run_pair;
 use masq_mpc::{FixedPoint, MpcError};
 use ndarray::{ArrayD, IxDyn};
 use rand::SeedableRng;
+
+use crate::alloc_probe;
 
 fn plan() -> Vec<Request> {
     vec![
@@ -76,26 +81,177 @@ fn decoded_preprocessing_gives_bit_identical_results() {
     assert_eq!(direct, decoded, "same shares, bit for bit");
 }
 
+/// A small queue: comparisons (with DCF keys), then square pairs.
+fn small_queue() -> Preprocessing {
+    Dealer::new(1).deal(&[Request::Cmp { n: 20, bits: 64 }, Request::Square { n: 3 }]).unwrap().0
+}
+
+fn conv_model() -> ModelMaterial {
+    Dealer::new(3).setup_model(&[(0, kind()), (1, LinearKind::MatMul { k: 4, n: 3 })]).unwrap().0
+}
+
+fn decode_error(res: masq_mpc::Result<impl std::fmt::Debug>) -> String {
+    match res {
+        Err(MpcError::Decode { during, reason }) => format!("{during}: {reason}"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+fn set_u64(bytes: &mut [u8], at: usize, v: u64) {
+    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
 #[test]
 fn corrupt_or_truncated_bytes_are_decode_errors() {
-    let (p0, _) = Dealer::new(1).deal(&[Request::Cmp { n: 20, bits: 64 }, Request::Square { n: 3 }]).unwrap();
-    let bytes = encode_preprocessing(&p0);
+    let bytes = encode_preprocessing(&small_queue());
     for cut in [0, 1, 8, 17, 30, bytes.len() / 2, bytes.len() - 1] {
         let err = decode_preprocessing(Party::P0, &bytes[..cut]).unwrap_err();
         assert!(matches!(err, MpcError::Decode { .. }), "cut at {cut}: {err}");
     }
+    assert!(decode_error(decode_preprocessing(Party::P0, &bytes[..30])).contains("truncated"));
     let mut extra = bytes.clone();
     extra.push(0);
-    assert!(decode_preprocessing(Party::P0, &extra).is_err(), "trailing byte");
-    // A huge length prefix must not allocate: item count field set to 2^60.
-    let mut huge = bytes.clone();
-    huge[17..25].copy_from_slice(&(1u64 << 60).to_le_bytes());
-    assert!(decode_preprocessing(Party::P0, &huge).is_err());
+    assert!(decode_error(decode_preprocessing(Party::P0, &extra)).contains("1 trailing bytes"));
+    // An unknown item tag (the item's u32 variant index at byte 16).
+    let mut tag = bytes.clone();
+    tag[16..20].copy_from_slice(&7u32.to_le_bytes());
+    assert!(decode_error(decode_preprocessing(Party::P0, &tag)).contains("tag 7"));
     // Flip every byte of the header region and a sample of the body: never a panic.
     for i in (0..bytes.len()).step_by(97).chain(0..40) {
         let mut b = bytes.clone();
         b[i] ^= 0xa5;
         let _ = decode_preprocessing(Party::P0, &b);
+    }
+    // Model material too.
+    let model = encode_model_material(&conv_model());
+    for cut in [0, 7, 16, 20, 100, model.len() / 2, model.len() - 1] {
+        let err = decode_model_material(Party::P0, &model[..cut]).unwrap_err();
+        assert!(matches!(err, MpcError::Decode { .. }), "cut at {cut}: {err}");
+    }
+    for i in (0..model.len()).step_by(7) {
+        let mut b = model.clone();
+        b[i] ^= 0x5a;
+        let _ = decode_model_material(Party::P0, &b);
+    }
+}
+
+#[test]
+fn sections_are_plain_bincode_with_fixed_width_integers() {
+    let (p0, _) = Dealer::new(5).deal(&[Request::Mul { n: 3 }]).unwrap();
+    let bytes = encode_preprocessing(&p0);
+    // Header { offline_bytes: u64, count: u64 }, then Item::Mul (variant 0) { a, b, c }.
+    type MulItem = (u32, Vec<u64>, Vec<u64>, Vec<u64>);
+    let ((offline, count, (tag, a, b, c)), used): ((u64, u64, MulItem), usize) =
+        bincode::decode_from_slice(&bytes, CONFIG).unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!((offline, count, tag), (p0.offline_bytes(), 1, 0));
+    let Some(Material::Mul { a: a0, b: b0, c: c0 }) = p0.items().next() else { panic!("a mul item") };
+    assert_eq!((&a, &b, &c), (a0, b0, c0));
+    assert_eq!(bytes.len(), 16 + 4 + 3 * (8 + 3 * 8), "fixed-width: every word takes 8 bytes");
+}
+
+#[test]
+fn model_material_round_trips_and_checks_shapes() {
+    let m = conv_model();
+    let bytes = encode_model_material(&m);
+    let back = decode_model_material(Party::P0, &bytes).unwrap();
+    assert_eq!(back.offline_bytes, m.offline_bytes);
+    assert_eq!(back.layers, m.layers);
+    assert_eq!(encode_model_material(&back), bytes);
+    // Layer 0's weight mask shape (rank at byte 132, dims after it): 6×2×3×3 becomes 2×6×3×3,
+    // same word count, so only the kind check can catch it.
+    let mut wrong = bytes.clone();
+    set_u64(&mut wrong, 140, 2);
+    set_u64(&mut wrong, 148, 6);
+    assert!(decode_error(decode_model_material(Party::P0, &wrong)).contains("kind says"));
+}
+
+/// The largest allocation a decoding of `len` bytes may make: its bincode limit.
+fn allowed(len: usize) -> usize {
+    decode_limit(len).unwrap()
+}
+
+#[test]
+fn forged_length_fields_fail_fast_without_a_big_allocation() {
+    // The probe sees a big reservation when there is one.
+    let (v, big) = alloc_probe::largest_during(|| Vec::<u64>::with_capacity(1 << 20));
+    assert!(big >= 8 << 20 && v.capacity() >= 1 << 20);
+    let pre = encode_preprocessing(&small_queue());
+    let model = encode_model_material(&conv_model());
+    // (what, section, byte offset of a u64 length field, forged value). Preprocessing: header
+    // count at 8; the Cmp item's tag at 16, bits at 20, r's length at 24, r's 20 words, m_r's
+    // length at 192. Model: header count at 8; layer 0's id at 16, kind tag at 24, weight shape
+    // 28..60, conv params 60..132, the mask's shape length at 132, its 4 dims, its word count at 172.
+    let cases: [(&str, &[u8], usize, u64); 10] = [
+        ("item count 2^60", &pre, 8, 1 << 60),
+        ("word count 2^60", &pre, 24, 1 << 60),
+        ("word count 2^30 (8 GiB)", &pre, 24, 1 << 30),
+        ("word count u64::MAX", &pre, 24, u64::MAX),
+        ("second word count 2^60", &pre, 192, 1 << 60),
+        ("layer count 2^60", &model, 8, 1 << 60),
+        ("shape length 2^60", &model, 132, 1 << 60),
+        ("tensor dim 2^60", &model, 140, 1 << 60),
+        ("word count 2^60", &model, 172, 1 << 60),
+        ("word count 2^28 (2 GiB)", &model, 172, 1 << 28),
+    ];
+    for (what, section, at, value) in cases {
+        let mut forged = section.to_vec();
+        set_u64(&mut forged, at, value);
+        let t = Instant::now();
+        let (res, largest) = alloc_probe::largest_during(|| {
+            if std::ptr::eq(section, &pre[..]) {
+                decode_preprocessing(Party::P0, &forged).map(|_| ())
+            } else {
+                decode_model_material(Party::P0, &forged).map(|_| ())
+            }
+        });
+        let err = decode_error(res);
+        assert!(t.elapsed() < Duration::from_secs(5), "{what}: took {:?}", t.elapsed());
+        assert!(largest <= allowed(forged.len()), "{what}: allocated {largest} bytes for {} of input", forged.len());
+        if value > 1 << 40 && at != 8 {
+            assert!(err.contains("length field") || err.contains("tensor of shape"), "{what}: {err}");
+        }
+    }
+    // The legitimate sections decode under the same bound.
+    let (ok, largest) = alloc_probe::largest_during(|| decode_preprocessing(Party::P0, &pre));
+    ok.unwrap();
+    assert!(largest <= allowed(pre.len()), "{largest} bytes for {}", pre.len());
+}
+
+#[test]
+fn decode_limit_is_twice_the_section_rounded_up() {
+    assert_eq!(decode_limit(0), Some(4096));
+    assert_eq!(decode_limit(2048), Some(4096));
+    assert_eq!(decode_limit(2049), Some(8192));
+    assert_eq!(decode_limit(3 << 20), Some(8 << 20));
+    assert_eq!(decode_limit(usize::MAX), None);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Arbitrary bytes, or a valid section with arbitrary bytes overwritten: a result or a decode
+    /// error, never a panic, and never an allocation beyond the section's decode limit.
+    #[test]
+    fn garbage_never_panics_nor_allocates_much(
+        junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        at in 0usize..4000,
+    ) {
+        let mut pre = encode_preprocessing(&small_queue());
+        let at = at % pre.len();
+        let end = (at + junk.len()).min(pre.len());
+        pre[at..end].copy_from_slice(&junk[..end - at]);
+        for bytes in [&junk[..], &pre[..]] {
+            let (r, largest) = alloc_probe::largest_during(|| decode_preprocessing(Party::P1, bytes).map(|_| ()));
+            proptest::prop_assert!(largest <= allowed(bytes.len()), "{} bytes", largest);
+            if let Err(e) = r {
+                proptest::prop_assert!(matches!(e, MpcError::Decode { .. }), "{}", e);
+            }
+            let (r, largest) = alloc_probe::largest_during(|| decode_model_material(Party::P1, bytes).map(|_| ()));
+            proptest::prop_assert!(largest <= allowed(bytes.len()), "{} bytes", largest);
+            if let Err(e) = r {
+                proptest::prop_assert!(matches!(e, MpcError::Decode { .. }), "{}", e);
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! One test binary for the crate (each module is one former test file), so `cargo test` links
 //! one executable here instead of one per file.
 
+mod alloc_probe;
 mod codec;
 mod common;
 mod dcf;

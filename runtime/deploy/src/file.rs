@@ -1,27 +1,33 @@
 //! The dealer's preprocessing file of one party, with crash-safe "spent" flags.
 //!
-//! Layout (integers little-endian):
+//! Layout: bincode 2 with masq-mpc's [`CONFIG`] (fixed-width little-endian integers; an enum is
+//! its `u32` variant index; a `Vec` is `len: u64` then its elements; a fixed array has no length).
 //!
 //! ```text
-//! offset        field
-//! 0             magic "MASQPRE\0"
-//! 8             format version u32 (= 1)
-//! 12            party u8 (0: server P0, 1: client P1)
-//! 13            model hash [32] (SHA-256 of the public model, see `deploy::public`)
-//! 45            fixed-point fractional bits u32
-//! 49            comparison bits u32
-//! 53            batch u64
-//! 61            K: inferences u64
-//! 69            K spent flags, one byte each (0 fresh, 1 spent)
-//! 69+K          model-load material: offset u64, length u64
-//! 85+K          K inference sections: offset u64, length u64 each
-//! 85+17K        the sections (model material, then the inferences), in the codec of
-//!               `masq_mpc::dealer::codec`
+//! offset          field
+//! 0               magic "MASQPRE\0" [u8; 8]
+//! 8               format version u32 (= 2)
+//! 12              party u32 (bincode variant index of `Party`: 0 server P0, 1 client P1)
+//! 16              model hash [u8; 32] (SHA-256 of the public model, see `deploy::public`)
+//! 48              fixed-point fractional bits u32
+//! 52              comparison bits u32
+//! 56              batch u64
+//! 64              K: inferences u64 (1 to MAX_COUNT)
+//! 72              K spent flags, one byte each (0 fresh, 1 spent)
+//! 72+K            section table: Vec<(u64, u64)>: len u64 (= K + 1), then K + 1 (offset u64,
+//!                 length u64) entries: entry 0 the model-load material, entry 1 + i inference i
+//! 96+17K          the sections (model material, then the inferences), each in the codec of
+//!                 `masq_mpc::dealer::codec` (a header, then its items, bincode)
 //! ```
 //!
-//! Before a party uses inference `i`, it sets flag `i` and syncs the file ([`DealerFile::mark_spent`]),
-//! so material is never used twice, even after a crash in the middle of a protocol. Files are
-//! written to a temporary name and renamed into place, so a crashed dealer leaves no half file.
+//! Bytes 0..72 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
+//! inference `i`, it sets flag `i` and syncs the file ([`DealerFile::mark_spent`]), so material is
+//! never used twice, even after a crash in the middle of a protocol. Files are written to a
+//! temporary name, synced, and renamed into place, so a crashed dealer leaves no half file.
+//! Opening checks the magic, version, party, count, every table entry against the file's size;
+//! a section is read (lazily, per inference) only within those bounds and decoded with a bincode
+//! limit derived from its length, so a damaged or hostile file is a [`DeployError::BadFile`],
+//! never a panic or an allocation beyond the file's size.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -30,7 +36,7 @@ use std::path::{Path, PathBuf};
 
 use masq_mpc::Party;
 use masq_mpc::dealer::codec::{
-    decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing,
+    CONFIG, decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing,
 };
 use masq_mpc::dealer::{ModelMaterial, Preprocessing};
 
@@ -38,14 +44,18 @@ use crate::{DeployError, Result, io_err};
 
 /// First bytes of every preprocessing file.
 pub const FILE_MAGIC: &[u8; 8] = b"MASQPRE\0";
-/// Version of the file layout.
-pub const FILE_VERSION: u32 = 1;
-const FIXED_HEADER: u64 = 69;
+/// Version of the file layout (2: bincode header, table and sections).
+pub const FILE_VERSION: u32 = 2;
+/// Bytes of magic, version and [`FileHeader`]: where the spent flags start.
+const FIXED_HEADER: u64 = 72;
+/// Bytes of magic and version.
+const PREFIX: usize = 12;
 /// Most inferences one file may hold.
 pub const MAX_COUNT: u64 = 1 << 24;
 
-/// What a file is for: the same in both parties' files except `party`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a file is for: the same in both parties' files except `party`. Its bincode encoding
+/// (fields in this order) is bytes 12..72 of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct FileHeader {
     pub party: Party,
     pub model_hash: [u8; 32],
@@ -57,20 +67,33 @@ pub struct FileHeader {
 
 impl FileHeader {
     fn encode(&self) -> Vec<u8> {
-        let mut h = Vec::with_capacity(FIXED_HEADER as usize);
-        h.extend_from_slice(FILE_MAGIC);
-        h.extend_from_slice(&FILE_VERSION.to_le_bytes());
-        h.push(match self.party {
-            Party::P0 => 0,
-            Party::P1 => 1,
-        });
-        h.extend_from_slice(&self.model_hash);
-        h.extend_from_slice(&self.frac_bits.to_le_bytes());
-        h.extend_from_slice(&self.cmp_bits.to_le_bytes());
-        h.extend_from_slice(&self.batch.to_le_bytes());
-        h.extend_from_slice(&self.count.to_le_bytes());
+        let h = bincode::encode_to_vec((FILE_MAGIC, FILE_VERSION, self), CONFIG).expect("in-memory encoding");
         debug_assert_eq!(h.len() as u64, FIXED_HEADER);
         h
+    }
+
+    /// Decodes and checks bytes `0..FIXED_HEADER`: magic, version, party field, count.
+    fn decode(fixed: &[u8], bad: &dyn Fn(String) -> DeployError) -> Result<FileHeader> {
+        let cfg = CONFIG.with_limit::<{ FIXED_HEADER as usize }>();
+        let prefix = bincode::decode_from_slice::<([u8; 8], u32), _>(fixed.get(..PREFIX).unwrap_or(&[]), cfg);
+        let Ok(((magic, version), _)) = prefix else {
+            return Err(bad("too short for a masq preprocessing file".into()));
+        };
+        if &magic != FILE_MAGIC {
+            return Err(bad("not a masq preprocessing file (bad magic); deal one with `masq deal`".into()));
+        }
+        if version != FILE_VERSION {
+            return Err(bad(format!("format version {version}, this build reads version {FILE_VERSION}")));
+        }
+        let rest = fixed.get(PREFIX..).unwrap_or(&[]);
+        let (header, _): (FileHeader, usize) = bincode::decode_from_slice(rest, cfg).map_err(|e| match e {
+            bincode::error::DecodeError::UnexpectedVariant { found, .. } => bad(format!("party field {found}")),
+            e => bad(format!("header: {e}")),
+        })?;
+        if header.count > MAX_COUNT {
+            return Err(bad(format!("inference count {} exceeds the maximum {MAX_COUNT}", header.count)));
+        }
+        Ok(header)
     }
 
     fn flags_at(&self) -> u64 {
@@ -81,9 +104,14 @@ impl FileHeader {
         FIXED_HEADER + self.count
     }
 
+    /// Bytes of the section table (its length prefix and `count + 1` entries).
+    fn table_len(&self) -> u64 {
+        8 + 16 * (self.count + 1)
+    }
+
     /// Bytes before the first section.
     fn header_len(&self) -> u64 {
-        FIXED_HEADER + self.count + 16 * (self.count + 1)
+        self.table_at() + self.table_len()
     }
 }
 
@@ -130,11 +158,8 @@ pub fn write_pair(
         for (k, (w, at, table)) in files.into_iter().enumerate() {
             let tmp = &tmps[k];
             let mut f = w.into_inner().map_err(|e| DeployError::Io { path: tmp.clone(), source: e.into_error() })?;
-            let mut raw = Vec::with_capacity(table.len() * 16);
-            for (off, len) in table {
-                raw.extend_from_slice(&off.to_le_bytes());
-                raw.extend_from_slice(&len.to_le_bytes());
-            }
+            let raw = bincode::encode_to_vec(&table, CONFIG).expect("in-memory encoding");
+            debug_assert_eq!(raw.len() as u64, headers[k].table_len());
             f.seek(SeekFrom::Start(headers[k].table_at())).map_err(io_err(tmp))?;
             f.write_all(&raw).map_err(io_err(tmp))?;
             f.sync_all().map_err(io_err(tmp))?;
@@ -176,46 +201,26 @@ impl DealerFile {
         let bad = |reason: String| DeployError::BadFile { path: path.to_path_buf(), reason };
         let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
         let size = file.metadata().map_err(io_err(path))?.len();
-        let mut fixed = [0u8; FIXED_HEADER as usize];
         if size < FIXED_HEADER {
             return Err(bad(format!("{size} bytes: too short for a masq preprocessing file")));
         }
+        let mut fixed = [0u8; FIXED_HEADER as usize];
         file.read_exact(&mut fixed).map_err(io_err(path))?;
-        if &fixed[..8] != FILE_MAGIC {
-            return Err(bad("not a masq preprocessing file (bad magic); deal one with `masq deal`".into()));
-        }
-        let u32_at = |o: usize| u32::from_le_bytes(fixed[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(fixed[o..o + 8].try_into().expect("8 bytes"));
-        let version = u32_at(8);
-        if version != FILE_VERSION {
-            return Err(bad(format!("format version {version}, this build reads version {FILE_VERSION}")));
-        }
-        let file_party = match fixed[12] {
-            0 => Party::P0,
-            1 => Party::P1,
-            p => return Err(bad(format!("party byte {p}"))),
-        };
-        if file_party != party {
+        let header = FileHeader::decode(&fixed, &bad)?;
+        if header.party != party {
             let (what, other) = match party {
                 Party::P0 => ("the server (P0, p0.bin)", "the client's file"),
                 Party::P1 => ("the client (P1, p1.bin)", "the server's file"),
             };
             return Err(bad(format!("this is {other}; {what} needs its own")));
         }
-        let header = FileHeader {
-            party,
-            model_hash: fixed[13..45].try_into().expect("32 bytes"),
-            frac_bits: u32_at(45),
-            cmp_bits: u32_at(49),
-            batch: u64_at(53),
-            count: u64_at(61),
-        };
-        if header.count == 0 || header.count > MAX_COUNT || header.header_len() > size {
+        if header.count == 0 || header.header_len() > size {
             return Err(bad(format!("inference count {} does not fit the file of {size} bytes", header.count)));
         }
         if header.batch == 0 {
             return Err(bad("batch 0".into()));
         }
+        // Within the file (checked above), so this reads at most its size.
         let mut rest = vec![0u8; (header.header_len() - FIXED_HEADER) as usize];
         file.read_exact(&mut rest).map_err(io_err(path))?;
         let (flags, table) = rest.split_at(header.count as usize);
@@ -228,16 +233,14 @@ impl DealerFile {
                 _ => Err(bad(format!("spent flag of inference {i} is {f}"))),
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut entries = table.chunks_exact(16).map(|c| {
-            (u64::from_le_bytes(c[..8].try_into().expect("8")), u64::from_le_bytes(c[8..].try_into().expect("8")))
-        });
-        let model = entries.next().expect("count + 1 entries");
-        let sections: Vec<_> = entries.collect();
-        for (i, &(off, len)) in std::iter::once(&model).chain(&sections).enumerate() {
+        let entries = decode_table(table, header.count).map_err(bad)?;
+        for (i, &(off, len)) in entries.iter().enumerate() {
             if off < header.header_len() || off.checked_add(len).is_none_or(|end| end > size) {
                 return Err(bad(format!("section {i} ({off}+{len}) lies outside the file of {size} bytes")));
             }
         }
+        let model = entries[0];
+        let sections = entries[1..].to_vec();
         Ok(DealerFile { path: path.to_path_buf(), file, header, spent, model, sections })
     }
 
@@ -307,16 +310,204 @@ impl DealerFile {
     }
 }
 
+/// Decodes the section table of a file of `count` inferences: `count + 1` (offset, length) entries.
+fn decode_table(table: &[u8], count: u64) -> std::result::Result<Vec<(u64, u64)>, String> {
+    // The length prefix must be `count + 1` before anything is reserved: then the entries are
+    // exactly the table's bytes, which are in memory already.
+    let cfg = CONFIG.with_limit::<{ 8 + 16 * (MAX_COUNT as usize + 1) }>();
+    match bincode::decode_from_slice::<u64, _>(table, cfg) {
+        Ok((n, _)) if n == count + 1 => {}
+        Ok((n, _)) => return Err(format!("section table of {n} entries for {count} inferences")),
+        Err(e) => return Err(format!("section table: {e}")),
+    }
+    match bincode::decode_from_slice::<Vec<(u64, u64)>, _>(table, cfg) {
+        Ok((entries, used)) if used == table.len() => Ok(entries),
+        Ok((_, used)) => Err(format!("section table: {} trailing bytes", table.len() - used)),
+        Err(e) => Err(format!("section table: {e}")),
+    }
+}
+
 /// Reads just the spent flags of a file (for tools and tests).
 pub fn read_spent(path: &Path) -> Result<Vec<bool>> {
+    let bad = |reason: String| DeployError::BadFile { path: path.to_path_buf(), reason };
     let mut f = File::open(path).map_err(io_err(path))?;
     let mut fixed = [0u8; FIXED_HEADER as usize];
     f.read_exact(&mut fixed).map_err(io_err(path))?;
-    let count = u64::from_le_bytes(fixed[61..69].try_into().expect("8 bytes"));
-    if count > MAX_COUNT {
-        return Err(DeployError::BadFile { path: path.to_path_buf(), reason: format!("inference count {count}") });
-    }
-    let mut flags = vec![0u8; count as usize];
+    let header = FileHeader::decode(&fixed, &bad)?;
+    let mut flags = vec![0u8; header.count as usize];
     f.read_exact(&mut flags).map_err(io_err(path))?;
     Ok(flags.into_iter().map(|b| b != 0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use masq_mpc::dealer::{Dealer, LinearKind, Request};
+
+    use super::*;
+
+    const COUNT: u64 = 3;
+
+    fn requests() -> Vec<Request> {
+        vec![
+            Request::Linear { layer: 0, input_shape: vec![2, 4] },
+            Request::Cmp { n: 5, bits: 32 },
+            Request::Square { n: 4 },
+        ]
+    }
+
+    fn header(party: Party) -> FileHeader {
+        FileHeader { party, model_hash: [9; 32], frac_bits: 16, cmp_bits: 32, batch: 2, count: COUNT }
+    }
+
+    /// Deals a pair of files into a fresh directory; returns it with the encoded material (model
+    /// first, then each inference) of both parties.
+    fn deal() -> (tempfile::TempDir, [Vec<Vec<u8>>; 2]) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dealer = Dealer::new(11);
+        let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
+        let mut enc = [vec![encode_model_material(&m0)], vec![encode_model_material(&m1)]];
+        let written = write_pair(dir.path(), [header(Party::P0), header(Party::P1)], (&m0, &m1), |_| {
+            let (p0, p1) = dealer.deal(&requests()).unwrap();
+            enc[0].push(encode_preprocessing(&p0));
+            enc[1].push(encode_preprocessing(&p1));
+            Ok((p0, p1))
+        })
+        .unwrap();
+        for (k, (path, size)) in written.iter().enumerate() {
+            assert_eq!(path, &dir.path().join(format!("p{k}.bin")));
+            assert_eq!(std::fs::metadata(path).unwrap().len(), *size);
+        }
+        (dir, enc)
+    }
+
+    fn reason(e: DeployError) -> String {
+        match e {
+            DeployError::BadFile { reason, .. } => reason,
+            e => panic!("expected a bad-file error, got {e}"),
+        }
+    }
+
+    #[test]
+    fn files_round_trip_and_spend_in_order() {
+        let (dir, enc) = deal();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
+        for (k, party) in Party::BOTH.into_iter().enumerate() {
+            let path = dir.path().join(format!("p{k}.bin"));
+            let mut f = DealerFile::open(&path, party).unwrap();
+            assert_eq!(f.header(), &header(party));
+            assert_eq!(encode_model_material(&f.model_material().unwrap()), enc[k][0]);
+            assert_eq!((f.first_unspent(), f.remaining()), (0, COUNT));
+            let e = reason(f.inference(1).unwrap_err());
+            assert!(e.contains("marked spent"), "{e}");
+            f.mark_spent(0, 1).unwrap();
+            for i in 0..2 {
+                let p = f.inference(i).unwrap();
+                assert_eq!(p.party(), party);
+                assert_eq!(encode_preprocessing(&p), enc[k][1 + i as usize]);
+            }
+            assert!(matches!(f.mark_spent(1, COUNT), Err(DeployError::Exhausted { .. })));
+            drop(f);
+            // The flags are on disk: a reopened file and `read_spent` see them.
+            assert_eq!(read_spent(&path).unwrap(), vec![true, true, false]);
+            let f = DealerFile::open(&path, party).unwrap();
+            assert_eq!((f.first_unspent(), f.remaining()), (2, 1));
+        }
+        let e = reason(DealerFile::open(&dir.path().join("p0.bin"), Party::P1).unwrap_err());
+        assert!(e.contains("server's file"), "{e}");
+    }
+
+    #[test]
+    fn the_layout_is_as_documented() {
+        let (dir, enc) = deal();
+        let bytes = std::fs::read(dir.path().join("p1.bin")).unwrap();
+        let k = COUNT as usize;
+        assert_eq!(&bytes[..8], FILE_MAGIC);
+        assert_eq!(bytes[8..12], FILE_VERSION.to_le_bytes());
+        assert_eq!(bytes[12..16], 1u32.to_le_bytes(), "party P1");
+        assert_eq!(bytes[16..48], [9; 32]);
+        assert_eq!(bytes[48..52], 16u32.to_le_bytes());
+        assert_eq!(bytes[52..56], 32u32.to_le_bytes());
+        assert_eq!(bytes[56..64], 2u64.to_le_bytes());
+        assert_eq!(bytes[64..72], COUNT.to_le_bytes());
+        assert_eq!(bytes[72..72 + k], vec![0; k], "fresh flags");
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        assert_eq!(u64_at(72 + k), COUNT + 1, "table length prefix");
+        let mut at = 96 + 17 * k as u64;
+        for (i, section) in enc[1].iter().enumerate() {
+            let entry = 72 + k + 8 + 16 * i;
+            assert_eq!((u64_at(entry), u64_at(entry + 8)), (at, section.len() as u64), "entry {i}");
+            assert_eq!(&bytes[at as usize..at as usize + section.len()], &section[..]);
+            at += section.len() as u64;
+        }
+        assert_eq!(at, bytes.len() as u64);
+    }
+
+    #[test]
+    fn damaged_files_are_bad_file_errors() {
+        let (dir, _) = deal();
+        let good = std::fs::read(dir.path().join("p0.bin")).unwrap();
+        let k = COUNT as usize;
+        let table = 72 + k;
+        let path = dir.path().join("damaged.bin");
+        let open = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            DealerFile::open(&path, Party::P0).and_then(|f| {
+                f.model_material()?;
+                let mut f = f;
+                f.mark_spent(0, COUNT - 1)?;
+                (0..COUNT).try_for_each(|i| f.inference(i).map(|_| ()))
+            })
+        };
+        open(&good).unwrap();
+        let patch = |at: usize, with: &[u8]| {
+            let mut b = good.clone();
+            b[at..at + with.len()].copy_from_slice(with);
+            b
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("magic", patch(0, b"MASQPRF\0"), "bad magic"),
+            ("version", patch(8, &1u32.to_le_bytes()), "format version 1"),
+            ("party", patch(12, &7u32.to_le_bytes()), "party field 7"),
+            ("count 0", patch(64, &0u64.to_le_bytes()), "inference count 0"),
+            ("count 2^60", patch(64, &(1u64 << 60).to_le_bytes()), "exceeds the maximum"),
+            ("count beyond the file", patch(64, &(1u64 << 20).to_le_bytes()), "does not fit"),
+            ("batch", patch(56, &0u64.to_le_bytes()), "batch 0"),
+            ("flag", patch(73, &[2]), "spent flag of inference 1 is 2"),
+            ("table length", patch(table, &(1u64 << 60).to_le_bytes()), "section table of"),
+            ("section offset", patch(table + 8 + 16, &u64::MAX.to_le_bytes()), "section 1"),
+            ("section length", patch(table + 8 + 16 + 8, &(1u64 << 40).to_le_bytes()), "lies outside"),
+            ("section bytes", patch(good.len() - 40, &[0xff; 40]), "inference 2:"),
+            ("model bytes", patch(96 + 17 * k + 8, &(1u64 << 60).to_le_bytes()), "model material:"),
+            ("short", good[..50].to_vec(), "too short"),
+        ];
+        for (what, bytes, expect) in cases {
+            let e = reason(open(&bytes).unwrap_err());
+            assert!(e.contains(expect), "{what}: {e}");
+        }
+        // Any truncation or flipped byte: an error (or, for a byte inside words, a result), never a panic.
+        for cut in (0..good.len()).step_by(97) {
+            assert!(open(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in (0..good.len()).step_by(101) {
+            let mut b = good.clone();
+            b[i] ^= 0x81;
+            let _ = open(&b);
+        }
+    }
+
+    #[test]
+    fn a_failed_deal_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dealer = Dealer::new(1);
+        let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
+        let res = write_pair(dir.path(), [header(Party::P0), header(Party::P1)], (&m0, &m1), |i| {
+            if i == 2 {
+                return Err(DeployError::Exhausted { reason: "dealer stopped".into() });
+            }
+            Ok(dealer.deal(&requests()).unwrap())
+        });
+        assert!(matches!(res, Err(DeployError::Exhausted { .. })));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

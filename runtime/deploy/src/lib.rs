@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   masq deal  ──▶ DIR/p0.bin (server)   DIR/p1.bin (client)      trusted dealer, offline, K inferences
-//!   masq serve (P0: weights + p0.bin)  ⇄ TCP ⇄  masq query (P1: input + p1.bin)
+//!   masq serve (P0: weights + p0.bin)  ⇄ TCP (or any Transport) ⇄  masq query (P1: input + p1.bin)
 //!       1. auth (optional): HMAC-SHA256 challenge-response on a shared key
 //!       2. hello: protocol version, model hash, fixed point, comparison bits, batch, first unspent
 //!          inference; the server also sends the public model (the client plans from it)
@@ -14,9 +14,10 @@
 //!
 //! - [`public`]: the public part of a model (structure, shapes, masks, public constants; linear
 //!   weights and biases replaced by their shapes) and its hash;
-//! - [`file`]: the dealer's per-party preprocessing file with crash-safe "spent" flags;
+//! - [`file`](mod@file): the dealer's per-party preprocessing file with crash-safe "spent" flags;
 //! - [`auth`]: the HMAC-SHA256 challenge-response;
-//! - [`session`]: the handshake and one session of each side ([`session::Server`], [`session::query`]);
+//! - [`session`]: the handshake and one session of each side over any transport
+//!   ([`Server::serve_over`], [`Client::query_over`]) and over TCP ([`Server::serve`], [`query`]);
 //! - [`deal`]: the dealer's offline phase for K inferences.
 //!
 //! Threat model: semi-honest parties, a trusted dealer, and public masks, shapes and structure.
@@ -33,13 +34,13 @@ use std::time::Instant;
 use masq_mpc::MpcError;
 use masq_mpc::dealer::Dealer;
 
-use masq_runtime::RuntimeError;
 use masq_ir::Graph;
+use masq_runtime::RuntimeError;
 use masq_runtime::secure::{SecureConfig, plan};
 
 pub use file::{DealerFile, FileHeader};
 pub use public::PublicModel;
-pub use session::{QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
+pub use session::{Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
 
 /// Version of the wire protocol (handshake and message layout).
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -14,6 +14,11 @@
 //! ```
 //! Both sides check the hello fields with the same function, so a mismatch is reported with the
 //! same words on both sides.
+//!
+//! Both sides run over any [`Transport`] ([`Server::serve_over`], [`Client::query_over`]); the
+//! TCP entry points ([`Server::serve`] on an accepted connection, [`query`] connecting to an
+//! address) only open the connection with the options' timeout and frame limit. Over another
+//! transport, its own timeout and frame limit apply.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,11 +41,12 @@ use masq_runtime::secure::{self, Plan, SecureConfig};
 /// Settings of a session (either side).
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Connect timeout (client) and the longest wait for any message or write.
+    /// Connect timeout (client) and the longest wait for any message or write (TCP; another
+    /// transport keeps its own).
     pub timeout: Duration,
     /// Shared key: authenticate the peer with HMAC-SHA256 challenge-response.
     pub key: Option<Key>,
-    /// Largest frame accepted or sent.
+    /// Largest frame accepted or sent (TCP; another transport keeps its own).
     pub max_frame_bytes: usize,
 }
 
@@ -121,16 +127,16 @@ impl Msg {
     }
 }
 
-fn send(t: &mut TcpTransport, m: &Msg, during: &'static str) -> Result<()> {
+fn send<T: Transport>(t: &mut T, m: &Msg, during: &'static str) -> Result<()> {
     t.send_msg(m).and_then(|_| t.flush()).map_err(mpc_err(during))
 }
 
-fn recv(t: &mut TcpTransport, during: &'static str) -> Result<Msg> {
+fn recv<T: Transport>(t: &mut T, during: &'static str) -> Result<Msg> {
     t.recv_msg::<Msg>(during).map_err(mpc_err(during))
 }
 
 /// Tells the peer why, best effort (it may be gone), and returns the error.
-fn refuse(t: &mut TcpTransport, e: DeployError) -> DeployError {
+fn refuse<T: Transport>(t: &mut T, e: DeployError) -> DeployError {
     let _ = send(t, &Msg::Refuse { reason: e.to_string() }, "refusing");
     e
 }
@@ -141,6 +147,75 @@ fn unexpected(during: &'static str, expected: &str, got: &Msg) -> DeployError {
 
 fn short(h: &[u8; 32]) -> String {
     hex(&h[..8])
+}
+
+/// The server's side of the greeting and of authentication (when it has a key): nothing else is
+/// sent before the client has proved that it knows the key.
+fn greet<T: Transport>(t: &mut T, key: Option<&Key>) -> Result<()> {
+    let ns = nonce();
+    send(t, &Msg::Auth { version: PROTOCOL_VERSION, required: key.is_some(), nonce: ns }, "greeting")?;
+    if let Some(key) = key {
+        match recv(t, "authenticating the client")? {
+            Msg::Proof { nonce: nc, mac } => {
+                if !key.verify_client(&ns, &nc, &mac) {
+                    let e = DeployError::Auth { reason: "the client's answer does not verify (wrong key)".into() };
+                    return Err(refuse(t, e));
+                }
+                send(t, &Msg::ServerProof { mac: key.server_mac(&nc, &ns) }, "authenticating")?;
+            }
+            Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
+            m => return Err(refuse(t, unexpected("authenticating the client", "Proof", &m))),
+        }
+    }
+    Ok(())
+}
+
+/// The client's side of the greeting and of authentication: checks the server's protocol
+/// version, and proves knowledge of `key` and checks the server's proof when the server asks;
+/// a client with a key refuses a server that does not ask.
+fn greeted_by<T: Transport>(t: &mut T, key: Option<&Key>) -> Result<()> {
+    let (version, required, ns) = match recv(t, "greeting")? {
+        Msg::Auth { version, required, nonce } => (version, required, nonce),
+        m => return Err(refuse(t, unexpected("greeting", "Auth", &m))),
+    };
+    if version != PROTOCOL_VERSION {
+        let e = DeployError::Mismatch {
+            field: "protocol version",
+            server: version.to_string(),
+            client: PROTOCOL_VERSION.to_string(),
+        };
+        return Err(refuse(t, e));
+    }
+    match (key, required) {
+        (None, true) => {
+            let e = DeployError::Auth { reason: "the server requires authentication (give --auth KEYFILE)".into() };
+            return Err(refuse(t, e));
+        }
+        (Some(_), false) => {
+            let e = DeployError::Auth {
+                reason: "the server does not authenticate, but --auth was given: refusing an unauthenticated server"
+                    .into(),
+            };
+            return Err(refuse(t, e));
+        }
+        (None, false) => {}
+        (Some(key), true) => {
+            let nc = nonce();
+            send(t, &Msg::Proof { nonce: nc, mac: key.client_mac(&ns, &nc) }, "authenticating")?;
+            match recv(t, "authenticating the server")? {
+                Msg::ServerProof { mac } if key.verify_server(&nc, &ns, &mac) => {}
+                Msg::ServerProof { .. } => {
+                    let e = DeployError::Auth { reason: "the server's answer does not verify (wrong key)".into() };
+                    return Err(refuse(t, e));
+                }
+                Msg::Refuse { reason } => {
+                    return Err(DeployError::Auth { reason: format!("the server says: {reason}") });
+                }
+                m => return Err(refuse(t, unexpected("authenticating the server", "ServerProof", &m))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The checks both sides run on the two hellos.
@@ -281,30 +356,24 @@ impl Server {
         &self.plan
     }
 
-    /// Runs one session with a connected client; `on_start(index)` is called once the inference
-    /// is chosen and marked spent. Any failure ends this session only.
-    pub fn serve(&mut self, mut t: TcpTransport, on_start: impl FnOnce(u64)) -> Result<SessionReport> {
-        let start = Instant::now();
+    /// Runs one session with a client connected over TCP (accepted with
+    /// [`SessionOptions::tcp`]): [`Server::serve_over`] with the peer's address.
+    pub fn serve(&mut self, t: TcpTransport, on_start: impl FnOnce(u64)) -> Result<SessionReport> {
         let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        let ns = nonce();
-        send(
-            &mut t,
-            &Msg::Auth { version: PROTOCOL_VERSION, required: self.opts.key.is_some(), nonce: ns },
-            "greeting",
-        )?;
-        if let Some(key) = &self.opts.key {
-            match recv(&mut t, "authenticating the client")? {
-                Msg::Proof { nonce: nc, mac } => {
-                    if !key.verify_client(&ns, &nc, &mac) {
-                        let e = DeployError::Auth { reason: "the client's answer does not verify (wrong key)".into() };
-                        return Err(refuse(&mut t, e));
-                    }
-                    send(&mut t, &Msg::ServerProof { mac: key.server_mac(&nc, &ns) }, "authenticating")?;
-                }
-                Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
-                m => return Err(refuse(&mut t, unexpected("authenticating the client", "Proof", &m))),
-            }
-        }
+        self.serve_over(t, &peer, on_start)
+    }
+
+    /// Runs one session with a client connected over `t` (`peer` names it in the report);
+    /// `on_start(index)` is called once the inference is chosen and marked spent. Any failure
+    /// ends this session only.
+    pub fn serve_over<T: Transport>(
+        &mut self,
+        mut t: T,
+        peer: &str,
+        on_start: impl FnOnce(u64),
+    ) -> Result<SessionReport> {
+        let start = Instant::now();
+        greet(&mut t, self.opts.key.as_ref())?;
         let mine = Hello::of(&self.file);
         send(&mut t, &Msg::Hello { hello: mine, public_model: self.public.bytes.clone() }, "handshake")?;
         let theirs = match recv(&mut t, "handshake")? {
@@ -336,7 +405,7 @@ impl Server {
         let setup_bytes = out.setup_log.iter().map(|s| s.traffic.total_bytes()).sum();
         Ok(SessionReport {
             index,
-            peer,
+            peer: peer.to_string(),
             online_bytes_p0_to_p1: c.p0_to_p1,
             online_bytes_p1_to_p0: c.p1_to_p0,
             rounds: c.rounds,
@@ -378,9 +447,151 @@ pub struct QueryResult {
     pub formula: &'static str,
 }
 
-/// The client, P1: connects to `addr`, authenticates (with `opts.key`), receives the public
-/// model and checks it against `preprocessing` (a `p1.bin`), runs one inference on `x`
-/// (`[batch, ...]`, or one image without the batch axis) and decodes the revealed output. `on_event` hears progress lines.
+/// The input owner, P1: its preprocessing file and options.
+#[derive(Debug)]
+pub struct Client {
+    file: DealerFile,
+    opts: SessionOptions,
+}
+
+impl Client {
+    /// Opens `preprocessing` (a `p1.bin`).
+    pub fn new(preprocessing: &Path, opts: SessionOptions) -> Result<Client> {
+        Ok(Client { file: DealerFile::open(preprocessing, Party::P1)?, opts })
+    }
+
+    /// The preprocessing file.
+    pub fn file(&self) -> &DealerFile {
+        &self.file
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+
+    /// Runs one query with a server connected over `t`: authenticates (with the options' key),
+    /// receives the public model and checks it against the preprocessing file, runs one inference
+    /// on `x` (`[batch, ...]`, or one image without the batch axis) and decodes the revealed
+    /// output. `on_event` hears progress lines.
+    pub fn query_over<T: Transport>(
+        &mut self,
+        t: T,
+        x: &ArrayD<f32>,
+        on_event: impl FnMut(&str),
+    ) -> Result<QueryResult> {
+        self.run(t, x, on_event, Instant::now())
+    }
+
+    fn run<T: Transport>(
+        &mut self,
+        mut t: T,
+        x: &ArrayD<f32>,
+        mut on_event: impl FnMut(&str),
+        start: Instant,
+    ) -> Result<QueryResult> {
+        let (opts, file) = (&self.opts, &mut self.file);
+        greeted_by(&mut t, opts.key.as_ref())?;
+        let (server, public_model) = match recv(&mut t, "handshake")? {
+            Msg::Hello { hello, public_model } => (hello, public_model),
+            Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
+            m => return Err(refuse(&mut t, unexpected("handshake", "Hello", &m))),
+        };
+        if sha256(&public_model) != server.model_hash {
+            let e = DeployError::Protocol {
+                during: "handshake",
+                reason: "the public model sent does not have the hash the server announced".into(),
+            };
+            return Err(refuse(&mut t, e));
+        }
+        let mine = Hello::of(file);
+        if let Err(e) = check(&server, &mine) {
+            // The server runs the same check on our hello and reports the same mismatch.
+            let _ = send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake");
+            return Err(e);
+        }
+        // Plan the same computation from the public model, and check the input against it.
+        let plan = (|| {
+            let graph = PublicModel::decode(&public_model)?;
+            let cfg = SecureConfig { frac_bits: mine.frac_bits, cmp_bits: mine.cmp_bits, seed: 0 };
+            let plan = secure::plan(&graph, mine.batch as usize, &cfg)?;
+            let want = graph.data_inputs().next().map(|i| i.shape_at(mine.batch as usize)).unwrap_or_default();
+            // One image without the batch axis is accepted at batch 1.
+            let x = if x.ndim() + 1 == want.len() { x.clone().insert_axis(ndarray::Axis(0)) } else { x.clone() };
+            if x.shape() != want.as_slice() {
+                return Err(DeployError::Runtime(
+                    masq_ir::IrError::BadInput {
+                        name: "input".into(),
+                        expected: format!("{want:?} (the preprocessing was dealt for batch {})", mine.batch),
+                        got: x.shape().to_vec(),
+                    }
+                    .into(),
+                ));
+            }
+            Ok((plan, x))
+        })();
+        let (plan, x) = match plan {
+            Ok(p) => p,
+            Err(e) => return Err(refuse(&mut t, e)),
+        };
+        send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake")?;
+        let index = match recv(&mut t, "handshake")? {
+            Msg::Go { index } => index,
+            Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
+            m => return Err(refuse(&mut t, unexpected("handshake", "Go", &m))),
+        };
+        if index < mine.first_unspent || index >= mine.count {
+            let e = DeployError::Protocol {
+                during: "handshake",
+                reason: format!(
+                    "the server chose inference {index}, but {} is the first unspent here",
+                    mine.first_unspent
+                ),
+            };
+            return Err(refuse(&mut t, e));
+        }
+        file.mark_spent(mine.first_unspent, index)?;
+        on_event(&format!("running inference {index}"));
+
+        let pre = file.inference(index)?;
+        let model = file.model_material()?;
+        let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
+        let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
+        let outputs = secure::decode_outputs(&plan, &out.outputs)?;
+        let net = ctx.transport_mut().inner_mut();
+        let server_summary = match recv(net, "receiving the summary") {
+            Ok(Msg::Summary(s)) => Some(s),
+            _ => None,
+        };
+        let _ = send(net, &Msg::Summary(summary_of(&out.log, out.online_seconds)), "sending the summary");
+        let mut measured = figures(Party::P1, &out.log, server_summary.as_ref());
+        let predicted = plan.total();
+        (measured.offline_p0, measured.offline_p1) = (predicted.offline_p0, predicted.offline_p1);
+        let server_online_seconds = server_summary.as_ref().map(|s| s.online_seconds);
+        let compute = out.online_seconds.max(server_online_seconds.unwrap_or(0.0));
+        Ok(QueryResult {
+            index,
+            model_hash: hex(&server.model_hash),
+            batch: plan.batch,
+            outputs,
+            measured,
+            predicted,
+            per_image: plan.per_image(),
+            comparisons_per_batch: plan.comparisons_per_batch(),
+            online_seconds: out.online_seconds,
+            server_online_seconds,
+            setup_bytes: out.setup_log.iter().map(|s| s.traffic.total_bytes()).sum(),
+            setup_seconds: out.setup_seconds,
+            total_seconds: start.elapsed().as_secs_f64(),
+            est_lan_seconds: estimate_seconds(&measured, compute, &Network::LAN),
+            est_wan_seconds: estimate_seconds(&measured, compute, &Network::WAN),
+            formula: FORMULA,
+        })
+    }
+}
+
+/// The client over TCP: opens `preprocessing` (a `p1.bin`), connects to `addr` (with
+/// [`SessionOptions::tcp`] and the options' timeout) and runs [`Client::query_over`].
 pub fn query(
     addr: &str,
     preprocessing: &Path,
@@ -389,142 +600,10 @@ pub fn query(
     mut on_event: impl FnMut(&str),
 ) -> Result<QueryResult> {
     let start = Instant::now();
-    let mut file = DealerFile::open(preprocessing, Party::P1)?;
-    let mut t = TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?;
+    let mut client = Client::new(preprocessing, opts.clone())?;
+    let t = TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?;
     on_event(&format!("connected to {addr}"));
-    let (version, required, ns) = match recv(&mut t, "greeting")? {
-        Msg::Auth { version, required, nonce } => (version, required, nonce),
-        m => return Err(refuse(&mut t, unexpected("greeting", "Auth", &m))),
-    };
-    if version != PROTOCOL_VERSION {
-        let e = DeployError::Mismatch {
-            field: "protocol version",
-            server: version.to_string(),
-            client: PROTOCOL_VERSION.to_string(),
-        };
-        return Err(refuse(&mut t, e));
-    }
-    match (&opts.key, required) {
-        (None, true) => {
-            let e = DeployError::Auth { reason: "the server requires authentication (give --auth KEYFILE)".into() };
-            return Err(refuse(&mut t, e));
-        }
-        (Some(_), false) => {
-            let e = DeployError::Auth {
-                reason: "the server does not authenticate, but --auth was given: refusing an unauthenticated server"
-                    .into(),
-            };
-            return Err(refuse(&mut t, e));
-        }
-        (None, false) => {}
-        (Some(key), true) => {
-            let nc = nonce();
-            send(&mut t, &Msg::Proof { nonce: nc, mac: key.client_mac(&ns, &nc) }, "authenticating")?;
-            match recv(&mut t, "authenticating the server")? {
-                Msg::ServerProof { mac } if key.verify_server(&nc, &ns, &mac) => {}
-                Msg::ServerProof { .. } => {
-                    let e = DeployError::Auth { reason: "the server's answer does not verify (wrong key)".into() };
-                    return Err(refuse(&mut t, e));
-                }
-                Msg::Refuse { reason } => {
-                    return Err(DeployError::Auth { reason: format!("the server says: {reason}") });
-                }
-                m => return Err(refuse(&mut t, unexpected("authenticating the server", "ServerProof", &m))),
-            }
-        }
-    }
-    let (server, public_model) = match recv(&mut t, "handshake")? {
-        Msg::Hello { hello, public_model } => (hello, public_model),
-        Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
-        m => return Err(refuse(&mut t, unexpected("handshake", "Hello", &m))),
-    };
-    if sha256(&public_model) != server.model_hash {
-        let e = DeployError::Protocol {
-            during: "handshake",
-            reason: "the public model sent does not have the hash the server announced".into(),
-        };
-        return Err(refuse(&mut t, e));
-    }
-    let mine = Hello::of(&file);
-    if let Err(e) = check(&server, &mine) {
-        // The server runs the same check on our hello and reports the same mismatch.
-        let _ = send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake");
-        return Err(e);
-    }
-    // Plan the same computation from the public model, and check the input against it.
-    let plan = (|| {
-        let graph = PublicModel::decode(&public_model)?;
-        let cfg = SecureConfig { frac_bits: mine.frac_bits, cmp_bits: mine.cmp_bits, seed: 0 };
-        let plan = secure::plan(&graph, mine.batch as usize, &cfg)?;
-        let want = graph.data_inputs().next().map(|i| i.shape_at(mine.batch as usize)).unwrap_or_default();
-        // One image without the batch axis is accepted at batch 1.
-        let x = if x.ndim() + 1 == want.len() { x.clone().insert_axis(ndarray::Axis(0)) } else { x.clone() };
-        if x.shape() != want.as_slice() {
-            return Err(DeployError::Runtime(
-                masq_ir::IrError::BadInput {
-                    name: "input".into(),
-                    expected: format!("{want:?} (the preprocessing was dealt for batch {})", mine.batch),
-                    got: x.shape().to_vec(),
-                }
-                .into(),
-            ));
-        }
-        Ok((plan, x))
-    })();
-    let (plan, x) = match plan {
-        Ok(p) => p,
-        Err(e) => return Err(refuse(&mut t, e)),
-    };
-    send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake")?;
-    let index = match recv(&mut t, "handshake")? {
-        Msg::Go { index } => index,
-        Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
-        m => return Err(refuse(&mut t, unexpected("handshake", "Go", &m))),
-    };
-    if index < mine.first_unspent || index >= mine.count {
-        let e = DeployError::Protocol {
-            during: "handshake",
-            reason: format!("the server chose inference {index}, but {} is the first unspent here", mine.first_unspent),
-        };
-        return Err(refuse(&mut t, e));
-    }
-    file.mark_spent(mine.first_unspent, index)?;
-    on_event(&format!("running inference {index}"));
-
-    let pre = file.inference(index)?;
-    let model = file.model_material()?;
-    let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
-    let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
-    let outputs = secure::decode_outputs(&plan, &out.outputs)?;
-    let net = ctx.transport_mut().inner_mut();
-    let server_summary = match recv(net, "receiving the summary") {
-        Ok(Msg::Summary(s)) => Some(s),
-        _ => None,
-    };
-    let _ = send(net, &Msg::Summary(summary_of(&out.log, out.online_seconds)), "sending the summary");
-    let mut measured = figures(Party::P1, &out.log, server_summary.as_ref());
-    let predicted = plan.total();
-    (measured.offline_p0, measured.offline_p1) = (predicted.offline_p0, predicted.offline_p1);
-    let server_online_seconds = server_summary.as_ref().map(|s| s.online_seconds);
-    let compute = out.online_seconds.max(server_online_seconds.unwrap_or(0.0));
-    Ok(QueryResult {
-        index,
-        model_hash: hex(&server.model_hash),
-        batch: plan.batch,
-        outputs,
-        measured,
-        predicted,
-        per_image: plan.per_image(),
-        comparisons_per_batch: plan.comparisons_per_batch(),
-        online_seconds: out.online_seconds,
-        server_online_seconds,
-        setup_bytes: out.setup_log.iter().map(|s| s.traffic.total_bytes()).sum(),
-        setup_seconds: out.setup_seconds,
-        total_seconds: start.elapsed().as_secs_f64(),
-        est_lan_seconds: estimate_seconds(&measured, compute, &Network::LAN),
-        est_wan_seconds: estimate_seconds(&measured, compute, &Network::WAN),
-        formula: FORMULA,
-    })
+    client.run(t, x, on_event, start)
 }
 
 #[cfg(test)]

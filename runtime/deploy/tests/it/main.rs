@@ -1,0 +1,15 @@
+//! masq-deploy's integration tests: whole sessions of the real server and client over the
+//! in-memory transport pair, with real dealer files.
+//!
+//! - [`handshake`]: a session end to end, and every refusal of the handshake;
+//! - [`auth`]: authentication happens before any protocol message;
+//! - [`disconnect`]: a peer that goes away mid-handshake is a typed error on the other side;
+//! - [`public_model`]: decoding a forged public model allocates no more than its bytes allow;
+//! - [`tcp`]: the TCP entry points run the same session over a socket.
+
+mod auth;
+mod common;
+mod disconnect;
+mod handshake;
+mod public_model;
+mod tcp;
