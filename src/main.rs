@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+// The charts of `masq demo`, which needs the trainer.
+#[cfg(feature = "train")]
 mod plot;
 
 fn main() -> ExitCode {

@@ -5,7 +5,8 @@ use clap::{Args, Subcommand};
 use masq_mpc::FixedPoint;
 use masq_mpc::bench::{self, BenchConfig, BenchOp, BenchReport};
 
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::units::{fmt_bytes, fmt_seconds};
+use super::common::{args, json, progress};
 
 /// Benchmarks.
 #[derive(Debug, Args)]
@@ -27,8 +28,9 @@ enum BenchTarget {
 struct MpcArgs {
     /// Protocol: relu | square | mul (N elements), matmul (N×N by N×N), conv (3×3, 64→64
     /// channels, padding 1, on 1×64×N×N), maxpool | avgpool (3×3, stride 2, padding 1, on 1×64×N×N).
-    #[arg(long, default_value = "relu")]
-    op: String,
+    #[arg(long, default_value = "relu", ignore_case = true,
+          value_parser = args::one_of::<BenchOp>(BenchOp::ALL.map(BenchOp::name)))]
+    op: BenchOp,
     /// Size (see --op). Default: 100000 for element-wise ops, 256 for matmul, 32 for conv and pools.
     #[arg(long)]
     n: Option<usize>,
@@ -45,7 +47,8 @@ struct MpcArgs {
     /// Seed of the dealer and the random data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Print one JSON object instead of a table.
+    /// Print JSON Lines instead of a table; the last line is the result (online bytes per
+    /// direction, rounds, offline bytes, seconds, estimates, max_abs_error, ...).
     #[arg(long)]
     json: bool,
 }
@@ -57,7 +60,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn mpc(a: MpcArgs) -> Result<()> {
-    let op: BenchOp = a.op.parse().context("bad --op")?;
+    let op = a.op;
     let cfg = BenchConfig {
         op,
         n: a.n.unwrap_or(op.default_n()),
@@ -67,11 +70,11 @@ fn mpc(a: MpcArgs) -> Result<()> {
         seed: a.seed,
     };
     cfg.validate().context("bad benchmark settings")?;
-    let bar = super::progress::bar(cfg.reps as u64, &format!("bench mpc {op}"), a.json);
+    let bar = progress::bar(cfg.reps as u64, &format!("bench mpc {op}"), a.json);
     let report = bench::run(&cfg, |done| bar.set_position(done as u64)).context("benchmark failed")?;
     bar.finish_and_clear();
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        json::print(&report)?;
     } else {
         print_table(&report);
     }

@@ -7,11 +7,10 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use masq_ir::facts::Normalisation;
 use ndarray::ArrayD;
 
 const RECORD: usize = 1 + 3 * 32 * 32;
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Largest file read (a CIFAR-10 test batch is 30.7 MB).
 const MAX_BYTES: u64 = 256 << 20;
 
@@ -53,6 +52,7 @@ pub fn run(args: CifarNpyArgs) -> anyhow::Result<()> {
     if bytes.len() % RECORD != 0 || args.count == 0 || index + args.count > records {
         bail!("{name}: {} bytes = {records} records; images {index}..{} asked", bytes.len(), index + args.count);
     }
+    let Normalisation { mean, std } = Normalisation::imagenet();
     let mut x = ArrayD::<f32>::zeros(vec![args.count, 3, 32, 32]);
     let mut labels = Vec::with_capacity(args.count);
     for i in 0..args.count {
@@ -60,7 +60,7 @@ pub fn run(args: CifarNpyArgs) -> anyhow::Result<()> {
         labels.push(rec[0]);
         for (j, &p) in rec[1..].iter().enumerate() {
             let c = j / 1024;
-            x[[i, c, (j / 32) % 32, j % 32]] = (p as f32 / 255.0 - MEAN[c]) / STD[c];
+            x[[i, c, (j / 32) % 32, j % 32]] = (p as f32 / 255.0 - mean[c]) / std[c];
         }
     }
     masq_ir::npy::write(&args.out, &x).with_context(|| format!("writing {}", args.out.display()))?;

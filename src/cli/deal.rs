@@ -5,17 +5,19 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-
+use masq_exporter::ModelSpec;
 use masq_runtime::secure::SecureConfig;
 
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::units::{fmt_bytes, fmt_seconds};
+use super::common::{json, model};
 
 /// Arguments of `masq deal`.
 #[derive(Debug, clap::Args)]
 pub struct DealArgs {
-    /// The model: a `.onnx` file, an exported artifact directory or `zoo:NAME[@HxW]`.
-    #[arg(long)]
-    pub model: String,
+    /// The model: zoo:NAME[@HxW], a .onnx file, a masq checkpoint (.safetensors) or an artifact
+    /// directory (the server must serve the same model).
+    #[arg(long, value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub model: ModelSpec,
     /// Inferences to deal (each one is used once, then marked spent).
     #[arg(long, value_name = "K")]
     pub count: u64,
@@ -26,7 +28,7 @@ pub struct DealArgs {
     #[arg(long, default_value_t = 1, value_name = "B")]
     pub batch: usize,
     /// Fractional bits of the fixed-point encoding, 1 to 40.
-    #[arg(long, default_value_t = 16, value_name = "F")]
+    #[arg(long, default_value_t = 16, value_name = "F", value_parser = clap::value_parser!(u32).range(1..=40))]
     pub frac_bits: u32,
     /// Bit width of secure comparisons (64: exact for every ring element).
     #[arg(long, default_value_t = 64)]
@@ -34,22 +36,20 @@ pub struct DealArgs {
     /// Seed of the dealer's randomness (keep it secret: it determines both parties' material).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
-    /// Print one JSON object instead of text.
+    /// Print JSON Lines instead of text; the last line is the result (p0_path, p1_path, model_hash,
+    /// bytes, ...).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: DealArgs) -> anyhow::Result<()> {
-    if !(1..=40).contains(&args.frac_bits) {
-        bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
-    }
     if args.count == 0 || args.count > masq_deploy::file::MAX_COUNT {
         bail!("--count {}: must be between 1 and {}", args.count, masq_deploy::file::MAX_COUNT);
     }
     if args.batch == 0 {
         bail!("--batch 0: must be at least 1");
     }
-    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = model::load_graph(&args.model)?;
     if args.batch > 1 && !graph.supports_batch() {
         bail!("--batch {}: the model only runs at batch 1", args.batch);
     }
@@ -57,8 +57,7 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
     let s = masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
         .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
     if args.json {
-        println!("{}", serde_json::to_string(&s).context("serialising the result")?);
-        return Ok(());
+        return json::print(&s);
     }
     println!("dealt {} inference(s) of {} (batch {}) in {}", s.count, args.model, s.batch, fmt_seconds(s.seconds));
     println!("model hash   {}", s.model_hash);

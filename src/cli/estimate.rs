@@ -2,46 +2,50 @@
 //! what one inference would cost under a protocol, without running it.
 
 use anyhow::{Context, bail};
-use masq_mpc::cost::{Network, Protocol};
+use masq_exporter::ModelSpec;
 use masq_ir::report;
+use masq_mpc::cost::{Network, Protocol};
 use masq_runtime::secure;
 
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::units::{fmt_bytes, fmt_seconds};
+use super::common::{args, json, model};
 
 /// Arguments of `masq estimate`.
 #[derive(Debug, clap::Args)]
 pub struct EstimateArgs {
-    /// A `.onnx` file or `zoo:NAME[@HxW]`.
-    pub model: String,
-    /// masq (exact plan), crypten, cryptflow2-32, cryptflow2-64, delphi or fss (published costs).
-    #[arg(long, default_value = "masq")]
-    pub protocol: String,
-    /// lan (3 Gbps, 0.3 ms), wan (400 Mbps, 40 ms) or GBPS,RTT_MS (e.g. 1,10).
-    #[arg(long, default_value = "lan")]
-    pub network: String,
+    /// zoo:NAME[@HxW], a .onnx file, a masq checkpoint (.safetensors) or an artifact directory.
+    #[arg(value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub model: ModelSpec,
+    /// Whose costs: masq's (its exact plan) or a published protocol's.
+    #[arg(long, default_value = "masq", ignore_case = true,
+          value_parser = args::one_of::<Protocol>(Protocol::ALL.map(Protocol::name)))]
+    pub protocol: Protocol,
+    /// lan (3 Gbps, 0.3 ms RTT), wan (400 Mbps, 40 ms RTT) or GBPS,RTT_MS (e.g. 1,10).
+    #[arg(long, default_value = "lan", value_name = "lan|wan|GBPS,RTT_MS",
+          value_parser = clap::value_parser!(Network))]
+    pub network: Network,
     /// Images per inference.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Print one JSON object instead of a table.
+    /// Print JSON Lines instead of a table; the last line is the result (relu_count, online_bytes,
+    /// rounds, est_seconds, layers, ...).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
-    let protocol: Protocol = args.protocol.parse().context("--protocol")?;
-    let network: Network = args.network.parse().context("--network")?;
+    let (protocol, network) = (args.protocol, args.network);
     if args.batch == 0 {
         bail!("--batch 0: must be at least 1");
     }
-    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = model::load_graph(&args.model)?;
     if args.batch > 1 && !graph.supports_batch() {
         bail!("--batch {}: the model only runs at batch 1", args.batch);
     }
     let e = secure::estimate(&graph, protocol, &network, args.batch)
         .with_context(|| format!("estimating {} under {protocol}", args.model))?;
     if args.json {
-        println!("{}", serde_json::to_string(&e).context("serialising the estimate")?);
-        return Ok(());
+        return json::print(&e);
     }
     println!("model {} under {} on {network}, batch {}", e.model, e.protocol, e.batch);
     if !e.layers.is_empty() {

@@ -1,9 +1,11 @@
-//! Subcommands, one file each: each has its own `Args` and `run()`.
+//! Subcommands, one file (or directory) each: each has its own `Args` and `run()`. They share only
+//! [`common`] (argument parsers, model loading, JSON Lines, progress, units), never each other.
 
 use clap::{Parser, Subcommand};
 
 mod bench;
 mod cifar_npy;
+mod common;
 mod deal;
 #[cfg(feature = "train")]
 mod demo;
@@ -13,8 +15,6 @@ mod eval;
 mod export;
 mod inspect;
 mod load_weights;
-mod predict;
-mod progress;
 mod query;
 #[cfg(feature = "train")]
 mod reduce;
@@ -22,14 +22,15 @@ mod run;
 mod serve;
 #[cfg(feature = "train")]
 mod train;
-#[cfg(feature = "train")]
-mod train_env;
-mod units;
 
 /// masq: train few-ReLU networks, export them, and run them under two-party secure computation.
 ///
 /// In two-party computation (2PC) every ReLU costs a secure comparison while linear layers are
 /// nearly free, so the ReLU count is the currency of private inference.
+///
+/// MODEL is zoo:NAME[@HxW], a .onnx file, a masq checkpoint (.safetensors) or an artifact
+/// directory, wherever a command takes one. With --json, a command prints JSON Lines on stdout (one
+/// object per line); the last line is the result.
 #[derive(Debug, Parser)]
 #[command(name = "masq", version, about, long_about)]
 pub struct Cli {
@@ -41,8 +42,8 @@ pub struct Cli {
 pub enum Command {
     /// Benchmarks (`masq bench mpc --op relu --n 100000`).
     Bench(bench::BenchArgs),
-    /// Parameters, MACs and ReLUs of a model, per layer and in total
-    /// (MODEL: a .onnx file or zoo:NAME[@HxW], e.g. zoo:resnet20, zoo:wrn22_8@64x64).
+    /// Parameters, MACs and ReLUs of a model, per layer and in total (MODEL: zoo:NAME[@HxW], e.g.
+    /// zoo:resnet20 or zoo:wrn22_8@64x64, a .onnx file, a masq checkpoint or an artifact directory).
     Inspect(inspect::InspectArgs),
     /// Evaluate a model on an input batch, in the clear or under 2PC, with a per-layer cost report
     /// (`masq run zoo:resnet20 --input x.npy --mode mpc`).

@@ -3,7 +3,6 @@
 //! server, checks it against its preprocessing, runs one encrypted inference on its input and
 //! prints the prediction with the measured and estimated costs.
 
-use super::predict::argmax_rows;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +11,9 @@ use masq_deploy::{self, SessionOptions, auth::Key};
 use masq_ir::npy;
 use serde::Serialize;
 
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::json;
+use super::common::predict::argmax_rows;
+use super::common::units::{fmt_bytes, fmt_seconds};
 
 /// Arguments of `masq query`.
 #[derive(Debug, clap::Args)]
@@ -35,7 +36,8 @@ pub struct QueryArgs {
     /// Longest wait to connect and for any message, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
-    /// Print one JSON object instead of text.
+    /// Print JSON Lines instead of text (and no progress on stderr); the last line is the result
+    /// (prediction, output, measured and predicted bytes and rounds, seconds, ...).
     #[arg(long)]
     pub json: bool,
 }
@@ -125,8 +127,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         formula: r.formula,
     };
     if args.json {
-        println!("{}", serde_json::to_string(&o).context("serialising the result")?);
-        return Ok(());
+        return json::print(&o);
     }
     println!("inference {} (model hash {}…), batch {}", o.inference_index, &o.model_hash[..16], o.batch);
     for (i, p) in o.predictions.iter().enumerate() {

@@ -4,26 +4,50 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use masq_ir::checkpoint;
-use masq_trainer::data::{self, Normalisation};
+use masq_exporter::ModelSpec;
+use masq_trainer::data::{self, DatasetKind};
 use masq_trainer::device::device_name;
 use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
 
-use super::progress;
+use super::common::training::{self, TrainEnv};
+use super::common::{args, json, model, progress};
+
+/// The reduction method of `masq reduce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// AutoReP: trainable per-element gates pushed to the budget by a hinge.
+    Autorep,
+    /// SNL: continuous gates with an L1 penalty, then thresholded to the budget.
+    Snl,
+    /// A random mask at exactly the budget (the floor every method must beat).
+    Random,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Autorep => Method::AutoRep,
+            MethodArg::Snl => Method::Snl,
+            MethodArg::Random => Method::Random,
+        }
+    }
+}
 
 /// Arguments of `masq reduce`.
 #[derive(Debug, clap::Args)]
 pub struct ReduceArgs {
-    /// The trained model: a masq checkpoint, a .onnx file or zoo:NAME (with --weights).
-    #[arg(long)]
-    pub from: String,
-    /// Weights for a zoo model or ONNX file (safetensors; `module.` is stripped).
+    /// The trained model: a masq checkpoint (its normalisation is used), an artifact directory, a
+    /// .onnx file or zoo:NAME (built for the dataset; with --weights).
+    #[arg(long, value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub from: ModelSpec,
+    /// Weights for the model (safetensors, e.g. a PyTorch state dict; `module.` is stripped).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// cifar10 | cifar100 | mnist | fashion-mnist | tiny-imagenet | folder | synthetic (tiny-imagenet
     /// and folder take @SIZE or @HxW to resize every image).
-    #[arg(long)]
-    pub dataset: String,
+    #[arg(long, value_name = "DATASET", value_parser = args::dataset)]
+    pub dataset: DatasetKind,
+    /// Directory of the dataset's files (or a parent holding e.g. cifar10/).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// ReLUs to keep (absolute).
@@ -32,15 +56,16 @@ pub struct ReduceArgs {
     /// Fraction of the ReLUs to remove.
     #[arg(long)]
     pub relu_sparsity: Option<f64>,
-    /// autorep | snl | random.
-    #[arg(long, default_value = "autorep")]
-    pub method: String,
-    /// ste | hysteresis[:θ] (θ default 3e-3) | spgrad[:θ].
-    #[arg(long, default_value = "hysteresis:3e-3")]
-    pub gate: String,
-    /// identity | poly1 | poly2 | dapa | fixed:a,b,c (a·x² + b·x + c).
-    #[arg(long, default_value = "poly2")]
-    pub replacement: String,
+    /// How to choose the ReLUs to keep.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = MethodArg::Autorep)]
+    pub method: MethodArg,
+    /// AutoReP's gate: ste | hysteresis[:θ] (θ default 3e-3) | spgrad[:θ].
+    #[arg(long, default_value = "hysteresis:3e-3", value_name = "GATE", value_parser = args::gate)]
+    pub gate: GateKind,
+    /// What replaces a removed ReLU: identity | poly1 | poly2 | dapa | fixed:a,b,c (a·x² + b·x + c)
+    /// (default: poly2; identity with --gate spgrad, the only one it takes).
+    #[arg(long, value_name = "REPLACEMENT", value_parser = args::reduce_replacement)]
+    pub replacement: Option<ReplacementKind>,
     /// Weight λ of the budget hinge λ·max(0, ReLUs/N − budget/N) (AutoReP's scripts use 80–240).
     #[arg(long, default_value_t = masq_trainer::reduce::DEFAULT_LAMBDA)]
     pub lambda: f64,
@@ -77,27 +102,22 @@ pub struct ReduceArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub env: super::train_env::TrainEnv,
-    /// Per-epoch lines as JSON; the last stdout line is one JSON object (accuracy, relu_count,
-    /// checkpoint, layers).
+    pub env: TrainEnv,
+    /// Print JSON Lines: one line per epoch, and the last line is the result (accuracy,
+    /// relu_count, checkpoint, layers, ...).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: ReduceArgs) -> Result<()> {
-    let (kind, device, splits) = a.env.prepare(&a.dataset, a.data.as_deref())?;
-    let mut norm = kind.default_norm();
-    let graph = if super::train_env::is_checkpoint(&a.from) {
-        let (g, facts) = checkpoint::load_checkpoint(&a.from).with_context(|| format!("loading {}", a.from))?;
-        if let Some(n) =
-            facts.other.get("normalization").and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
-        {
-            norm = n;
-        }
-        g
-    } else {
-        super::train_env::model_with_weights(&a.from, a.weights.as_deref(), &splits, a.env.seed)?
-    };
+    let (kind, device) = (a.dataset, a.env.device);
+    let splits = a.env.prepare(kind, a.data.as_deref())?;
+    let mut loaded = model::load_for_data(&a.from, splits.train.shape, splits.train.classes, a.env.seed)?;
+    if let Some(w) = &a.weights {
+        model::apply_weights(&mut loaded.graph, w, &[])?;
+    }
+    let norm = model::recorded_normalisation(&loaded).unwrap_or_else(|| kind.default_norm());
+    let graph = loaded.graph;
     let budget = match (a.relu_budget, a.relu_sparsity) {
         (Some(n), None) => Budget::Count(n),
         (None, Some(s)) => Budget::Sparsity(s),
@@ -105,12 +125,12 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     };
     let augment = if a.no_augment { data::Augment::NONE } else { kind.default_augment_for(splits.train.shape) };
     let mut cfg = ReduceConfig::new(kind.name(), norm, augment, budget);
-    cfg.method = Method::parse(&a.method)?;
-    cfg.gate = GateKind::parse(&a.gate)?;
-    cfg.replacement = ReplacementKind::parse(&a.replacement)?;
-    if matches!(cfg.gate, GateKind::SpGrad(_)) && a.replacement == "poly2" {
-        cfg.replacement = ReplacementKind::Identity;
-    }
+    cfg.method = a.method.into();
+    cfg.gate = a.gate;
+    cfg.replacement = a.replacement.unwrap_or(match a.gate {
+        GateKind::SpGrad(_) => ReplacementKind::Identity,
+        _ => ReplacementKind::Poly2,
+    });
     cfg.lambda = a.lambda;
     cfg.mask_epochs = a.mask_epochs;
     cfg.finetune_epochs = a.finetune_epochs;
@@ -129,16 +149,16 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("reduce-{}", kind.name())));
     cfg.out_dir = Some(out.clone());
     if !a.json {
-        super::train_env::announce("reducing", &graph.name, kind.name(), &splits, device, &out);
+        training::announce("reducing", &graph.name, kind.name(), &splits, device, &out);
     }
-    let json = a.json;
-    let mut bar = progress::ReduceBar::new("", json);
+    let as_json = a.json;
+    let mut bar = progress::ReduceBar::new("", as_json);
     let (_, s) = reduce(&graph, &splits, &cfg, device, &mut |e| {
         match e {
-            ReduceEvent::Stage { stage, epochs, batches_per_epoch, mask_lr: Some(l) } if !json => {
+            ReduceEvent::Stage { stage, epochs, batches_per_epoch, mask_lr: Some(l) } if !as_json => {
                 eprintln!("{stage}: {epochs} epochs of {batches_per_epoch} batches, gate learning rate {l:.3e}");
             }
-            ReduceEvent::Epoch(e) if json => bar.println(&serde_json::to_string(e).unwrap_or_default()),
+            ReduceEvent::Epoch(e) if as_json => bar.println(&json::to_line(e).unwrap_or_default()),
             ReduceEvent::Epoch(e) => bar.println(&format!(
                 "{:>8} epoch {:>3}  loss {:.4}  test acc {:5.2}%  relus {}  {:.1}s{}",
                 e.stage,
@@ -156,7 +176,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     .context("reducing")?;
     bar.finish();
     if a.json {
-        let v = serde_json::json!({
+        json::print(&serde_json::json!({
             "accuracy": s.accuracy,
             "accuracy_before": s.accuracy_before,
             "relu_count": s.relu_count,
@@ -172,8 +192,7 @@ pub fn run(a: ReduceArgs) -> Result<()> {
             "seconds": s.seconds,
             "device": device_name(device),
             "dataset": kind.name(),
-        });
-        println!("{v}");
+        }))?;
     } else {
         for l in &s.layers {
             println!("  {:<32} {:>9} -> {:>9}", l.name, l.before, l.after);

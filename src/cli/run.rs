@@ -1,20 +1,21 @@
 //! `masq run MODEL --input X.npy [--mode plain|ort|mpc] [--output Y.npy] [--frac-bits F] [--seed S] [--json]`:
 //! evaluates a model on a batch, in the clear or under two-party computation.
 
-use super::predict::argmax_rows;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use masq_runtime::secure::{self, Progress, SecureConfig};
+use masq_exporter::ModelSpec;
 use masq_ir::cost::{ModelCounts, NodeCost};
 use masq_ir::{Graph, format_dims, npy, report};
 use masq_runtime::plain;
+use masq_runtime::secure::{self, Progress, SecureConfig};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
-use super::progress;
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::predict::argmax_rows;
+use super::common::units::{fmt_bytes, fmt_seconds};
+use super::common::{json, model, progress};
 
 /// How to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -31,8 +32,10 @@ pub enum Mode {
 /// Arguments of `masq run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// A `.onnx` file or `zoo:NAME[@HxW]` (zoo models have seeded random weights).
-    pub model: String,
+    /// zoo:NAME[@HxW] (seeded random weights), a .onnx file, a masq checkpoint (.safetensors) or an
+    /// artifact directory (--mode ort needs a .onnx file or an artifact).
+    #[arg(value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub model: ModelSpec,
     /// Input tensor (`.npy`, float): `[N, C, H, W]` for a batch or `[C, H, W]` for one image.
     #[arg(long, value_name = "X.npy")]
     pub input: PathBuf,
@@ -43,12 +46,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "Y.npy")]
     pub output: Option<PathBuf>,
     /// Fractional bits of the fixed-point encoding (mpc mode), 1 to 40.
-    #[arg(long, default_value_t = 16, value_name = "F")]
+    #[arg(long, default_value_t = 16, value_name = "F", value_parser = clap::value_parser!(u32).range(1..=40))]
     pub frac_bits: u32,
     /// Seed of the dealer's randomness (mpc mode).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
-    /// Print one JSON object instead of tables.
+    /// Print JSON Lines instead of tables; the last line is the result (relu_count, online bytes,
+    /// rounds, seconds, predictions, layers, ...).
     #[arg(long)]
     pub json: bool,
 }
@@ -103,7 +107,7 @@ struct RunOutput {
 }
 
 /// Reads the input and checks it against the model's input.
-fn read_input(graph: &Graph, path: &PathBuf) -> anyhow::Result<ArrayD<f32>> {
+fn read_input(graph: &Graph, path: &Path) -> anyhow::Result<ArrayD<f32>> {
     let x = npy::read_f32(path).with_context(|| format!("reading input {}", path.display()))?;
     let input = graph.data_inputs().next().context("the model has no input")?;
     let rank = input.shape.len();
@@ -128,21 +132,17 @@ fn read_input(graph: &Graph, path: &PathBuf) -> anyhow::Result<ArrayD<f32>> {
 }
 
 /// The ONNX file behind MODEL, for onnxruntime: a `.onnx` path, or an artifact directory's `model.onnx`.
-fn onnx_file(model: &str) -> anyhow::Result<PathBuf> {
-    let p = PathBuf::from(model);
-    if p.is_dir() && p.join("model.onnx").is_file() {
-        return Ok(p.join("model.onnx"));
+fn onnx_file(model: &ModelSpec) -> anyhow::Result<PathBuf> {
+    match model.onnx_file() {
+        Some(f) => Ok(f),
+        None => bail!(
+            "--mode ort needs an ONNX file or an exported artifact directory, not {model} (export it with `masq export` first)"
+        ),
     }
-    if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) {
-        return Ok(p);
-    }
-    bail!(
-        "--mode ort needs an ONNX file or an exported artifact directory, not {model} (export a zoo model with `masq export` first)"
-    )
 }
 
 /// Runs the model's ONNX file through onnxruntime (the independent reference).
-fn run_ort(model: &str, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<f32>> {
+fn run_ort(model: &ModelSpec, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<f32>> {
     let file = onnx_file(model)?;
     let input = graph.data_inputs().next().context("the model has no input")?.name.clone();
     let mut outs = masq_runtime::ort_backend::run_onnx(&file, &[(input, x)])
@@ -154,10 +154,7 @@ fn run_ort(model: &str, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    if !(1..=40).contains(&args.frac_bits) {
-        bail!("--frac-bits {}: must be between 1 and 40", args.frac_bits);
-    }
-    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = model::load_graph(&args.model)?;
     let x = read_input(&graph, &args.input)?;
     let batch = x.shape()[0];
     let out = match args.mode {
@@ -194,7 +191,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .collect();
             let o = RunOutput {
                 mode: args.mode,
-                model: args.model.clone(),
+                model: args.model.to_string(),
                 batch,
                 frac_bits: None,
                 seed: None,
@@ -250,7 +247,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .collect();
             let o = RunOutput {
                 mode: Mode::Mpc,
-                model: args.model.clone(),
+                model: args.model.to_string(),
                 batch,
                 frac_bits: Some(r.frac_bits),
                 seed: Some(r.seed),
@@ -280,7 +277,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         npy::write(path, &y).with_context(|| format!("writing output {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string(&o).context("serialising the result")?);
+        json::print(&o)?;
     } else {
         print!("{}", table(&o));
     }

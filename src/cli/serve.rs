@@ -1,9 +1,10 @@
 //! `masq serve --model MODEL --preprocessing DIR/p0.bin --listen ADDR [--auth KEYFILE]
-//! [--max-sessions N] [--timeout SECS]`: the model owner (P0). Serves clients one session at a
-//! time; a failed session is logged and the server goes on with the next client.
+//! [--max-sessions N] [--timeout SECS] [--json]`: the model owner (P0). Serves clients one session
+//! at a time; a failed session is logged and the server goes on with the next client.
 //!
 //! Prints `listening on ADDR` on stdout first (with the port the system chose for `:0`), then
-//! one log line per event on stderr. Stops after N sessions, when its preprocessing is exhausted
+//! one log line per event on stderr. With `--json`, stdout is JSON Lines instead: a `listening`
+//! event, one `session` event per session, and last the result (sessions served and why it stopped). Stops after N sessions, when its preprocessing is exhausted
 //! (after refusing the client that found out), or on SIGTERM / Ctrl-C (a session in progress
 //! ends first; every wait in it is bounded by the timeout).
 
@@ -14,17 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use masq_mpc::MpcError;
 use masq_deploy::{self, DeployError, Server, SessionOptions, auth::Key};
+use masq_exporter::ModelSpec;
+use masq_mpc::MpcError;
 
-use super::units::{fmt_bytes, fmt_seconds};
+use super::common::units::{fmt_bytes, fmt_seconds};
+use super::common::{json, model};
 
 /// Arguments of `masq serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The model with its weights: a `.onnx` file, an exported artifact directory or `zoo:NAME[@HxW]`.
-    #[arg(long)]
-    pub model: String,
+    /// The model with its weights (the one dealt for): zoo:NAME[@HxW], a .onnx file, a masq
+    /// checkpoint (.safetensors) or an artifact directory.
+    #[arg(long, value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub model: ModelSpec,
     /// The server's preprocessing file (`p0.bin` from `masq deal`).
     #[arg(long, value_name = "DIR/p0.bin")]
     pub preprocessing: PathBuf,
@@ -40,6 +44,11 @@ pub struct ServeArgs {
     /// Longest wait for any message from a client, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// Print JSON Lines on stdout instead of `listening on ADDR`: {"event":"listening","addr":..}
+    /// first, one {"event":"session",..} per session; the last line is the result (sessions,
+    /// served, failed, stopped). The log stays on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -72,13 +81,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
     let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
-    let graph = masq_exporter::load_model(&args.model).with_context(|| format!("loading {}", args.model))?;
+    let graph = model::load_graph(&args.model)?;
     let mut server = Server::new(&graph, &args.preprocessing, opts)
         .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;
     let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     install_signal_handlers();
-    println!("listening on {addr}");
+    if args.json {
+        json::print(&serde_json::json!({"event": "listening", "addr": addr.to_string()}))?;
+    } else {
+        println!("listening on {addr}");
+    }
     std::io::stdout().flush().context("writing to stdout")?;
     let h = server.file().header();
     log(&format!(
@@ -91,15 +104,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         if server.options().key.is_some() { "on" } else { "off" }
     ));
     let tcp = server.options().tcp();
-    let mut sessions = 0u64;
-    loop {
+    let (mut sessions, mut served) = (0u64, 0u64);
+    let stopped = loop {
         if STOP.load(Ordering::SeqCst) {
             log("stopping on a signal");
-            break;
+            break "signal";
         }
         if args.max_sessions.is_some_and(|n| sessions >= n) {
             log(&format!("stopping after {sessions} session(s) (--max-sessions)"));
-            break;
+            break "max-sessions";
         }
         let t = match masq_mpc::transport::TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp) {
             Ok(t) => t,
@@ -115,28 +128,57 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         log(&format!("session {n}: client {peer} connected"));
         match server.serve(t, |i| log(&format!("session {n}: inference {i} started"))) {
-            Ok(r) => log(&format!(
-                "session {n}: inference {} done: online P0->P1 {} ({} B), P1->P0 {} ({} B), {} rounds, online {}, \
+            Ok(r) => {
+                served += 1;
+                if args.json {
+                    json::print(&serde_json::json!({
+                        "event": "session",
+                        "session": n,
+                        "ok": true,
+                        "peer": r.peer,
+                        "inference_index": r.index,
+                        "online_bytes_p0_to_p1": r.online_bytes_p0_to_p1,
+                        "online_bytes_p1_to_p0": r.online_bytes_p1_to_p0,
+                        "rounds": r.rounds,
+                        "online_seconds": r.online_seconds,
+                        "setup_bytes": r.setup_bytes,
+                        "seconds": r.seconds,
+                    }))?;
+                }
+                log(&format!(
+                    "session {n}: inference {} done: online P0->P1 {} ({} B), P1->P0 {} ({} B), {} rounds, online {}, \
                  session {}, model load {}",
-                r.index,
-                fmt_bytes(r.online_bytes_p0_to_p1),
-                r.online_bytes_p0_to_p1,
-                fmt_bytes(r.online_bytes_p1_to_p0),
-                r.online_bytes_p1_to_p0,
-                r.rounds,
-                fmt_seconds(r.online_seconds),
-                fmt_seconds(r.seconds),
-                fmt_bytes(r.setup_bytes)
-            )),
+                    r.index,
+                    fmt_bytes(r.online_bytes_p0_to_p1),
+                    r.online_bytes_p0_to_p1,
+                    fmt_bytes(r.online_bytes_p1_to_p0),
+                    r.online_bytes_p1_to_p0,
+                    r.rounds,
+                    fmt_seconds(r.online_seconds),
+                    fmt_seconds(r.seconds),
+                    fmt_bytes(r.setup_bytes)
+                ));
+            }
             Err(e) => {
                 let exhausted = matches!(e, DeployError::Exhausted { .. });
-                log(&format!("session {n} failed: {:#}", anyhow::Error::from(e)));
+                let msg = format!("{:#}", anyhow::Error::from(e));
+                log(&format!("session {n} failed: {msg}"));
+                if args.json {
+                    json::print(
+                        &serde_json::json!({"event": "session", "session": n, "ok": false, "peer": peer, "error": msg}),
+                    )?;
+                }
                 if exhausted && server.file().first_unspent() >= server.file().header().count {
                     log("preprocessing exhausted: stopping (deal more with `masq deal`)");
-                    break;
+                    break "exhausted";
                 }
             }
         }
+    };
+    if args.json {
+        json::print(
+            &serde_json::json!({"sessions": sessions, "served": served, "failed": sessions - served, "stopped": stopped}),
+        )?;
     }
     Ok(())
 }

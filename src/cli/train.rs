@@ -1,28 +1,38 @@
 //! `masq train`: train a model (zoo or file) on a dataset with tch, writing checkpoints and a log.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use masq_ir::Graph;
-use masq_trainer::data::{self, DatasetKind, Splits};
+use masq_exporter::ModelSpec;
+use masq_trainer::data::{self, DatasetKind};
 use masq_trainer::device::device_name;
 use masq_trainer::optim::OptimizerKind;
 use masq_trainer::train::{Event, TrainConfig, train};
 
-use super::progress;
+use super::common::training::{self, TrainEnv};
+use super::common::{args, json, model, progress};
+
+/// The optimiser of `masq train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Optimizer {
+    /// SGD with momentum (--momentum).
+    Sgd,
+    /// Adam (β = 0.9, 0.999).
+    Adam,
+}
 
 /// Arguments of `masq train`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// zoo:NAME (built for the dataset's input size and classes), a .onnx file or a masq checkpoint
-    /// (.safetensors) to continue training from.
-    #[arg(long)]
-    pub model: String,
+    /// zoo:NAME (built for the dataset's input size and classes), a .onnx file, an artifact
+    /// directory or a masq checkpoint (.safetensors) to continue training from.
+    #[arg(long, value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
+    pub model: ModelSpec,
     /// cifar10 | cifar100 | mnist | fashion-mnist | tiny-imagenet | folder (DIR/train/<class>/*.jpg|png,
     /// DIR/val/<class>/...) | synthetic (built in, needs no files). tiny-imagenet and folder take @SIZE
     /// or @HxW to resize every image (folder@64).
-    #[arg(long)]
-    pub dataset: String,
+    #[arg(long, value_name = "DATASET", value_parser = args::dataset)]
+    pub dataset: DatasetKind,
     /// Directory of the dataset's files (or a parent holding e.g. cifar10/).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -36,9 +46,10 @@ pub struct TrainArgs {
     /// Final learning rate of the cosine schedule.
     #[arg(long, default_value_t = 0.0)]
     pub min_lr: f64,
-    /// sgd (momentum 0.9) | adam.
-    #[arg(long, default_value = "sgd")]
-    pub optimizer: String,
+    /// The optimiser.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Optimizer::Sgd)]
+    pub optimizer: Optimizer,
+    /// Momentum of sgd.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
     /// L2 weight decay (default: 5e-4 for sgd, 0 for adam).
@@ -64,47 +75,29 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
-    pub env: super::train_env::TrainEnv,
-    /// Print per-epoch lines as JSON; the last stdout line is one JSON object with accuracy,
-    /// relu_count and checkpoint.
+    pub env: TrainEnv,
+    /// Print JSON Lines: one line per epoch, and the last line is the result (accuracy,
+    /// relu_count, checkpoint, ...).
     #[arg(long)]
     pub json: bool,
 }
 
-/// Build the model for a dataset: zoo models get the dataset's input size and class count.
-pub(super) fn model_for(spec: &str, splits: &Splits, seed: u64) -> Result<Graph> {
-    if let Some(rest) = spec.strip_prefix("zoo:") {
-        let z = masq_ir::zoo::ZooSpec::parse(rest)?;
-        let [c, h, w] = splits.train.shape;
-        if let Some(hw) = z.input_hw
-            && hw != (h, w)
-        {
-            bail!("{spec}: input {hw:?} but the dataset's images are {h}x{w}");
-        }
-        let mut cfg = masq_ir::zoo::ZooConfig::new(&z.name);
-        cfg.input = Some((c, h, w));
-        cfg.num_classes = splits.train.classes;
-        cfg.seed = seed;
-        return Ok(masq_ir::zoo::build_with(&cfg)?);
-    }
-    Ok(masq_exporter::load_model(spec)?)
-}
-
-pub(super) fn load_data(kind: DatasetKind, dir: Option<&Path>) -> Result<Splits> {
-    data::load(kind, dir).with_context(|| format!("loading dataset {}", kind.name()))
-}
-
 pub fn run(a: TrainArgs) -> Result<()> {
-    let (kind, device, splits) = a.env.prepare(&a.dataset, a.data.as_deref())?;
-    let optimizer = match a.optimizer.to_ascii_lowercase().as_str() {
-        "sgd" => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
-        "adam" => OptimizerKind::adam(),
-        other => bail!("unknown --optimizer {other:?} (sgd or adam)"),
+    let (kind, device) = (a.dataset, a.env.device);
+    let optimizer = match a.optimizer {
+        Optimizer::Sgd => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
+        Optimizer::Adam => OptimizerKind::adam(),
     };
-    let is_sgd = matches!(optimizer, OptimizerKind::Sgd { .. });
-    let graph = model_for(&a.model, &splits, a.env.seed).with_context(|| format!("loading {}", a.model))?;
-    let model_tag: String =
-        a.model.trim_start_matches("zoo:").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let is_sgd = a.optimizer == Optimizer::Sgd;
+    let splits = a.env.prepare(kind, a.data.as_deref())?;
+    let graph = model::load_for_data(&a.model, splits.train.shape, splits.train.classes, a.env.seed)?.graph;
+    let model_tag: String = a
+        .model
+        .to_string()
+        .trim_start_matches("zoo:")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model_tag}-{}", kind.name())));
 
     let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment_for(splits.train.shape));
@@ -129,13 +122,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
 
     if !a.json {
-        super::train_env::announce("training", &graph.name, kind.name(), &splits, device, &out);
+        training::announce("training", &graph.name, kind.name(), &splits, device, &out);
     }
 
     let quiet = a.json;
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut relus = 0u64;
-    let json = a.json;
+    let as_json = a.json;
     let mut on_event = |e: &Event| match e {
         Event::Start { epochs, batches_per_epoch, relu_count, start_epoch } => {
             relus = *relu_count;
@@ -160,25 +153,25 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
         }
         Event::Epoch(r) => {
-            if let Some(b) = &bar {
-                b.suspend(|| {
-                    if json {
-                        println!("{}", serde_json::to_string(r).unwrap_or_default());
-                    } else {
-                        println!(
-                            "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  test loss {:.4} acc {:5.2}%  lr {:.2e}  {:.0} img/s{}",
-                            r.epoch,
-                            a.epochs,
-                            r.train_loss,
-                            100.0 * r.train_accuracy,
-                            r.test_loss,
-                            100.0 * r.test_accuracy,
-                            r.lr,
-                            r.images_per_second,
-                            if r.best { "  *best" } else { "" }
-                        );
-                    }
-                });
+            let line = if as_json {
+                json::to_line(r).unwrap_or_default()
+            } else {
+                format!(
+                    "epoch {:>3}/{}  train loss {:.4} acc {:5.2}%  test loss {:.4} acc {:5.2}%  lr {:.2e}  {:.0} img/s{}",
+                    r.epoch,
+                    a.epochs,
+                    r.train_loss,
+                    100.0 * r.train_accuracy,
+                    r.test_loss,
+                    100.0 * r.test_accuracy,
+                    r.lr,
+                    r.images_per_second,
+                    if r.best { "  *best" } else { "" }
+                )
+            };
+            match &bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
             }
         }
     };
@@ -188,7 +181,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let checkpoint = s.best_checkpoint.clone().or(s.last_checkpoint.clone());
     if a.json {
-        let v = serde_json::json!({
+        json::print(&serde_json::json!({
             "accuracy": s.best_accuracy,
             "final_accuracy": s.final_accuracy,
             "best_epoch": s.best_epoch,
@@ -200,9 +193,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
             "images_per_second": s.images_per_second,
             "device": device_name(device),
             "dataset": kind.name(),
-            "model": a.model,
-        });
-        println!("{v}");
+            "model": a.model.to_string(),
+        }))?;
     } else {
         println!(
             "best test accuracy {:.2}% (epoch {}), final {:.2}%, {} ReLUs, {:.0} img/s",

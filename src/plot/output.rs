@@ -2,10 +2,7 @@
 //! atomically.
 
 use std::ffi::OsString;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
@@ -74,28 +71,7 @@ pub(crate) fn render_png(svg: &str, fonts: &Fonts) -> Result<Vec<u8>> {
     pixmap.encode_png().context("encoding PNG")
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so readers see
-/// the old file or the whole new one; the temporary is removed on failure.
+/// Write a chart file atomically (masq-ir's temporary file + fsync + rename).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().with_context(|| format!("writing {}: no file name", path.display()))?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}-{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
+    masq_ir::atomic::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

@@ -37,26 +37,33 @@ fn export_json_lists_files_and_the_artifact_loads() {
     let r = masq(&["export", "--from", "zoo:mnist_cnn", "--out", o, "--force"]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 
-    // Bad values are errors, not panics.
-    for bad in [
-        vec!["export", "--from", "zoo:mnist_cnn", "--out", o, "--force", "--random-masks", "2"],
-        vec![
-            "export",
-            "--from",
-            "zoo:mnist_cnn",
-            "--out",
-            o,
-            "--force",
-            "--random-masks",
-            "0.5",
-            "--replacement",
-            "cubic",
-        ],
-        vec!["export", "--from", "zoo:mnist_cnn", "--out", o, "--force", "--opset", "7"],
-        vec!["export", "--from", "ckpt.safetensors", "--out", o, "--force"],
+    // Bad values are errors, not panics: exit status 1 for what the export refuses, 2 (a usage
+    // error, before any work) for what clap's parsers refuse.
+    for (bad, code) in [
+        (vec!["export", "--from", "zoo:mnist_cnn", "--out", o, "--force", "--random-masks", "2"], 1),
+        (
+            vec![
+                "export",
+                "--from",
+                "zoo:mnist_cnn",
+                "--out",
+                o,
+                "--force",
+                "--random-masks",
+                "0.5",
+                "--replacement",
+                "cubic",
+            ],
+            2,
+        ),
+        (vec!["export", "--from", "zoo:mnist_cnn", "--out", o, "--force", "--opset", "7"], 1),
+        (vec!["export", "--from", "ckpt.safetensors", "--out", o, "--force"], 1),
+        (vec!["export", "--from", "model.pt", "--out", o, "--force"], 2),
     ] {
         let r = masq(&bad);
-        assert_eq!(r.status.code(), Some(1), "{bad:?}: {}", String::from_utf8_lossy(&r.stderr));
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(code), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{bad:?}: {err}");
     }
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -5,18 +5,19 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
+use masq_exporter::ModelSpec;
+use masq_ir::facts::Normalisation;
+use masq_ir::{Op, report};
 use masq_mpc::cost::{Network, Protocol};
-use masq_ir::Op;
-use masq_runtime::secure::{self, SecureConfig};
-use masq_exporter::artifact;
-use masq_ir::report;
 use masq_runtime::plain;
+use masq_runtime::secure::{self, SecureConfig};
 use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
 
-use super::DemoData;
+use super::config::DemoData;
 use super::phases::Trained;
-use crate::cli::predict::argmax_rows;
+use crate::cli::common::model;
+use crate::cli::common::predict::argmax_rows;
 
 /// One row of the demo's table: a model and what it costs and keeps.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,7 +65,7 @@ pub struct Row {
 }
 
 /// The held-out images as a normalised `[n, c, h, w]` batch, and their labels.
-pub fn held_out_batch(data: &DemoData, norm: Option<&artifact::Normalisation>) -> Result<(ArrayD<f32>, Vec<i64>)> {
+pub fn held_out_batch(data: &DemoData, norm: Option<&Normalisation>) -> Result<(ArrayD<f32>, Vec<i64>)> {
     let d = &data.held_out;
     let [c, h, w] = d.shape;
     let default = data.kind.default_norm();
@@ -89,8 +90,10 @@ fn accuracy(pred: &[usize], labels: &[i64]) -> f64 {
 
 /// Evaluate the artifact in `dir` (exported from `m`) on the held-out images.
 pub fn evaluate(m: &Trained, dir: &Path, data: &DemoData, images: usize) -> Result<Row> {
-    let (graph, manifest) = artifact::load_artifact(dir).with_context(|| format!("loading {}", dir.display()))?;
-    let (mut x, mut labels) = held_out_batch(data, manifest.normalisation.as_ref())?;
+    let art = model::load(&ModelSpec::Artifact(dir.to_path_buf()))?;
+    let norm = art.manifest.as_ref().and_then(|man| man.normalisation.as_ref());
+    let (mut x, mut labels) = held_out_batch(data, norm)?;
+    let graph = art.graph;
     let n = images.min(labels.len());
     x = x.slice_axis(ndarray::Axis(0), (0..n).into()).to_owned();
     labels.truncate(n);

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use super::config::{DemoArgs, DemoData, Preset};
 use super::evaluate::Row;
-use super::{DemoArgs, DemoData, Preset};
-use crate::cli::units::{fmt_bytes, fmt_seconds};
+use crate::cli::common::units::{fmt_bytes, fmt_seconds};
 use crate::plot::{self, LayerBar, Point, Series};
 
 /// Everything the demo measured (`summary.json`; `--json` prints it).
@@ -38,7 +38,7 @@ impl Summary {
             masq_version: env!("CARGO_PKG_VERSION"),
             dataset: data.kind.name().to_string(),
             data_source: data.splits.source.clone(),
-            model: a.from.clone().unwrap_or_else(|| a.model.clone()),
+            model: a.from.as_ref().unwrap_or(&a.model).to_string(),
             preset: preset.clone(),
             quick: a.quick,
             seed: a.seed,

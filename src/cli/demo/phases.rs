@@ -6,17 +6,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use indicatif::ProgressBar;
+use masq_exporter::ModelSpec;
+use masq_exporter::model_spec::LoadedModel;
 use masq_ir::checkpoint::{self, Facts};
+use masq_ir::facts::Normalisation;
 use masq_ir::{Graph, report};
 use masq_trainer::TchModel;
-use masq_trainer::data::Normalisation;
 use masq_trainer::device::Device;
 use masq_trainer::optim::OptimizerKind;
-use masq_trainer::reduce::{Budget, Method, ReduceConfig, ReplacementKind};
+use masq_trainer::reduce::{Budget, Method, ReduceConfig};
 use masq_trainer::train::{Event, TrainConfig, evaluate, train};
 
-use super::{DemoArgs, DemoData, Preset};
-use crate::cli::progress;
+use super::config::{DemoArgs, DemoData, Preset};
+use crate::cli::common::{model, progress};
+
+/// The reduction methods every budget is cut with, by name.
+pub const METHODS: [(&str, Method); 2] = [("autorep", Method::AutoRep), ("random", Method::Random)];
 
 /// What every phase needs.
 pub struct Ctx<'a> {
@@ -56,11 +61,13 @@ pub fn site_relus(g: &Graph) -> Result<Vec<(String, u64)>> {
 }
 
 fn norm_of(facts: &Facts, ctx: &Ctx) -> Normalisation {
-    facts
-        .other
-        .get("normalization")
-        .and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
-        .unwrap_or_else(|| ctx.data.kind.default_norm())
+    model::checkpoint_normalisation(facts).unwrap_or_else(|| ctx.data.kind.default_norm())
+}
+
+/// A checkpoint the demo wrote, with its facts.
+fn load_checkpoint(path: &Path) -> Result<(Graph, Facts)> {
+    let LoadedModel { graph, facts, .. } = model::load(&ModelSpec::Checkpoint(path.to_path_buf()))?;
+    Ok((graph, facts.unwrap_or_default()))
 }
 
 fn epoch_bar(ctx: &Ctx, len: usize, msg: &str) -> ProgressBar {
@@ -73,14 +80,19 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
     let t0 = std::time::Instant::now();
     let dir = a.out.join("baseline");
     let splits = &ctx.data.splits;
+    let (shape, classes) = (splits.train.shape, splits.train.classes);
     let (checkpoint, graph, facts) = match &a.from {
-        Some(from) if crate::cli::train_env::is_checkpoint(from) => {
-            let (g, f) = checkpoint::load_checkpoint(from).with_context(|| format!("loading {from}"))?;
-            (PathBuf::from(from), g, f)
+        Some(ModelSpec::Checkpoint(path)) if a.weights.is_none() => {
+            let (g, f) = load_checkpoint(path)?;
+            (path.clone(), g, f)
         }
         Some(from) => {
-            let g = crate::cli::train_env::model_with_weights(from, a.weights.as_deref(), splits, a.seed)?;
-            let norm = ctx.data.kind.default_norm();
+            let mut m = model::load_for_data(from, shape, classes, a.seed)?;
+            if let Some(w) = &a.weights {
+                model::apply_weights(&mut m.graph, w, &[])?;
+            }
+            let norm = model::recorded_normalisation(&m).unwrap_or_else(|| ctx.data.kind.default_norm());
+            let g = m.graph;
             let m = TchModel::from_graph(&g, ctx.device)?;
             let acc = evaluate(&m, &splits.test, &norm, 500)?.accuracy;
             let mut facts = Facts {
@@ -96,8 +108,7 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
             (path, g, facts)
         }
         None => {
-            let g = crate::cli::train::model_for(&a.model, splits, a.seed)
-                .with_context(|| format!("building {}", a.model))?;
+            let g = model::load_for_data(&a.model, shape, classes, a.seed)?.graph;
             let kind = ctx.data.kind;
             let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment());
             cfg.epochs = ctx.preset.epochs;
@@ -129,7 +140,7 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
                 b.finish_and_clear();
             }
             let path = s.best_checkpoint.or(s.last_checkpoint).context("training wrote no checkpoint")?;
-            let (g, f) = checkpoint::load_checkpoint(&path).with_context(|| format!("loading {}", path.display()))?;
+            let (g, f) = load_checkpoint(&path)?;
             (path, g, f)
         }
     };
@@ -151,29 +162,28 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
     })
 }
 
-/// Reduce the baseline to `budget` ReLUs with `method` (`autorep` or `random`).
-pub fn reduce(ctx: &Ctx, base: &Trained, method: &str, budget: u64) -> Result<Trained> {
+/// Reduce the baseline to `budget` ReLUs with `method` (named `label`: `autorep` or `random`).
+pub fn reduce(ctx: &Ctx, base: &Trained, label: &str, method: Method, budget: u64) -> Result<Trained> {
     let t0 = std::time::Instant::now();
-    let (graph, facts) = checkpoint::load_checkpoint(&base.checkpoint)
-        .with_context(|| format!("loading {}", base.checkpoint.display()))?;
+    let (graph, facts) = load_checkpoint(&base.checkpoint)?;
     let kind = ctx.data.kind;
     let mut cfg = ReduceConfig::new(kind.name(), norm_of(&facts, ctx), kind.default_augment(), Budget::Count(budget));
-    cfg.method = Method::parse(method)?;
-    cfg.replacement = ReplacementKind::parse(&ctx.args.replacement)?;
+    cfg.method = method;
+    cfg.replacement = ctx.args.replacement;
     cfg.mask_epochs = ctx.preset.mask_epochs;
     cfg.finetune_epochs = ctx.preset.finetune_epochs;
     cfg.batch_size = ctx.preset.batch_size;
     cfg.distill = true;
     cfg.seed = ctx.args.seed;
-    let name = format!("{method}-{budget}");
+    let name = format!("{label}-{budget}");
     cfg.out_dir = Some(ctx.args.out.join("reduce").join(&name));
     let mut bar = progress::ReduceBar::new(&format!("{name}: "), ctx.quiet);
     let (g, s) = masq_trainer::reduce::reduce(&graph, &ctx.data.splits, &cfg, ctx.device, &mut |e| bar.update(e))
-        .with_context(|| format!("reducing to {budget} ReLUs with {method}"))?;
+        .with_context(|| format!("reducing to {budget} ReLUs with {label}"))?;
     bar.finish();
     Ok(Trained {
         name,
-        method: method.to_string(),
+        method: label.to_string(),
         budget: Some(budget),
         checkpoint: s.checkpoint.clone().context("reduce wrote no checkpoint")?,
         relu_count: s.relu_count,
@@ -191,10 +201,11 @@ pub fn export(ctx: &Ctx, m: &Trained) -> Result<PathBuf> {
 }
 
 fn export_checkpoint(ckpt: &Path, dir: &Path) -> Result<()> {
-    let (g, f) = checkpoint::load_checkpoint(ckpt).with_context(|| format!("loading {}", ckpt.display()))?;
-    let facts = crate::cli::export::checkpoint_facts(&g, &f);
+    let spec = ModelSpec::Checkpoint(ckpt.to_path_buf());
+    let m = model::load(&spec)?;
+    let facts = model::export_facts(&spec, &m);
     let opts = masq_exporter::ExportOptions { force: true, ..masq_exporter::ExportOptions::default() };
-    masq_exporter::export(&g, &facts, dir, &opts)
+    masq_exporter::export(&m.graph, &facts, dir, &opts)
         .with_context(|| format!("exporting {} to {}", ckpt.display(), dir.display()))?;
     Ok(())
 }
