@@ -7,7 +7,7 @@
 //! ```
 //! let g = masq_ir::zoo::build("mnist_cnn", None, 0).unwrap();
 //! let p = masq_runtime::secure::plan(&g, 1, &masq_runtime::secure::SecureConfig::default()).unwrap();
-//! assert_eq!(p.comparisons(), masq_ir::cost::graph_cost(&g).unwrap().comparisons());
+//! assert_eq!(p.comparisons_per_batch(), masq_ir::cost::graph_cost(&g).unwrap().comparisons());
 //! ```
 //!
 //! Models come from masq-ir (zoo, checkpoints) or masq-onnx (ONNX files); deployment between two

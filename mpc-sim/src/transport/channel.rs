@@ -135,19 +135,17 @@ pub trait Transport: Send {
         self.send_owned(buf)
     }
 
-    /// Receives a typed message encoded with bincode 2 ([`MSG_CONFIG`]); a frame that does not
+    /// Receives a typed message encoded with bincode 2 (the standard config, under the limit of
+    /// [`decode_bounded`]); a frame that does not
     /// decode as a `T`, or has bytes left over, is a [`MpcError::Decode`].
     fn recv_msg<T: bincode::Decode<()>>(&mut self, during: &'static str) -> Result<T>
     where
         Self: Sized,
     {
+        // The limit follows the frame's length, not the largest frame: a small frame from a
+        // hostile peer cannot make this side reserve more than a few times what it sent.
         let buf = self.recv()?;
-        let (msg, used) = bincode::decode_from_slice(&buf, MSG_CONFIG)
-            .map_err(|e| MpcError::Decode { during, reason: e.to_string() })?;
-        if used != buf.len() {
-            return Err(MpcError::Decode { during, reason: format!("{} trailing bytes", buf.len() - used) });
-        }
-        Ok(msg)
+        decode_bounded(&buf).map_err(|reason| MpcError::Decode { during, reason })
     }
 }
 
@@ -201,4 +199,46 @@ mod tests {
         shifted.extend_from_slice(&bytes);
         assert_eq!(decode_u64s(&shifted[1..]).unwrap(), words);
     }
+}
+
+/// How many bytes of memory a decoded value may claim per byte of its encoding: bincode's limit
+/// counts the decoded size (a length or a dimension takes one byte on the wire and eight in
+/// memory), and no primitive field takes more than eight per byte (a sequence of structs may, by its
+/// `size_of`; callers decode those item by item).
+const MEMORY_PER_WIRE_BYTE: usize = 8;
+
+/// Decodes a `T` from all of `bytes` with the standard configuration and a limit on what it may
+/// claim, derived from `bytes.len()`: the smallest power of two (at least 1 KiB) not below
+/// [`MEMORY_PER_WIRE_BYTE`]` × bytes.len()`. A length field can reserve no more before the
+/// decoder finds that the bytes it announces are not there.
+pub fn decode_bounded<T: bincode::Decode<()>>(bytes: &[u8]) -> std::result::Result<T, String> {
+    use bincode::config::{Config, Configuration, LittleEndian, Varint};
+    fn all<T: bincode::Decode<()>, L>(
+        bytes: &[u8],
+        cfg: Configuration<LittleEndian, Varint, L>,
+    ) -> std::result::Result<T, String>
+    where
+        Configuration<LittleEndian, Varint, L>: Config,
+    {
+        let (value, used) = bincode::decode_from_slice(bytes, cfg).map_err(|e| match e {
+            bincode::error::DecodeError::LimitExceeded => {
+                format!("a length field announces more than the {} bytes received can hold", bytes.len())
+            }
+            e => e.to_string(),
+        })?;
+        if used != bytes.len() {
+            return Err(format!("{} trailing bytes", bytes.len() - used));
+        }
+        Ok(value)
+    }
+    let need = bytes.len().saturating_mul(MEMORY_PER_WIRE_BYTE);
+    macro_rules! within {
+        ($($k:literal)*) => {
+            $(if need <= 1usize << $k {
+                return all(bytes, bincode::config::standard().with_limit::<{ 1usize << $k }>());
+            })*
+        };
+    }
+    within!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40);
+    Err(format!("{} bytes: too large", bytes.len()))
 }

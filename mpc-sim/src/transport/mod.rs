@@ -14,7 +14,7 @@ pub mod mem;
 pub mod meter;
 pub mod tcp;
 
-pub use channel::{DEFAULT_TIMEOUT, MSG_CONFIG, Transport, decode_u64s, encode_u64s, u64s_as_le_bytes};
+pub use channel::{DEFAULT_TIMEOUT, MSG_CONFIG, Transport, decode_bounded, decode_u64s, encode_u64s, u64s_as_le_bytes};
 pub use frame::{DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES};
 pub use mem::{MemTransport, mem_pair, mem_pair_with};
 pub use meter::{Metered, Traffic};

@@ -108,7 +108,7 @@ fn typed_messages_round_trip_and_garbage_is_a_decode_error() {
     client.send(&lying).unwrap();
     client.flush().unwrap();
     let err = server.recv_msg::<Hello>("handshake").unwrap_err();
-    assert!(matches!(&err, MpcError::Decode { reason, .. } if reason.contains("Limit")), "{err:?}");
+    assert!(matches!(&err, MpcError::Decode { reason, .. } if reason.contains("announces more than")), "{err:?}");
 
     // The connection is still in sync afterwards.
     client.send_u64s(&[42]).unwrap();

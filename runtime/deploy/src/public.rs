@@ -21,7 +21,7 @@
 //! decode to, so equal hashes mean equal public models.
 //!
 //! Decoding runs under a bincode limit derived from the length `n` of the blob: the smallest
-//! power of two (at least 1 KiB) not below `8n`. bincode counts what a value takes in memory
+//! power of two (at least 1 KiB) not below `8n` (`masq_mpc::transport::decode_bounded`). bincode counts what a value takes in memory
 //! (a length takes one byte on the wire and eight in memory; no field here takes more per byte),
 //! so a genuine blob always fits, and a forged length fails before anything is reserved for it
 //! beyond that limit: at most `16n` bytes, whatever it announces. Secret tensors, sent as shapes
@@ -117,47 +117,6 @@ impl<'de, C, T: Decode<C>> bincode::BorrowDecode<'de, C> for List<T> {
     }
 }
 
-/// How many bytes of memory a decoded value may claim per byte of its encoding: bincode's limit
-/// counts the decoded size (a length or a dimension takes one byte on the wire and eight in
-/// memory), and no field of [`Wire`] takes more than eight per byte ([`List`] takes one).
-const MEMORY_PER_WIRE_BYTE: usize = 8;
-
-/// Decodes a `T` from all of `bytes` with the standard configuration and a limit on what it may
-/// claim, derived from `bytes.len()`: the smallest power of two (at least 1 KiB) not below
-/// [`MEMORY_PER_WIRE_BYTE`]` × bytes.len()`. A length field can reserve no more before the
-/// decoder finds that the bytes it announces are not there.
-fn decode_within<T: Decode<()>>(bytes: &[u8]) -> std::result::Result<T, String> {
-    use bincode::config::{Config, Configuration, LittleEndian, Varint};
-    fn all<T: Decode<()>, L>(
-        bytes: &[u8],
-        cfg: Configuration<LittleEndian, Varint, L>,
-    ) -> std::result::Result<T, String>
-    where
-        Configuration<LittleEndian, Varint, L>: Config,
-    {
-        let (value, used) = bincode::decode_from_slice(bytes, cfg).map_err(|e| match e {
-            DecodeError::LimitExceeded => {
-                format!("a length field announces more than the {} bytes received can hold", bytes.len())
-            }
-            e => e.to_string(),
-        })?;
-        if used != bytes.len() {
-            return Err(format!("{} trailing bytes", bytes.len() - used));
-        }
-        Ok(value)
-    }
-    let need = bytes.len().saturating_mul(MEMORY_PER_WIRE_BYTE);
-    macro_rules! within {
-        ($($k:literal)*) => {
-            $(if need <= 1usize << $k {
-                return all(bytes, bincode::config::standard().with_limit::<{ 1usize << $k }>());
-            })*
-        };
-    }
-    within!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40);
-    Err(format!("{} bytes: too large", bytes.len()))
-}
-
 /// Names of the initializers that stay secret: weights and biases of linear layers, unless a
 /// node also uses them as a public constant (then the protocols need them in the clear anyway).
 pub fn secret_initializers(graph: &Graph) -> BTreeSet<String> {
@@ -230,7 +189,7 @@ impl PublicModel {
             Ok(_) => {}
             Err(e) => return Err(bad(&e.to_string())),
         }
-        let wire: Wire = decode_within(bytes).map_err(|e| bad(&e))?;
+        let wire: Wire = masq_mpc::transport::decode_bounded(bytes).map_err(|e| bad(&e))?;
         let mut graph: Graph =
             serde_json::from_slice(&wire.structure).map_err(|e| bad(&format!("structure does not parse: {e}")))?;
         let mut secret_elements = 0usize;
@@ -367,13 +326,13 @@ mod tests {
         version[8] = 1;
         assert!(PublicModel::decode(&version).unwrap_err().to_string().contains("version 1"));
         // The same model with its initializers out of name order decodes, but is not canonical.
-        let mut wire: Wire = decode_within(b).unwrap();
+        let mut wire: Wire = masq_mpc::transport::decode_bounded(b).unwrap();
         wire.initializers.0.reverse();
         let shuffled = bincode::encode_to_vec(&wire, bincode::config::standard()).unwrap();
         let e = PublicModel::decode(&shuffled).unwrap_err().to_string();
         assert!(e.contains("canonical"), "{e}");
         // A secret weight sent in the clear is not the canonical form either.
-        let mut wire: Wire = decode_within(b).unwrap();
+        let mut wire: Wire = masq_mpc::transport::decode_bounded(b).unwrap();
         let t = wire.initializers.0.iter_mut().find(|t| t.values.is_none()).unwrap();
         let n = t.shape.iter().product::<u64>() as usize;
         t.values = Some(vec![0.0; n]);
@@ -402,7 +361,7 @@ mod tests {
         // A model with public tensors (its BatchNorms, unfolded).
         let g = zoo::build("cnn_small", None, 1).unwrap();
         let b = PublicModel::of(&g).unwrap().bytes;
-        let wire: Wire = decode_within(&b).unwrap();
+        let wire: Wire = masq_mpc::transport::decode_bounded(&b).unwrap();
         // Where the length fields are: the structure's, the initializer count, and in the first
         // public tensor its name's, its shape's and its values'.
         let structure = 8 + enc(VERSION).len();
@@ -427,7 +386,7 @@ mod tests {
                 );
             }
         }
-        let mut wire: Wire = decode_within(&b).unwrap();
+        let mut wire: Wire = masq_mpc::transport::decode_bounded(&b).unwrap();
         let t = wire.initializers.0.iter_mut().find(|t| t.values.is_none()).unwrap();
         // A secret tensor too large to allocate as zeros: its shape is all that is sent.
         t.shape = vec![1 << 20, 1 << 20];

@@ -7,7 +7,7 @@
 //! BatchNorms stay (the secure executor lowers them to a per-channel affine map).
 //!
 //! ```
-//! use masq_ir::{ir::fold::fold_batchnorm, zoo};
+//! use masq_ir::{fold::fold_batchnorm, zoo};
 //! let g = zoo::build("resnet20", None, 0).unwrap();
 //! let f = fold_batchnorm(&g).unwrap();
 //! assert!(f.nodes.iter().all(|n| n.op.name() != "BatchNormalization"));

@@ -6,7 +6,7 @@
 //! [`IrError::UnsupportedOps`] listing every such node.
 //!
 //! ```no_run
-//! let g = crate::import_file("model.onnx".as_ref()).unwrap();
+//! let g = masq_onnx::import_file("model.onnx".as_ref()).unwrap();
 //! println!("{} nodes", g.nodes.len());
 //! ```
 

@@ -2,7 +2,8 @@
 //! family.
 //!
 //! ```
-//! use masq_runtime::{plain, zoo};
+//! use masq_ir::zoo;
+//! use masq_runtime::plain;
 //! let g = zoo::build("mnist_cnn", None, 0).unwrap();
 //! let x = ndarray::ArrayD::<f32>::zeros(vec![2, 1, 28, 28]);
 //! let y = plain::run_single(&g, x).unwrap();

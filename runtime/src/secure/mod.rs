@@ -17,7 +17,8 @@
 //! the predicted cost equals the measured one.
 //!
 //! ```
-//! use masq_runtime::{secure, zoo};
+//! use masq_ir::zoo;
+//! use masq_runtime::secure;
 //! let g = zoo::build("mnist_cnn", None, 1).unwrap();
 //! let x = ndarray::ArrayD::from_elem(vec![1, 1, 28, 28], 0.5f32);
 //! let run = secure::run(&g, &x, &secure::SecureConfig::default()).unwrap();
