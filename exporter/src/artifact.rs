@@ -15,11 +15,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
-use serde::{Deserialize, Serialize};
 use masq_ir::atomic::sha256_hex;
 use masq_ir::{Dim, Graph, IrError, Op, Result};
 pub use masq_onnx::MaskedActAnnotation;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
 
 pub use masq_ir::facts::Normalisation;
 
@@ -118,7 +118,6 @@ fn st_metadata(bytes: &[u8], path: &Path) -> Result<std::collections::HashMap<St
         other => Err(malformed(path, format!("metadata {META_FORMAT_VERSION}: {other:?} is not a supported version"))),
     }
 }
-
 
 fn malformed(file: &Path, reason: impl Into<String>) -> IrError {
     IrError::Malformed { file: file.to_path_buf(), reason: reason.into() }

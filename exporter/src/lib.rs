@@ -32,11 +32,11 @@ mod write;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use masq_ir::Graph;
 use crate::artifact::{
     FORMAT, FORMAT_VERSION, FileEntry, LayerRelus, MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, Manifest,
     Normalisation, ShapeDim, TensorSpec,
 };
+use masq_ir::Graph;
 use masq_ir::Op;
 use prost::Message;
 use safetensors::Dtype;
@@ -233,13 +233,11 @@ fn encode_tensors(g: &Graph) -> Result<Vec<u8>, ExportError> {
     for (n, s, b) in &mask_bytes {
         views.push((n.clone(), TensorView::new(Dtype::U8, s.clone(), b).map_err(|e| st_err(n, e))?));
     }
-    let meta: HashMap<String, String> = [
-        (artifact::META_FORMAT, FORMAT.to_string()),
-        (artifact::META_FORMAT_VERSION, FORMAT_VERSION.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let meta: HashMap<String, String> =
+        [(artifact::META_FORMAT, FORMAT.to_string()), (artifact::META_FORMAT_VERSION, FORMAT_VERSION.to_string())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     safetensors::serialize(views, Some(meta)).map_err(|e| st_err("(file)", e))
 }
 
@@ -324,17 +322,15 @@ pub fn export(
             sites += 1;
         }
     }
-    let spec =
-        |v: &masq_ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
+    let spec = |v: &masq_ir::ValueInfo| TensorSpec { name: v.name.clone(), shape: ShapeDim::from_dims(&v.shape) };
     let input = spec(g.data_inputs().next().expect("checked: one data input"));
     let output = spec(&g.outputs[0]);
 
     let doc = format!("masq artifact: {}", facts.architecture);
     let mut onnx_model = masq_onnx::export::encode(&g, opts.opset, &doc)?;
-    onnx_model.metadata_props.push(masq_onnx::proto::StringStringEntryProto {
-        key: artifact::META_FORMAT.into(),
-        value: FORMAT.into(),
-    });
+    onnx_model
+        .metadata_props
+        .push(masq_onnx::proto::StringStringEntryProto { key: artifact::META_FORMAT.into(), value: FORMAT.into() });
     let st_bytes = encode_tensors(&g)?;
     point_into_safetensors(&mut onnx_model, &st_bytes)?;
     let onnx_bytes = onnx_model.encode_to_vec();

@@ -152,7 +152,8 @@ impl OrtSession {
                 return Err(IrError::UnsupportedDtype {
                     name: name.to_string(),
                     dtype: dtype.map_or_else(|| "a non-tensor value".to_string(), |t| format!("{t:?}")),
-                }.into());
+                }
+                .into());
             }
             let a = value.try_extract_array::<f32>().map_err(|e| ort_error(&file, &e))?;
             result.push((name.to_string(), a.to_owned()));

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
-use masq_runtime::secure::{self, SecureConfig};
 use masq_ir::{Graph, report, zoo};
 use masq_runtime::plain;
+use masq_runtime::secure::{self, SecureConfig};
 use masq_trainer::TchModel;
 use masq_trainer::model::{to_array, to_tensor};
 use ndarray::ArrayD;

@@ -9,7 +9,8 @@ use masq_ir::{ClipConfig, ConvConfig, Dim, FlattenConfig, Graph, LeakyReluConfig
 use ndarray::ArrayD;
 use serde_json::Value;
 
-const KEYS: [&str; 5] = ["relu_count", "maxpool_comparisons", "clip_comparisons", "leaky_relu_comparisons", "comparisons"];
+const KEYS: [&str; 5] =
+    ["relu_count", "maxpool_comparisons", "clip_comparisons", "leaky_relu_comparisons", "comparisons"];
 
 fn masq(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_masq")).args(args).output().expect("masq runs")
@@ -41,7 +42,8 @@ fn check(spec: &str, input: (usize, usize, usize)) -> Vec<u64> {
     assert_eq!(want[4], want[..4].iter().sum::<u64>(), "{spec}: comparisons is the sum of the kinds");
     for batch in [1usize, 2] {
         let (c, h, w) = input;
-        let x = ArrayD::from_shape_fn(vec![batch, c, h, w], |d| ((d[1] * 7 + d[2] * 3 + d[3]) % 11) as f32 / 11.0 - 0.4);
+        let x =
+            ArrayD::from_shape_fn(vec![batch, c, h, w], |d| ((d[1] * 7 + d[2] * 3 + d[3]) % 11) as f32 / 11.0 - 0.4);
         let tag = spec.replace([':', '@', '/', '.'], "_");
         let path = dir().join(format!("{tag}-{batch}.npy"));
         masq_ir::npy::write(&path, &x).unwrap();
@@ -54,7 +56,11 @@ fn check(spec: &str, input: (usize, usize, usize)) -> Vec<u64> {
         ];
         for (what, v) in &runs {
             assert_eq!(counts(v, what), want, "{spec} batch {batch}: {what} vs inspect ({KEYS:?})");
-            assert_eq!(v["comparisons_per_batch"].as_u64(), Some(want[4] * batch as u64), "{spec} batch {batch}: {what}");
+            assert_eq!(
+                v["comparisons_per_batch"].as_u64(),
+                Some(want[4] * batch as u64),
+                "{spec} batch {batch}: {what}"
+            );
         }
         // Per layer: the plaintext run reports inspect's layers; the secure run reports the graph
         // after BatchNorm folding, whose surviving layers carry the same figures.

@@ -11,11 +11,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use masq_deploy::DealerFile;
+use masq_deploy::file::read_spent;
 use masq_mpc::Party;
 use masq_mpc::dealer::Dealer;
 use masq_mpc::dealer::codec::{encode_model_material, encode_preprocessing};
-use masq_deploy::DealerFile;
-use masq_deploy::file::read_spent;
 use masq_runtime::secure::{SecureConfig, plan};
 use ndarray::{ArrayD, Dimension};
 

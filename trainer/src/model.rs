@@ -152,9 +152,10 @@ impl TchModel {
 
     /// Replace a mask (f32 0/1 tensor of the mask's shape) by name.
     pub fn set_mask(&mut self, name: &str, value: Tensor) -> Result<()> {
-        let m = self.masks.get_mut(name).ok_or_else(|| {
-            TrainerError::Model(masq_ir::IrError::NotFound { kind: "mask", name: name.to_string() })
-        })?;
+        let m = self
+            .masks
+            .get_mut(name)
+            .ok_or_else(|| TrainerError::Model(masq_ir::IrError::NotFound { kind: "mask", name: name.to_string() }))?;
         if m.size() != value.size() {
             return Err(TrainerError::Model(masq_ir::IrError::BadWeights {
                 name: name.to_string(),

@@ -140,11 +140,7 @@ pub fn check_fit(graph: &Graph, data: &Dataset, dataset: &str) -> Result<()> {
     let input = graph.data_inputs().next().ok_or_else(|| bad("the model has no input".into()))?;
     let want = [1, data.shape[0], data.shape[1], data.shape[2]];
     if input.shape_at(1) != want {
-        return Err(bad(format!(
-            "model input {} vs images {:?}",
-            masq_ir::format_dims(&input.shape),
-            data.shape
-        )));
+        return Err(bad(format!("model input {} vs images {:?}", masq_ir::format_dims(&input.shape), data.shape)));
     }
     let shapes = graph.infer_shapes(1)?;
     let out = graph.outputs.first().ok_or_else(|| bad("the model has no output".into()))?;

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, load_artifact};
 use masq_exporter::{
     ExportError, ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export,
 };
-use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, load_artifact};
 use masq_ir::atomic::sha256_hex;
 use masq_ir::{Graph, zoo};
 use safetensors::SafeTensors;

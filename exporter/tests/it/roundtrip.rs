@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
 use masq_exporter::artifact::{MODEL_ONNX, load_artifact};
-use masq_ir::{Op, Replacement};
+use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
 use masq_ir::{Graph, report, zoo};
+use masq_ir::{Op, Replacement};
 use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
@@ -156,9 +156,7 @@ fn ort_check(root: &Path, cases: &[OrtCase]) {
 /// `x` (it must stay a polynomial), and ops the zoo does not use.
 #[test]
 fn rank2_sites_and_more_ops_round_trip() {
-    use masq_ir::{
-        ClipConfig, GemmConfig, MaskedActConfig, Node, PadConfig, SliceConfig, SoftmaxConfig, ValueInfo,
-    };
+    use masq_ir::{ClipConfig, GemmConfig, MaskedActConfig, Node, PadConfig, SliceConfig, SoftmaxConfig, ValueInfo};
     let root = scratch("rank2");
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let mut t = |shape: &[usize]| {

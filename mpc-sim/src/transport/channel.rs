@@ -179,28 +179,6 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn word_codec_matches_the_portable_reference() {
-        let words: Vec<u64> = (0..1000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 60)).collect();
-        let bytes = encode_u64s(&words);
-        assert_eq!(bytes, encode_u64s_portable(&words));
-        assert_eq!(&bytes[..8], &words[0].to_le_bytes());
-        assert_eq!(&bytes[8..16], &words[1].to_le_bytes());
-        assert_eq!(decode_u64s(&bytes).unwrap(), words);
-        assert_eq!(decode_u64s_portable(&bytes), words);
-        assert_eq!(decode_u64s(&[]).unwrap(), Vec::<u64>::new());
-        assert!(decode_u64s(&bytes[..15]).is_none());
-        // Unaligned input bytes decode too.
-        let mut shifted = vec![0u8];
-        shifted.extend_from_slice(&bytes);
-        assert_eq!(decode_u64s(&shifted[1..]).unwrap(), words);
-    }
-}
-
 /// How many bytes of memory a decoded value may claim per byte of its encoding: bincode's limit
 /// counts the decoded size (a length or a dimension takes one byte on the wire and eight in
 /// memory), and no primitive field takes more than eight per byte (a sequence of structs may, by its
@@ -241,4 +219,26 @@ pub fn decode_bounded<T: bincode::Decode<()>>(bytes: &[u8]) -> std::result::Resu
     }
     within!(10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40);
     Err(format!("{} bytes: too large", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_codec_matches_the_portable_reference() {
+        let words: Vec<u64> = (0..1000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 60)).collect();
+        let bytes = encode_u64s(&words);
+        assert_eq!(bytes, encode_u64s_portable(&words));
+        assert_eq!(&bytes[..8], &words[0].to_le_bytes());
+        assert_eq!(&bytes[8..16], &words[1].to_le_bytes());
+        assert_eq!(decode_u64s(&bytes).unwrap(), words);
+        assert_eq!(decode_u64s_portable(&bytes), words);
+        assert_eq!(decode_u64s(&[]).unwrap(), Vec::<u64>::new());
+        assert!(decode_u64s(&bytes[..15]).is_none());
+        // Unaligned input bytes decode too.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(&bytes);
+        assert_eq!(decode_u64s(&shifted[1..]).unwrap(), words);
+    }
 }

@@ -271,8 +271,8 @@ fn check_shapes(path: &Path, graph: &Graph) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use crate::{MaskedActConfig, Node, Op, Replacement, ValueInfo};
+    use std::path::PathBuf;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("masq-ckpt-{tag}-{}", std::process::id()));

@@ -154,7 +154,8 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         Op::Relu => c.relus = in_elems,
         Op::LeakyRelu(_) => c.leaky_relu_comparisons = in_elems,
         Op::MaskedAct(cfg) => {
-            let mask = graph.masks.get(&cfg.mask).ok_or_else(|| IrError::NotFound { kind: "mask", name: cfg.mask.clone() })?;
+            let mask =
+                graph.masks.get(&cfg.mask).ok_or_else(|| IrError::NotFound { kind: "mask", name: cfg.mask.clone() })?;
             let ones = mask.iter().filter(|&&v| v != 0).count() as u64;
             c.relus = ones;
             if let Replacement::Poly { .. } = cfg.replacement {
@@ -208,8 +209,10 @@ fn maxpool_plane_comparisons(p: &PoolConfig, h: usize, w: usize, ho: usize, wo: 
             })
             .count() as u64
     };
-    let rows: Vec<u64> = (0..ho).map(|oy| valid(oy, h, p.kernel[0], p.stride[0], p.dilation[0], p.padding[0])).collect();
-    let cols: Vec<u64> = (0..wo).map(|ox| valid(ox, w, p.kernel[1], p.stride[1], p.dilation[1], p.padding[1])).collect();
+    let rows: Vec<u64> =
+        (0..ho).map(|oy| valid(oy, h, p.kernel[0], p.stride[0], p.dilation[0], p.padding[0])).collect();
+    let cols: Vec<u64> =
+        (0..wo).map(|ox| valid(ox, w, p.kernel[1], p.stride[1], p.dilation[1], p.padding[1])).collect();
     rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r * c).saturating_sub(1))).sum()
 }
 

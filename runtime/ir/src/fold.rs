@@ -17,8 +17,8 @@ use std::collections::HashMap;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use crate::{Graph, Op};
 use crate::error::{IrError, Result};
+use crate::{Graph, Op};
 
 /// A name starting with `base` that no initializer, mask, input, node or value of `graph` uses.
 pub fn fresh_name(graph: &Graph, base: &str) -> String {

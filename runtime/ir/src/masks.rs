@@ -13,8 +13,8 @@
 
 use ndarray::ArrayD;
 
-use crate::{Graph, MaskedActConfig, Op, Replacement};
 use crate::error::{IrError, Result};
+use crate::{Graph, MaskedActConfig, Op, Replacement};
 
 /// The replacement the new `MaskedAct` nodes get.
 #[derive(Debug, Clone, Copy, PartialEq)]

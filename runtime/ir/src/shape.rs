@@ -1,7 +1,7 @@
 //! Shape inference, one rule per op; the helpers are shared with the interpreter.
 
-use crate::{Graph, Node, Op, Replacement};
 use crate::error::{IrError, Result};
+use crate::{Graph, Node, Op, Replacement};
 
 fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> IrError {
     IrError::ShapeMismatch {

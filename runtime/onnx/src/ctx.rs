@@ -8,9 +8,9 @@ use ndarray::ArrayD;
 
 use crate::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
 use crate::tensor::Const;
-use masq_ir::{IrError, Result};
 use masq_ir::shape::infer_node;
 use masq_ir::{Graph, Node, Op};
+use masq_ir::{IrError, Result};
 
 /// A value an ONNX attribute can be read as.
 pub(crate) trait FromAttr: Sized {

@@ -10,15 +10,14 @@
 
 use std::collections::HashSet;
 
-use masq_ir::Graph;
 use crate::annotation::MaskedActAnnotation;
-use masq_ir::{Dim, IrError, Node, Op, Replacement, ValueInfo};
 use crate::proto::{
-    AttributeProto, AttributeType, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, data_type,
+    AttributeProto, AttributeType, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, TypeProtoTensor, ValueInfoProto, data_type,
 };
+use masq_ir::Graph;
+use masq_ir::{Dim, IrError, Node, Op, Replacement, ValueInfo};
 use ndarray::ArrayD;
-
 
 /// Opsets the encoder writes.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
@@ -303,11 +302,13 @@ impl Enc<'_> {
 /// written in their broadcast form only.
 pub fn encode(graph: &Graph, opset: i64, doc: &str) -> Result<ModelProto, IrError> {
     if !OPSETS.contains(&opset) {
-        return Err(IrError::InvalidGraph { reason: format!(
-            "opset {opset} is outside the range the exporter writes ({}..={})",
-            OPSETS.start(),
-            OPSETS.end()
-        ) });
+        return Err(IrError::InvalidGraph {
+            reason: format!(
+                "opset {opset} is outside the range the exporter writes ({}..={})",
+                OPSETS.start(),
+                OPSETS.end()
+            ),
+        });
     }
     let shapes = graph.infer_shapes(1)?;
     let mut taken: HashSet<String> = shapes.keys().cloned().collect();

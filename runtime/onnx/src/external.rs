@@ -45,11 +45,16 @@ pub fn reference(t: &TensorProto, file: &Path) -> Result<Reference> {
         entry("location").ok_or_else(|| bad(file, format!("tensor {}: external data without a location", t.name)))?;
     let rel = Path::new(location);
     if rel.as_os_str().is_empty() || rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(bad(file, format!("tensor {}: external data location {location:?} leaves the model directory", t.name)));
+        return Err(bad(
+            file,
+            format!("tensor {}: external data location {location:?} leaves the model directory", t.name),
+        ));
     }
     let num = |k: &str| -> Result<Option<usize>> {
         entry(k)
-            .map(|v| v.parse::<usize>().map_err(|_| bad(file, format!("tensor {}: bad external data {k} {v:?}", t.name))))
+            .map(|v| {
+                v.parse::<usize>().map_err(|_| bad(file, format!("tensor {}: bad external data {k} {v:?}", t.name)))
+            })
             .transpose()
     };
     Ok(Reference { location: location.to_string(), offset: num("offset")?.unwrap_or(0), length: num("length")? })
@@ -80,8 +85,7 @@ pub fn slice<'d>(t: &TensorProto, r: &Reference, data: &'d [u8], file: &Path) ->
 /// Read one external file from the model's directory.
 fn read(file: &Path, location: &str) -> Result<Vec<u8>> {
     let path = file.parent().unwrap_or(Path::new(".")).join(location);
-    std::fs::read(&path)
-        .map_err(|e| bad(&path, format!("external data file (referenced by {}): {e}", file.display())))
+    std::fs::read(&path).map_err(|e| bad(&path, format!("external data file (referenced by {}): {e}", file.display())))
 }
 
 /// Bytes of one tensor's external data, read from disk (for callers outside an import).
@@ -102,9 +106,14 @@ pub fn resolve(model: &mut ModelProto, file: &Path, files: Files<'_>) -> Result<
         }
         let r = reference(t, file)?;
         let data: &[u8] = match files {
-            Files::InMemory(list) => list.iter().find(|(loc, _)| *loc == r.location).map(|(_, d)| *d).ok_or_else(|| {
-                bad(file, format!("tensor {}: external data file {:?} is not part of this model", t.name, r.location))
-            })?,
+            Files::InMemory(list) => {
+                list.iter().find(|(loc, _)| *loc == r.location).map(|(_, d)| *d).ok_or_else(|| {
+                    bad(
+                        file,
+                        format!("tensor {}: external data file {:?} is not part of this model", t.name, r.location),
+                    )
+                })?
+            }
             Files::Disk => {
                 if !cache.contains_key(&r.location) {
                     cache.insert(r.location.clone(), read(file, &r.location)?);

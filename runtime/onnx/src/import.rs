@@ -10,20 +10,19 @@
 //! println!("{} nodes", g.nodes.len());
 //! ```
 
-
 use std::collections::HashMap;
 use std::path::Path;
 
 use prost::Message;
 
-use masq_ir::{IrError, Result, UnsupportedNode};
-use masq_ir::{Dim, Graph, Op, ValueInfo};
 use crate::builders;
-use crate::external::{self, Files};
 use crate::ctx::{Ctx, OnnxNode};
+use crate::external::{self, Files};
 use crate::fold;
 use crate::proto::{self, ModelProto, data_type};
 use crate::tensor::decode_tensor;
+use masq_ir::{Dim, Graph, Op, ValueInfo};
+use masq_ir::{IrError, Result, UnsupportedNode};
 
 /// Lowest and highest supported opset of the default domain. Opsets 22 to 24 changed only the
 /// element types of the supported ops (bfloat16, 4-bit and 8-bit floats) and added Cast's
@@ -162,10 +161,8 @@ fn node_name(n: &proto::NodeProto, i: usize) -> String {
 }
 
 fn input_info(v: &proto::ValueInfoProto, file: &Path) -> Result<ValueInfo> {
-    let bad = |reason: String| IrError::Malformed {
-        file: file.to_path_buf(),
-        reason: format!("input {}: {reason}", v.name),
-    };
+    let bad =
+        |reason: String| IrError::Malformed { file: file.to_path_buf(), reason: format!("input {}: {reason}", v.name) };
     let ty = v.r#type.as_ref().ok_or_else(|| bad("no type".into()))?;
     // A sequence, map or optional input (its TypeProto field is not decoded) is a valid model
     // masq cannot compute on.
@@ -174,10 +171,7 @@ fn input_info(v: &proto::ValueInfoProto, file: &Path) -> Result<ValueInfo> {
         dtype: "a non-tensor type (sequence, map or optional)".into(),
     })?;
     if tt.elem_type != data_type::FLOAT {
-        return Err(IrError::UnsupportedDtype {
-            name: v.name.clone(),
-            dtype: format!("ONNX type {}", tt.elem_type),
-        });
+        return Err(IrError::UnsupportedDtype { name: v.name.clone(), dtype: format!("ONNX type {}", tt.elem_type) });
     }
     let shape = tt.shape.as_ref().ok_or_else(|| bad("no shape".into()))?;
     let mut dims = Vec::new();

@@ -89,13 +89,14 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
         .ok_or_else(|| IrError::UnsupportedDtype { name: t.name.clone(), dtype: type_name(t.data_type) })?;
     let shape: Vec<usize> =
         t.dims.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| {
-            IrError::Malformed {
-                file: file.to_path_buf(),
-                reason: format!("tensor {}: negative dimension", t.name),
-            }
+            IrError::Malformed { file: file.to_path_buf(), reason: format!("tensor {}: negative dimension", t.name) }
         })?;
     let count: usize = shape.iter().product();
-    let raw = if t.data_location == crate::external::EXTERNAL { Some(crate::external::read_tensor_bytes(t, file)?) } else { None };
+    let raw = if t.data_location == crate::external::EXTERNAL {
+        Some(crate::external::read_tensor_bytes(t, file)?)
+    } else {
+        None
+    };
     let raw = raw.as_deref().or(if t.raw_data.is_empty() { None } else { Some(t.raw_data.as_slice()) });
     let values: Vec<f64> = match raw {
         Some(raw) => {

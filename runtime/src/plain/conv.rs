@@ -2,9 +2,9 @@
 
 use ndarray::{Array2, Array4, ArrayD, Axis, Ix4, s};
 
-use masq_ir::{IrError, Result};
 use masq_ir::shape::window_out;
 use masq_ir::{ConvConfig, Graph, Node};
+use masq_ir::{IrError, Result};
 
 pub(super) fn as4<'a>(node: &Node, x: &'a ArrayD<f32>) -> Result<ndarray::ArrayView4<'a, f32>> {
     x.view().into_dimensionality::<Ix4>().map_err(|_| IrError::ShapeMismatch {

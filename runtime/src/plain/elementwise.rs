@@ -2,9 +2,9 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
-use masq_ir::{IrError, Result};
 use masq_ir::shape::broadcast;
 use masq_ir::{ClipConfig, Graph, MaskedActConfig, Node, Replacement, SoftmaxConfig};
+use masq_ir::{IrError, Result};
 
 pub(super) fn binary(
     node: &Node,

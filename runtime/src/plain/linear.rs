@@ -2,9 +2,9 @@
 
 use ndarray::{Array2, ArrayD, Ix2, IxDyn};
 
-use masq_ir::{IrError, Result};
 use masq_ir::shape::broadcast;
 use masq_ir::{GemmConfig, Graph, Node};
+use masq_ir::{IrError, Result};
 
 fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {
     IrError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 
 use ndarray::ArrayD;
 
-use masq_ir::{IrError, Result};
 use masq_ir::{Graph, Node, Op, format_dims};
+use masq_ir::{IrError, Result};
 
 fn value<'a>(
     graph: &'a Graph,
@@ -77,9 +77,8 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
         graph.data_inputs().next().and_then(|v| env.get(&v.name)).map(|t| t.shape().first().copied().unwrap_or(1));
     let batch = batch.unwrap_or(1);
     for input in graph.data_inputs() {
-        let t = env
-            .get(&input.name)
-            .ok_or_else(|| IrError::NotFound { kind: "input value", name: input.name.clone() })?;
+        let t =
+            env.get(&input.name).ok_or_else(|| IrError::NotFound { kind: "input value", name: input.name.clone() })?;
         if t.shape() != input.shape_at(batch).as_slice() {
             return Err(IrError::BadInput {
                 name: input.name.clone(),
@@ -122,8 +121,7 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
 pub fn run_single(graph: &Graph, x: ArrayD<f32>) -> Result<ArrayD<f32>> {
     let input =
         graph.data_inputs().next().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no input".into() })?;
-    let output =
-        graph.outputs.first().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no output".into() })?;
+    let output = graph.outputs.first().ok_or_else(|| IrError::InvalidGraph { reason: "graph has no output".into() })?;
     let name = output.name.clone();
     let mut outs = run(graph, HashMap::from([(input.name.clone(), x)]))?;
     outs.remove(&name).ok_or(IrError::NotFound { kind: "output value", name })

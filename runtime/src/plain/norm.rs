@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayD, Axis};
 
-use masq_ir::{IrError, Result};
 use masq_ir::{BatchNormConfig, Graph, Node};
+use masq_ir::{IrError, Result};
 
 pub(super) fn batch_norm(graph: &Graph, node: &Node, c: &BatchNormConfig, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
     let (scale, bias, mean, var) = (

@@ -3,8 +3,8 @@
 use ndarray::{Array4, ArrayD};
 
 use super::conv::as4;
-use masq_ir::{IrError, Result};
 use masq_ir::shape::window_out;
+use masq_ir::{IrError, Result};
 use masq_ir::{Node, PoolConfig};
 
 fn pool(node: &Node, c: &PoolConfig, x: &ArrayD<f32>, max: bool) -> Result<ArrayD<f32>> {

@@ -2,9 +2,9 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use masq_ir::{IrError, Result};
 use masq_ir::shape::reshape_target;
 use masq_ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
+use masq_ir::{IrError, Result};
 
 fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {
     IrError::ShapeMismatch { node: node.name.clone(), op: node.op.name().to_string(), expected, got: got.to_vec() }

@@ -6,8 +6,8 @@ use masq_mpc::cost::{Network, Protocol, estimate_seconds, latency::FORMULA, publ
 
 use super::{PlannedNode, SecureConfig, plan};
 use crate::error::Result;
-use masq_ir::cost::ModelCounts;
 use masq_ir::Graph;
+use masq_ir::cost::ModelCounts;
 
 /// What one inference of a batch would cost under a protocol on a network.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -49,9 +49,9 @@ pub use exec::PartyOut;
 pub use plan::{LinearLayer, Plan, PlannedNode, plan};
 
 use crate::error::{IrError, Result, RuntimeError};
+use crate::plain;
 use masq_ir::cost::{ModelCounts, NodeCost};
 use masq_ir::{Graph, format_dims};
-use crate::plain;
 
 /// Parameters of a secure run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,14 +171,16 @@ fn check_input(graph: &Graph, x: &ArrayD<f32>) -> Result<()> {
             name: input.name.clone(),
             expected: format_dims(&input.shape),
             got: x.shape().to_vec(),
-        }.into());
+        }
+        .into());
     }
     if x.iter().any(|v| !v.is_finite()) {
         return Err(IrError::BadInput {
             name: input.name.clone(),
             expected: "finite values (found NaN or infinity)".into(),
             got: x.shape().to_vec(),
-        }.into());
+        }
+        .into());
     }
     Ok(())
 }
@@ -273,7 +275,8 @@ pub fn run_party<T: masq_mpc::transport::Transport>(
                     name: plan.program.input.clone(),
                     expected: format!("{input_shape:?}"),
                     got: x.shape().to_vec(),
-                }.into());
+                }
+                .into());
             }
             let w = plan.layers.iter().map(|l| (l.id, Share::zeros(Party::P1, &l.kind.weight_shape()))).collect();
             (w, x.mapv(|v| fp.encode(v as f64)))

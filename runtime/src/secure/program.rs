@@ -37,7 +37,8 @@ impl Program {
         if let Some(extra) = data.next() {
             return Err(IrError::InvalidGraph {
                 reason: format!("secure evaluation takes one input; the graph also needs {}", extra.name),
-            }.into());
+            }
+            .into());
         }
         let mut readers: HashMap<&str, usize> = HashMap::new();
         let mut last_use = HashMap::new();
@@ -113,7 +114,8 @@ impl Program {
                     op: node.op.name().to_string(),
                     expected: format!("output {want:?} (shape inference)"),
                     got: y.shape().to_vec(),
-                }.into());
+                }
+                .into());
             }
             b.node_end(i);
             env.insert(node.outputs[0].clone(), y);
@@ -121,9 +123,9 @@ impl Program {
         self.reveals
             .iter()
             .map(|r| {
-                env.get(&r.value)
-                    .cloned()
-                    .ok_or_else(|| RuntimeError::from(IrError::NotFound { kind: "output value", name: r.value.clone() }))
+                env.get(&r.value).cloned().ok_or_else(|| {
+                    RuntimeError::from(IrError::NotFound { kind: "output value", name: r.value.clone() })
+                })
             })
             .collect()
     }

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use common::*;
 use masq_ir::IrError;
+use masq_ir::report::report;
 use masq_ir::{Dim, Op, Replacement};
 use masq_onnx::proto::*;
 use masq_onnx::tensor::{encode_f32, encode_i64};
 use masq_onnx::{import_bytes, import_file};
-use masq_ir::report::report;
 use masq_runtime::plain;
 use ndarray::{ArrayD, Axis};
 use prost::Message;

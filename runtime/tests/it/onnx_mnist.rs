@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use masq_onnx::{import_file, tensor::read_tensor_file};
 use masq_ir::report::report;
+use masq_onnx::{import_file, tensor::read_tensor_file};
 use masq_runtime::plain;
 
 fn models_dir() -> Option<PathBuf> {

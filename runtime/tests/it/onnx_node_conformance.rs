@@ -27,9 +27,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use masq_ir::{Graph, IrError};
 use masq_onnx::proto::{ModelProto, TensorProto};
 use masq_onnx::tensor::read_tensor_file;
-use masq_ir::{Graph, IrError};
 use masq_runtime::{RuntimeError, plain};
 use ndarray::ArrayD;
 use prost::Message;

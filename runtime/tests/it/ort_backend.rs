@@ -10,10 +10,10 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use masq_runtime::RuntimeError;
 use masq_onnx::proto::*;
 use masq_onnx::tensor::{encode_f32, encode_i64, read_tensor_file};
 use masq_onnx::{import_bytes, import_file};
+use masq_runtime::RuntimeError;
 use masq_runtime::ort_backend::{OrtSession, available, run_onnx};
 use masq_runtime::plain;
 use ndarray::ArrayD;

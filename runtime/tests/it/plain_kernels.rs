@@ -1,8 +1,8 @@
 //! Plaintext kernels against direct reference loops, on shapes that exercise strides, dilations,
 //! groups, asymmetric padding and ceil mode.
 
-use masq_ir::*;
 use masq_ir::Graph;
+use masq_ir::*;
 use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};

@@ -6,8 +6,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use masq_runtime::secure::{self, SecureConfig};
 use masq_ir::{weights::read_safetensors, zoo};
+use masq_runtime::secure::{self, SecureConfig};
 use ndarray::{ArrayD, Axis};
 
 const RECORD: usize = 1 + 3 * 32 * 32;

@@ -1,8 +1,8 @@
 //! Secure evaluation == plaintext (within fixed-point tolerance), and the planner's prediction ==
 //! the measured cost, on zoo models and small hand-built graphs.
 
-use masq_runtime::secure::{self, SecureConfig};
 use masq_ir::zoo;
+use masq_runtime::secure::{self, SecureConfig};
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

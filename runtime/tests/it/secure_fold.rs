@@ -1,8 +1,8 @@
 //! BatchNorm folding keeps the plaintext outputs.
 
 use masq_ir::fold::fold_batchnorm;
-use masq_ir::{BinaryConfig, Node, Op, ValueInfo};
 use masq_ir::zoo;
+use masq_ir::{BinaryConfig, Node, Op, ValueInfo};
 use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};

@@ -3,9 +3,9 @@
 //! against the plaintext interpreter, with the planner's prediction == the measured cost.
 
 use masq_ir::*;
-use masq_runtime::secure::{self, SecureConfig};
 use masq_ir::{Graph, IrError};
 use masq_runtime::RuntimeError;
+use masq_runtime::secure::{self, SecureConfig};
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -108,7 +108,8 @@ fn clip_relu6_and_one_sided_bounds_use_one_round_each() {
     // Per image: Clip's comparisons are reported as such, never as ReLUs.
     let n = 3 * 4 * 4;
     let layer = |name: &str| r.layers.iter().find(|l| l.name == name).unwrap();
-    let figures = |name: &str| (layer(name).rounds, layer(name).per_image.clip_comparisons, layer(name).per_image.relus);
+    let figures =
+        |name: &str| (layer(name).rounds, layer(name).per_image.clip_comparisons, layer(name).per_image.relus);
     assert_eq!(figures("relu6"), (1, 2 * n as u64, 0));
     assert_eq!(figures("lo"), (1, n as u64, 0));
     assert_eq!(figures("hi"), (1, n as u64, 0));
@@ -222,7 +223,10 @@ fn unsupported_configurations_name_node_and_op() {
     let r = b.push("r", Op::Relu, &[&s]);
     let g = b.finish(&r);
     let e = secure::plan(&g, 1, &SecureConfig::default()).unwrap_err();
-    assert!(matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, op, .. }) if node == "sm" && op == "Softmax"), "{e}");
+    assert!(
+        matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, op, .. }) if node == "sm" && op == "Softmax"),
+        "{e}"
+    );
     // Product of two computed matrices.
     let mut b = B::new("matmul2", &[3, 3]);
     let m = b.push("mm", Op::MatMul(MatMulConfig {}), &["x", "x"]);

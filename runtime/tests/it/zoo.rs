@@ -1,9 +1,9 @@
 //! Zoo graphs: exact ReLU counts (docs/ALGORITHMS.md §9) and plaintext runs.
 
-use masq_ir::{Dim, Op};
-use masq_ir::report::report;
 use masq_exporter::load_model;
+use masq_ir::report::report;
 use masq_ir::zoo;
+use masq_ir::{Dim, Op};
 use masq_runtime::plain;
 use ndarray::{ArrayD, Axis};
 use rand::{Rng, SeedableRng};

@@ -176,9 +176,7 @@ impl DatasetKind {
             DatasetKind::Cifar10
             | DatasetKind::Cifar100
             | DatasetKind::TinyImageNet { .. }
-            | DatasetKind::Folder { .. } => {
-                Normalisation::imagenet()
-            }
+            | DatasetKind::Folder { .. } => Normalisation::imagenet(),
             DatasetKind::Mnist => Normalisation::mnist(),
             DatasetKind::FashionMnist => Normalisation { mean: vec![0.2860], std: vec![0.3530] },
             DatasetKind::Synthetic => Normalisation { mean: vec![0.5], std: vec![0.25] },

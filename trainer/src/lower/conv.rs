@@ -3,9 +3,9 @@
 use masq_ir::{ConvConfig, Node};
 use tch::Tensor;
 
+use super::Params;
 use super::{mismatch, param, unsupported};
 use crate::error::Result;
-use super::Params;
 
 pub(super) fn conv2d(model: &dyn Params, node: &Node, c: &ConvConfig, x: &Tensor) -> Result<Tensor> {
     if x.dim() != 4 {

@@ -3,9 +3,9 @@
 use masq_ir::{GemmConfig, Node};
 use tch::Tensor;
 
+use super::Params;
 use super::{mismatch, param};
 use crate::error::Result;
-use super::Params;
 
 pub(super) fn gemm(model: &dyn Params, node: &Node, c: &GemmConfig, x: &Tensor) -> Result<Tensor> {
     let w = param(model, node, &c.weight)?;

@@ -5,9 +5,9 @@
 use masq_ir::{MaskedActConfig, Node, Replacement};
 use tch::Tensor;
 
+use super::Params;
 use super::{mismatch, param};
 use crate::error::{Result, TrainerError};
-use super::Params;
 
 /// Reshape a per-channel `[C]` tensor to broadcast over `[N, C, ...]`.
 pub(crate) fn per_channel(t: &Tensor, rank: usize) -> Result<Tensor> {

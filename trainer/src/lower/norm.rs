@@ -4,9 +4,9 @@
 use masq_ir::{BatchNormConfig, Node};
 use tch::Tensor;
 
+use super::Params;
 use super::{mismatch, param};
 use crate::error::Result;
-use super::Params;
 
 pub(super) fn batch_norm(
     model: &dyn Params,

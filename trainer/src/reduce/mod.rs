@@ -30,8 +30,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use masq_ir::Graph;
-use masq_ir::checkpoint::{self, Facts};
 use masq_ir::Op;
+use masq_ir::checkpoint::{self, Facts};
 use masq_ir::masks::{Site, SiteReplacement, relu_to_masked};
 use rand::SeedableRng;
 use rand::seq::index::sample;

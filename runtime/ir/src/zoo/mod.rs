@@ -27,8 +27,8 @@ use ndarray::ArrayD;
 
 pub(crate) use builder::Builder;
 
-use crate::error::{IrError, Result};
 use crate::Graph;
+use crate::error::{IrError, Result};
 
 /// Every zoo name, with its default input (channels, height, width).
 pub const MODELS: &[(&str, (usize, usize, usize))] = &[
@@ -257,10 +257,7 @@ pub fn apply_weights_remapped(
     }
     let missing: Vec<String> = graph.initializers.keys().filter(|k| !by_name.contains_key(*k)).cloned().collect();
     if !missing.is_empty() {
-        return Err(IrError::BadWeights {
-            name: listed(missing),
-            reason: "missing from the given weights".into(),
-        });
+        return Err(IrError::BadWeights { name: listed(missing), reason: "missing from the given weights".into() });
     }
     for (name, (_, t)) in by_name {
         if let Some(slot) = graph.initializers.get_mut(&name) {

@@ -1,9 +1,9 @@
 //! Conv.
 
 use super::{BuildFn, require_4d, window};
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::{ConvConfig, Op};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Conv", conv);

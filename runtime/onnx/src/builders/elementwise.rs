@@ -2,9 +2,9 @@
 //! LogSoftmax.
 
 use super::BuildFn;
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::{BinaryConfig, ClipConfig, LeakyReluConfig, Op, SoftmaxConfig};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Add", |c, n| binary(c, n, Op::Add(BinaryConfig {})));

@@ -4,10 +4,10 @@ use ndarray::{ArrayD, Ix2};
 
 use super::BuildFn;
 use super::conv::flat;
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::shape::broadcast;
 use masq_ir::{BinaryConfig, GemmConfig, MatMulConfig, Op};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Gemm", gemm);

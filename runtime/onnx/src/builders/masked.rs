@@ -11,9 +11,9 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::BuildFn;
 use crate::annotation::{MASKED_ACT_KEY, MaskedActAnnotation};
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::{MaskedActConfig, Op, Replacement};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Where", where_);

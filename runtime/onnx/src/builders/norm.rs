@@ -2,9 +2,9 @@
 
 use super::BuildFn;
 use super::conv::flat;
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::{BatchNormConfig, Op};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("BatchNormalization", batch_norm);

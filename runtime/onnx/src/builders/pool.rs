@@ -1,9 +1,9 @@
 //! MaxPool, AveragePool, GlobalAveragePool.
 
 use super::{BuildFn, require_4d, window};
+use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::{Op, PoolConfig};
-use crate::ctx::{Ctx, OnnxNode};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("MaxPool", |c, n| pool(c, n, true));

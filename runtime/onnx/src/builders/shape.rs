@@ -1,11 +1,11 @@
 //! Data movement: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Concat, Pad, Slice.
 
 use super::BuildFn;
-use masq_ir::Result;
-use masq_ir::{ConcatConfig, FlattenConfig, Op, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
 use crate::ctx::{Ctx, OnnxNode};
 use crate::fold::slice_args;
 use crate::tensor::Const;
+use masq_ir::Result;
+use masq_ir::{ConcatConfig, FlattenConfig, Op, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Flatten", flatten);
