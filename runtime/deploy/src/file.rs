@@ -126,62 +126,53 @@ pub fn write_pair(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let count = headers[0].count;
     let paths = [dir.join("p0.bin"), dir.join("p1.bin")];
-    let tmps = paths.clone().map(|p| {
-        let mut name = p.file_name().expect("a file name").to_os_string();
-        name.push(format!(".tmp{}", std::process::id()));
-        p.with_file_name(name)
-    });
-    let result = (|| {
-        let mut files = Vec::with_capacity(2);
-        for (tmp, h) in tmps.iter().zip(&headers) {
-            let f = File::create(tmp).map_err(io_err(tmp))?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            w.write_all(&h.encode()).map_err(io_err(tmp))?;
-            w.write_all(&vec![0u8; (h.header_len() - FIXED_HEADER) as usize]).map_err(io_err(tmp))?;
-            files.push((w, h.header_len(), Vec::with_capacity(count as usize + 1)));
-        }
-        let mut put = |k: usize, bytes: &[u8]| -> Result<()> {
-            let (w, at, table) = &mut files[k];
-            w.write_all(bytes).map_err(io_err(&tmps[k]))?;
-            table.push((*at, bytes.len() as u64));
-            *at += bytes.len() as u64;
-            Ok(())
-        };
-        put(0, &encode_model_material(model.0))?;
-        put(1, &encode_model_material(model.1))?;
-        for i in 0..count {
-            let (p0, p1) = next(i)?;
-            put(0, &encode_preprocessing(&p0))?;
-            put(1, &encode_preprocessing(&p1))?;
-        }
-        let mut sizes = [0u64; 2];
-        for (k, (w, at, table)) in files.into_iter().enumerate() {
-            let tmp = &tmps[k];
-            let mut f = w.into_inner().map_err(|e| DeployError::Io { path: tmp.clone(), source: e.into_error() })?;
-            let raw = bincode::encode_to_vec(&table, CONFIG).expect("in-memory encoding");
-            debug_assert_eq!(raw.len() as u64, headers[k].table_len());
-            f.seek(SeekFrom::Start(headers[k].table_at())).map_err(io_err(tmp))?;
-            f.write_all(&raw).map_err(io_err(tmp))?;
-            f.sync_all().map_err(io_err(tmp))?;
-            sizes[k] = at;
-        }
-        for (tmp, path) in tmps.iter().zip(&paths) {
-            std::fs::rename(tmp, path).map_err(io_err(path))?;
-        }
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(sizes)
-    })();
-    match result {
-        Ok(sizes) => Ok([(paths[0].clone(), sizes[0]), (paths[1].clone(), sizes[1])]),
-        Err(e) => {
-            for tmp in &tmps {
-                let _ = std::fs::remove_file(tmp);
-            }
-            Err(e)
-        }
+    // Temporary files beside the targets, removed when dropped unless persisted (renamed) below.
+    let tmps = paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().expect("a file name").to_string_lossy().into_owned();
+            tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io_err(p))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut files = Vec::with_capacity(2);
+    for (tmp, h) in tmps.iter().zip(&headers) {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        w.write_all(&h.encode()).map_err(io_err(tmp.path()))?;
+        w.write_all(&vec![0u8; (h.header_len() - FIXED_HEADER) as usize]).map_err(io_err(tmp.path()))?;
+        files.push((w, h.header_len(), Vec::with_capacity(count as usize + 1)));
     }
+    let mut put = |k: usize, bytes: &[u8]| -> Result<()> {
+        let (w, at, table) = &mut files[k];
+        w.write_all(bytes).map_err(io_err(tmps[k].path()))?;
+        table.push((*at, bytes.len() as u64));
+        *at += bytes.len() as u64;
+        Ok(())
+    };
+    put(0, &encode_model_material(model.0))?;
+    put(1, &encode_model_material(model.1))?;
+    for i in 0..count {
+        let (p0, p1) = next(i)?;
+        put(0, &encode_preprocessing(&p0))?;
+        put(1, &encode_preprocessing(&p1))?;
+    }
+    let mut sizes = [0u64; 2];
+    for (k, (w, at, table)) in files.into_iter().enumerate() {
+        let tmp = tmps[k].path();
+        let mut f = w.into_inner().map_err(|e| DeployError::Io { path: tmp.to_path_buf(), source: e.into_error() })?;
+        let raw = bincode::encode_to_vec(&table, CONFIG).expect("in-memory encoding");
+        debug_assert_eq!(raw.len() as u64, headers[k].table_len());
+        f.seek(SeekFrom::Start(headers[k].table_at())).map_err(io_err(tmp))?;
+        f.write_all(&raw).map_err(io_err(tmp))?;
+        f.sync_all().map_err(io_err(tmp))?;
+        sizes[k] = at;
+    }
+    for (tmp, path) in tmps.into_iter().zip(&paths) {
+        tmp.persist(path).map_err(|e| DeployError::Io { path: path.clone(), source: e.error })?;
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok([(paths[0].clone(), sizes[0]), (paths[1].clone(), sizes[1])])
 }
 
 /// An open preprocessing file (read and write: the flags change).
