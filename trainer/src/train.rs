@@ -319,7 +319,7 @@ pub fn train(
             facts.other.insert("best_accuracy".into(), json!(best_acc));
             facts.other.insert("best_epoch".into(), json!(best_epoch));
             facts.other.insert("optimizer".into(), serde_json::to_value(cfg.optimizer).unwrap_or(Value::Null));
-            facts.other.insert("normalization".into(), serde_json::to_value(&cfg.norm).unwrap_or(Value::Null));
+            facts.set_normalisation(&cfg.norm);
             if is_best {
                 checkpoint::save_checkpoint(bp, &g, &facts)?;
             }

@@ -34,6 +34,7 @@ use serde_json::Value;
 use crate::Graph;
 use crate::atomic::write_atomic;
 use crate::error::{IrError, Result};
+use crate::facts::Normalisation;
 
 /// The checkpoint format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -51,6 +52,22 @@ pub struct Facts {
     pub epoch: Option<usize>,
     /// Any other facts, stored as `masq.<key>` with a JSON value.
     pub other: BTreeMap<String, Value>,
+}
+
+/// The `other` key under which the input normalisation is recorded (`masq.normalization`).
+pub const NORMALISATION_KEY: &str = "normalization";
+
+impl Facts {
+    /// The input normalisation the model was trained with, if recorded.
+    pub fn normalisation(&self) -> Option<Normalisation> {
+        self.other.get(NORMALISATION_KEY).and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Records the input normalisation.
+    pub fn set_normalisation(&mut self, n: &Normalisation) {
+        let v = serde_json::to_value(n).expect("two float vectors serialise");
+        self.other.insert(NORMALISATION_KEY.to_string(), v);
+    }
 }
 
 /// Everything a checkpoint holds.

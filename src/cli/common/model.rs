@@ -10,7 +10,7 @@ use masq_exporter::ModelSpec;
 use masq_exporter::model_spec::LoadedModel;
 use masq_ir::Graph;
 use masq_ir::checkpoint::Facts;
-use masq_ir::facts::{Normalisation, dataset_classes, zoo_facts};
+use masq_ir::facts::{dataset_classes, zoo_facts};
 use masq_ir::zoo::{self, KeyRemap, ZooConfig, ZooSpec};
 
 /// Load MODEL with what its file records (a checkpoint's facts, an artifact's manifest).
@@ -62,15 +62,10 @@ pub fn apply_weights(graph: &mut Graph, weights: &Path, remap: &[KeyRemap]) -> R
     zoo::apply_weights_remapped(graph, &t, remap).with_context(|| format!("applying {}", weights.display()))
 }
 
-/// The normalisation a checkpoint records (`masq.normalization`).
-pub fn checkpoint_normalisation(f: &Facts) -> Option<Normalisation> {
-    f.other.get("normalization").and_then(|v| serde_json::from_value::<Normalisation>(v.clone()).ok())
-}
-
 /// The normalisation a loaded model records (a checkpoint's facts or an artifact's manifest).
 #[cfg(feature = "train")]
-pub fn recorded_normalisation(m: &LoadedModel) -> Option<Normalisation> {
-    m.facts.as_ref().and_then(checkpoint_normalisation).or_else(|| m.manifest.as_ref()?.normalisation.clone())
+pub fn recorded_normalisation(m: &LoadedModel) -> Option<masq_ir::facts::Normalisation> {
+    m.facts.as_ref().and_then(Facts::normalisation).or_else(|| m.manifest.as_ref()?.normalisation.clone())
 }
 
 /// The export facts of a zoo model (its reference dataset, classes and normalisation).
@@ -91,7 +86,7 @@ pub fn checkpoint_facts(g: &Graph, f: &Facts) -> ExportFacts {
     if let Some(d) = f.dataset.as_deref() {
         facts.classes = dataset_classes(d);
     }
-    if let Some(n) = checkpoint_normalisation(f) {
+    if let Some(n) = f.normalisation() {
         // One value for every channel is spelled out per input channel.
         let channels = g.data_inputs().next().and_then(|i| i.shape_at(1).get(1).copied()).unwrap_or(1);
         facts.normalisation = Some(n.per_channel(channels));
@@ -123,6 +118,7 @@ pub fn export_facts(spec: &ModelSpec, m: &LoadedModel) -> ExportFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use masq_ir::facts::Normalisation;
 
     #[test]
     fn zoo_models_export_their_reference_facts() {

@@ -61,7 +61,7 @@ pub fn site_relus(g: &Graph) -> Result<Vec<(String, u64)>> {
 }
 
 fn norm_of(facts: &Facts, ctx: &Ctx) -> Normalisation {
-    model::checkpoint_normalisation(facts).unwrap_or_else(|| ctx.data.kind.default_norm())
+    facts.normalisation().unwrap_or_else(|| ctx.data.kind.default_norm())
 }
 
 /// A checkpoint the demo wrote, with its facts.
@@ -101,7 +101,7 @@ pub fn baseline(ctx: &Ctx) -> Result<Trained> {
                 relu_count: Some(report::report(&g)?.relu_count),
                 ..Facts::default()
             };
-            facts.other.insert("normalization".into(), serde_json::to_value(&norm)?);
+            facts.set_normalisation(&norm);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let path = dir.join("model.safetensors");
             checkpoint::save_checkpoint(&path, &g, &facts).with_context(|| format!("writing {}", path.display()))?;

@@ -792,7 +792,7 @@ pub fn reduce(
         facts.other.insert("accuracy_before".into(), json!(accuracy_before));
         facts.other.insert("mask_lr".into(), json!(mask_lr_used));
         facts.other.insert("method".into(), serde_json::to_value(cfg).unwrap_or_default());
-        facts.other.insert("normalization".into(), serde_json::to_value(&cfg.norm).unwrap_or_default());
+        facts.set_normalisation(&cfg.norm);
         checkpoint::save_checkpoint(&path, &best, &facts)?;
         summary.checkpoint = Some(path);
     }
