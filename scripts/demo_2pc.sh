@@ -79,5 +79,5 @@ for i, q in enumerate(rows):
           f"{q['est_lan_seconds']:>9.3f} {q['est_wan_seconds']:>9.3f}")
 q = rows[0]
 print(f"{'cost model':>21} {mb(q['predicted_online_bytes_p0_to_p1']):>10} {mb(q['predicted_online_bytes_p1_to_p0']):>10} {q['predicted_rounds']:>6}")
-print(f"ReLUs per inference {q['relu_count']}; model load {mb(q['setup_bytes'])}; formula: {q['formula']}")
+print(f"ReLUs per image {q['relu_count']} (comparisons per inference {q['comparisons_per_batch']}); model load {mb(q['setup_bytes'])}; formula: {q['formula']}")
 PYEOF
