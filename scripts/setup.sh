@@ -13,6 +13,10 @@ TORCH_VERSION=2.13.0
 ORT_VERSION=1.31.1
 ONNX_VERSION=1.19.1
 NUMPY_VERSION=2.3.4
+# Test-fixture extras (torchvision models and the default torch.onnx exporter), installed into the
+# same environment under their own stamp so that adding them does not re-download torch.
+TORCHVISION_VERSION=0.28.0
+ONNXSCRIPT_VERSION=0.7.2
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${MASQ_CACHE:-$HOME/.cache/masq}
@@ -36,6 +40,14 @@ if [ ! -f "$stamp" ]; then
 fi
 
 py="$venv/bin/python"
+extras="$venv/.masq-extras-tv${TORCHVISION_VERSION}-onnxscript${ONNXSCRIPT_VERSION}"
+if [ ! -f "$extras" ]; then
+  echo "masq setup: adding torchvision $TORCHVISION_VERSION and onnxscript $ONNXSCRIPT_VERSION" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check \
+    "torchvision==$TORCHVISION_VERSION" "onnxscript==$ONNXSCRIPT_VERSION" \
+    "torch==$TORCH_VERSION" "onnxruntime==$ORT_VERSION" "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"
+  touch "$extras"
+fi
 site=$("$py" -c 'import sysconfig;print(sysconfig.get_paths()["purelib"])')
 ortlib=$(ls "$site"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)
 [ -d "$site/torch/lib" ] || { echo "masq setup: $site/torch/lib missing; delete $venv and rerun" >&2; exit 1; }

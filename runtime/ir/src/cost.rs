@@ -8,12 +8,19 @@
 //!   in its mask (the other elements take the identity or a polynomial and cost no comparison).
 //! - `maxpool_comparisons`: a max over a window of `k` valid (unpadded) inputs costs `k − 1`
 //!   comparisons, summed over output positions.
-//! - `clip_comparisons`: `Clip` (ReLU6, hard tanh) costs one comparison per bound per element.
+//! - `clip_comparisons`: `Clip` (ReLU6, hard tanh) costs one comparison per bound per element;
+//!   `HardSigmoid` and `HardSwish` are clips to [0, 1] and cost two per element.
+//! - `sigmoid_comparisons`: `Sigmoid` is approximated under 2PC by a polynomial on a clamped
+//!   input ([`crate::approx::SIGMOID`]); the clamp costs two comparisons per element.
 //! - `leaky_relu_comparisons`: `LeakyRelu` costs one comparison per element.
 //! - `poly_elements`: elements a polynomial replacement computes (zeros of a `Poly` mask).
-//! - `macs`: multiply-accumulates of Conv/Gemm/MatMul, one per element for BatchNorm, Mul and
-//!   Div, AveragePool's window sums, GlobalAveragePool's input elements, and two per
-//!   polynomial element.
+//! - `macs`: multiply-accumulates of Conv/Gemm/MatMul, one per element for BatchNorm, Mul, Div,
+//!   Pow, HardSwish and LayerNorm, AveragePool's window sums, GlobalAveragePool's and the
+//!   reductions' input elements, two per polynomial element, and one per multiplication of the
+//!   Sigmoid polynomial ([`crate::approx::Clamped::multiplications`]) per element.
+//!
+//! Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal and LayerNorm have no secure protocol yet (the
+//! transformers issue); they cost no comparisons here and `estimate` refuses them.
 //!
 //! Softmax and LogSoftmax cost nothing here: under 2PC they run at the output, in the clear, at
 //! the client after the reveal. A per-batch total is `batch ×` these figures.
@@ -34,13 +41,18 @@ pub struct NodeCost {
     pub maxpool_comparisons: u64,
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
+    pub sigmoid_comparisons: u64,
     pub poly_elements: u64,
 }
 
 impl NodeCost {
-    /// Every secure comparison: ReLUs plus max-pool, Clip and LeakyReLU comparisons.
+    /// Every secure comparison: ReLUs plus max-pool, Clip, LeakyReLU and Sigmoid comparisons.
     pub fn comparisons(&self) -> u64 {
-        self.relus + self.maxpool_comparisons + self.clip_comparisons + self.leaky_relu_comparisons
+        self.relus
+            + self.maxpool_comparisons
+            + self.clip_comparisons
+            + self.leaky_relu_comparisons
+            + self.sigmoid_comparisons
     }
 
     /// The figures of `batch` images.
@@ -51,6 +63,7 @@ impl NodeCost {
             maxpool_comparisons: self.maxpool_comparisons * batch,
             clip_comparisons: self.clip_comparisons * batch,
             leaky_relu_comparisons: self.leaky_relu_comparisons * batch,
+            sigmoid_comparisons: self.sigmoid_comparisons * batch,
             poly_elements: self.poly_elements * batch,
         }
     }
@@ -65,6 +78,7 @@ impl Add for NodeCost {
             maxpool_comparisons: self.maxpool_comparisons + o.maxpool_comparisons,
             clip_comparisons: self.clip_comparisons + o.clip_comparisons,
             leaky_relu_comparisons: self.leaky_relu_comparisons + o.leaky_relu_comparisons,
+            sigmoid_comparisons: self.sigmoid_comparisons + o.sigmoid_comparisons,
             poly_elements: self.poly_elements + o.poly_elements,
         }
     }
@@ -91,6 +105,8 @@ pub struct ModelCounts {
     pub maxpool_comparisons: u64,
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
+    #[serde(default)]
+    pub sigmoid_comparisons: u64,
     /// Every secure comparison per image.
     pub comparisons: u64,
     pub poly_elements: u64,
@@ -104,6 +120,7 @@ impl From<NodeCost> for ModelCounts {
             maxpool_comparisons: c.maxpool_comparisons,
             clip_comparisons: c.clip_comparisons,
             leaky_relu_comparisons: c.leaky_relu_comparisons,
+            sigmoid_comparisons: c.sigmoid_comparisons,
             comparisons: c.comparisons(),
             poly_elements: c.poly_elements,
             macs: c.macs,
@@ -148,7 +165,17 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
             c.macs = out_elems * w[1] as u64;
         }
         Op::MatMul(_) => c.macs = out_elems * input.last().copied().unwrap_or(0) as u64,
-        Op::BatchNorm(_) | Op::Mul(_) | Op::Div(_) => c.macs = out_elems,
+        Op::BatchNorm(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) | Op::LayerNorm(_) => c.macs = out_elems,
+        Op::HardSigmoid(_) => c.clip_comparisons = 2 * in_elems,
+        Op::HardSwish => {
+            c.clip_comparisons = 2 * in_elems;
+            c.macs = in_elems;
+        }
+        Op::Sigmoid => {
+            c.sigmoid_comparisons = 2 * in_elems;
+            c.macs = crate::approx::SIGMOID.multiplications() * in_elems;
+        }
+        Op::ReduceMean(_) | Op::ReduceSum(_) => c.macs = in_elems,
         Op::AveragePool(p) => c.macs = out_elems * (p.kernel[0] * p.kernel[1]) as u64,
         Op::GlobalAveragePool => c.macs = in_elems,
         Op::Relu => c.relus = in_elems,
@@ -193,7 +220,13 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         | Op::Concat(_)
         | Op::Pad(_)
         | Op::Slice(_)
-        | Op::Identity => {}
+        | Op::Identity
+        | Op::Tanh
+        | Op::Erf
+        | Op::Gelu(_)
+        | Op::Exp
+        | Op::Sqrt
+        | Op::Reciprocal => {}
     }
     Ok(c)
 }

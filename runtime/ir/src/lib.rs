@@ -19,6 +19,7 @@
 //! Start with [`graph`](Graph), then [`op`](Op), [`zoo`] and [`cost`]. The documents under
 //! `docs/` in the repository (ARCHITECTURE.md, ALGORITHMS.md, FORMATS.md) describe the design.
 
+pub mod approx;
 pub mod atomic;
 pub mod checkpoint;
 pub mod cost;

@@ -112,6 +112,38 @@ pub struct SoftmaxConfig {
     pub axis: usize,
 }
 
+/// `clip(alpha·x + beta, 0, 1)` (ONNX defaults alpha = 0.2, beta = 0.5; PyTorch's Hardsigmoid is
+/// alpha = 1/6, beta = 0.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HardSigmoidConfig {
+    pub alpha: f32,
+    pub beta: f32,
+}
+
+/// `x·Φ(x)` exactly (`tanh: false`) or by the tanh approximation
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeluConfig {
+    pub tanh: bool,
+}
+
+/// Reduction over `axes` (sorted, distinct, in range); `keepdims` keeps them as length 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReduceConfig {
+    pub axes: Vec<usize>,
+    pub keepdims: bool,
+}
+
+/// Layer normalisation over the axes from `axis` on: `(x − mean) / √(var + ε) · scale + bias`,
+/// with `scale` and `bias` f32 initializers of the normalised shape (a missing one is 1 or 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerNormConfig {
+    pub axis: usize,
+    pub epsilon: f32,
+    pub scale: Option<String>,
+    pub bias: Option<String>,
+}
+
 /// What a masked activation computes where its mask is 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Replacement {
@@ -139,11 +171,27 @@ pub enum Op {
     Add(BinaryConfig),
     Sub(BinaryConfig),
     Mul(BinaryConfig),
-    /// Division; the divisor (second input) must be an initializer.
+    /// Division. Under 2PC the divisor (second input) must be an initializer.
     Div(BinaryConfig),
+    /// `a^b` element-wise. Under 2PC only small constant integer exponents.
+    Pow(BinaryConfig),
     Relu,
     Clip(ClipConfig),
     LeakyRelu(LeakyReluConfig),
+    /// `1 / (1 + e^−x)`.
+    Sigmoid,
+    HardSigmoid(HardSigmoidConfig),
+    /// `x · clip(x/6 + 1/2, 0, 1)` (ONNX HardSwish).
+    HardSwish,
+    Tanh,
+    Erf,
+    Gelu(GeluConfig),
+    Exp,
+    Sqrt,
+    Reciprocal,
+    ReduceMean(ReduceConfig),
+    ReduceSum(ReduceConfig),
+    LayerNorm(LayerNormConfig),
     BatchNorm(BatchNormConfig),
     MaxPool(PoolConfig),
     AveragePool(PoolConfig),
@@ -171,9 +219,22 @@ impl Op {
             Op::Sub(_) => "Sub",
             Op::Mul(_) => "Mul",
             Op::Div(_) => "Div",
+            Op::Pow(_) => "Pow",
             Op::Relu => "Relu",
             Op::Clip(_) => "Clip",
             Op::LeakyRelu(_) => "LeakyRelu",
+            Op::Sigmoid => "Sigmoid",
+            Op::HardSigmoid(_) => "HardSigmoid",
+            Op::HardSwish => "HardSwish",
+            Op::Tanh => "Tanh",
+            Op::Erf => "Erf",
+            Op::Gelu(_) => "Gelu",
+            Op::Exp => "Exp",
+            Op::Sqrt => "Sqrt",
+            Op::Reciprocal => "Reciprocal",
+            Op::ReduceMean(_) => "ReduceMean",
+            Op::ReduceSum(_) => "ReduceSum",
+            Op::LayerNorm(_) => "LayerNormalization",
             Op::BatchNorm(_) => "BatchNormalization",
             Op::MaxPool(_) => "MaxPool",
             Op::AveragePool(_) => "AveragePool",
@@ -201,11 +262,24 @@ impl Op {
                 Replacement::Identity => vec![],
                 Replacement::Poly { c2, c1, c0 } => vec![c2, c1, c0],
             },
+            Op::LayerNorm(c) => c.scale.iter().chain(&c.bias).map(String::as_str).collect(),
             Op::MatMul(_)
             | Op::Add(_)
             | Op::Sub(_)
             | Op::Mul(_)
             | Op::Div(_)
+            | Op::Pow(_)
+            | Op::Sigmoid
+            | Op::HardSigmoid(_)
+            | Op::HardSwish
+            | Op::Tanh
+            | Op::Erf
+            | Op::Gelu(_)
+            | Op::Exp
+            | Op::Sqrt
+            | Op::Reciprocal
+            | Op::ReduceMean(_)
+            | Op::ReduceSum(_)
             | Op::Relu
             | Op::Clip(_)
             | Op::LeakyRelu(_)
@@ -227,7 +301,7 @@ impl Op {
     /// How many node inputs the op takes (`None`: one or more).
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::MatMul(_) | Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => Some(2),
+            Op::MatMul(_) | Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) => Some(2),
             Op::Concat(_) => None,
             _ => Some(1),
         }

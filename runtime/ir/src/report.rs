@@ -21,6 +21,7 @@ pub struct LayerReport {
     pub maxpool_comparisons: u64,
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
+    pub sigmoid_comparisons: u64,
     pub poly_elements: u64,
 }
 
@@ -39,7 +40,8 @@ pub struct Report {
     pub maxpool_comparisons: u64,
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
-    /// Every secure comparison per image: ReLUs plus the three kinds above.
+    pub sigmoid_comparisons: u64,
+    /// Every secure comparison per image: ReLUs plus the four kinds above.
     pub comparisons: u64,
     pub poly_elements: u64,
     pub layers: Vec<LayerReport>,
@@ -54,6 +56,7 @@ impl Report {
             maxpool_comparisons: self.maxpool_comparisons,
             clip_comparisons: self.clip_comparisons,
             leaky_relu_comparisons: self.leaky_relu_comparisons,
+            sigmoid_comparisons: self.sigmoid_comparisons,
             poly_elements: self.poly_elements,
         }
     }
@@ -77,6 +80,7 @@ pub fn report(graph: &Graph) -> Result<Report> {
             maxpool_comparisons: c.maxpool_comparisons,
             clip_comparisons: c.clip_comparisons,
             leaky_relu_comparisons: c.leaky_relu_comparisons,
+            sigmoid_comparisons: c.sigmoid_comparisons,
             poly_elements: c.poly_elements,
         })
         .collect();
@@ -92,6 +96,7 @@ pub fn report(graph: &Graph) -> Result<Report> {
         maxpool_comparisons: t.maxpool_comparisons,
         clip_comparisons: t.clip_comparisons,
         leaky_relu_comparisons: t.leaky_relu_comparisons,
+        sigmoid_comparisons: t.sigmoid_comparisons,
         comparisons: t.comparisons(),
         poly_elements: t.poly_elements,
         layers,
@@ -144,13 +149,14 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "total: params {}, MACs {}, ReLUs {}, max-pool comparisons {}, Clip comparisons {}, LeakyReLU comparisons {}",
+            "total: params {}, MACs {}, ReLUs {}, max-pool comparisons {}, Clip comparisons {}, LeakyReLU comparisons {}, Sigmoid comparisons {}",
             thousands(self.params),
             thousands(self.macs),
             thousands(self.relu_count),
             thousands(self.maxpool_comparisons),
             thousands(self.clip_comparisons),
-            thousands(self.leaky_relu_comparisons)
+            thousands(self.leaky_relu_comparisons),
+            thousands(self.sigmoid_comparisons)
         );
         s
     }

@@ -86,6 +86,18 @@ pub fn slice_len(len: usize, start: usize, end: usize, step: usize) -> usize {
     if start >= end { 0 } else { (end - start).div_ceil(step) }
 }
 
+/// The shape left after reducing `axes` (kept as length 1 with `keepdims`).
+pub fn reduced_shape(x: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
+    x.iter()
+        .enumerate()
+        .filter_map(|(i, &d)| match (axes.contains(&i), keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect()
+}
+
 /// Infer the output shape of one node from its input shapes.
 pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<usize>> {
     let x = ins.first().copied().unwrap_or(&[]);
@@ -140,10 +152,40 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
             out.push(b[b.len() - 1]);
             Ok(out)
         }
-        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) => {
+        Op::Add(_) | Op::Sub(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) => {
             broadcast(ins[0], ins[1]).ok_or_else(|| mismatch(node, format!("broadcastable with {:?}", ins[1]), ins[0]))
         }
-        Op::Relu | Op::Clip(_) | Op::LeakyRelu(_) | Op::Identity => Ok(x.to_vec()),
+        Op::Relu
+        | Op::Clip(_)
+        | Op::LeakyRelu(_)
+        | Op::Identity
+        | Op::Sigmoid
+        | Op::HardSigmoid(_)
+        | Op::HardSwish
+        | Op::Tanh
+        | Op::Erf
+        | Op::Gelu(_)
+        | Op::Exp
+        | Op::Sqrt
+        | Op::Reciprocal => Ok(x.to_vec()),
+        Op::ReduceMean(c) | Op::ReduceSum(c) => {
+            if c.axes.iter().any(|&a| a >= x.len()) || c.axes.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(mismatch(node, format!("rank > every axis of {:?} (sorted, distinct)", c.axes), x));
+            }
+            Ok(reduced_shape(x, &c.axes, c.keepdims))
+        }
+        Op::LayerNorm(c) => {
+            if c.axis >= x.len() {
+                return Err(mismatch(node, format!("rank > {}", c.axis), x));
+            }
+            for name in c.scale.iter().chain(&c.bias) {
+                let t = graph.initializer(node, name)?;
+                if t.shape() != &x[c.axis..] {
+                    return Err(mismatch(node, format!("{name} of shape {:?}", &x[c.axis..]), t.shape()));
+                }
+            }
+            Ok(x.to_vec())
+        }
         Op::Softmax(c) | Op::LogSoftmax(c) => {
             if c.axis >= x.len() {
                 return Err(mismatch(node, format!("rank > {}", c.axis), x));

@@ -83,6 +83,15 @@ fn attr_ints(name: &str, v: &[usize]) -> AttributeProto {
     }
 }
 
+fn attr_s(name: &str, v: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::String as i32,
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
 fn value_info(v: &ValueInfo) -> ValueInfoProto {
     let dim = v
         .shape
@@ -183,6 +192,74 @@ impl Enc<'_> {
             Op::Sub(_) => self.node(name, "Sub", ins, &out, vec![]),
             Op::Mul(_) => self.node(name, "Mul", ins, &out, vec![]),
             Op::Div(_) => self.node(name, "Div", ins, &out, vec![]),
+            Op::Pow(_) => self.node(name, "Pow", ins, &out, vec![]),
+            Op::Sigmoid => self.node(name, "Sigmoid", ins, &out, vec![]),
+            Op::Tanh => self.node(name, "Tanh", ins, &out, vec![]),
+            Op::Erf => self.node(name, "Erf", ins, &out, vec![]),
+            Op::Exp => self.node(name, "Exp", ins, &out, vec![]),
+            Op::Sqrt => self.node(name, "Sqrt", ins, &out, vec![]),
+            Op::Reciprocal => self.node(name, "Reciprocal", ins, &out, vec![]),
+            Op::HardSigmoid(c) => {
+                let attrs = vec![attr_f("alpha", c.alpha), attr_f("beta", c.beta)];
+                self.node(name, "HardSigmoid", ins, &out, attrs);
+            }
+            Op::HardSwish => {
+                if self.opset < 14 {
+                    return Err(self.unsupported(node, "HardSwish needs opset 14 or later"));
+                }
+                self.node(name, "HardSwish", ins, &out, vec![]);
+            }
+            Op::Gelu(c) => {
+                if self.opset >= 20 {
+                    let approx = if c.tanh { "tanh" } else { "none" };
+                    self.node(name, "Gelu", ins, &out, vec![attr_s("approximate", approx)]);
+                } else if c.tanh {
+                    return Err(self.unsupported(node, "tanh-approximated Gelu needs opset 20 or later"));
+                } else {
+                    // 0.5·x·(1 + erf(x/√2))
+                    let x = ins[0].clone();
+                    let r = self.add_scalar(&format!("{name}.inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2);
+                    let (half, one) =
+                        (self.add_scalar(&format!("{name}.half"), 0.5), self.add_scalar(&format!("{name}.one"), 1.0));
+                    let t1 = self.fresh(&format!("{name}/scaled"));
+                    self.node(&t1, "Mul", vec![x.clone(), r], &t1, vec![]);
+                    let t2 = self.fresh(&format!("{name}/erf"));
+                    self.node(&t2, "Erf", vec![t1], &t2, vec![]);
+                    let t3 = self.fresh(&format!("{name}/one_plus"));
+                    self.node(&t3, "Add", vec![t2, one], &t3, vec![]);
+                    let t4 = self.fresh(&format!("{name}/half_x"));
+                    self.node(&t4, "Mul", vec![x, half], &t4, vec![]);
+                    self.node(name, "Mul", vec![t4, t3], &out, vec![]);
+                }
+            }
+            Op::ReduceMean(c) | Op::ReduceSum(c) => {
+                let op = if matches!(node.op, Op::ReduceMean(_)) { "ReduceMean" } else { "ReduceSum" };
+                let axes: Vec<i64> = c.axes.iter().map(|&a| a as i64).collect();
+                let keep = attr_i("keepdims", c.keepdims as i64);
+                // Axes became an input in opset 13 (ReduceSum) and 18 (ReduceMean).
+                let as_input = if op == "ReduceSum" { self.opset >= 13 } else { self.opset >= 18 };
+                if as_input {
+                    let a = self.add_i64(&format!("{name}.axes"), &axes);
+                    self.node(name, op, vec![ins[0].clone(), a], &out, vec![keep]);
+                } else {
+                    self.node(name, op, ins, &out, vec![attr_ints("axes", &c.axes), keep]);
+                }
+            }
+            Op::LayerNorm(c) => {
+                if self.opset < 17 {
+                    return Err(self.unsupported(node, "LayerNormalization needs opset 17 or later"));
+                }
+                let scale = match &c.scale {
+                    Some(s) => s.clone(),
+                    None => {
+                        return Err(self.unsupported(node, "LayerNormalization without a scale tensor"));
+                    }
+                };
+                let mut inputs = vec![ins[0].clone(), scale];
+                inputs.extend(c.bias.clone());
+                let attrs = vec![attr_i("axis", c.axis as i64), attr_f("epsilon", c.epsilon)];
+                self.node(name, "LayerNormalization", inputs, &out, attrs);
+            }
             Op::Relu => self.node(name, "Relu", ins, &out, vec![]),
             Op::Identity => self.node(name, "Identity", ins, &out, vec![]),
             Op::GlobalAveragePool => self.node(name, "GlobalAveragePool", ins, &out, vec![]),

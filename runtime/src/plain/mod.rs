@@ -10,11 +10,13 @@
 //! assert_eq!(y.shape(), &[2, 10]);
 //! ```
 
+mod activation;
 mod conv;
 mod elementwise;
 mod linear;
 mod norm;
 mod pool;
+mod reduce;
 mod shape_ops;
 
 use std::collections::HashMap;
@@ -49,9 +51,22 @@ pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<Arr
         Op::Sub(_) => elementwise::binary(node, x, ins[1], |a, b| a - b)?,
         Op::Mul(_) => elementwise::binary(node, x, ins[1], |a, b| a * b)?,
         Op::Div(_) => elementwise::binary(node, x, ins[1], |a, b| a / b)?,
+        Op::Pow(_) => elementwise::binary(node, x, ins[1], |a, b| (a as f64).powf(b as f64) as f32)?,
         Op::Relu => x.mapv(|v| v.max(0.0)),
         Op::Clip(c) => elementwise::clip(x, c),
         Op::LeakyRelu(c) => x.mapv(|v| if v >= 0.0 { v } else { c.alpha * v }),
+        Op::Sigmoid => activation::sigmoid(x),
+        Op::HardSigmoid(c) => activation::hard_sigmoid(x, c),
+        Op::HardSwish => activation::hard_swish(x),
+        Op::Tanh => activation::unary(x, f64::tanh),
+        Op::Erf => activation::unary(x, activation::erf),
+        Op::Gelu(c) => activation::gelu(x, c),
+        Op::Exp => activation::unary(x, f64::exp),
+        Op::Sqrt => activation::unary(x, f64::sqrt),
+        Op::Reciprocal => activation::unary(x, |v| 1.0 / v),
+        Op::ReduceMean(c) => reduce::reduce(node, c, x, true)?,
+        Op::ReduceSum(c) => reduce::reduce(node, c, x, false)?,
+        Op::LayerNorm(c) => reduce::layer_norm(graph, node, c, x)?,
         Op::BatchNorm(c) => norm::batch_norm(graph, node, c, x)?,
         Op::MaxPool(c) => pool::max_pool(node, c, x)?,
         Op::AveragePool(c) => pool::avg_pool(node, c, x)?,

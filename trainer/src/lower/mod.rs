@@ -1,6 +1,7 @@
 //! Lowering of IR ops to tch ops (with autograd), one file per op family, matched exhaustively so
 //! a new IR op cannot be forgotten.
 
+mod activation;
 mod conv;
 mod elementwise;
 mod linear;
@@ -53,6 +54,19 @@ pub fn lower_node(model: &dyn Params, node: &Node, ins: &[&Tensor], train: bool)
         Op::Sub(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_sub(b)),
         Op::Mul(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_mul(b)),
         Op::Div(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_div(b)),
+        Op::Pow(_) => elementwise::binary(node, x, ins[1], |a, b| a.f_pow(b)),
+        Op::Sigmoid => Ok(x.f_sigmoid()?),
+        Op::HardSigmoid(c) => activation::hard_sigmoid(x, c),
+        Op::HardSwish => activation::hard_swish(x),
+        Op::Tanh => Ok(x.f_tanh()?),
+        Op::Erf => Ok(x.f_erf()?),
+        Op::Gelu(c) => activation::gelu(x, c),
+        Op::Exp => Ok(x.f_exp()?),
+        Op::Sqrt => Ok(x.f_sqrt()?),
+        Op::Reciprocal => Ok(x.f_reciprocal()?),
+        Op::ReduceMean(c) => activation::reduce(x, c, true),
+        Op::ReduceSum(c) => activation::reduce(x, c, false),
+        Op::LayerNorm(c) => activation::layer_norm(model, node, c, x),
         Op::Relu => Ok(x.f_relu()?),
         Op::Clip(c) => elementwise::clip(x, c),
         Op::LeakyRelu(c) => elementwise::leaky_relu(x, c.alpha),
