@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo demo-2pc bench fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc bench torchvision fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -35,6 +35,17 @@ demo-2pc: build
 
 bench: build
 	$(CARGO) bench -p masq-mpc
+
+# torchvision's classification models (random weights) exported by torch's default (dynamo) and
+# legacy (opsets 13, 17) ONNX exporters, run by masq in the clear (224x224) and under 2PC (32x32)
+# against onnxruntime, estimate vs measured (tests/it/torchvision.rs, scripts/torchvision_export.py).
+# Prints the table and writes it to $(TORCHVISION_OUT). TORCHVISION_MODELS=resnet18,vgg11_bn picks models.
+# `cargo test --test it torchvision` alone runs the fast CI slice.
+TORCHVISION_MODELS ?= all
+TORCHVISION_OUT ?= docs/TORCHVISION.md
+torchvision: setup
+	MASQ_TORCHVISION=$(TORCHVISION_MODELS) MASQ_TORCHVISION_OUT=$(abspath $(TORCHVISION_OUT)) \
+	  $(CARGO) test --release --test it torchvision -- --nocapture
 
 fmt:
 	$(CARGO) fmt --all

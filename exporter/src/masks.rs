@@ -95,7 +95,7 @@ pub fn attach_random_masks(graph: &mut Graph, cfg: &RandomMasks) -> Result<usize
                 Replacement::Poly { c2: name("c2", c2), c1: name("c1", c1), c0: name("c0", c0) }
             }
         };
-        graph.nodes[i].op = Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement });
+        graph.nodes[i].op = Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement, cap: None });
         sites += 1;
     }
     Ok(sites)

@@ -8,7 +8,7 @@ use masq_mpc::cost::{Network, Protocol};
 use masq_runtime::secure;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
-use super::common::{args, json, model};
+use super::common::{args, batch as fixed_batch, json, model};
 
 /// Arguments of `masq estimate`.
 #[derive(Debug, clap::Args)]
@@ -24,9 +24,10 @@ pub struct EstimateArgs {
     #[arg(long, default_value = "lan", value_name = "lan|wan|GBPS,RTT_MS",
           value_parser = clap::value_parser!(Network))]
     pub network: Network,
-    /// Images per inference.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    /// Images per inference (default 1; for a model with a fixed batch that cannot be generalised,
+    /// that batch).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Print JSON Lines instead of a table; the last line is the result (relu_count, online_bytes,
     /// rounds, est_seconds, layers, ...).
     #[arg(long)]
@@ -35,19 +36,42 @@ pub struct EstimateArgs {
 
 pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     let (protocol, network) = (args.protocol, args.network);
-    if args.batch == 0 {
+    if args.batch == Some(0) {
         bail!("--batch 0: must be at least 1");
     }
     let graph = model::load_graph(&args.model)?;
-    if args.batch > 1 && !graph.supports_batch() {
-        bail!("--batch {}: the model only runs at batch 1", args.batch);
+    // A model fixed at a batch B (it mixes its images) is costed as what it is: one inference of
+    // B images, whose figures "per image" cover all B of them.
+    let fixed = fixed_batch::fixed(&graph);
+    if let (Some(f), Some(b)) = (&fixed, args.batch)
+        && b != f.batch
+    {
+        bail!("--batch {b}: {}; give --batch {} or leave it out", f.describe(&args.model), f.batch);
     }
-    let e = secure::estimate(&graph, protocol, &network, args.batch)
+    let batch = if fixed.is_some() { 1 } else { args.batch.unwrap_or(1) };
+    let mut e = secure::estimate(&graph, protocol, &network, batch)
         .with_context(|| format!("estimating {} under {protocol}", args.model))?;
+    let note = fixed.as_ref().map(|f| {
+        format!(
+            "note: {}; one inference is all {} images, and the figures \"per image\" below are for all of them",
+            f.describe(&args.model),
+            f.batch
+        )
+    });
+    if let Some(f) = &fixed {
+        e.batch = f.batch;
+    }
     if args.json {
-        return json::print(&e);
+        let mut v = serde_json::to_value(&e)?;
+        if let (Some(f), Some(o)) = (&fixed, v.as_object_mut()) {
+            o.insert("fixed_batch".into(), f.batch.into());
+        }
+        return json::print(&v);
     }
     println!("model {} under {} on {network}, batch {}", e.model, e.protocol, e.batch);
+    if let Some(n) = &note {
+        println!("{n}");
+    }
     if !e.layers.is_empty() {
         let w = e.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 40);
         println!(

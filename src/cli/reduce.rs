@@ -10,7 +10,7 @@ use masq_trainer::device::device_name;
 use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
 
 use super::common::training::{self, TrainEnv};
-use super::common::{args, json, model, progress};
+use super::common::{args, batch as fixed_batch, json, model, progress};
 
 /// The reduction method of `masq reduce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,6 +118,13 @@ pub fn run(a: ReduceArgs) -> Result<()> {
     }
     let norm = model::recorded_normalisation(&loaded).unwrap_or_else(|| kind.default_norm());
     let graph = loaded.graph;
+    if let Some(f) = fixed_batch::fixed(&graph) {
+        bail!(
+            "{}; masq reduce trains in mini-batches and needs a model that runs at any batch \
+             (re-export it with a dynamic batch axis, or without the node that mixes the images)",
+            f.describe(&a.from)
+        );
+    }
     let budget = match (a.relu_budget, a.relu_sparsity) {
         (Some(n), None) => Budget::Count(n),
         (None, Some(s)) => Budget::Sparsity(s),

@@ -13,6 +13,7 @@ use masq_runtime::secure::{self, Progress, SecureConfig};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
+use super::common::batch::{self as fixed_batch, FixedBatch};
 use super::common::predict::argmax_rows;
 use super::common::units::{fmt_bytes, fmt_seconds};
 use super::common::{json, model, progress};
@@ -86,6 +87,10 @@ struct RunOutput {
     per_image: ModelCounts,
     /// Secure comparisons of the whole batch.
     comparisons_per_batch: u64,
+    /// Set when the model only runs at this batch (it mixes its images, so it cannot be
+    /// generalised): one inference is this many images, and the "per image" figures are for all
+    /// of them together.
+    fixed_batch: Option<usize>,
     online_bytes: u64,
     online_bytes_p0_to_p1: u64,
     online_bytes_p1_to_p0: u64,
@@ -104,15 +109,30 @@ struct RunOutput {
     /// Argmax of each image's output.
     predictions: Vec<usize>,
     layers: Vec<Layer>,
+    /// Human-readable remark on the fixed batch (table output only).
+    #[serde(skip)]
+    note: Option<String>,
 }
 
-/// Reads the input and checks it against the model's input.
-fn read_input(graph: &Graph, path: &Path) -> anyhow::Result<ArrayD<f32>> {
+/// Reads the input and checks it against the model's input (and the model's batch, when fixed).
+fn read_input(
+    graph: &Graph,
+    path: &Path,
+    model: &ModelSpec,
+    fixed: Option<&FixedBatch>,
+) -> anyhow::Result<ArrayD<f32>> {
     let x = npy::read_f32(path).with_context(|| format!("reading input {}", path.display()))?;
     let input = graph.data_inputs().next().context("the model has no input")?;
     let rank = input.shape.len();
     let x = if x.ndim() + 1 == rank { x.insert_axis(Axis(0)) } else { x };
     let batch = x.shape().first().copied().unwrap_or(0);
+    if let Some(f) = fixed
+        && x.ndim() == rank
+        && batch != f.batch
+        && x.shape()[1..] == input.shape_at(f.batch)[1..]
+    {
+        bail!("{}: {} image(s), but {}; {}", path.display(), batch, f.describe(model), f.give());
+    }
     if x.ndim() != rank || batch == 0 || x.shape() != input.shape_at(batch).as_slice() {
         bail!(
             "{}: tensor of shape {:?} does not fit model input {} of shape {} (give [N, ...] or one image without N)",
@@ -121,9 +141,6 @@ fn read_input(graph: &Graph, path: &Path) -> anyhow::Result<ArrayD<f32>> {
             input.name,
             format_dims(&input.shape)
         );
-    }
-    if batch > 1 && !graph.supports_batch() {
-        bail!("{}: batch of {batch}, but the model only runs at batch 1", path.display());
     }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         bail!("{}: element {i} is not a finite number", path.display());
@@ -141,22 +158,58 @@ fn onnx_file(model: &ModelSpec) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Runs the model's ONNX file through onnxruntime (the independent reference).
+/// Runs the model's ONNX file through onnxruntime (the independent reference). onnxruntime runs
+/// the file as exported: a file declaring a fixed batch `B` that masq generalised runs in chunks of
+/// `B` images.
 fn run_ort(model: &ModelSpec, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<ArrayD<f32>> {
     let file = onnx_file(model)?;
     let input = graph.data_inputs().next().context("the model has no input")?.name.clone();
-    let mut outs = masq_runtime::ort_backend::run_onnx(&file, &[(input, x)])
-        .with_context(|| format!("running {} in onnxruntime", file.display()))?;
-    if outs.is_empty() {
-        bail!("{}: onnxruntime returned no output", file.display());
+    let n = x.shape()[0];
+    let chunk = match fixed_batch::onnx_declared_batch(&file) {
+        Some(b) if b != n && graph.supports_batch() => {
+            if n % b != 0 {
+                bail!(
+                    "{}: {n} image(s), but {} declares a fixed batch of {b} and onnxruntime runs it as exported; \
+                     give a multiple of {b} images for --mode ort (--mode plain and mpc run it at any batch)",
+                    file.display(),
+                    file.display()
+                );
+            }
+            b
+        }
+        _ => n,
+    };
+    let mut parts = Vec::new();
+    for part in x.axis_chunks_iter(Axis(0), chunk) {
+        let mut outs = masq_runtime::ort_backend::run_onnx(&file, &[(input.clone(), part.to_owned())])
+            .with_context(|| format!("running {} in onnxruntime", file.display()))?;
+        if outs.is_empty() {
+            bail!("{}: onnxruntime returned no output", file.display());
+        }
+        parts.push(outs.swap_remove(0).1);
     }
-    Ok(outs.swap_remove(0).1)
+    if parts.len() == 1 {
+        return Ok(parts.swap_remove(0));
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).context("joining onnxruntime's outputs")
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let graph = model::load_graph(&args.model)?;
-    let x = read_input(&graph, &args.input)?;
+    let fixed = fixed_batch::fixed(&graph);
+    let x = read_input(&graph, &args.input, &args.model, fixed.as_ref())?;
     let batch = x.shape()[0];
+    // A fixed-batch model's one inference is its whole batch: its figures "per image" are for
+    // all of them, and no further multiplication by the batch applies.
+    let inferences = if fixed.is_some() { 1 } else { batch as u64 };
+    let note = fixed.as_ref().map(|f| {
+        format!(
+            "note: {}; one inference is all {} images, and the figures \"per image\" below are for all of them",
+            f.describe(&args.model),
+            f.batch
+        )
+    });
     let out = match args.mode {
         Mode::Plain | Mode::Ort => {
             let t = Instant::now();
@@ -197,7 +250,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 frac_bits: None,
                 seed: None,
                 per_image: rep.totals().into(),
-                comparisons_per_batch: rep.comparisons * batch as u64,
+                comparisons_per_batch: rep.comparisons * inferences,
+                fixed_batch: fixed.as_ref().map(|f| f.batch),
                 online_bytes: 0,
                 online_bytes_p0_to_p1: 0,
                 online_bytes_p1_to_p0: 0,
@@ -213,6 +267,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,
+                note: note.clone(),
             };
             (o, y)
         }
@@ -254,6 +309,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 seed: Some(r.seed),
                 per_image: r.per_image,
                 comparisons_per_batch: r.comparisons_per_batch,
+                fixed_batch: fixed.as_ref().map(|f| f.batch),
                 online_bytes: r.online_bytes,
                 online_bytes_p0_to_p1: r.online_bytes_p0_to_p1,
                 online_bytes_p1_to_p0: r.online_bytes_p1_to_p0,
@@ -269,6 +325,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,
+                note: note.clone(),
             };
             (o, y)
         }
@@ -290,6 +347,9 @@ fn table(o: &RunOutput) -> String {
     let mut s = String::new();
     let w = o.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 40);
     let _ = writeln!(s, "model {} (mode {:?}, batch {})", o.model, o.mode, o.batch);
+    if let Some(n) = &o.note {
+        let _ = writeln!(s, "{n}");
+    }
     let _ = writeln!(
         s,
         "{:<w$}  {:<18}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",

@@ -238,7 +238,7 @@ fn every_op_matches_the_plaintext_interpreter() {
         let mask = ArrayD::from_shape_vec(vec![4, 7, 6], m).unwrap();
         let c = case_m(
             &x4,
-            one(Op::MaskedAct(MaskedActConfig { mask: "mask".into(), replacement })),
+            one(Op::MaskedAct(MaskedActConfig { mask: "mask".into(), replacement, cap: None })),
             if poly {
                 vec![
                     ("c2", random(r, &[4], 0.0, 0.3)),
@@ -320,6 +320,7 @@ fn masked_act_gradients_match_finite_differences() {
         one(Op::MaskedAct(MaskedActConfig {
             mask: "mask".into(),
             replacement: Replacement::Poly { c2: "c2".into(), c1: "c1".into(), c0: "c0".into() },
+            cap: None,
         })),
         vec![
             ("c2", random(&mut r, &[c], 0.0, 0.3)),

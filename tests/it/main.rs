@@ -11,7 +11,9 @@ mod cli_run;
 #[cfg(feature = "train")]
 mod export_agreement;
 mod export_reduced_akamaster;
+mod fixed_batch;
 #[cfg(feature = "train")]
 mod lowering;
 mod relu_counts;
+mod torchvision;
 mod two_process;

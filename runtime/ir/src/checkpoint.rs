@@ -304,6 +304,7 @@ mod tests {
         let cfg = MaskedActConfig {
             mask: "act.mask".into(),
             replacement: Replacement::Poly { c2: "act.c2".into(), c1: "act.c1".into(), c0: "act.c0".into() },
+            cap: None,
         };
         g.nodes.push(Node::new("act", Op::MaskedAct(cfg), &["x"], &["y"]));
         g.outputs.push(ValueInfo::new("y", vec![]));

@@ -6,9 +6,12 @@
 //!
 //! - `relus`: ReLU elements. A `Relu` costs one per element of its input; a `MaskedAct` one per 1
 //!   in its mask (the other elements take the identity or a polynomial and cost no comparison).
+//!   A capped `MaskedAct` (a ReLU6 site) also costs one `clip_comparisons` per 1 in its mask, for
+//!   its upper bound.
 //! - `maxpool_comparisons`: a max over a window of `k` valid (unpadded) inputs costs `k − 1`
 //!   comparisons, summed over output positions.
-//! - `clip_comparisons`: `Clip` (ReLU6, hard tanh) costs one comparison per bound per element;
+//! - `clip_comparisons`: `Clip` (hard tanh) costs one comparison per bound per element, except a
+//!   clip to `[0, c]` (ReLU6), which counts one ReLU and one clip comparison per element;
 //!   `HardSigmoid` and `HardSwish` are clips to [0, 1] and cost two per element.
 //! - `sigmoid_comparisons`: `Sigmoid` is approximated under 2PC by a polynomial on a clamped
 //!   input ([`crate::approx::SIGMOID`]); the clamp costs two comparisons per element.
@@ -185,6 +188,9 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
                 graph.masks.get(&cfg.mask).ok_or_else(|| IrError::NotFound { kind: "mask", name: cfg.mask.clone() })?;
             let ones = mask.iter().filter(|&&v| v != 0).count() as u64;
             c.relus = ones;
+            if cfg.cap.is_some() {
+                c.clip_comparisons = ones;
+            }
             if let Replacement::Poly { .. } = cfg.replacement {
                 c.poly_elements = in_elems.saturating_sub(ones);
                 c.macs = 2 * c.poly_elements;
@@ -209,7 +215,14 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
             let planes = (input[0] * input[1]) as u64;
             c.maxpool_comparisons = planes * maxpool_plane_comparisons(p, h, w, ho, wo);
         }
-        Op::Clip(cfg) => c.clip_comparisons = in_elems * (cfg.min.is_some() as u64 + cfg.max.is_some() as u64),
+        Op::Clip(cfg) => match crate::masks::site_cap(&node.op) {
+            // ReLU6 and other clips to [0, c]: a ReLU and a cap, the site ReLU reduction masks.
+            Some(_) => {
+                c.relus = in_elems;
+                c.clip_comparisons = in_elems;
+            }
+            None => c.clip_comparisons = in_elems * (cfg.min.is_some() as u64 + cfg.max.is_some() as u64),
+        },
         Op::Softmax(_)
         | Op::LogSoftmax(_)
         | Op::Add(_)
@@ -220,6 +233,7 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         | Op::Concat(_)
         | Op::Pad(_)
         | Op::Slice(_)
+        | Op::Gather(_)
         | Op::Identity
         | Op::Tanh
         | Op::Erf

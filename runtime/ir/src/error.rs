@@ -11,6 +11,9 @@ pub struct UnsupportedNode {
     pub op_type: String,
     pub domain: String,
     pub opset: i64,
+    /// What to do about it, or why it is refused (shared by every node of the op type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl fmt::Display for UnsupportedNode {
@@ -20,15 +23,42 @@ impl fmt::Display for UnsupportedNode {
     }
 }
 
+/// Node names shown per op type before "and N more".
+const NAMES_PER_OP: usize = 5;
+
+/// One line per op type, in order of first appearance: op, opset, node count, the first few node
+/// names, and the hint.
 fn list_nodes(nodes: &[UnsupportedNode]) -> String {
-    nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    let mut groups: Vec<(&UnsupportedNode, Vec<&str>)> = Vec::new();
+    for n in nodes {
+        match groups.iter_mut().find(|(g, _)| g.op_type == n.op_type && g.domain == n.domain) {
+            Some((_, names)) => names.push(&n.node),
+            None => groups.push((n, vec![&n.node])),
+        }
+    }
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|(g, names)| {
+            let domain = if g.domain.is_empty() { "ai.onnx" } else { &g.domain };
+            let count = names.len();
+            let mut shown = names.iter().take(NAMES_PER_OP).copied().collect::<Vec<_>>().join(", ");
+            if count > NAMES_PER_OP {
+                shown.push_str(&format!(" and {} more", count - NAMES_PER_OP));
+            }
+            let plural = if count == 1 { "" } else { "s" };
+            let hint = g.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("unsupported ONNX op {domain}::{} (opset {}), {count} node{plural}: {shown}{hint}", g.op_type, g.opset)
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// Every error of masq-ir (graphs, checkpoints, zoo, npy) and masq-onnx (import and export).
 #[derive(Debug, thiserror::Error)]
 pub enum IrError {
-    /// The ONNX file uses ops the importer does not know; all of them are listed.
-    #[error("{} unsupported ONNX node(s): {}", nodes.len(), list_nodes(nodes))]
+    /// The ONNX file uses ops the importer does not know (or fold-only ops on computed values);
+    /// every such node is listed, the message groups them by op type (one line each).
+    #[error("{}", list_nodes(nodes))]
     UnsupportedOps { nodes: Vec<UnsupportedNode> },
 
     /// An op's attributes or inputs are valid ONNX but outside what masq supports.

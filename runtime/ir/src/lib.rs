@@ -21,6 +21,7 @@
 
 pub mod approx;
 pub mod atomic;
+pub mod batch;
 pub mod checkpoint;
 pub mod cost;
 pub mod error;

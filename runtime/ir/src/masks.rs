@@ -1,6 +1,7 @@
-//! Graph transform for ReLU reduction: every `Relu` node becomes a `MaskedAct` node with an
-//! all-ones mask (so the graph computes exactly what it did) and, optionally, per-channel polynomial
-//! coefficients for the replacement.
+//! Graph transform for ReLU reduction: every `Relu` node, and every `Clip` to `[0, c]` (ReLU6 is
+//! `c = 6`: `min(ReLU(x), c)`, the site AutoReP and SNL mask), becomes a `MaskedAct` node with an
+//! all-ones mask (so the graph computes exactly what it did; a clip keeps its cap) and, optionally,
+//! per-channel polynomial coefficients for the replacement.
 //!
 //! ```
 //! use masq_ir::masks::{relu_to_masked, SiteReplacement};
@@ -26,7 +27,7 @@ pub enum SiteReplacement {
 }
 
 /// One converted ReLU site (in forward order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Site {
     /// The node's name (unchanged by the transform).
     pub node: String,
@@ -36,6 +37,8 @@ pub struct Site {
     pub shape: Vec<usize>,
     /// The coefficient names `[c2, c1, c0]` of a polynomial replacement.
     pub coefficients: Option<[String; 3]>,
+    /// The upper bound of a clipped site (`Some(6.0)` for ReLU6).
+    pub cap: Option<f32>,
 }
 
 impl Site {
@@ -54,21 +57,31 @@ impl Site {
     }
 }
 
-/// Replace every `Relu` node by a `MaskedAct` with an all-ones mask; returns the new graph and the
-/// sites in node order. Other nodes (including existing `MaskedAct` nodes) are left alone.
+/// The site a node is, if any: `Some(None)` for a ReLU, `Some(Some(c))` for a clip to `[0, c]`.
+pub fn site_cap(op: &Op) -> Option<Option<f32>> {
+    match op {
+        Op::Relu => Some(None),
+        Op::Clip(c) if c.min == Some(0.0) && c.max.is_some_and(|m| m > 0.0 && m.is_finite()) => Some(c.max),
+        _ => None,
+    }
+}
+
+/// Replace every `Relu` node and every `Clip` to `[0, c]` by a `MaskedAct` with an all-ones mask;
+/// returns the new graph and the sites in node order. Other nodes (including existing `MaskedAct`
+/// nodes) are left alone.
 pub fn relu_to_masked(graph: &Graph, replacement: SiteReplacement) -> Result<(Graph, Vec<Site>)> {
     let shapes = graph.infer_shapes(1)?;
     let mut g = graph.clone();
     let mut sites = Vec::new();
     for node in &mut g.nodes {
-        if !matches!(node.op, Op::Relu) {
+        let Some(cap) = site_cap(&node.op) else {
             continue;
-        }
+        };
         let x = &shapes[&node.inputs[0]];
         if x.len() < 2 || x[0] != 1 {
             return Err(IrError::UnsupportedConfig {
                 node: node.name.clone(),
-                op: "Relu".into(),
+                op: node.op.name().into(),
                 reason: format!("a ReLU site needs a batched input of rank >= 2, got {x:?}"),
             });
         }
@@ -94,8 +107,8 @@ pub fn relu_to_masked(graph: &Graph, replacement: SiteReplacement) -> Result<(Gr
                 (Replacement::Poly { c2: a, c1: b, c0: c }, Some(names))
             }
         };
-        node.op = Op::MaskedAct(MaskedActConfig { mask: mask.clone(), replacement: repl });
-        sites.push(Site { node: node.name.clone(), mask, shape, coefficients });
+        node.op = Op::MaskedAct(MaskedActConfig { mask: mask.clone(), replacement: repl, cap });
+        sites.push(Site { node: node.name.clone(), mask, shape, coefficients, cap });
     }
     g.validate()?;
     Ok((g, sites))

@@ -107,6 +107,15 @@ pub struct SliceConfig {
     pub steps: Vec<usize>,
 }
 
+/// ONNX Gather with constant, in-range indices: picks `indices` (of shape `indices_shape`) along
+/// `axis`; the output shape is `x[..axis] ++ indices_shape ++ x[axis + 1..]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatherConfig {
+    pub axis: usize,
+    pub indices: Vec<usize>,
+    pub indices_shape: Vec<usize>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoftmaxConfig {
     pub axis: usize,
@@ -153,12 +162,15 @@ pub enum Replacement {
     Poly { c2: String, c1: String, c0: String },
 }
 
-/// Per-element ReLU gate: `y = mask ? relu(x) : g(x)`. The mask is a u8 tensor of shape `[C, H, W]`
-/// in the graph's `masks` map (1 = keep the ReLU).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Per-element ReLU gate: `y = mask ? kept(x) : g(x)` with `kept(x) = relu(x)`, or
+/// `min(relu(x), cap)` for a capped site (a ReLU6 site has `cap = 6`). The mask is a u8 tensor of
+/// shape `[C, H, W]` in the graph's `masks` map (1 = keep the activation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaskedActConfig {
     pub mask: String,
     pub replacement: Replacement,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<f32>,
 }
 
 /// The closed set of ops. Every consumer matches this exhaustively.
@@ -202,6 +214,7 @@ pub enum Op {
     Concat(ConcatConfig),
     Pad(PadConfig),
     Slice(SliceConfig),
+    Gather(GatherConfig),
     Identity,
     Softmax(SoftmaxConfig),
     LogSoftmax(SoftmaxConfig),
@@ -245,6 +258,7 @@ impl Op {
             Op::Concat(_) => "Concat",
             Op::Pad(_) => "Pad",
             Op::Slice(_) => "Slice",
+            Op::Gather(_) => "Gather",
             Op::Identity => "Identity",
             Op::Softmax(_) => "Softmax",
             Op::LogSoftmax(_) => "LogSoftmax",
@@ -292,6 +306,7 @@ impl Op {
             | Op::Concat(_)
             | Op::Pad(_)
             | Op::Slice(_)
+            | Op::Gather(_)
             | Op::Identity
             | Op::Softmax(_)
             | Op::LogSoftmax(_) => vec![],

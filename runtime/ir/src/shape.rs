@@ -98,6 +98,14 @@ pub fn reduced_shape(x: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> 
         .collect()
 }
 
+/// The shape of a Gather along `axis` with indices of shape `indices_shape`.
+pub fn gathered_shape(x: &[usize], axis: usize, indices_shape: &[usize]) -> Vec<usize> {
+    let mut out = x[..axis].to_vec();
+    out.extend_from_slice(indices_shape);
+    out.extend_from_slice(&x[axis + 1..]);
+    out
+}
+
 /// Infer the output shape of one node from its input shapes.
 pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<usize>> {
     let x = ins.first().copied().unwrap_or(&[]);
@@ -275,6 +283,15 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
                 out[axis] = slice_len(x[axis], c.starts[i], c.ends[i], c.steps[i]);
             }
             Ok(out)
+        }
+        Op::Gather(c) => {
+            if c.axis >= x.len()
+                || c.indices.len() != c.indices_shape.iter().product::<usize>()
+                || c.indices.iter().any(|&i| i >= x[c.axis])
+            {
+                return Err(mismatch(node, format!("axis {} with more than every index of {:?}", c.axis, c.indices), x));
+            }
+            Ok(gathered_shape(x, c.axis, &c.indices_shape))
         }
         Op::MaskedAct(c) => {
             let mask = graph.masks.get(&c.mask).ok_or_else(|| IrError::BadInitializer {

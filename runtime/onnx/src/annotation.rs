@@ -1,6 +1,7 @@
 //! The masked-activation annotation: how a `MaskedAct` node survives the trip through ONNX.
 //!
-//! The exporter writes a masked activation as `Where(mask, Relu(x), g(x))` and puts this
+//! The exporter writes a masked activation as `Where(mask, Relu(x), g(x))` (`Clip(x, 0, c)` for a
+//! capped site) and puts this
 //! annotation, as `{"masq.masked_act": {...}}`, into the `Where` node's `doc_string`; the importer
 //! reads it back and rebuilds the one `MaskedAct` node under its IR names.
 

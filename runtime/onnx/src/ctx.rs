@@ -1,7 +1,7 @@
 //! The import context: the ONNX node being translated (typed attribute access) and the state of
 //! the IR graph being built (constants, shapes at batch 1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use ndarray::ArrayD;
@@ -134,11 +134,32 @@ pub(crate) struct Ctx {
     pub has_batch: bool,
     /// The ONNX node each IR node was built from (for errors).
     pub producers: HashMap<String, usize>,
+    /// Every value some ONNX node or graph output reads (to tell an unused optional output).
+    pub consumed: HashSet<String>,
 }
 
 impl Ctx {
     pub fn new(file: PathBuf, graph: Graph) -> Self {
-        Ctx { file, graph, consts: HashMap::new(), shapes: HashMap::new(), has_batch: false, producers: HashMap::new() }
+        Ctx {
+            file,
+            graph,
+            consts: HashMap::new(),
+            shapes: HashMap::new(),
+            has_batch: false,
+            producers: HashMap::new(),
+            consumed: HashSet::new(),
+        }
+    }
+
+    /// Refuse `what` (something that reads across axis 0) when the graph input has a symbolic
+    /// batch: such a graph claims to run each image of a batch independently. With a fixed leading
+    /// dimension axis 0 is an ordinary axis (the batch pass decides later whether the graph can be
+    /// generalised to other batches).
+    pub fn batch_guard(&self, n: &OnnxNode, what: &str) -> Result<()> {
+        if self.has_batch {
+            return Err(n.unsupported(format!("{what} of a graph whose input has a symbolic batch")));
+        }
+        Ok(())
     }
 
     fn dangling(&self, n: &OnnxNode, input: &str) -> IrError {

@@ -325,6 +325,13 @@ impl Enc<'_> {
                 ];
                 self.node(name, "Slice", inputs, &out, vec![]);
             }
+            Op::Gather(c) => {
+                let idx: Vec<i64> = c.indices.iter().map(|&i| i as i64).collect();
+                let iname = self.fresh(&format!("{name}.indices"));
+                let dims: Vec<i64> = c.indices_shape.iter().map(|&d| d as i64).collect();
+                self.inits.push(TensorProto { dims, ..i64_tensor(&iname, &idx) });
+                self.node(name, "Gather", vec![ins[0].clone(), iname], &out, vec![attr_i("axis", c.axis as i64)]);
+            }
             Op::Softmax(c) => self.node(name, "Softmax", ins, &out, vec![attr_i("axis", c.axis as i64)]),
             Op::LogSoftmax(c) => self.node(name, "LogSoftmax", ins, &out, vec![attr_i("axis", c.axis as i64)]),
             Op::MaskedAct(c) => {
@@ -333,7 +340,14 @@ impl Enc<'_> {
                 self.taken.insert(c.mask.clone());
                 self.inits.push(bool_tensor(&c.mask, mask));
                 let relu = self.fresh(&format!("{name}/relu"));
-                self.node(&relu, "Relu", vec![x.clone()], &relu, vec![]);
+                match c.cap {
+                    None => self.node(&relu, "Relu", vec![x.clone()], &relu, vec![]),
+                    Some(cap) => {
+                        let lo = self.add_scalar(&format!("{name}.min"), 0.0);
+                        let hi = self.add_scalar(&format!("{name}.max"), cap);
+                        self.node(&relu, "Clip", vec![x.clone(), lo, hi], &relu, vec![]);
+                    }
+                }
                 let rank = self.ranks.get(&x).copied().unwrap_or(4);
                 let (other, coefficients) = match &c.replacement {
                     Replacement::Identity => (x.clone(), None),

@@ -2,7 +2,7 @@
 //! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`), `Constant`, casts and arithmetic on
 //! constants. Runs during the build phase, because builders read folded values (a Reshape target).
 
-use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
 use crate::ctx::{Ctx, OnnxNode};
 use crate::proto::TensorProto;
@@ -10,11 +10,12 @@ use crate::tensor::{Const, DType, decode_tensor};
 use masq_ir::Result;
 use masq_ir::shape::{broadcast, reshape_target};
 
-/// Ops this folder can evaluate.
+/// Ops this folder can evaluate (when all their inputs are constants; `Shape` always).
 pub(crate) const FOLDABLE: &[&str] = &[
     "Constant",
     "ConstantOfShape",
     "Shape",
+    "Size",
     "Identity",
     "Cast",
     "Gather",
@@ -23,20 +24,71 @@ pub(crate) const FOLDABLE: &[&str] = &[
     "Concat",
     "Reshape",
     "Slice",
+    "Flatten",
+    "Transpose",
+    "Expand",
+    "Tile",
+    "Range",
+    "Where",
     "Add",
     "Sub",
     "Mul",
     "Div",
+    "Mod",
+    "Pow",
+    "Min",
+    "Max",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
     "Neg",
+    "Abs",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Relu",
     "Sqrt",
     "Reciprocal",
-    "Flatten",
-    "Transpose",
+    "Exp",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
 ];
 
-/// Ops that only exist as constant computations (no IR op).
-pub(crate) const FOLD_ONLY: &[&str] =
-    &["Constant", "ConstantOfShape", "Shape", "Cast", "Gather", "Neg", "Sqrt", "Reciprocal"];
+/// Ops that only exist as constant computations (no IR op): on computed inputs they are refused.
+pub(crate) const FOLD_ONLY: &[&str] = &[
+    "Constant",
+    "ConstantOfShape",
+    "Shape",
+    "Size",
+    "Expand",
+    "Tile",
+    "Range",
+    "Mod",
+    "Min",
+    "Max",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Not",
+    "And",
+    "Or",
+    "Xor",
+    "Abs",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",
+];
 
 fn axes_of(ctx: &Ctx, n: &OnnxNode, input: usize) -> Result<Option<Vec<i64>>> {
     if n.opset >= 13 { Ok(ctx.konst(n, input, "axes")?.map(Const::to_i64_vec)) } else { n.attr_opt::<Vec<i64>>("axes") }
@@ -175,27 +227,130 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             Const::new(src.dtype, src.data.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
         }
         "Slice" => slice(ctx, n)?,
+        "Size" => Const::new(DType::I64, ArrayD::from_elem(vec![], x()?.data.len() as f64)),
+        "Expand" => {
+            let src = x()?;
+            let target: Vec<usize> = ctx.require_const(n, 1, "shape")?.to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
+            let shape = broadcast(src.data.shape(), &target).ok_or_else(|| {
+                n.unsupported(format!("cannot expand {:?} to {target:?}", src.data.shape()))
+            })?;
+            let data = src.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
+            Const::new(src.dtype, data)
+        }
+        "Tile" => {
+            let src = x()?;
+            let reps = ctx.require_const(n, 1, "repeats")?.to_i64_vec();
+            let s = src.data.shape().to_vec();
+            if reps.len() != s.len() || reps.iter().any(|&r| r < 0) {
+                return Err(n.unsupported(format!("repeats {reps:?} for a rank-{} input", s.len())));
+            }
+            let shape: Vec<usize> = s.iter().zip(&reps).map(|(&d, &r)| d * r as usize).collect();
+            let data = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+                let src_ix: Vec<usize> = (0..s.len()).map(|i| ix[i] % s[i]).collect();
+                src.data[IxDyn(&src_ix)]
+            });
+            Const::new(src.dtype, data)
+        }
+        "Range" => {
+            let scalar = |i: usize, what: &str| -> Result<(DType, f64)> {
+                let c = ctx.require_const(n, i, what)?;
+                let v = c.data.iter().next().copied().ok_or_else(|| n.unsupported(format!("empty {what}")))?;
+                Ok((c.dtype, v))
+            };
+            let ((dtype, start), (_, limit), (_, delta)) = (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
+            if delta == 0.0 {
+                return Err(n.unsupported("Range with delta 0"));
+            }
+            let count = ((limit - start) / delta).ceil().max(0.0) as usize;
+            let values: Vec<f64> = (0..count).map(|i| dtype.coerce(start + i as f64 * delta)).collect();
+            Const::new(dtype, ArrayD::from_shape_vec(vec![count], values).expect("1-D"))
+        }
+        "Where" => {
+            let (c, a, b) = (x()?, ctx.require_const(n, 1, "X")?, ctx.require_const(n, 2, "Y")?);
+            let shape = broadcast(c.data.shape(), a.data.shape())
+                .and_then(|s| broadcast(&s, b.data.shape()))
+                .ok_or_else(|| n.unsupported("condition, X and Y do not broadcast together"))?;
+            let v = |t: &Const| t.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
+            let (cv, av, bv) = (v(c), v(a), v(b));
+            let data = Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &a, &b| if c != 0.0 { a } else { b });
+            // A 1-D shape vector keeps the batch flags of the entries it takes.
+            let batch = (shape.len() == 1)
+                .then(|| {
+                    let flags = |t: &Const| t.batch.clone().filter(|f| f.len() == shape[0]);
+                    let (fa, fb) = (flags(a), flags(b));
+                    (0..shape[0])
+                        .map(|i| {
+                            let pick = if cv[i] != 0.0 { &fa } else { &fb };
+                            pick.as_ref().is_some_and(|f| f[i])
+                        })
+                        .collect()
+                });
+            Const { dtype: a.dtype, data, batch }
+        }
+        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" => {
+            let (a, b) = (x()?, ctx.require_const(n, 1, "B")?);
+            let fmod = n.attr_or("fmod", 0i64)? != 0;
+            let int = a.dtype != DType::F32;
+            let dtype = a.dtype;
+            let data = zip2(n, a, b, |x, y| match op {
+                "Add" => x + y,
+                "Sub" => x - y,
+                "Mul" => x * y,
+                "Div" if int && y == 0.0 => 0.0,
+                "Div" => x / y,
+                "Mod" if y == 0.0 => 0.0,
+                // fmod: the sign of the dividend (C fmod); otherwise the sign of the divisor.
+                "Mod" if fmod => x % y,
+                "Mod" => x - y * (x / y).floor(),
+                _ => x.powf(y),
+            })?;
+            Const::new(dtype, data.mapv(|v| dtype.coerce(v)))
+        }
+        "Min" | "Max" => {
+            let mut acc = x()?.clone();
+            acc.batch = None;
+            for i in 1..n.proto.input.len() {
+                let b = ctx.require_const(n, i, "input")?;
+                let data = zip2(n, &acc, b, |x, y| if op == "Min" { x.min(y) } else { x.max(y) })?;
+                acc = Const::new(acc.dtype, data);
+            }
+            acc
+        }
+        "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
+            let (a, b) = (x()?, ctx.require_const(n, 1, "B")?);
+            let data = zip2(n, a, b, |x, y| {
+                let t = match op {
+                    "Equal" => x == y,
+                    "Less" => x < y,
+                    "Greater" => x > y,
+                    "LessOrEqual" => x <= y,
+                    "GreaterOrEqual" => x >= y,
+                    "And" => x != 0.0 && y != 0.0,
+                    "Or" => x != 0.0 || y != 0.0,
+                    _ => (x != 0.0) != (y != 0.0),
+                };
+                t as u8 as f64
+            })?;
+            Const::new(DType::Bool, data)
+        }
+        "Not" => Const::new(DType::Bool, x()?.data.mapv(|v| (v == 0.0) as u8 as f64)),
         "Neg" => unary(x()?, |v| -v),
+        "Abs" => unary(x()?, f64::abs),
+        "Sign" => unary(x()?, |v| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 }),
+        "Floor" => unary(x()?, f64::floor),
+        "Ceil" => unary(x()?, f64::ceil),
+        // Round half to even.
+        "Round" => unary(x()?, |v| {
+            let r = v.round();
+            if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
+        }),
+        "Relu" => unary(x()?, |v| v.max(0.0)),
         "Sqrt" => unary(x()?, f64::sqrt),
         "Reciprocal" => unary(x()?, |v| 1.0 / v),
-        "Add" | "Sub" | "Mul" | "Div" => {
-            let (a, b) = (x()?, ctx.require_const(n, 1, "B")?);
-            let shape = broadcast(a.data.shape(), b.data.shape()).ok_or_else(|| {
-                n.unsupported(format!("cannot broadcast {:?} with {:?}", a.data.shape(), b.data.shape()))
-            })?;
-            let (av, bv) =
-                (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
-            let dtype = a.dtype;
-            let data = Zip::from(&av).and(&bv).map_collect(|&x, &y| {
-                dtype.coerce(match op {
-                    "Add" => x + y,
-                    "Sub" => x - y,
-                    "Mul" => x * y,
-                    _ => x / y,
-                })
-            });
-            Const::new(dtype, data)
-        }
+        "Exp" => unary(x()?, f64::exp),
+        "Sigmoid" => unary(x()?, |v| 1.0 / (1.0 + (-v).exp())),
+        "Tanh" => unary(x()?, f64::tanh),
+        "Erf" => unary(x()?, erf),
         _ => return Ok(None),
     };
     Ok(Some(out))
@@ -203,6 +358,30 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
 
 fn unary(c: &Const, f: impl Fn(f64) -> f64) -> Const {
     Const::new(c.dtype, c.data.mapv(|v| c.dtype.coerce(f(v))))
+}
+
+/// `f` element-wise over two constants broadcast together.
+fn zip2(n: &OnnxNode, a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Result<ArrayD<f64>> {
+    let shape = broadcast(a.data.shape(), b.data.shape())
+        .ok_or_else(|| n.unsupported(format!("cannot broadcast {:?} with {:?}", a.data.shape(), b.data.shape())))?;
+    let (av, bv) = (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
+    Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
+}
+
+/// The error function, |error| < 1.2e-7 (the plaintext interpreter's Erf, Numerical Recipes' `erfc`
+/// Chebyshev fit), so a folded Erf equals a computed one.
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807
+                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
 }
 
 fn reshape(a: &ArrayD<f64>, shape: Vec<usize>) -> ArrayD<f64> {
@@ -234,8 +413,37 @@ fn constant(ctx: &Ctx, n: &OnnxNode) -> Result<Const> {
     Err(n.unsupported("Constant without a value, value_float(s) or value_int(s) attribute"))
 }
 
-/// Slice arguments normalised against a shape: (axis, start, end, step) with positive steps.
-pub(crate) fn slice_args(ctx: &Ctx, n: &OnnxNode, shape: &[usize]) -> Result<Vec<(usize, usize, usize, usize)>> {
+/// One axis of a Slice, normalised against the input shape by the ONNX rules: negative starts
+/// and ends count from the end; with a positive step both are clamped to `[0, len]`, with a
+/// negative step the start to `[0, len - 1]` and the end to `[-1, len - 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SliceArg {
+    pub axis: usize,
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl SliceArg {
+    /// The indices taken, in order.
+    pub fn indices(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut i = self.start;
+        while (self.step > 0 && i < self.end) || (self.step < 0 && i > self.end) {
+            out.push(i as usize);
+            i += self.step;
+        }
+        out
+    }
+
+    /// Whether the slice takes the whole axis of length `len` in order.
+    pub fn is_whole(&self, len: usize) -> bool {
+        self.step == 1 && self.start == 0 && self.end >= len as i64
+    }
+}
+
+/// Slice arguments normalised against a shape (one entry per sliced axis, axes distinct).
+pub(crate) fn slice_args(ctx: &Ctx, n: &OnnxNode, shape: &[usize]) -> Result<Vec<SliceArg>> {
     let rank = shape.len();
     let (starts, ends, axes, steps) = if n.opset >= 10 {
         let get =
@@ -249,15 +457,29 @@ pub(crate) fn slice_args(ctx: &Ctx, n: &OnnxNode, shape: &[usize]) -> Result<Vec
     }
     let axes: Vec<i64> = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
-    let mut out = Vec::new();
+    if axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err(n.unsupported("starts, ends, axes and steps differ in length"));
+    }
+    let mut out: Vec<SliceArg> = Vec::new();
     for i in 0..starts.len() {
         let axis = n.axis("axes", axes[i], rank)?;
-        let len = shape[axis] as i64;
-        if steps[i] <= 0 {
-            return Err(n.unsupported("only positive slice steps are supported"));
+        if out.iter().any(|a| a.axis == axis) {
+            return Err(n.unsupported(format!("axis {axis} is sliced twice")));
         }
-        let norm = |v: i64| (if v < 0 { v + len } else { v }).clamp(0, len) as usize;
-        out.push((axis, norm(starts[i]), norm(ends[i]), steps[i] as usize));
+        let len = shape[axis] as i64;
+        let step = steps[i];
+        if step == 0 {
+            return Err(n.unsupported("slice step 0"));
+        }
+        let abs = |v: i64| if v < 0 { v.saturating_add(len) } else { v };
+        let (start, end) = if step > 0 {
+            (abs(starts[i]).clamp(0, len), abs(ends[i]).clamp(0, len))
+        } else if len == 0 {
+            (0, 0)
+        } else {
+            (abs(starts[i]).clamp(0, len - 1), abs(ends[i]).clamp(-1, len - 1))
+        };
+        out.push(SliceArg { axis, start, end, step });
     }
     Ok(out)
 }
@@ -265,13 +487,13 @@ pub(crate) fn slice_args(ctx: &Ctx, n: &OnnxNode, shape: &[usize]) -> Result<Vec
 fn slice(ctx: &Ctx, n: &OnnxNode) -> Result<Const> {
     let src = ctx.require_const(n, 0, "data")?;
     let args = slice_args(ctx, n, src.data.shape())?;
-    let mut view = src.data.view();
-    for &(axis, start, end, step) in &args {
-        view.slice_axis_inplace(Axis(axis), Slice::new(start as isize, Some(end.max(start) as isize), step as isize));
+    let mut data = src.data.clone();
+    for a in &args {
+        data = data.select(Axis(a.axis), &a.indices());
     }
     let batch = match (&src.batch, args.as_slice()) {
-        (Some(b), [(0, s, e, st)]) => Some((*s..(*e).max(*s)).step_by(*st).map(|i| b[i]).collect()),
+        (Some(b), [a]) if a.axis == 0 => Some(a.indices().iter().map(|&i| b[i]).collect()),
         _ => None,
     };
-    Ok(Const { dtype: src.dtype, data: view.to_owned(), batch })
+    Ok(Const { dtype: src.dtype, data, batch })
 }

@@ -10,7 +10,7 @@
 //! println!("{} nodes", g.nodes.len());
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use prost::Message;
@@ -48,6 +48,9 @@ pub fn import_bytes_with(bytes: &[u8], file: &Path, files: Files<'_>) -> Result<
     graph.infer_shapes(1)?;
     fold(&mut graph);
     graph.finalize()?;
+    // A batch fixed at export (no dynamic axes) becomes symbolic where every node agrees; a model
+    // that mixes its images stays fixed (`masq_ir::batch::diagnose` names the node).
+    masq_ir::batch::generalise(&mut graph)?;
     Ok(graph)
 }
 
@@ -84,21 +87,7 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
     let registry = builders::registry();
 
     // Report every unsupported node at once, before any work.
-    let unsupported: Vec<UnsupportedNode> = g
-        .node
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| {
-            !is_default_domain(&n.domain)
-                || !(registry.contains_key(n.op_type.as_str()) || fold::FOLD_ONLY.contains(&n.op_type.as_str()))
-        })
-        .map(|(i, n)| UnsupportedNode {
-            node: node_name(n, i),
-            op_type: n.op_type.clone(),
-            domain: n.domain.clone(),
-            opset: model.opset_import.iter().find(|o| o.domain == n.domain).map(|o| o.version).unwrap_or(opset),
-        })
-        .collect();
+    let unsupported = unsupported_nodes(model, g, &registry, opset);
     if !unsupported.is_empty() {
         return Err(IrError::UnsupportedOps { nodes: unsupported });
     }
@@ -109,6 +98,7 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         g.name.clone()
     };
     let mut ctx = Ctx::new(file.to_path_buf(), Graph::new(name));
+    ctx.consumed = g.node.iter().flat_map(|n| n.input.iter()).chain(g.output.iter().map(|o| &o.name)).cloned().collect();
     for t in &g.initializer {
         ctx.consts.insert(t.name.clone(), decode_tensor(t, file)?);
     }
@@ -154,6 +144,72 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         ctx.graph.outputs.push(ValueInfo::new(out.name.clone(), vec![]));
     }
     Ok(ctx.graph)
+}
+
+/// Every node the build phase cannot translate: ops outside the default domain, ops without a
+/// builder, and fold-only ops whose inputs are not all constants (followed through the graph as
+/// the folder would: initializers, `Constant`, `Shape`, and foldable ops on constants).
+fn unsupported_nodes(
+    model: &ModelProto,
+    g: &proto::GraphProto,
+    registry: &HashMap<&'static str, builders::BuildFn>,
+    opset: i64,
+) -> Vec<UnsupportedNode> {
+    let mut constant: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut out = Vec::new();
+    for (i, n) in g.node.iter().enumerate() {
+        let op = n.op_type.as_str();
+        let default = is_default_domain(&n.domain);
+        let inputs_const = n.input.iter().filter(|s| !s.is_empty()).all(|s| constant.contains(s.as_str()));
+        let folds = default && fold::FOLDABLE.contains(&op) && (inputs_const || op == "Shape");
+        if folds {
+            if let Some(o) = n.output.first() {
+                constant.insert(o);
+            }
+            continue;
+        }
+        let hint = if !default {
+            Some(domain_hint(&n.domain))
+        } else if fold::FOLD_ONLY.contains(&op) {
+            Some("only supported when its inputs are constants (folded at import)".to_string())
+        } else if !registry.contains_key(op) {
+            op_hint(op).map(str::to_string)
+        } else {
+            continue;
+        };
+        out.push(UnsupportedNode {
+            node: node_name(n, i),
+            op_type: n.op_type.clone(),
+            domain: n.domain.clone(),
+            opset: model.opset_import.iter().find(|o| o.domain == n.domain).map(|o| o.version).unwrap_or(opset),
+            hint,
+        });
+    }
+    out
+}
+
+fn domain_hint(domain: &str) -> String {
+    if domain.starts_with("com.microsoft") {
+        "an onnxruntime-specific op: re-export without onnxruntime-specific fusions".into()
+    } else if domain == "ai.onnx.ml" {
+        "a classical-ML (ai.onnx.ml) op: only neural-network ops of the default domain are supported".into()
+    } else {
+        format!("custom domain {domain}: re-export with standard ONNX ops only")
+    }
+}
+
+fn op_hint(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "Loop" | "If" | "Scan" => "control flow: export with fixed shapes / torch.onnx.export(..., dynamo=True)",
+        "Resize" | "Upsample" => "not supported yet",
+        "SequenceConstruct" | "SequenceAt" | "SequenceInsert" | "SplitToSequence" | "ConcatFromSequence" => {
+            "sequence values are not supported: export with fixed shapes"
+        }
+        "NonZero" | "NonMaxSuppression" | "TopK" | "Unique" => "a data-dependent output shape",
+        "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger"
+        | "DynamicQuantizeLinear" => "quantised models are not supported: export the float model",
+        _ => return None,
+    })
 }
 
 fn node_name(n: &proto::NodeProto, i: usize) -> String {

@@ -64,6 +64,6 @@ mod tests {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x}) = {}", erf(x));
             assert!((erf(-x) + want).abs() < 2e-7);
         }
-        assert_eq!(erf(0.0), 0.0);
+        assert!(erf(0.0).abs() < 2e-7);
     }
 }

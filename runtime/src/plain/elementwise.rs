@@ -75,6 +75,7 @@ pub(super) fn masked_act(graph: &Graph, node: &Node, c: &MaskedActConfig, x: &Ar
             Some((get(c2)?, get(c1)?, get(c0)?))
         }
     };
+    let cap = c.cap.unwrap_or(f32::INFINITY);
     let mut y = x.clone();
     for mut img in y.axis_iter_mut(Axis(0)) {
         for (ci, (mut plane, mplane)) in img.axis_iter_mut(Axis(0)).zip(mask.axis_iter(Axis(0))).enumerate() {
@@ -83,7 +84,7 @@ pub(super) fn masked_act(graph: &Graph, node: &Node, c: &MaskedActConfig, x: &Ar
                 None => (0.0, 1.0, 0.0),
             };
             Zip::from(&mut plane).and(&mplane).for_each(|v, &m| {
-                *v = if m != 0 { v.max(0.0) } else { (a2 * *v + a1) * *v + a0 };
+                *v = if m != 0 { v.max(0.0).min(cap) } else { (a2 * *v + a1) * *v + a0 };
             });
         }
     }

@@ -19,6 +19,8 @@ mod pool;
 mod reduce;
 mod shape_ops;
 
+pub(crate) use shape_ops::take;
+
 use std::collections::HashMap;
 
 use ndarray::ArrayD;
@@ -77,6 +79,7 @@ pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<Arr
         Op::Concat(c) => shape_ops::concat(node, c, ins)?,
         Op::Pad(c) => shape_ops::pad(node, c, x)?,
         Op::Slice(c) => shape_ops::slice(node, c, x)?,
+        Op::Gather(c) => shape_ops::gather(node, c, x)?,
         Op::Identity => x.clone(),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false)?,
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true)?,

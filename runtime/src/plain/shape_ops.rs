@@ -1,9 +1,9 @@
-//! Data movement: Flatten, Reshape, Transpose, Concat, Pad, Slice.
+//! Data movement: Flatten, Reshape, Transpose, Concat, Pad, Slice, Gather.
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use masq_ir::shape::reshape_target;
-use masq_ir::{ConcatConfig, FlattenConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
+use masq_ir::shape::{gathered_shape, reshape_target};
+use masq_ir::{ConcatConfig, FlattenConfig, GatherConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
 use masq_ir::{IrError, Result};
 
 fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {
@@ -71,4 +71,20 @@ pub(super) fn slice(node: &Node, c: &SliceConfig, x: &ArrayD<f32>) -> Result<Arr
         view.slice_axis_inplace(Axis(axis), Slice::new(start as isize, Some(end as isize), c.steps[i] as isize));
     }
     Ok(view.as_standard_layout().into_owned())
+}
+
+/// Gather with constant indices, for any element type (the secure lowering moves shares with it);
+/// `None` when an index or the axis is out of range.
+pub(crate) fn take<T: Clone>(x: &ArrayD<T>, c: &GatherConfig) -> Option<ArrayD<T>> {
+    if c.axis >= x.ndim() || c.indices.iter().any(|&i| i >= x.shape()[c.axis]) {
+        return None;
+    }
+    let picked = x.select(Axis(c.axis), &c.indices);
+    let shape = gathered_shape(x.shape(), c.axis, &c.indices_shape);
+    let picked = if picked.is_standard_layout() { picked } else { picked.as_standard_layout().into_owned() };
+    picked.into_shape_with_order(IxDyn(&shape)).ok()
+}
+
+pub(super) fn gather(node: &Node, c: &GatherConfig, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+    take(x, c).ok_or_else(|| mismatch(node, format!("axis {} longer than every index", c.axis), x.shape()))
 }

@@ -119,6 +119,11 @@ impl<T: Transport> Backend for Exec<'_, T> {
         Ok(protocols::mul(self.ctx, &x, &y)?.into_data())
     }
 
+    fn square(&mut self, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
+        let x = self.share(x);
+        Ok(protocols::square(self.ctx, &x)?.into_data())
+    }
+
     fn masked_act(&mut self, x: ArrayD<u64>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
         Ok(protocols::masked_act(self.ctx, &x, mask, r, self.bits)?.into_data())

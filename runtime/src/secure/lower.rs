@@ -6,6 +6,22 @@
 //! bytes per element). Data movement (reshape, transpose, slice, pad, concat, broadcast) is
 //! generic over `T` and shared by both backends; only arithmetic and protocols are backend
 //! methods.
+//!
+//! Non-linear element-wise ops, per element (`n` elements, rounds of the node):
+//!
+//! ```text
+//!   Clip [lo, hi]   lo + ReLU(x − lo) − ReLU(x − hi)            2 comparisons, one ReLU call   1 round
+//!   HardSigmoid     t = α·x + β (public, 1 truncation); Clip t to [0, 1]     2 comparisons     1 round
+//!   HardSwish       h = Clip(x/6 + 1/2, 0, 1); x·h (Beaver mul)  2 comparisons, 1 product     2 rounds
+//!   Sigmoid         approx::SIGMOID: c = Clip(x, −T, T); u = c·(1/T) (public, truncated)
+//!                   v = u² (Beaver square); h = a₆·v + a₅ (public)
+//!                   [u³ = u·v, h = h·v + a₄] in one Beaver mul; h = h·v + aᵢ for i = 3, 2, 1
+//!                   y = 0.5 + a₀·u + u³·h                       2 comparisons, 7 products     7 rounds
+//!   Pow 2           x² (Beaver square)                           1 product                     1 round
+//!   ReduceSum/Mean  local sums of shares (exact); Mean × public 1/count to 2^-2f, 2 truncations 0 rounds
+//! ```
+//! Every product of fixed-point values is truncated once (local truncation, ±1 unit in the last
+//! place).
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
@@ -15,8 +31,9 @@ use masq_mpc::protocols::{PoolParams, Replacement as MpcReplacement};
 use masq_mpc::{FixedPoint, MpcError};
 
 use crate::error::{IrError, Result, RuntimeError};
-use masq_ir::shape::{broadcast, reshape_target, window_out};
-use masq_ir::{Graph, Node, Op, PoolConfig, Replacement};
+use masq_ir::approx::{self, Clamped};
+use masq_ir::shape::{broadcast, reduced_shape, reshape_target, window_out};
+use masq_ir::{Graph, Node, Op, PoolConfig, ReduceConfig, Replacement};
 
 /// Where a linear layer's weight comes from: an initializer, used as is or transposed (Gemm).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +71,8 @@ pub(crate) trait Backend {
     fn relu(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// `[x·y]` element-wise (Beaver).
     fn mul(&mut self, x: ArrayD<Self::T>, y: &ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
+    /// `[x²]` element-wise (Beaver square: half the words of `mul(x, x)`).
+    fn square(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// Masked activation over `[batch, ...]`.
     fn masked_act(&mut self, x: ArrayD<Self::T>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// Max pooling (NCHW).
@@ -141,23 +160,211 @@ fn pad<T: Clone>(a: &ArrayD<T>, pads: &[(usize, usize)], fill: T) -> ArrayD<T> {
     out
 }
 
-/// The pool window of a config; ceil mode only where it gives the floor-mode output size.
-fn pool_params(node: &Node, c: &PoolConfig, x: &[usize]) -> Result<PoolParams> {
+/// The pool window of a config in floor mode, and the extra bottom/right padding `[rows, cols]`
+/// that ceil mode's partial last windows need. A window running past the input (beyond the
+/// explicit padding) is a floor-mode window over that extra padding: MaxPool never compares
+/// padded positions; AveragePool must not count the extra ones (see [`lower`]).
+fn pool_params(node: &Node, c: &PoolConfig, x: &[usize]) -> Result<(PoolParams, [usize; 2])> {
     if x.len() != 4 {
         return Err(mismatch(node, "[N, C, H, W]", x));
     }
-    if c.ceil_mode {
-        for (d, (len, pad)) in
-            [(x[2], (c.padding[0], c.padding[2])), (x[3], (c.padding[1], c.padding[3]))].into_iter().enumerate()
-        {
-            let f = window_out(len, pad, c.kernel[d], c.stride[d], c.dilation[d], false);
-            let e = window_out(len, pad, c.kernel[d], c.stride[d], c.dilation[d], true);
-            if f != e {
-                return Err(unsupported(node, "ceil_mode with a partial last window"));
-            }
-        }
+    let mut out = [0; 2];
+    let mut extra = [0; 2];
+    for (d, (len, pad)) in
+        [(x[2], (c.padding[0], c.padding[2])), (x[3], (c.padding[1], c.padding[3]))].into_iter().enumerate()
+    {
+        let (k, s, dil) = (c.kernel[d], c.stride[d], c.dilation[d]);
+        out[d] = window_out(len, pad, k, s, dil, c.ceil_mode)
+            .ok_or_else(|| mismatch(node, format!("spatial size at least the kernel {:?}", c.kernel), x))?;
+        let span = dil * (k.max(1) - 1) + 1;
+        extra[d] = ((out[d] - 1) * s + span).saturating_sub(len + pad.0 + pad.1);
     }
-    Ok(PoolParams { kernel: c.kernel, stride: c.stride, padding: c.padding, dilation: c.dilation })
+    let [t, l, bo, r] = c.padding;
+    let p = PoolParams {
+        kernel: c.kernel,
+        stride: c.stride,
+        padding: [t, l, bo + extra[0], r + extra[1]],
+        dilation: c.dilation,
+    };
+    // Floor mode over the extended padding gives ceil mode's output size, except where ceil
+    // mode drops a last window that would start inside the right padding only.
+    if p.output_hw(x[2], x[3]).ok() != Some(out) {
+        return Err(unsupported(node, "ceil_mode with padding at least the window (a last window inside the padding)"));
+    }
+    Ok((p, extra))
+}
+
+/// The concatenation of `parts`, each flattened (row-major).
+fn flat_concat<T: Clone>(parts: &[ArrayD<T>]) -> ArrayD<T> {
+    let flat: Vec<ArrayD<T>> = parts.iter().map(|p| reshape(p.clone(), &[p.len()]).expect("flat")).collect();
+    concat(&flat, 0).expect("1-D parts concatenate")
+}
+
+/// Splits a flat `all` into consecutive parts of `shapes`.
+fn split<T: Clone>(all: &ArrayD<T>, shapes: &[Vec<usize>]) -> Vec<ArrayD<T>> {
+    let mut at = 0;
+    shapes
+        .iter()
+        .map(|shape| {
+            let n: usize = shape.iter().product();
+            let part = standard(all.slice_axis(Axis(0), Slice::from(at..at + n)));
+            at += n;
+            reshape(part, shape).expect("n elements")
+        })
+        .collect()
+}
+
+fn shapes_of<T>(parts: &[ArrayD<T>]) -> Vec<Vec<usize>> {
+    parts.iter().map(|p| p.shape().to_vec()).collect()
+}
+
+/// ReLUs of all `parts` in one call (one round), split back into the parts' shapes.
+fn relu_all<B: Backend>(b: &mut B, parts: &[ArrayD<B::T>]) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
+    let r = b.relu(flat_concat(parts))?;
+    Ok(split(&r, &shapes_of(parts)))
+}
+
+/// Products `xᵢ·yᵢ` of all pairs in one Beaver call (one round), in the parts' shapes.
+fn mul_all<B: Backend>(b: &mut B, xs: &[ArrayD<B::T>], ys: &[ArrayD<B::T>]) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
+    debug_assert_eq!(shapes_of(xs), shapes_of(ys));
+    let z = b.mul(flat_concat(xs), &flat_concat(ys))?;
+    Ok(split(&z, &shapes_of(xs)))
+}
+
+/// The public value `v` (encoded) as a share of `shape`.
+fn scalar<B: Backend>(b: &B, fp: FixedPoint, v: f64, shape: &[usize]) -> ArrayD<B::T> {
+    broadcast_to(b.public(&ndarray::arr0(fp.encode(v)).into_dyn()), shape).expect("scalar broadcasts")
+}
+
+/// `c·[x]` for a public real `c`, truncated.
+fn scale<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
+    let y = b.mul_public(x, &ndarray::arr0(fp.encode(c)).into_dyn());
+    b.truncate(y)
+}
+
+/// `c·[x]` for a public `0 < c ≤ 1` with `c` resolved to `2^-2f` rather than `2^-f` (a mean over
+/// many elements would otherwise be off by up to `count / 2^(f+1)` relative): with
+/// `c·2^f = q₁ + q₂/2^f`, `[x]·c = trunc([x]·q₁ + trunc([x]·q₂))`, two local truncations,
+/// at most about one unit in the last place off.
+fn scale_fine<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
+    let one = fp.encode(1.0) as f64;
+    let q1 = (c * one).floor();
+    let q2 = ((c * one - q1) * one).round();
+    let word = |q: f64| ndarray::arr0(q as u64).into_dyn();
+    let lo = b.mul_public(x.clone(), &word(q2));
+    let lo = b.truncate(lo);
+    let hi = b.mul_public(x, &word(q1));
+    let y = b.add(hi, &lo);
+    b.truncate(y)
+}
+
+/// `clamp(x, lo, hi)` = `lo + ReLU(x − lo) − ReLU(x − hi)`: both ReLUs in one call (one round,
+/// two comparisons per element).
+fn clamp<B: Backend>(
+    b: &mut B,
+    node: &Node,
+    fp: FixedPoint,
+    x: ArrayD<B::T>,
+    lo: f64,
+    hi: f64,
+) -> Result<ArrayD<B::T>> {
+    if lo > hi {
+        return Err(unsupported(node, format!("min {lo} > max {hi}")));
+    }
+    let shape = x.shape().to_vec();
+    let d1 = b.sub(x.clone(), &scalar(b, fp, lo, &shape));
+    let d2 = b.sub(x, &scalar(b, fp, hi, &shape));
+    let mut r = relu_all(b, &[d1, d2]).map_err(mpc_err(node))?;
+    let (r2, r1) = (r.pop().expect("two parts"), r.pop().expect("two parts"));
+    let y = b.sub(r1, &r2);
+    Ok(b.add(y, &scalar(b, fp, lo, &shape)))
+}
+
+/// A [`Clamped`] approximation: the clamp (one round), `u = c / T`, then `odd.len()` products
+/// in `odd.len() − 1` rounds: `v = u²`; Horner over `v` for `h = a₁ + a₂v + …` whose first step
+/// multiplies by a public coefficient and whose first secret step shares its round with
+/// `u³ = u·v`; finally `constant + a₀u + u³·h` (one truncation).
+fn clamped_poly<B: Backend>(
+    b: &mut B,
+    node: &Node,
+    fp: FixedPoint,
+    x: ArrayD<B::T>,
+    f: &Clamped,
+) -> Result<ArrayD<B::T>> {
+    let a = f.odd;
+    let k = a.len();
+    if k < 3 {
+        return Err(unsupported(node, "an approximation of fewer than three odd coefficients"));
+    }
+    let shape = x.shape().to_vec();
+    let c = clamp(b, node, fp, x, -f.bound, f.bound)?;
+    let u = scale(b, fp, c, 1.0 / f.bound);
+    let v = b.square(u.clone()).map_err(mpc_err(node))?;
+    let v = b.truncate(v);
+    // h = a[k-1]·v + a[k-2]: a public coefficient, no product of secrets.
+    let h = scale(b, fp, v.clone(), a[k - 1]);
+    let h = b.add(h, &scalar(b, fp, a[k - 2], &shape));
+    // u³ and the first secret Horner step in one round.
+    let mut r = mul_all(b, &[u.clone(), h], &[v.clone(), v.clone()]).map_err(mpc_err(node))?;
+    let (h, u3) = (r.pop().expect("two parts"), r.pop().expect("two parts"));
+    let u3 = b.truncate(u3);
+    let h = b.truncate(h);
+    let mut h = b.add(h, &scalar(b, fp, a[k - 3], &shape));
+    for &ai in a[1..k - 3].iter().rev() {
+        let t = b.mul(h, &v).map_err(mpc_err(node))?;
+        let t = b.truncate(t);
+        h = b.add(t, &scalar(b, fp, ai, &shape));
+    }
+    let t = b.mul(u3, &h).map_err(mpc_err(node))?;
+    let a0u = b.mul_public(u, &ndarray::arr0(fp.encode(a[0])).into_dyn());
+    let y = b.add(t, &a0u);
+    let y = b.truncate(y);
+    Ok(b.add(y, &scalar(b, fp, f.constant, &shape)))
+}
+
+/// `Σ` of `x` along `axis` (local additions of shares), the axis removed.
+fn sum_axis<B: Backend>(b: &mut B, x: &ArrayD<B::T>, axis: usize) -> ArrayD<B::T> {
+    let len = x.shape()[axis];
+    if len == 0 {
+        let mut shape = x.shape().to_vec();
+        shape.remove(axis);
+        return ArrayD::from_elem(IxDyn(&shape), b.public_word(0));
+    }
+    let mut acc = standard(x.index_axis(Axis(axis), 0));
+    for i in 1..len {
+        acc = b.add(acc, &standard(x.index_axis(Axis(axis), i)));
+    }
+    acc
+}
+
+/// ReduceSum / ReduceMean over `c.axes`: exact local sums, the mean by a public reciprocal
+/// ([`scale_fine`]). No communication.
+fn reduce<B: Backend>(
+    b: &mut B,
+    node: &Node,
+    fp: FixedPoint,
+    x: ArrayD<B::T>,
+    c: &ReduceConfig,
+    mean: bool,
+) -> Result<ArrayD<B::T>> {
+    if c.axes.iter().any(|&a| a >= x.ndim()) {
+        return Err(mismatch(node, format!("rank > every axis of {:?}", c.axes), x.shape()));
+    }
+    let in_shape = x.shape().to_vec();
+    let mut axes = c.axes.clone();
+    axes.sort_unstable();
+    axes.dedup();
+    let mut acc = x;
+    // Highest axis first so the lower indices stay valid.
+    for &a in axes.iter().rev() {
+        acc = sum_axis(b, &acc, a);
+    }
+    let count: usize = axes.iter().map(|&a| in_shape[a]).product();
+    if mean && count > 1 {
+        acc = scale_fine(b, fp, acc, 1.0 / count as f64);
+    }
+    let target = reduced_shape(&in_shape, &axes, c.keepdims);
+    reshape(acc, &target).ok_or_else(|| mismatch(node, format!("reducible to {target:?}"), &in_shape))
 }
 
 /// Per-op lowering. `ins` are the node's inputs in order; returns the output value.
@@ -299,39 +506,22 @@ pub(crate) fn lower<'g, B: Backend>(
         Op::Clip(c) => {
             let x = first(&mut ins)?;
             let shape = x.shape().to_vec();
-            let n = x.len();
-            let word = |v: f32| ndarray::arr0(fp.encode(v as f64)).into_dyn();
-            let scalar = |b: &B, v: f32| broadcast_to(b.public(&word(v)), &shape).expect("scalar broadcasts");
             match (c.min, c.max) {
                 (None, None) => Ok(x),
                 (Some(lo), None) => {
                     // lo + relu(x - lo)
-                    let d = b.sub(x, &scalar(b, lo));
+                    let d = b.sub(x, &scalar(b, fp, lo as f64, &shape));
                     let r = b.relu(d).map_err(mpc_err(node))?;
-                    Ok(b.add(r, &scalar(b, lo)))
+                    Ok(b.add(r, &scalar(b, fp, lo as f64, &shape)))
                 }
                 (None, Some(hi)) => {
                     // hi - relu(hi - x)
-                    let d = b.sub(scalar(b, hi), &x);
+                    let d = b.sub(scalar(b, fp, hi as f64, &shape), &x);
                     let r = b.relu(d).map_err(mpc_err(node))?;
-                    Ok(b.sub(scalar(b, hi), &r))
+                    Ok(b.sub(scalar(b, fp, hi as f64, &shape), &r))
                 }
-                (Some(lo), Some(hi)) => {
-                    if lo > hi {
-                        return Err(unsupported(node, format!("min {lo} > max {hi}")));
-                    }
-                    // lo + relu(x - lo) - relu(x - hi), both ReLUs in one call (one round).
-                    let d1 = b.sub(x.clone(), &scalar(b, lo));
-                    let d2 = b.sub(x, &scalar(b, hi));
-                    let both = concat(&[reshape(d1, &[n]).expect("flat"), reshape(d2, &[n]).expect("flat")], 0)
-                        .expect("same shapes");
-                    let r = b.relu(both).map_err(mpc_err(node))?;
-                    let r1 = reshape(standard(r.slice_axis(Axis(0), Slice::from(0..n))), &shape).expect("n elements");
-                    let r2 =
-                        reshape(standard(r.slice_axis(Axis(0), Slice::from(n..2 * n))), &shape).expect("n elements");
-                    let y = b.sub(r1, &r2);
-                    Ok(b.add(y, &scalar(b, lo)))
-                }
+                (Some(lo), Some(hi)) if lo > hi => Err(unsupported(node, format!("min {lo} > max {hi}"))),
+                (Some(lo), Some(hi)) => clamp(b, node, fp, x, lo as f64, hi as f64),
             }
         }
         Op::LeakyRelu(c) => {
@@ -369,13 +559,22 @@ pub(crate) fn lower<'g, B: Backend>(
         }
         Op::MaxPool(c) => {
             let x = first(&mut ins)?;
-            let p = pool_params(node, c, x.shape())?;
+            let (p, _) = pool_params(node, c, x.shape())?;
             b.maxpool(x, &p).map_err(mpc_err(node))
         }
         Op::AveragePool(c) => {
             let x = first(&mut ins)?;
-            let p = pool_params(node, c, x.shape())?;
-            b.avgpool(x, &p, c.count_include_pad).map_err(mpc_err(node))
+            let (mut p, extra) = pool_params(node, c, x.shape())?;
+            if c.count_include_pad && extra != [0, 0] {
+                // The divisor counts the explicit padding but not ceil mode's overflow (ONNX,
+                // PyTorch): pad explicitly with zeros, then count the valid positions of that.
+                let [t, l, bo, r] = c.padding;
+                let x = pad(&x, &[(0, 0), (0, 0), (t, bo), (l, r)], b.public_word(0));
+                p.padding = [0, 0, extra[0], extra[1]];
+                b.avgpool(x, &p, false).map_err(mpc_err(node))
+            } else {
+                b.avgpool(x, &p, c.count_include_pad).map_err(mpc_err(node))
+            }
         }
         Op::GlobalAveragePool => {
             let x = first(&mut ins)?;
@@ -439,20 +638,70 @@ pub(crate) fn lower<'g, B: Backend>(
             }
             Ok(standard(view))
         }
+        Op::Gather(c) => {
+            let x = first(&mut ins)?;
+            crate::plain::take(&x, c)
+                .ok_or_else(|| mismatch(node, format!("axis {} longer than every index", c.axis), x.shape()))
+        }
         Op::Identity => first(&mut ins),
-        Op::Pow(_)
-        | Op::Sigmoid
-        | Op::HardSigmoid(_)
-        | Op::HardSwish
-        | Op::Tanh
-        | Op::Erf
-        | Op::Gelu(_)
-        | Op::Exp
-        | Op::Sqrt
-        | Op::Reciprocal
-        | Op::ReduceMean(_)
-        | Op::ReduceSum(_)
-        | Op::LayerNorm(_) => Err(unsupported(node, "no secure protocol for this op yet")),
+        Op::Sigmoid => {
+            let x = first(&mut ins)?;
+            clamped_poly(b, node, fp, x, &approx::SIGMOID)
+        }
+        Op::HardSigmoid(c) => {
+            // clip(α·x + β, 0, 1): a public affine map, then the two-ReLU clamp.
+            let x = first(&mut ins)?;
+            let shape = x.shape().to_vec();
+            let t = scale(b, fp, x, c.alpha as f64);
+            let t = b.add(t, &scalar(b, fp, c.beta as f64, &shape));
+            clamp(b, node, fp, t, 0.0, 1.0)
+        }
+        Op::HardSwish => {
+            // x · clip(x/6 + 1/2, 0, 1): the clamp, then one Beaver product.
+            let x = first(&mut ins)?;
+            let shape = x.shape().to_vec();
+            let t = scale(b, fp, x.clone(), 1.0 / 6.0);
+            let t = b.add(t, &scalar(b, fp, 0.5, &shape));
+            let h = clamp(b, node, fp, t, 0.0, 1.0)?;
+            let y = b.mul(x, &h).map_err(mpc_err(node))?;
+            Ok(b.truncate(y))
+        }
+        Op::Pow(_) => {
+            let (Operand::Secret(x), Operand::Const(e)) = (ins.remove(0), ins.remove(0)) else {
+                return Err(unsupported(node, "only a computed base raised to a constant exponent"));
+            };
+            let shape = broadcast(x.shape(), e.shape())
+                .ok_or_else(|| mismatch(node, format!("broadcastable with {:?}", e.shape()), x.shape()))?;
+            let x = broadcast_to(x, &shape).expect("checked");
+            let first_e = e.iter().next().copied();
+            match first_e {
+                Some(v) if e.iter().all(|&w| w == v) && v == 1.0 => Ok(x),
+                Some(v) if e.iter().all(|&w| w == v) && v == 2.0 => {
+                    let y = b.square(x).map_err(mpc_err(node))?;
+                    Ok(b.truncate(y))
+                }
+                _ => {
+                    let vals: Vec<f32> = e.iter().copied().take(4).collect();
+                    Err(unsupported(
+                        node,
+                        format!("exponent {vals:?}: only a constant exponent of 1 or 2 has a secure protocol"),
+                    ))
+                }
+            }
+        }
+        Op::ReduceMean(c) => {
+            let x = first(&mut ins)?;
+            reduce(b, node, fp, x, c, true)
+        }
+        Op::ReduceSum(c) => {
+            let x = first(&mut ins)?;
+            reduce(b, node, fp, x, c, false)
+        }
+        Op::Tanh | Op::Erf | Op::Gelu(_) | Op::Exp | Op::Sqrt | Op::Reciprocal | Op::LayerNorm(_) => Err(unsupported(
+            node,
+            "no secure protocol yet: Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal and LayerNormalization wait for the \
+             transformer work (CNN ops only so far)",
+        )),
         Op::Softmax(_) | Op::LogSoftmax(_) => {
             Err(unsupported(node, "only at the model output (the client computes it after the reveal)"))
         }
@@ -478,7 +727,35 @@ pub(crate) fn lower<'g, B: Backend>(
                     MpcReplacement::Poly { c2: get(c2)?, c1: get(c1)?, c0: get(c0)? }
                 }
             };
-            b.masked_act(x, &flat, &repl).map_err(mpc_err(node))
+            match c.cap {
+                None => b.masked_act(x, &flat, &repl).map_err(mpc_err(node)),
+                Some(cap) => {
+                    // A capped (ReLU6) site: min(relu(x), cap) = relu(x) − relu(x − cap) where the
+                    // mask keeps the activation; the cap's ReLUs run on the kept elements only.
+                    let shape = x.shape().to_vec();
+                    let per_image = flat.len();
+                    let kept: Vec<usize> = (0..shape[0])
+                        .flat_map(|img| {
+                            flat.iter().enumerate().filter(|&(_, &m)| m == 1).map(move |(i, _)| img * per_image + i)
+                        })
+                        .collect();
+                    let xf = reshape(x.clone(), &[x.len()]).expect("flat");
+                    let picked =
+                        ArrayD::from_shape_vec(IxDyn(&[kept.len()]), kept.iter().map(|&i| xf[i].clone()).collect())
+                            .expect("length");
+                    let capw = broadcast_to(b.public(&ndarray::arr0(fp.encode(cap as f64)).into_dyn()), &[kept.len()])
+                        .expect("scalar broadcasts");
+                    let over = b.sub(picked, &capw);
+                    let over = b.relu(over).map_err(mpc_err(node))?;
+                    let y = b.masked_act(x, &flat, &repl).map_err(mpc_err(node))?;
+                    let mut correction = b.public(&ArrayD::zeros(IxDyn(&[y.len()])));
+                    for (k, &i) in kept.iter().enumerate() {
+                        correction[i] = over[k].clone();
+                    }
+                    let correction = reshape(correction, &shape).expect("same length");
+                    Ok(b.sub(y, &correction))
+                }
+            }
         }
     }
 }

@@ -257,6 +257,14 @@ impl Backend for Planner {
         Ok(x)
     }
 
+    fn square(&mut self, x: ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
+        let n = x.len();
+        self.requests.push(Request::Square { n });
+        self.add(0, cost::square(n));
+        self.workload.square_layers.push(n);
+        Ok(x)
+    }
+
     fn masked_act(&mut self, x: ArrayD<()>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<()>> {
         let batch = x.shape()[0];
         let req = protocols::masked_act_request(mask, r, batch, self.bits);

@@ -4,6 +4,7 @@
 //! one executable here instead of one per file.
 
 mod akamaster;
+mod batch_pass;
 mod common;
 mod onnx_import;
 mod onnx_mnist;
@@ -11,6 +12,7 @@ mod onnx_node_conformance;
 mod ort_backend;
 mod plain_kernels;
 mod secure_akamaster;
+mod secure_cnn_ops;
 mod secure_exec;
 mod secure_fold;
 mod secure_ops;

@@ -329,3 +329,53 @@ fn malformed_models_name_file_and_node() {
     assert_eq!(y.as_slice().unwrap(), &[1.0, 2.0, 3.0, 4.0]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Real exports (e.g. torchvision models through both PyTorch exporters) against onnxruntime's
+/// outputs, when `MASQ_REAL_ONNX_DIR` names a folder of `NAME.onnx` files, each with
+/// `NAME.in.npy` (the input) and `NAME.out.npy` (onnxruntime's first output); skipped otherwise.
+/// `MASQ_REAL_ONNX_FILTER` keeps the files whose name contains it. Each must import and match to
+/// 1e-4 relative to the output's largest magnitude.
+#[test]
+fn real_exports_match_onnxruntime() {
+    let Some(dir) = std::env::var_os("MASQ_REAL_ONNX_DIR") else {
+        eprintln!("skipping: MASQ_REAL_ONNX_DIR is unset");
+        return;
+    };
+    let filter = std::env::var("MASQ_REAL_ONNX_FILTER").unwrap_or_default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .filter(|p| p.to_string_lossy().contains(&filter))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    for path in &files {
+        let stem = path.to_string_lossy().trim_end_matches(".onnx").to_string();
+        let (inp, out) = (format!("{stem}.in.npy"), format!("{stem}.out.npy"));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let result = (|| -> Result<f32, String> {
+            let g = import_file(path).map_err(|e| format!("import: {e}"))?;
+            let x = masq_ir::npy::read_f32(&inp).map_err(|e| e.to_string())?;
+            let want = masq_ir::npy::read_f32(&out).map_err(|e| e.to_string())?;
+            let got = plain::run_single(&g, x).map_err(|e| format!("run: {e}"))?;
+            if got.shape() != want.shape() {
+                return Err(format!("shape {:?}, onnxruntime {:?}", got.shape(), want.shape()));
+            }
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-30);
+            let diff = got.iter().zip(want.iter()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            if diff.is_nan() || diff > 1e-4 * scale {
+                return Err(format!("max |diff| {diff:e} vs max |y| {scale:e}"));
+            }
+            Ok(diff / scale)
+        })();
+        match result {
+            Ok(rel) => eprintln!("ok    {name} (relative error {rel:.1e})"),
+            Err(e) => {
+                eprintln!("FAIL  {name}: {e}");
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} real exports failed:\n{}", failures.len(), files.len(), failures.join("\n"));
+}

@@ -105,17 +105,18 @@ fn clip_relu6_and_one_sided_bounds_use_one_round_each() {
     let g = b.finish(&none);
     let x = random(&[2, 3, 4, 4], -4.0, 4.0, 1);
     let r = check(&g, &x, 2e-2);
-    // Per image: Clip's comparisons are reported as such, never as ReLUs.
+    // Per image: a clip to [0, c] (ReLU6) counts a ReLU and a clip comparison per element (it is
+    // the site ReLU reduction masks); other clips count clip comparisons only.
     let n = 3 * 4 * 4;
     let layer = |name: &str| r.layers.iter().find(|l| l.name == name).unwrap();
     let figures =
         |name: &str| (layer(name).rounds, layer(name).per_image.clip_comparisons, layer(name).per_image.relus);
-    assert_eq!(figures("relu6"), (1, 2 * n as u64, 0));
+    assert_eq!(figures("relu6"), (1, n as u64, n as u64));
     assert_eq!(figures("lo"), (1, n as u64, 0));
     assert_eq!(figures("hi"), (1, n as u64, 0));
     assert_eq!(figures("none"), (0, 0, 0));
-    assert_eq!(r.per_image.relu_count, 0);
-    assert_eq!(r.per_image.clip_comparisons, 4 * n as u64);
+    assert_eq!(r.per_image.relu_count, n as u64);
+    assert_eq!(r.per_image.clip_comparisons, 3 * n as u64);
     assert_eq!(r.comparisons_per_batch, 2 * 4 * n as u64);
 }
 
@@ -171,7 +172,7 @@ fn leaky_relu_concat_pad_pools_and_elementwise() {
     assert_eq!(layer("mp").rounds, 4); // 3x3 window: ceil(log2 9) levels
 }
 
-fn masked_graph(mask: ArrayD<u8>, poly: bool) -> Graph {
+fn masked_graph(mask: ArrayD<u8>, poly: bool, cap: Option<f32>) -> Graph {
     let mut b = B::new("masked", &[3, 5, 5]);
     let c = b.conv("c", "x", 3, 3, 3, 1, 1);
     let replacement = if poly {
@@ -184,7 +185,7 @@ fn masked_graph(mask: ArrayD<u8>, poly: bool) -> Graph {
         Replacement::Identity
     };
     b.g.masks.insert("m".into(), mask);
-    let a = b.push("act", Op::MaskedAct(MaskedActConfig { mask: "m".into(), replacement }), &[&c]);
+    let a = b.push("act", Op::MaskedAct(MaskedActConfig { mask: "m".into(), replacement, cap }), &[&c]);
     let c2 = b.conv("c2", &a, 3, 2, 3, 0, 1);
     let gp = b.push("gap", Op::GlobalAveragePool, &[&c2]);
     let f = b.push("flat", Op::Flatten(FlattenConfig { axis: 1 }), &[&gp]);
@@ -203,7 +204,7 @@ fn masked_act_identity_and_poly_with_random_and_extreme_masks() {
             ("ones", ArrayD::from_elem(vec![3, 5, 5], 1u8)),
         ] {
             let ones = mask.iter().filter(|&&m| m == 1).count() as u64;
-            let g = masked_graph(mask, poly);
+            let g = masked_graph(mask, poly, None);
             let rep = check(&g, &x, 1e-2);
             let act = rep.layers.iter().find(|l| l.name == "act").unwrap();
             // Per image, whatever the batch (2 here).
@@ -212,6 +213,22 @@ fn masked_act_identity_and_poly_with_random_and_extreme_masks() {
             let communicates = ones > 0 || poly;
             assert_eq!(act.rounds, communicates as u64, "{name} poly={poly}");
         }
+    }
+}
+
+#[test]
+fn capped_masked_act_relu6_sites_cost_a_relu_and_a_cap_per_kept_element() {
+    let mut r = ChaCha8Rng::seed_from_u64(6);
+    let mask = ArrayD::from_shape_fn(vec![3, 5, 5], |_| r.random_range(0..2u8));
+    let ones = mask.iter().filter(|&&m| m == 1).count() as u64;
+    let x = random(&[2, 3, 5, 5], -2.0, 2.0, 7);
+    for poly in [false, true] {
+        // A cap of 0.3 clips many kept elements, so a missing cap would be far outside 1e-2.
+        let g = masked_graph(mask.clone(), poly, Some(0.3));
+        let rep = check(&g, &x, 1e-2);
+        let act = rep.layers.iter().find(|l| l.name == "act").unwrap();
+        assert_eq!((act.per_image.relus, act.per_image.clip_comparisons), (ones, ones), "poly={poly}");
+        assert_eq!(act.rounds, 2, "the cap's ReLUs are a second round");
     }
 }
 
@@ -234,7 +251,7 @@ fn unsupported_configurations_name_node_and_op() {
     let e = secure::plan(&g, 1, &SecureConfig::default()).unwrap_err();
     assert!(matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, .. }) if node == "mm"), "{e}");
     // Bad input shape and non-finite values.
-    let g = masked_graph(ArrayD::zeros(vec![3, 5, 5]), false);
+    let g = masked_graph(ArrayD::zeros(vec![3, 5, 5]), false, None);
     assert!(matches!(
         secure::run(&g, &ArrayD::zeros(vec![1, 3, 5, 4]), &SecureConfig::default()),
         Err(RuntimeError::Model(IrError::BadInput { .. }))

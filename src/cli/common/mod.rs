@@ -3,6 +3,7 @@
 //! subcommand, and no subcommand imports another.
 
 pub mod args;
+pub mod batch;
 pub mod json;
 pub mod model;
 pub mod predict;

@@ -9,6 +9,16 @@ use super::Params;
 use super::{mismatch, param};
 use crate::error::{Result, TrainerError};
 
+/// The kept activation of a masked site: `relu(x)`, or `min(relu(x), cap)` for a capped (ReLU6)
+/// site.
+pub(crate) fn kept(x: &Tensor, cap: Option<f32>) -> Result<Tensor> {
+    let r = x.f_relu()?;
+    Ok(match cap {
+        Some(c) => r.f_clamp_max(c as f64)?,
+        None => r,
+    })
+}
+
 /// Reshape a per-channel `[C]` tensor to broadcast over `[N, C, ...]`.
 pub(crate) fn per_channel(t: &Tensor, rank: usize) -> Result<Tensor> {
     let mut shape = vec![1i64; rank];
@@ -44,6 +54,6 @@ pub(super) fn masked_act(model: &dyn Params, node: &Node, c: &MaskedActConfig, x
         return Err(mismatch(node, format!("[N, {:?}]", m.size()), x));
     }
     let g = replacement(model, node, &c.replacement, x)?;
-    // g + m·(relu(x) − g)
-    Ok(g.f_add(&x.f_relu()?.f_sub(&g)?.f_mul(m)?)?)
+    // g + m·(kept(x) − g)
+    Ok(g.f_add(&kept(x, c.cap)?.f_sub(&g)?.f_mul(m)?)?)
 }

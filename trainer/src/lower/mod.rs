@@ -80,6 +80,7 @@ pub fn lower_node(model: &dyn Params, node: &Node, ins: &[&Tensor], train: bool)
         Op::Concat(c) => shape_ops::concat(node, c, ins),
         Op::Pad(c) => shape_ops::pad(node, c, x),
         Op::Slice(c) => shape_ops::slice(node, c, x),
+        Op::Gather(c) => shape_ops::gather(node, c, x),
         Op::Identity => Ok(x.shallow_clone()),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false),
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true),

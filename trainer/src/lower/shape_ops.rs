@@ -67,3 +67,17 @@ pub(super) fn slice(node: &Node, c: &SliceConfig, x: &Tensor) -> Result<Tensor> 
     }
     Ok(y)
 }
+
+pub(super) fn gather(node: &Node, c: &masq_ir::GatherConfig, x: &Tensor) -> Result<Tensor> {
+    let size = x.size();
+    if c.axis >= size.len() || c.indices.iter().any(|&i| i as i64 >= size[c.axis]) {
+        return Err(mismatch(node, format!("axis {} longer than every index", c.axis), x));
+    }
+    let idx: Vec<i64> = c.indices.iter().map(|&i| i as i64).collect();
+    let idx = Tensor::from_slice(&idx).to_device(x.device());
+    let picked = x.f_index_select(c.axis as i64, &idx)?;
+    let mut shape: Vec<i64> = size[..c.axis].to_vec();
+    shape.extend(c.indices_shape.iter().map(|&d| d as i64));
+    shape.extend_from_slice(&size[c.axis + 1..]);
+    Ok(picked.f_reshape(shape.as_slice())?)
+}

@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 use super::math::{dapa_fit, gated, hysteresis, ste_mask};
 use super::{GateKind, ReplacementKind};
 use crate::error::{Result, TrainerError};
-use crate::lower::masked::per_channel;
+use crate::lower::masked::{kept, per_channel};
 use crate::model::{ActHook, TchModel};
 
 /// What the sites compute.
@@ -229,17 +229,17 @@ impl ActHook for Gates {
         let g = self.replacement_value(model, node, cfg, x)?;
         let spgrad = matches!(self.gate, GateKind::SpGrad(_));
         let y = match self.mode {
-            Mode::AutoRep => gated(x, &g, &site.m.borrow(), Some(&site.param), spgrad)?,
-            Mode::Snl => g.f_add(&x.f_relu()?.f_sub(&g)?.f_mul(&site.param)?)?,
+            Mode::AutoRep => gated(x, cfg.cap, &g, &site.m.borrow(), Some(&site.param), spgrad)?,
+            Mode::Snl => g.f_add(&kept(x, cfg.cap)?.f_sub(&g)?.f_mul(&site.param)?)?,
             Mode::Frozen => {
                 if train && self.mask_dropout > 0.0 && self.rng.borrow_mut().random_bool(self.mask_dropout.min(1.0)) {
-                    x.f_relu()?
+                    kept(x, cfg.cap)?
                 } else {
                     let m = model.mask(&cfg.mask).ok_or_else(|| TrainerError::MissingValue {
                         node: node.name.clone(),
                         input: cfg.mask.clone(),
                     })?;
-                    gated(x, &g, m, None, spgrad)?
+                    gated(x, cfg.cap, &g, m, None, spgrad)?
                 }
             }
         };

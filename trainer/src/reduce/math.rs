@@ -24,8 +24,10 @@ pub fn ste_term(a: &Tensor, u: &Tensor) -> Result<Tensor> {
 /// `m` and `a` have the activation's shape without the batch dimension (broadcast over it).
 /// With `spgrad`, `g` must be `x` and the gradient with respect to `x` is `1[x>0]` whatever the
 /// mask is (AutoReP's `ReLU_Pruned`); otherwise it is `m·1[x>0] + (1−m)·g'(x)`.
-pub fn gated(x: &Tensor, g: &Tensor, m: &Tensor, a: Option<&Tensor>, spgrad: bool) -> Result<Tensor> {
-    let r = x.f_relu()?;
+///
+/// `cap` bounds the kept activation of a clipped (ReLU6) site: `min(ReLU(x), cap)`.
+pub fn gated(x: &Tensor, cap: Option<f32>, g: &Tensor, m: &Tensor, a: Option<&Tensor>, spgrad: bool) -> Result<Tensor> {
+    let r = crate::lower::masked::kept(x, cap)?;
     let u = r.f_sub(g)?;
     let y = if spgrad {
         // relu(x) + ((1−m)⊙(x − relu(x))).detach(): value m·relu + (1−m)·x, gradient 1[x>0].

@@ -173,3 +173,42 @@ fn snl_binarises_at_its_threshold_or_at_the_budget() {
     assert!(z.forced && !z.reached_budget);
     assert_eq!(z.relu_count, budget);
 }
+
+#[test]
+fn relu6_sites_are_masked_and_keep_their_cap() {
+    // The trained baseline with every ReLU made a ReLU6 (MobileNetV2's activation).
+    let (d, g, total) = setup();
+    let mut g6 = g.clone();
+    for n in &mut g6.nodes {
+        if matches!(n.op, masq_ir::Op::Relu) {
+            n.op = masq_ir::Op::Clip(masq_ir::ClipConfig { min: Some(0.0), max: Some(6.0) });
+        }
+    }
+    // ReLU6 counts one ReLU and one clip comparison per element.
+    let r6 = masq_ir::report::report(&g6).unwrap();
+    assert_eq!((r6.relu_count, r6.clip_comparisons), (total, total));
+
+    let budget = total / 4;
+    let mut cfg = config(Method::AutoRep, budget, None);
+    cfg.mask_epochs = 2;
+    let (gr, s) = reduce(&g6, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap();
+    assert!(s.relu_count <= budget, "{} > budget {budget}", s.relu_count);
+    assert_eq!(s.relu_before, total);
+    assert!(s.accuracy > 0.3, "accuracy {} (chance 0.1)", s.accuracy);
+    // Every site is a capped masked activation; the kept elements cost a ReLU and a cap each.
+    let caps: Vec<Option<f32>> = gr
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            masq_ir::Op::MaskedAct(c) => Some(c.cap),
+            _ => None,
+        })
+        .collect();
+    assert!(!caps.is_empty() && caps.iter().all(|&c| c == Some(6.0)), "{caps:?}");
+    let rr = masq_ir::report::report(&gr).unwrap();
+    assert_eq!((rr.relu_count, rr.clip_comparisons), (s.relu_count, s.relu_count));
+    // The tch model of the reduced graph scores what reduce reported.
+    let m = masq_trainer::TchModel::from_graph(&gr, Device::Cpu).unwrap();
+    let again = masq_trainer::train::evaluate(&m, &d.test, &DatasetKind::Synthetic.default_norm(), 100).unwrap();
+    assert!((again.accuracy - s.accuracy).abs() < 1e-12);
+}

@@ -21,11 +21,11 @@ fn check_ste(m: &Tensor, a: &Tensor, poly: bool, spgrad: bool) {
     let (c2, c1, c0) = (0.2, 0.5, 0.1);
     let g = if poly { &x * &x * c2 + &x * c1 + c0 } else { x.shallow_clone() };
     let w = Tensor::randn([4, 3, 5, 5], (Kind::Double, tch::Device::Cpu));
-    let y = gated(&x, &g, m, Some(a), spgrad).unwrap();
+    let y = gated(&x, None, &g, m, Some(a), spgrad).unwrap();
     // value: m·relu + (1−m)·g (up to rounding; the STE term adds exactly 0)
     let want = m * x.relu() + (1.0 - m) * &g;
     assert!(max_diff(&y, &want) < 1e-14);
-    assert_eq!(max_diff(&y, &gated(&x, &g, m, None, spgrad).unwrap()), 0.0);
+    assert_eq!(max_diff(&y, &gated(&x, None, &g, m, None, spgrad).unwrap()), 0.0);
     (&y * &w).sum(Kind::Double).backward();
     let analytic = softplus(&a.detach()).unwrap()
         * (&w * (x.relu() - &g)).detach().sum_dim_intlist([0i64].as_slice(), false, Kind::Double);

@@ -1,17 +1,31 @@
-//! Element-wise ops: Add, Sub, Mul, Div, Relu, Clip, LeakyRelu, Identity, Dropout, Softmax,
-//! LogSoftmax.
+//! Element-wise ops: Add, Sub, Mul, Div, Pow, Neg, Relu, Clip, LeakyRelu, Sigmoid, HardSigmoid,
+//! HardSwish, Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal, Identity, Cast (float to float), Dropout,
+//! Softmax, LogSoftmax. (On constant inputs most of them fold instead, see `fold`.)
 
 use super::BuildFn;
 use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
-use masq_ir::{BinaryConfig, ClipConfig, LeakyReluConfig, Op, SoftmaxConfig};
+use crate::proto::data_type;
+use masq_ir::{BinaryConfig, ClipConfig, GeluConfig, HardSigmoidConfig, LeakyReluConfig, Op, SoftmaxConfig};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Add", |c, n| binary(c, n, Op::Add(BinaryConfig {})));
     r.insert("Sub", |c, n| binary(c, n, Op::Sub(BinaryConfig {})));
     r.insert("Mul", |c, n| binary(c, n, Op::Mul(BinaryConfig {})));
-    r.insert("Div", div);
+    r.insert("Div", |c, n| binary(c, n, Op::Div(BinaryConfig {})));
+    r.insert("Pow", |c, n| binary(c, n, Op::Pow(BinaryConfig {})));
+    r.insert("Neg", neg);
     r.insert("Relu", |c, n| unary(c, n, Op::Relu));
+    r.insert("Sigmoid", |c, n| unary(c, n, Op::Sigmoid));
+    r.insert("HardSigmoid", hard_sigmoid);
+    r.insert("HardSwish", |c, n| unary(c, n, Op::HardSwish));
+    r.insert("Tanh", |c, n| unary(c, n, Op::Tanh));
+    r.insert("Erf", |c, n| unary(c, n, Op::Erf));
+    r.insert("Gelu", gelu);
+    r.insert("Exp", |c, n| unary(c, n, Op::Exp));
+    r.insert("Sqrt", |c, n| unary(c, n, Op::Sqrt));
+    r.insert("Reciprocal", |c, n| unary(c, n, Op::Reciprocal));
+    r.insert("Cast", cast);
     r.insert("Identity", |c, n| unary(c, n, Op::Identity));
     r.insert("Dropout", dropout);
     r.insert("Clip", clip);
@@ -29,11 +43,37 @@ fn binary(ctx: &mut Ctx, n: &OnnxNode, op: Op) -> Result<()> {
     ctx.push(n, None, op, vec![a, b], n.output().to_string())
 }
 
-fn div(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
-    if !ctx.is_const(n, 1) {
-        return Err(n.unsupported("division by a non-constant value"));
+/// `-x` as `x · (-1)`.
+fn neg(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
+    let x = ctx.value(n, 0)?;
+    let m = ctx.add_param(&format!("{}.minus_one", n.name), ndarray::ArrayD::from_elem(vec![], -1.0f32));
+    ctx.push(n, None, Op::Mul(BinaryConfig {}), vec![x, m], n.output().to_string())
+}
+
+fn hard_sigmoid(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
+    let cfg = HardSigmoidConfig { alpha: n.attr_or("alpha", 0.2f32)?, beta: n.attr_or("beta", 0.5f32)? };
+    unary(ctx, n, Op::HardSigmoid(cfg))
+}
+
+fn gelu(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
+    let tanh = match n.attr_or("approximate", "none".to_string())?.as_str() {
+        "none" => false,
+        "tanh" => true,
+        other => return Err(n.bad_attr("approximate", &format!("unknown value {other:?} (\"none\" or \"tanh\")"))),
+    };
+    unary(ctx, n, Op::Gelu(GeluConfig { tanh }))
+}
+
+/// A Cast of a computed (f32) value is the identity when it casts to a float type; computed
+/// integer or boolean values do not exist in the IR.
+fn cast(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
+    let to: i64 = n.attr("to")?;
+    if to as i32 != data_type::FLOAT && to as i32 != data_type::DOUBLE {
+        return Err(n.unsupported(format!(
+            "Cast of a computed value to ONNX type {to} (computed values are f32; integer and boolean tensors must be constants)"
+        )));
     }
-    binary(ctx, n, Op::Div(BinaryConfig {}))
+    unary(ctx, n, Op::Identity)
 }
 
 fn unary(ctx: &mut Ctx, n: &OnnxNode, op: Op) -> Result<()> {

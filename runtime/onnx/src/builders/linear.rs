@@ -7,7 +7,7 @@ use super::conv::flat;
 use crate::ctx::{Ctx, OnnxNode};
 use masq_ir::Result;
 use masq_ir::shape::broadcast;
-use masq_ir::{BinaryConfig, GemmConfig, MatMulConfig, Op};
+use masq_ir::{BinaryConfig, GemmConfig, MatMulConfig, Op, TransposeConfig};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
     r.insert("Gemm", gemm);
@@ -15,11 +15,12 @@ pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>)
 }
 
 fn gemm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
-    if n.attr_or("transA", 0i64)? != 0 {
-        return Err(n.unsupported("transA = 1 is not supported"));
+    let trans_a = n.attr_or("transA", 0i64)? != 0;
+    if trans_a {
+        ctx.batch_guard(n, "transA = 1 (a transpose of axis 0)")?;
     }
-    let x = ctx.value(n, 0)?;
-    let xs = ctx.shape(n, 0)?;
+    let mut x = ctx.value(n, 0)?;
+    let mut xs = ctx.shape(n, 0)?;
     let b = ctx.require_const(n, 1, "B")?.to_f32();
     let b2 = b.view().into_dimensionality::<Ix2>().map_err(|_| n.unsupported("B must be 2-D"))?;
     let alpha = n.attr_or("alpha", 1.0f32)?;
@@ -28,6 +29,9 @@ fn gemm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let w = if n.attr_or("transB", 0i64)? != 0 { b2.to_owned() } else { b2.t().to_owned() };
     let w = w.mapv(|v| v * alpha).into_dyn();
     let out = w.shape()[0];
+    if trans_a && xs.len() == 2 {
+        xs.reverse();
+    }
     if xs.len() != 2 || xs[1] != w.shape()[1] {
         return Err(n.unsupported(format!("input {xs:?} does not fit weight [{}, {}]", out, w.shape()[1])));
     }
@@ -50,6 +54,11 @@ fn gemm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     }
     let weight = ctx.add_param(&format!("{}.weight", n.name), w);
     let bias = bias.map(|b| ctx.add_param(&format!("{}.bias", n.name), b));
+    if trans_a {
+        let t = ctx.add_value_name(&format!("{}/a_transposed", n.output()));
+        ctx.push(n, Some("transpose_a"), Op::Transpose(TransposeConfig { perm: vec![1, 0] }), vec![x], t.clone())?;
+        x = t;
+    }
     let gemm = Op::Gemm(GemmConfig { weight, bias });
     match matrix {
         None => ctx.push(n, None, gemm, vec![x], n.output().to_string()),

@@ -1,5 +1,5 @@
 //! `Where(mask, Relu(x), g(x))` -> `MaskedAct`, the form the exporter writes a masked activation
-//! in. The mask must be a constant; `g` may be `x` itself (identity) or any chain of Add, Sub,
+//! in (`Clip(x, 0, c)` in place of `Relu(x)` for a capped, ReLU6, site). The mask must be a constant; `g` may be `x` itself (identity) or any chain of Add, Sub,
 //! Mul, Div and Identity over `x` and per-channel constants that is a polynomial of degree ≤ 2 in
 //! `x`. The Relu and `g` nodes become dead and are pruned by the fold phase.
 //!
@@ -110,8 +110,11 @@ fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let not_masked = |why: &str| n.unsupported(format!("Where is only supported as Where(mask, Relu(x), g(x)): {why}"));
     let cond = ctx.require_const(n, 0, "condition")?.clone();
     let then = n.input(1).ok_or_else(|| not_masked("missing X"))?.to_string();
-    let relu =
-        ctx.producer(&then).filter(|p| matches!(p.op, Op::Relu)).ok_or_else(|| not_masked("X is not a Relu output"))?;
+    // X is Relu(x), or Clip(x, 0, c) for a capped (ReLU6) site.
+    let (relu, cap) = ctx
+        .producer(&then)
+        .and_then(|p| masq_ir::masks::site_cap(&p.op).map(|cap| (p, cap)))
+        .ok_or_else(|| not_masked("X is not the output of a Relu or of a Clip to [0, c]"))?;
     let x = relu.inputs[0].clone();
     let xs = ctx.shapes.get(&x).cloned().ok_or_else(|| not_masked("the Relu input is not an activation"))?;
     if xs.len() < 2 {
@@ -170,5 +173,5 @@ fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
         mask_name.push('_');
     }
     ctx.graph.masks.insert(mask_name.clone(), mask);
-    ctx.push(n, None, Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement }), vec![x], n.output().to_string())
+    ctx.push(n, None, Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement, cap }), vec![x], n.output().to_string())
 }

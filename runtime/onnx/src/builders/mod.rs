@@ -6,6 +6,7 @@ mod linear;
 mod masked;
 mod norm;
 mod pool;
+mod reduce;
 mod shape;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub(crate) fn registry() -> HashMap<&'static str, BuildFn> {
     elementwise::register(&mut r);
     norm::register(&mut r);
     pool::register(&mut r);
+    reduce::register(&mut r);
     shape::register(&mut r);
     masked::register(&mut r);
     r
