@@ -50,8 +50,10 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
         bail!("--batch 0: must be at least 1");
     }
     let graph = model::load_graph(&args.model)?;
-    if args.batch > 1 && !graph.supports_batch() {
-        bail!("--batch {}: the model only runs at batch 1", args.batch);
+    if let Some(f) = crate::cli::common::batch::fixed(&graph)
+        && f.batch != args.batch
+    {
+        bail!("--batch {}: {}; give --batch {}", args.batch, f.describe(&args.model), f.batch);
     }
     let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, cmp_bits: args.bits };
     let s = masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)

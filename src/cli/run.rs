@@ -167,7 +167,7 @@ fn run_ort(model: &ModelSpec, graph: &Graph, x: ArrayD<f32>) -> anyhow::Result<A
     let n = x.shape()[0];
     let chunk = match fixed_batch::onnx_declared_batch(&file) {
         Some(b) if b != n && graph.supports_batch() => {
-            if n % b != 0 {
+            if !n.is_multiple_of(b) {
                 bail!(
                     "{}: {n} image(s), but {} declares a fixed batch of {b} and onnxruntime runs it as exported; \
                      give a multiple of {b} images for --mode ort (--mode plain and mpc run it at any batch)",

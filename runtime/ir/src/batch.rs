@@ -497,3 +497,76 @@ fn verify(g: &Graph, batch: &HashSet<String>, at_b: &ShapeMap, b: usize) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MatMulConfig, ReshapeConfig, ValueInfo};
+
+    fn graph(b: usize, dims: &[usize], nodes: Vec<Node>, inits: &[(&str, ArrayD<f32>)]) -> Graph {
+        let mut g = Graph::new("t");
+        let mut shape = vec![Dim::Fixed(b)];
+        shape.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+        g.inputs.push(ValueInfo::new("x", shape));
+        let out = nodes.last().unwrap().outputs[0].clone();
+        g.nodes = nodes;
+        g.initializers = inits.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+        g.outputs.push(ValueInfo::new(out, vec![]));
+        g.finalize().unwrap();
+        g
+    }
+
+    fn reshape(name: &str, input: &str, shape: Vec<i64>, out: &str) -> Node {
+        Node::new(name, Op::Reshape(ReshapeConfig { shape }), &[input], &[out])
+    }
+
+    #[test]
+    fn at_batch_1_only_reshapes_of_batch_values_change() {
+        // A constant reshaped from [1, 6] to [1, 2, 3] is not the batch; the input's reshape is.
+        let c = ArrayD::from_elem(vec![1, 6], 0.5f32);
+        let nodes = vec![
+            reshape("rc", "c", vec![1, 2, 3], "c3"),
+            reshape("rx", "x", vec![1, 2, 3], "x3"),
+            Node::new("add", Op::Add(BinaryConfig {}), &["x3", "c3"], &["y"]),
+        ];
+        let mut g = graph(1, &[6], nodes, &[("c", c)]);
+        let out = generalise(&mut g).unwrap();
+        assert_eq!(out, Outcome::Generalised { batch: 1, rewritten: vec!["rx".into()] });
+        let shape = |n: &str| match &g.nodes.iter().find(|x| x.name == n).unwrap().op {
+            Op::Reshape(c) => c.shape.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!((shape("rc"), shape("rx")), (vec![1, 2, 3], vec![0, 2, 3]));
+        assert_eq!(g.infer_shapes(3).unwrap()["y"], [3, 2, 3]);
+    }
+
+    #[test]
+    fn matmul_keeps_the_batch_only_as_rows_or_a_broadcast_dimension() {
+        let w = ArrayD::from_elem(vec![6, 2], 1.0f32);
+        let mm = |a: &str, b: &str| vec![Node::new("mm", Op::MatMul(MatMulConfig {}), &[a, b], &["y"])];
+        let mut g = graph(4, &[6], mm("x", "w"), &[("w", w.clone())]);
+        assert!(matches!(generalise(&mut g).unwrap(), Outcome::Generalised { .. }));
+        // W [2, 4] · x [4, 6] contracts the batch.
+        let mut g = graph(4, &[6], mm("v", "x"), &[("v", ArrayD::from_elem(vec![2, 4], 1.0))]);
+        let Outcome::Refused(r) = generalise(&mut g).unwrap() else { panic!("generalised") };
+        assert_eq!(r.node, "mm");
+        assert_eq!(g.inputs[0].shape[0], Dim::Fixed(4));
+        // x [4, 3, 6] · W [4, 6, 2] with equal W rows: W's first row, broadcast.
+        let w3 = ArrayD::from_elem(vec![4, 6, 2], 1.0f32);
+        let mut g = graph(4, &[3, 6], mm("x", "w3"), &[("w3", w3)]);
+        assert!(matches!(generalise(&mut g).unwrap(), Outcome::Generalised { .. }));
+        assert_eq!(g.initializers.len(), 1, "the full W is pruned");
+        assert_eq!(g.initializers.values().next().unwrap().shape(), [1, 6, 2]);
+    }
+
+    #[test]
+    fn a_graph_with_a_symbolic_batch_is_not_touched() {
+        let mut g = Graph::new("t");
+        g.inputs.push(ValueInfo::batched("x", &[6]));
+        g.nodes.push(Node::new("r", Op::Relu, &["x"], &["y"]));
+        g.outputs.push(ValueInfo::new("y", vec![]));
+        g.finalize().unwrap();
+        assert_eq!(generalise(&mut g).unwrap(), Outcome::NotFixed);
+        assert_eq!(diagnose(&g), None);
+    }
+}

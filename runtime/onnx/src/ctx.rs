@@ -136,6 +136,9 @@ pub(crate) struct Ctx {
     pub producers: HashMap<String, usize>,
     /// Every value some ONNX node or graph output reads (to tell an unused optional output).
     pub consumed: HashSet<String>,
+    /// Set when a node refused to read across a symbolic batch axis ([`Ctx::batch_guard`]): the
+    /// import is then retried with the batch pinned to 1.
+    pub batch_refused: std::cell::Cell<bool>,
 }
 
 impl Ctx {
@@ -148,15 +151,17 @@ impl Ctx {
             has_batch: false,
             producers: HashMap::new(),
             consumed: HashSet::new(),
+            batch_refused: std::cell::Cell::new(false),
         }
     }
 
     /// Refuse `what` (something that reads across axis 0) when the graph input has a symbolic
     /// batch: such a graph claims to run each image of a batch independently. With a fixed leading
     /// dimension axis 0 is an ordinary axis (the batch pass decides later whether the graph can be
-    /// generalised to other batches).
+    /// generalised to other batches). A refusal makes the importer start over at batch 1.
     pub fn batch_guard(&self, n: &OnnxNode, what: &str) -> Result<()> {
         if self.has_batch {
+            self.batch_refused.set(true);
             return Err(n.unsupported(format!("{what} of a graph whose input has a symbolic batch")));
         }
         Ok(())

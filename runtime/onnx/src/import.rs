@@ -92,12 +92,42 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         return Err(IrError::UnsupportedOps { nodes: unsupported });
     }
 
+    match translate(g, file, opset, &registry, false) {
+        // A node that reads across axis 0 of a graph with a symbolic batch: import it at batch 1
+        // (fixed inputs), as if exported without dynamic axes.
+        (Err(_), true) => translate(g, file, opset, &registry, true).0,
+        (result, _) => result,
+    }
+}
+
+/// Translate the nodes; `fixed` pins a symbolic batch of the inputs to 1. Also returns whether
+/// a node refused to read across a symbolic batch axis.
+fn translate(
+    g: &proto::GraphProto,
+    file: &Path,
+    opset: i64,
+    registry: &HashMap<&'static str, builders::BuildFn>,
+    fixed: bool,
+) -> (Result<Graph>, bool) {
     let name = if g.name.is_empty() {
         file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     } else {
         g.name.clone()
     };
     let mut ctx = Ctx::new(file.to_path_buf(), Graph::new(name));
+    let result = fill(&mut ctx, g, file, opset, registry, fixed);
+    let refused = ctx.batch_refused.get();
+    (result.map(|()| ctx.graph), refused)
+}
+
+fn fill(
+    ctx: &mut Ctx,
+    g: &proto::GraphProto,
+    file: &Path,
+    opset: i64,
+    registry: &HashMap<&'static str, builders::BuildFn>,
+    fixed: bool,
+) -> Result<()> {
     ctx.consumed = g.node.iter().flat_map(|n| n.input.iter()).chain(g.output.iter().map(|o| &o.name)).cloned().collect();
     for t in &g.initializer {
         ctx.consts.insert(t.name.clone(), decode_tensor(t, file)?);
@@ -106,19 +136,22 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         if ctx.consts.contains_key(&input.name) {
             continue;
         }
-        let info = input_info(input, file)?;
+        let mut info = input_info(input, file)?;
+        if fixed {
+            info.shape = info.shape_at(1).into_iter().map(Dim::Fixed).collect();
+        }
         ctx.has_batch |= info.shape.first() == Some(&Dim::Batch);
         ctx.shapes.insert(info.name.clone(), info.shape_at(1));
         ctx.graph.inputs.push(info);
     }
     for (i, proto) in g.node.iter().enumerate() {
         let n = OnnxNode { proto, name: node_name(proto, i), opset };
-        if let Some(c) = fold::try_fold(&ctx, &n)? {
+        if let Some(c) = fold::try_fold(ctx, &n)? {
             ctx.consts.insert(n.output().to_string(), c);
             continue;
         }
         match registry.get(proto.op_type.as_str()) {
-            Some(build) => build(&mut ctx, &n)?,
+            Some(build) => build(ctx, &n)?,
             None => {
                 // A fold-only op whose inputs are not constant (or a dangling input).
                 for k in 0..proto.input.len() {
@@ -143,7 +176,7 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         }
         ctx.graph.outputs.push(ValueInfo::new(out.name.clone(), vec![]));
     }
-    Ok(ctx.graph)
+    Ok(())
 }
 
 /// Every node the build phase cannot translate: ops outside the default domain, ops without a

@@ -16,4 +16,5 @@ mod secure_cnn_ops;
 mod secure_exec;
 mod secure_fold;
 mod secure_ops;
+mod secure_props;
 mod zoo;

@@ -37,7 +37,8 @@ fn mnist8_matches_reference_outputs() {
         assert_eq!(argmax(&got), argmax(&want));
     }
     let r = report(&g).unwrap();
-    assert!(!r.supports_batch, "the model's input is fixed at 1x1x28x28");
+    // The input is fixed at 1x1x28x28; the batch pass generalises it (no node mixes images).
+    assert!(r.supports_batch, "MNIST-8 is generalised to any batch");
     // Conv 8@28x28 and 16@14x14 feed the ReLUs.
     assert_eq!(r.relu_count, 8 * 28 * 28 + 16 * 14 * 14);
     // conv1 8x1x5x5 + 8, conv2 16x8x5x5 + 16, fc 256x10 + 10; the reshape shapes fold away.

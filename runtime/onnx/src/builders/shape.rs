@@ -280,7 +280,10 @@ fn gather(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     if picks.is_empty() {
         return Err(n.unsupported("an empty index"));
     }
-    if axis == 0 {
+    let step = if picks.len() > 1 { picks[1] as i64 - picks[0] as i64 } else { 1 };
+    let progression = step >= 1 && picks.windows(2).all(|w| w[1] as i64 - w[0] as i64 == step);
+    let whole = progression && picks[0] == 0 && step == 1 && picks.len() == xs[axis];
+    if axis == 0 && !whole {
         ctx.batch_guard(n, "gathering along axis 0")?;
     }
     let x = ctx.value(n, 0)?;
@@ -290,13 +293,21 @@ fn gather(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     target.extend(idx_shape.iter().map(|&d| d as i64));
     target.extend(xs[axis + 1..].iter().map(|&d| d as i64));
     let flat = idx_shape.len() == 1;
+    // The whole of a flattened value gathered back into its own shape (the dynamo exporter's
+    // `as_strided` after a global pool) is that value: keep its (batch) shape.
+    if whole && !flat {
+        let src = ctx.producer(&x).filter(|p| matches!(p.op, Op::Reshape(_))).map(|p| p.inputs[0].clone());
+        if let Some(src) = src
+            && ctx.shapes.get(&src).is_some_and(|s| s.iter().map(|&d| d as i64).eq(target.iter().copied()))
+        {
+            return ctx.push(n, None, Op::Identity, vec![src], out);
+        }
+    }
     let gathered = if flat { out.clone() } else { ctx.add_value_name(&format!("{out}/gathered")) };
     let suffix = if flat { None } else { Some("gather") };
-    let step = if picks.len() > 1 { picks[1] as i64 - picks[0] as i64 } else { 1 };
-    let progression = step >= 1 && picks.windows(2).all(|w| w[1] as i64 - w[0] as i64 == step);
     if progression {
         let (first, last) = (picks[0], picks[picks.len() - 1]);
-        if first == 0 && step == 1 && last + 1 == xs[axis] {
+        if whole {
             ctx.push(n, suffix, Op::Identity, vec![x], gathered.clone())?;
         } else {
             slice_range(ctx, n, suffix, x, axis, (first, last + 1, step as usize), gathered.clone())?;
