@@ -47,7 +47,10 @@ fn list_nodes(nodes: &[UnsupportedNode]) -> String {
             }
             let plural = if count == 1 { "" } else { "s" };
             let hint = g.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
-            format!("unsupported ONNX op {domain}::{} (opset {}), {count} node{plural}: {shown}{hint}", g.op_type, g.opset)
+            format!(
+                "unsupported ONNX op {domain}::{} (opset {}), {count} node{plural}: {shown}{hint}",
+                g.op_type, g.opset
+            )
         })
         .collect();
     lines.join("\n")

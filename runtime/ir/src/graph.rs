@@ -184,15 +184,6 @@ impl Graph {
                     reason: "mask missing".to_string(),
                 });
             }
-            if let Op::Div(_) = &node.op
-                && !self.initializers.contains_key(&node.inputs[1])
-            {
-                return Err(IrError::UnsupportedConfig {
-                    node: node.name.clone(),
-                    op: "Div".to_string(),
-                    reason: "the divisor must be a constant".to_string(),
-                });
-            }
             for out in &node.outputs {
                 if !defined.insert(out.as_str()) {
                     return Err(IrError::InvalidGraph { reason: format!("value {out} is defined twice") });

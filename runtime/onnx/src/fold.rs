@@ -1,6 +1,8 @@
 //! Constant folding at the ONNX level: shape arithmetic as torch exports it
-//! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`), `Constant`, casts and arithmetic on
-//! constants. Runs during the build phase, because builders read folded values (a Reshape target).
+//! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`, and the legacy exporter's comparisons,
+//! `Where`, `Mod`, `Range`, `Expand` and reversed slices), `Constant`, casts, arithmetic and
+//! element-wise functions on constants. Runs during the build phase, because builders read folded
+//! values (a Reshape target, Pad's pads).
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
@@ -230,10 +232,10 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         "Size" => Const::new(DType::I64, ArrayD::from_elem(vec![], x()?.data.len() as f64)),
         "Expand" => {
             let src = x()?;
-            let target: Vec<usize> = ctx.require_const(n, 1, "shape")?.to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
-            let shape = broadcast(src.data.shape(), &target).ok_or_else(|| {
-                n.unsupported(format!("cannot expand {:?} to {target:?}", src.data.shape()))
-            })?;
+            let target: Vec<usize> =
+                ctx.require_const(n, 1, "shape")?.to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
+            let shape = broadcast(src.data.shape(), &target)
+                .ok_or_else(|| n.unsupported(format!("cannot expand {:?} to {target:?}", src.data.shape())))?;
             let data = src.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
             Const::new(src.dtype, data)
         }
@@ -257,7 +259,8 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 let v = c.data.iter().next().copied().ok_or_else(|| n.unsupported(format!("empty {what}")))?;
                 Ok((c.dtype, v))
             };
-            let ((dtype, start), (_, limit), (_, delta)) = (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
+            let ((dtype, start), (_, limit), (_, delta)) =
+                (scalar(0, "start")?, scalar(1, "limit")?, scalar(2, "delta")?);
             if delta == 0.0 {
                 return Err(n.unsupported("Range with delta 0"));
             }
@@ -274,17 +277,16 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let (cv, av, bv) = (v(c), v(a), v(b));
             let data = Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &a, &b| if c != 0.0 { a } else { b });
             // A 1-D shape vector keeps the batch flags of the entries it takes.
-            let batch = (shape.len() == 1)
-                .then(|| {
-                    let flags = |t: &Const| t.batch.clone().filter(|f| f.len() == shape[0]);
-                    let (fa, fb) = (flags(a), flags(b));
-                    (0..shape[0])
-                        .map(|i| {
-                            let pick = if cv[i] != 0.0 { &fa } else { &fb };
-                            pick.as_ref().is_some_and(|f| f[i])
-                        })
-                        .collect()
-                });
+            let batch = (shape.len() == 1).then(|| {
+                let flags = |t: &Const| t.batch.clone().filter(|f| f.len() == shape[0]);
+                let (fa, fb) = (flags(a), flags(b));
+                (0..shape[0])
+                    .map(|i| {
+                        let pick = if cv[i] != 0.0 { &fa } else { &fb };
+                        pick.as_ref().is_some_and(|f| f[i])
+                    })
+                    .collect()
+            });
             Const { dtype: a.dtype, data, batch }
         }
         "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" => {
@@ -336,7 +338,15 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         "Not" => Const::new(DType::Bool, x()?.data.mapv(|v| (v == 0.0) as u8 as f64)),
         "Neg" => unary(x()?, |v| -v),
         "Abs" => unary(x()?, f64::abs),
-        "Sign" => unary(x()?, |v| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 }),
+        "Sign" => unary(x()?, |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
         "Floor" => unary(x()?, f64::floor),
         "Ceil" => unary(x()?, f64::ceil),
         // Round half to even.
@@ -364,7 +374,8 @@ fn unary(c: &Const, f: impl Fn(f64) -> f64) -> Const {
 fn zip2(n: &OnnxNode, a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Result<ArrayD<f64>> {
     let shape = broadcast(a.data.shape(), b.data.shape())
         .ok_or_else(|| n.unsupported(format!("cannot broadcast {:?} with {:?}", a.data.shape(), b.data.shape())))?;
-    let (av, bv) = (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
+    let (av, bv) =
+        (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
 }
 

@@ -2,8 +2,10 @@
 //! file per op family, with constant folding of shape arithmetic) -> infer shapes -> fold (identity
 //! removal, dead-node pruning) -> validate.
 //!
-//! Opsets 7 to 24 of the default domain. A model with unknown ops fails with one
-//! [`IrError::UnsupportedOps`] listing every such node.
+//! Opsets 7 to 24 of the default domain. A model with unknown ops (or fold-only ops on computed
+//! values, or ops of other domains) fails with one [`IrError::UnsupportedOps`] listing every such
+//! node, grouped by op type with a hint. A graph with a symbolic batch in which a node reads across
+//! axis 0 (a ViT's attention moves it) is imported at batch 1 instead.
 //!
 //! ```no_run
 //! let g = masq_onnx::import_file("model.onnx".as_ref()).unwrap();
@@ -128,7 +130,8 @@ fn fill(
     registry: &HashMap<&'static str, builders::BuildFn>,
     fixed: bool,
 ) -> Result<()> {
-    ctx.consumed = g.node.iter().flat_map(|n| n.input.iter()).chain(g.output.iter().map(|o| &o.name)).cloned().collect();
+    ctx.consumed =
+        g.node.iter().flat_map(|n| n.input.iter()).chain(g.output.iter().map(|o| &o.name)).cloned().collect();
     for t in &g.initializer {
         ctx.consts.insert(t.name.clone(), decode_tensor(t, file)?);
     }
@@ -239,7 +242,12 @@ fn op_hint(op: &str) -> Option<&'static str> {
             "sequence values are not supported: export with fixed shapes"
         }
         "NonZero" | "NonMaxSuppression" | "TopK" | "Unique" => "a data-dependent output shape",
-        "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger"
+        "QuantizeLinear"
+        | "DequantizeLinear"
+        | "QLinearConv"
+        | "QLinearMatMul"
+        | "ConvInteger"
+        | "MatMulInteger"
         | "DynamicQuantizeLinear" => "quantised models are not supported: export the float model",
         _ => return None,
     })

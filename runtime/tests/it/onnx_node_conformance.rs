@@ -176,7 +176,7 @@ const TABLE: &[(&str, Expect)] = &[
     ("test_mul_uint32", Reject(2, Dtype)),
     ("test_mul_uint64", Reject(2, Dtype)),
     ("test_mul_uint8", Reject(2, Dtype)),
-    // Division: the divisor is baked (Graph::validate still wants an initializer divisor).
+    // Division: the divisor is baked here (the expanded normalisations below divide by a computed value).
     ("test_div", Pass(1)),
     ("test_div_bcast", Pass(1)),
     ("test_div_example", Pass(1)),
@@ -593,70 +593,69 @@ const TABLE: &[(&str, Expect)] = &[
     ("test_layer_normalization_4d_axis_negative_3", Reject(1, Config)),
     ("test_layer_normalization_4d_axis_negative_4", Reject(1, Config)),
     ("test_layer_normalization_default_axis", Reject(1, Config)),
-    // Normalisations written out (expanded): they divide by a computed value, which Graph::validate still
-    // refuses (runtime/ir/src/graph.rs: the divisor must be an initializer) although the IR and the
-    // interpreter divide any two tensors; they pass once that check goes.
-    ("test_group_normalization_epsilon_expanded", Reject(1, Config)),
-    ("test_group_normalization_example_expanded", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis0_expanded", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis0_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis1_expanded", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis1_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis_negative_1_expanded", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis_negative_1_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis_negative_2_expanded", Reject(1, Config)),
-    ("test_layer_normalization_2d_axis_negative_2_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis0_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis0_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis1_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis1_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis2_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis2_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_1_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_1_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_2_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_2_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_3_epsilon_expanded", Reject(1, Config)),
-    ("test_layer_normalization_3d_axis_negative_3_epsilon_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis0_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis0_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis1_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis1_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis2_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis2_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis3_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis3_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_1_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_1_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_2_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_2_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_3_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_3_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_4_expanded", Reject(1, Config)),
-    ("test_layer_normalization_4d_axis_negative_4_expanded_ver18", Reject(1, Config)),
-    ("test_layer_normalization_default_axis_expanded", Reject(1, Config)),
-    ("test_layer_normalization_default_axis_expanded_ver18", Reject(1, Config)),
-    ("test_mvn_expanded", Reject(1, Config)),
-    ("test_mvn_expanded_ver18", Reject(1, Config)),
-    ("test_rms_normalization_2d_axis0_expanded", Reject(1, Config)),
-    ("test_rms_normalization_2d_axis1_expanded", Reject(1, Config)),
-    ("test_rms_normalization_2d_axis_negative_1_expanded", Reject(1, Config)),
-    ("test_rms_normalization_2d_axis_negative_2_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis0_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis1_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis2_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis_negative_1_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis_negative_2_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_3d_axis_negative_3_epsilon_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis0_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis1_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis2_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis3_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis_negative_1_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis_negative_2_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis_negative_3_expanded", Reject(1, Config)),
-    ("test_rms_normalization_4d_axis_negative_4_expanded", Reject(1, Config)),
-    ("test_rms_normalization_default_axis_expanded", Reject(1, Config)),
+    // Normalisations written out (expanded): they divide by a computed value, which the IR and the
+    // interpreter do (only the 2PC lowering needs a constant divisor).
+    ("test_group_normalization_epsilon_expanded", Pass(1)),
+    ("test_group_normalization_example_expanded", Pass(1)),
+    ("test_layer_normalization_2d_axis0_expanded", Pass(1)),
+    ("test_layer_normalization_2d_axis0_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_2d_axis1_expanded", Pass(1)),
+    ("test_layer_normalization_2d_axis1_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_2d_axis_negative_1_expanded", Pass(1)),
+    ("test_layer_normalization_2d_axis_negative_1_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_2d_axis_negative_2_expanded", Pass(1)),
+    ("test_layer_normalization_2d_axis_negative_2_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis0_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis0_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis1_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis1_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis2_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis2_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_1_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_1_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_2_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_2_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_3_epsilon_expanded", Pass(1)),
+    ("test_layer_normalization_3d_axis_negative_3_epsilon_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis0_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis0_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis1_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis1_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis2_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis2_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis3_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis3_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_1_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_1_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_2_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_2_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_3_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_3_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_4_expanded", Pass(1)),
+    ("test_layer_normalization_4d_axis_negative_4_expanded_ver18", Pass(1)),
+    ("test_layer_normalization_default_axis_expanded", Pass(1)),
+    ("test_layer_normalization_default_axis_expanded_ver18", Pass(1)),
+    ("test_mvn_expanded", Pass(1)),
+    ("test_mvn_expanded_ver18", Pass(1)),
+    ("test_rms_normalization_2d_axis0_expanded", Pass(1)),
+    ("test_rms_normalization_2d_axis1_expanded", Pass(1)),
+    ("test_rms_normalization_2d_axis_negative_1_expanded", Pass(1)),
+    ("test_rms_normalization_2d_axis_negative_2_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis0_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis1_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis2_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis_negative_1_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis_negative_2_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_3d_axis_negative_3_epsilon_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis0_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis1_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis2_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis3_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis_negative_1_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis_negative_2_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis_negative_3_expanded", Pass(1)),
+    ("test_rms_normalization_4d_axis_negative_4_expanded", Pass(1)),
+    ("test_rms_normalization_default_axis_expanded", Pass(1)),
     // Split into one Slice per output (attribute, input, num_outputs, equal parts); zero-length splits fold.
     ("test_split_1d_uneven_split_opset18", Pass(1)),
     ("test_split_2d_uneven_split_opset18", Pass(1)),
@@ -1141,7 +1140,7 @@ fn onnx_node_tests_on_the_plaintext_interpreter() {
 
     let (passed, rejected) = run_suite(&dir, TABLE, &plain_backend);
     assert_eq!(passed + rejected, TABLE.len());
-    assert!(passed >= 150, "only {passed} node tests ran");
+    assert!(passed >= 400, "only {passed} node tests ran");
 }
 
 /// Fixed-point tolerance of the secure backend: 16 fractional bits (1.5e-5 per encoding) plus the
@@ -1232,39 +1231,5 @@ fn onnx_node_tests_under_2pc() {
         failures.len()
     );
     assert!(failures.is_empty(), "{} node test(s) failed under 2PC:\n{}", failures.len(), failures.join("\n"));
-    assert!(passed.len() >= 60, "only {} node tests ran under 2PC", passed.len());
-}
-
-#[test]
-fn zz_dump_outcomes() {
-    let Ok(only) = std::env::var("MASQ_DUMP_NEW") else { return };
-    let dir = node_tests_dir().unwrap();
-    let listed: Vec<&str> = TABLE.iter().map(|(n, _)| *n).collect();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("model.onnx").is_file())
-        .filter(|e| in_scope(&read_model(&e.path().join("model.onnx"))))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| only == "all" || !listed.contains(&n.as_str()))
-        .collect();
-    names.sort();
-    for name in names {
-        let case = dir.join(&name);
-        let inputs = read_model(&case.join("model.onnx")).graph.unwrap().input.len();
-        let mut line = None;
-        let mut first_err = None;
-        for k in (0..=inputs).rev() {
-            match catch_unwind(AssertUnwindSafe(|| run_case(&case, k, (ATOL, RTOL), &plain_backend))) {
-                Ok(Ok(Outcome::Passed { .. })) => { line = Some(format!("Pass({k})")); break; }
-                Ok(Ok(Outcome::Rejected(e))) => { if first_err.is_none() || k == inputs.min(1) { first_err = Some((k, kind_of(&e).map(|k| format!("{k:?}")).unwrap_or_else(|| format!("UNKNOWN {e:?}")), e.to_string())); } }
-                Ok(Err(m)) => { first_err = Some((k, "MISMATCH".into(), m)); }
-                Err(_) => { first_err = Some((k, "PANIC".into(), String::new())); }
-            }
-        }
-        match line {
-            Some(l) => println!("DUMP    (\"{name}\", {l}),"),
-            None => { let (k, kind, e) = first_err.unwrap(); println!("DUMP    (\"{name}\", Reject({k}, {kind})), // {}", e.chars().take(200).collect::<String>().replace('\n', " | ")); }
-        }
-    }
+    assert!(passed.len() >= 200, "only {} node tests ran under 2PC", passed.len());
 }

@@ -4,8 +4,8 @@
 
 use super::BuildFn;
 use crate::ctx::{Ctx, OnnxNode};
-use masq_ir::Result;
 use crate::proto::data_type;
+use masq_ir::Result;
 use masq_ir::{BinaryConfig, ClipConfig, GeluConfig, HardSigmoidConfig, LeakyReluConfig, Op, SoftmaxConfig};
 
 pub(super) fn register(r: &mut std::collections::HashMap<&'static str, BuildFn>) {
@@ -133,6 +133,9 @@ fn softmax(ctx: &mut Ctx, n: &OnnxNode, log: bool) -> Result<()> {
     // only when `axis` is the last axis.
     if n.opset < 13 && axis + 1 != rank {
         return Err(n.unsupported(format!("softmax over flattened axes {axis}.. of a rank-{rank} input (opset < 13)")));
+    }
+    if axis == 0 {
+        ctx.batch_guard(n, "a softmax over axis 0")?;
     }
     let cfg = SoftmaxConfig { axis };
     unary(ctx, n, if log { Op::LogSoftmax(cfg) } else { Op::Softmax(cfg) })

@@ -2,6 +2,7 @@
 
 mod conv;
 mod elementwise;
+mod gather;
 mod linear;
 mod masked;
 mod norm;
@@ -23,6 +24,7 @@ pub(crate) fn registry() -> HashMap<&'static str, BuildFn> {
     conv::register(&mut r);
     linear::register(&mut r);
     elementwise::register(&mut r);
+    gather::register(&mut r);
     norm::register(&mut r);
     pool::register(&mut r);
     reduce::register(&mut r);

@@ -36,9 +36,10 @@ fn layer_norm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
             continue;
         };
         let t = c.to_f32();
-        let t = t.broadcast(ndarray::IxDyn(inner)).map(|v| v.to_owned()).ok_or_else(|| {
-            n.unsupported(format!("{what} of shape {:?} does not broadcast to {inner:?}", t.shape()))
-        })?;
+        let t = t
+            .broadcast(ndarray::IxDyn(inner))
+            .map(|v| v.to_owned())
+            .ok_or_else(|| n.unsupported(format!("{what} of shape {:?} does not broadcast to {inner:?}", t.shape())))?;
         params.push(Some(ctx.add_param(&format!("{}.{what}", n.name), t)));
     }
     let x = ctx.value(n, 0)?;

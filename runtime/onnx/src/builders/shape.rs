@@ -29,6 +29,9 @@ fn flatten(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let rank = ctx.shape(n, 0)?.len();
     let a = n.attr_or("axis", 1i64)?;
     let axis = if a == rank as i64 { rank } else { n.axis("axis", a, rank)? };
+    if axis == 0 {
+        ctx.batch_guard(n, "flattening from axis 0")?;
+    }
     let x = ctx.value(n, 0)?;
     ctx.push(n, None, Op::Flatten(FlattenConfig { axis }), vec![x], n.output().to_string())
 }
@@ -135,6 +138,9 @@ fn transpose(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
 fn concat(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let rank = ctx.shape(n, 0)?.len();
     let axis = n.axis("axis", n.attr("axis")?, rank)?;
+    if axis == 0 {
+        ctx.batch_guard(n, "concatenating along axis 0")?;
+    }
     let inputs = (0..n.proto.input.len()).map(|i| ctx.value(n, i)).collect::<Result<Vec<_>>>()?;
     ctx.push(n, None, Op::Concat(ConcatConfig { axis }), inputs, n.output().to_string())
 }
@@ -166,6 +172,9 @@ fn pad(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let mut per_axis = vec![(0usize, 0usize); rank];
     for (k, &a) in axes.iter().enumerate() {
         per_axis[a] = (pads[k] as usize, pads[k + axes.len()] as usize);
+    }
+    if per_axis.first().is_some_and(|&p| p != (0, 0)) {
+        ctx.batch_guard(n, "padding axis 0")?;
     }
     let x = ctx.value(n, 0)?;
     ctx.push(n, None, Op::Pad(PadConfig { pads: per_axis, value }), vec![x], n.output().to_string())
