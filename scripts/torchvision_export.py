@@ -7,7 +7,8 @@ Each case is MODEL:EXPORTER:OPSET:SIZE:BATCH, e.g. `resnet18:dynamo:default:64:1
   MODEL     a torchvision.models classification builder (resnet18, mobilenet_v3_small, ...),
             built with weights=None (random initialisation) under a seed from (SEED, MODEL), its
             BatchNorm statistics calibrated on 8 random images of the case's size (see
-            calibrate_batchnorm), then in eval mode
+            calibrate_batchnorm), all-zero Linear weights (vit's head) made random (see
+            reinit_zero_linears), then in eval mode
   EXPORTER  `dynamo` (torch.onnx.export's default, dynamo=True, weights in model.onnx.data) or
             `legacy` (dynamo=False, weights inside model.onnx)
   OPSET     an opset number, or `default` (the exporter's own default)
@@ -39,8 +40,9 @@ import traceback
 import warnings
 
 # Bump when a change to this script changes what it writes: cached cases of another version are
-# exported again.
+# exported again. MODEL_REVISIONS does the same for one model's cases (a change to its recipe).
 EXPORT_VERSION = 3
+MODEL_REVISIONS = {"vit_b_16": 1}  # 1: zero-initialised head replaced (see reinit_zero_linears)
 
 
 def parse_case(text):
@@ -84,6 +86,21 @@ def short_error(e):
             msg += f" ({l[:300]})"
             break
     return msg[:600]
+
+
+def reinit_zero_linears(model, std=0.02):
+    """Give Linear layers initialised to all-zero weights (vit_b_16's classification head) seeded
+    normal(0, std) weights: a zero head makes every logit equal to its bias, zero, whatever the
+    input, and any comparison vacuous. Returns the names of the layers changed."""
+    import torch
+
+    names = []
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear) and not m.weight.detach().any():
+            with torch.no_grad():
+                m.weight.normal_(0.0, std)
+            names.append(name)
+    return names
 
 
 def calibrate_batchnorm(model, size, seed, images=8):
@@ -132,6 +149,8 @@ def export_case(c, out_dir, seed, stamp, force):
     entry = dict(c)
     entry["id"] = cid
     entry["dir"] = cid
+    if c["model"] in MODEL_REVISIONS:
+        stamp = f"{stamp}-r{MODEL_REVISIONS[c['model']]}"
     stamp_path = os.path.join(d, "case.json")
     if not force and os.path.isfile(stamp_path):
         try:
@@ -158,6 +177,7 @@ def export_case(c, out_dir, seed, stamp, force):
     if c["model"] == "inception_v3":
         kwargs.update(aux_logits=False, init_weights=True)
     model = builder(**kwargs)
+    entry["reinitialised"] = reinit_zero_linears(model)
     entry["bn_calibrated"] = calibrate_batchnorm(model, c["size"], seed)
     model.eval()
     g = torch.Generator().manual_seed(seed * 1_000_003 + c["size"] * 31 + c["batch"])

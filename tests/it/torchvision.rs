@@ -349,6 +349,12 @@ fn run_case(case: &Case, entry: &Value, root: &Path, timeout: Duration) -> Row {
         }
     };
     row.ort_vs_torch = rel_err(&y_ort, &y_torch).ok();
+    // A constant output (e.g. a zero-initialised head) would make every comparison vacuous.
+    let first = y_ort.iter().next().copied().unwrap_or(0.0);
+    if y_ort.iter().all(|&v| v == first) {
+        row.failures.push(format!("the reference output is constant ({first}): fix the fixture"));
+        return row;
+    }
 
     // masq's plaintext interpreter.
     let y_plain_path = dir.join("y_plain.npy");
@@ -587,7 +593,8 @@ fn torchvision_models_match_onnxruntime_in_plain_and_2pc() {
             doc,
             "Models: `torchvision.models` builders with `weights=None` (random initialisation, seed {SEED}), \
              BatchNorm statistics set by one train-mode pass over 8 random images (fresh statistics leave the \
-             layers unnormalised: mobilenet_v3_small's logits come out near 1e-10, below 16-bit fixed point), then \
+             layers unnormalised: mobilenet_v3_small's logits come out near 1e-10, below 16-bit fixed point) and \
+             vit_b_16's all-zero head made random (normal, std 0.02; zero logits would compare vacuously), then \
              eval mode; input standard-normal `[batch, 3, size, size]`. Exporters ({versions}): `dynamo` is \
              `torch.onnx.export(..., dynamo=True)` at its default opset with the weights in `model.onnx.data`; \
              `legacy` is `dynamo=False` at the opset shown. Every model runs at 224×224 in the clear and, except \
