@@ -1,7 +1,8 @@
 //! Approximations that secure protocols compute in place of a function with no exact 2PC form,
 //! in one place so the cost table, the secure lowering and the tests share them.
 //!
-//! A [`Clamped`] approximation of `f` computes, with `u = clamp(x, −T, T) / T`,
+//! The sigmoid is a [`Piecewise`] approximation: a [`Clamped`] middle piece plus two mirrored
+//! [`Tail`]s. A [`Clamped`] approximation of `f` computes, with `u = clamp(x, −T, T) / T`,
 //! `f(x) ≈ c + u·(a₀ + a₁u² + a₂u⁴ + …)`: the clamp costs two comparisons per element (one round),
 //! the odd polynomial a handful of secret × secret products (Horner in `u²`). The coefficients
 //! were fitted (iteratively re-weighted least squares toward the minimax fit, on Chebyshev nodes)
@@ -40,21 +41,100 @@ impl Clamped {
     }
 }
 
-/// The logistic sigmoid `1 / (1 + e^−x)`: clamp at ±7 (σ(−7) = 9.1e-4), odd degree 13; the
-/// largest error is 9.3e-4, at the clamp edges and inside alike.
-pub const SIGMOID: Clamped = Clamped {
-    bound: 7.0,
-    constant: 0.5,
-    odd: &[
-        1.7334052925856154,
-        -6.256448852588839,
-        20.088042084215203,
-        -41.98505241933654,
-        51.79435348090547,
-        -33.945574289056104,
-        9.07129149324012,
-    ],
-    max_error: 9.3e-4,
+/// `scale · Σ coeffs[i]·wⁱ` with `w = (clamp(x, lo, hi) − centre) / half` (`centre`, `half` the
+/// interval's middle and half-width): a general polynomial on a clamped input, evaluated by
+/// Horner in `w` (the first step multiplies by a public coefficient). `scale` keeps the
+/// coefficients near 1 so that their fixed-point encodings stay exact to a few parts in 10⁵.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tail {
+    pub lo: f64,
+    pub hi: f64,
+    pub scale: f64,
+    pub coeffs: &'static [f64],
+}
+
+impl Tail {
+    pub fn centre(&self) -> f64 {
+        (self.lo + self.hi) / 2.0
+    }
+
+    pub fn half(&self) -> f64 {
+        (self.hi - self.lo) / 2.0
+    }
+
+    pub fn eval(&self, x: f64) -> f64 {
+        let w = (x.clamp(self.lo, self.hi) - self.centre()) / self.half();
+        self.scale * self.coeffs.iter().rev().fold(0.0, |acc, &a| acc * w + a)
+    }
+
+    /// Secret × secret products per evaluated element (Horner less its public first step).
+    pub fn multiplications(&self) -> u64 {
+        self.coeffs.len().saturating_sub(2) as u64
+    }
+}
+
+/// An odd function as a middle piece and two mirrored tails:
+/// `f(x) ≈ mid(x) + tail(x) − tail(−x)`. Exact as a decomposition for the sigmoid, because
+/// `σ(x) = σ(clamp(x, −a, a)) + [σ(clamp(x, a, b)) − σ(a)] − [σ(clamp(−x, a, b)) − σ(a)]` for
+/// `|x| ≤ b`: each piece is smooth on a short interval, so low-degree polynomials fit it closely.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Piecewise {
+    pub mid: Clamped,
+    pub tail: Tail,
+    /// Largest `|approximation − f|` over all reals (in exact arithmetic).
+    pub max_error: f64,
+}
+
+impl Piecewise {
+    pub fn eval(&self, x: f64) -> f64 {
+        self.mid.eval(x) + self.tail.eval(x) - self.tail.eval(-x)
+    }
+
+    /// Secret × secret products per element: the middle piece's, and the tail's at `x` and `−x`.
+    pub fn multiplications(&self) -> u64 {
+        self.mid.multiplications() + 2 * self.tail.multiplications()
+    }
+
+    /// Comparisons per element: two per clamp (the middle one and the two tails').
+    pub fn comparisons(&self) -> u64 {
+        6
+    }
+}
+
+/// The logistic sigmoid `1 / (1 + e^−x)`: middle piece on [−4, 4] (odd, degree 13), tails on
+/// [4, 16] (degree 7, scaled by 0.02); beyond ±16 the value is σ(±16), 1.1e-7 from 0 or 1. The
+/// largest error is 5.5e-5 (near |x| = 4.4, in the tails' fit).
+pub const SIGMOID: Piecewise = Piecewise {
+    mid: Clamped {
+        bound: 4.0,
+        constant: 0.5,
+        odd: &[
+            0.9997291065664113,
+            -1.321444789005331,
+            1.9784530511782923,
+            -2.509508890892409,
+            2.2740624760178307,
+            -1.2283788416026675,
+            0.2891183603807625,
+        ],
+        max_error: 1.7e-5,
+    },
+    tail: Tail {
+        lo: 4.0,
+        hi: 16.0,
+        scale: 0.02,
+        coeffs: &[
+            0.8985749507483471,
+            0.006328754598059316,
+            -0.08845269122089922,
+            0.1593717520136205,
+            0.10162374989921534,
+            -0.08109360787780573,
+            -0.4603029398048787,
+            0.3650455310968361,
+        ],
+    },
+    max_error: 5.5e-5,
 };
 
 #[cfg(test)]
@@ -88,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn sigmoid_costs_one_product_per_odd_coefficient() {
-        assert_eq!(SIGMOID.multiplications(), 7);
+    fn sigmoid_costs_its_pieces_products() {
+        assert_eq!(SIGMOID.multiplications(), 7 + 2 * 6);
     }
 }

@@ -13,14 +13,14 @@
 //! - `clip_comparisons`: `Clip` (hard tanh) costs one comparison per bound per element, except a
 //!   clip to `[0, c]` (ReLU6), which counts one ReLU and one clip comparison per element;
 //!   `HardSigmoid` and `HardSwish` are clips to [0, 1] and cost two per element.
-//! - `sigmoid_comparisons`: `Sigmoid` is approximated under 2PC by a polynomial on a clamped
-//!   input ([`crate::approx::SIGMOID`]); the clamp costs two comparisons per element.
+//! - `sigmoid_comparisons`: `Sigmoid` is approximated under 2PC by polynomials on three clamped
+//!   inputs ([`crate::approx::SIGMOID`]); the clamps cost six comparisons per element.
 //! - `leaky_relu_comparisons`: `LeakyRelu` costs one comparison per element.
 //! - `poly_elements`: elements a polynomial replacement computes (zeros of a `Poly` mask).
 //! - `macs`: multiply-accumulates of Conv/Gemm/MatMul, one per element for BatchNorm, Mul, Div,
 //!   Pow, HardSwish and LayerNorm, AveragePool's window sums, GlobalAveragePool's and the
 //!   reductions' input elements, two per polynomial element, and one per multiplication of the
-//!   Sigmoid polynomial ([`crate::approx::Clamped::multiplications`]) per element.
+//!   Sigmoid polynomials ([`crate::approx::Piecewise::multiplications`]) per element.
 //!
 //! Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal and LayerNorm have no secure protocol yet (the
 //! transformers issue); they cost no comparisons here and `estimate` refuses them.
@@ -175,7 +175,7 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
             c.macs = in_elems;
         }
         Op::Sigmoid => {
-            c.sigmoid_comparisons = 2 * in_elems;
+            c.sigmoid_comparisons = crate::approx::SIGMOID.comparisons() * in_elems;
             c.macs = crate::approx::SIGMOID.multiplications() * in_elems;
         }
         Op::ReduceMean(_) | Op::ReduceSum(_) => c.macs = in_elems,

@@ -13,10 +13,11 @@
 //!   Clip [lo, hi]   lo + ReLU(x − lo) − ReLU(x − hi)            2 comparisons, one ReLU call   1 round
 //!   HardSigmoid     t = α·x + β (public, 1 truncation); Clip t to [0, 1]     2 comparisons     1 round
 //!   HardSwish       h = Clip(x/6 + 1/2, 0, 1); x·h (Beaver mul)  2 comparisons, 1 product     2 rounds
-//!   Sigmoid         approx::SIGMOID: c = Clip(x, −T, T); u = c·(1/T) (public, truncated)
-//!                   v = u² (Beaver square); h = a₆·v + a₅ (public)
-//!                   [u³ = u·v, h = h·v + a₄] in one Beaver mul; h = h·v + aᵢ for i = 3, 2, 1
-//!                   y = 0.5 + a₀·u + u³·h                       2 comparisons, 7 products     7 rounds
+//!   Sigmoid         approx::SIGMOID = mid(x) + tail(x) − tail(−x): x clamped to [−4, 4] and
+//!                   ±x to [4, 16] in one ReLU call; mid: u = c/4, v = u² (Beaver square),
+//!                   [u³ = u·v, first Horner step] in one Beaver mul, three more, then
+//!                   0.5 + a₀·u + u³·h; both tails on 2n elements by Horner in w (6 products)
+//!                                                               6 comparisons, 19 products   13 rounds
 //!   Pow 2           x² (Beaver square)                           1 product                     1 round
 //!   ReduceSum/Mean  local sums of shares (exact); Mean × public 1/count to 2^-2f, 2 truncations 0 rounds
 //! ```
@@ -31,7 +32,7 @@ use masq_mpc::protocols::{PoolParams, Replacement as MpcReplacement};
 use masq_mpc::{FixedPoint, MpcError};
 
 use crate::error::{IrError, Result, RuntimeError};
-use masq_ir::approx::{self, Clamped};
+use masq_ir::approx::{self, Clamped, Piecewise};
 use masq_ir::shape::{broadcast, reduced_shape, reshape_target, window_out};
 use masq_ir::{Graph, Node, Op, PoolConfig, ReduceConfig, Replacement};
 
@@ -280,7 +281,7 @@ fn clamp<B: Backend>(
     Ok(b.add(y, &scalar(b, fp, lo, &shape)))
 }
 
-/// A [`Clamped`] approximation: the clamp (one round), `u = c / T`, then `odd.len()` products
+/// A [`Clamped`] approximation on its already clamped input `c`: `u = c / T`, then `odd.len()` products
 /// in `odd.len() − 1` rounds: `v = u²`; Horner over `v` for `h = a₁ + a₂v + …` whose first step
 /// multiplies by a public coefficient and whose first secret step shares its round with
 /// `u³ = u·v`; finally `constant + a₀u + u³·h` (one truncation).
@@ -288,7 +289,7 @@ fn clamped_poly<B: Backend>(
     b: &mut B,
     node: &Node,
     fp: FixedPoint,
-    x: ArrayD<B::T>,
+    c: ArrayD<B::T>,
     f: &Clamped,
 ) -> Result<ArrayD<B::T>> {
     let a = f.odd;
@@ -296,8 +297,7 @@ fn clamped_poly<B: Backend>(
     if k < 3 {
         return Err(unsupported(node, "an approximation of fewer than three odd coefficients"));
     }
-    let shape = x.shape().to_vec();
-    let c = clamp(b, node, fp, x, -f.bound, f.bound)?;
+    let shape = c.shape().to_vec();
     let u = scale(b, fp, c, 1.0 / f.bound);
     let v = b.square(u.clone()).map_err(mpc_err(node))?;
     let v = b.truncate(v);
@@ -320,6 +320,61 @@ fn clamped_poly<B: Backend>(
     let y = b.add(t, &a0u);
     let y = b.truncate(y);
     Ok(b.add(y, &scalar(b, fp, f.constant, &shape)))
+}
+
+/// A [`Piecewise`] approximation: the three clamps (`x` to the middle interval, `x` and `−x` to
+/// the tail interval) in one ReLU call (one round, six comparisons per element), the middle
+/// piece by [`clamped_poly`], the two tails together by Horner in `w` (the first step public),
+/// then `mid + tail(x) − tail(−x)`.
+fn piecewise<B: Backend>(
+    b: &mut B,
+    node: &Node,
+    fp: FixedPoint,
+    x: ArrayD<B::T>,
+    f: &Piecewise,
+) -> Result<ArrayD<B::T>> {
+    let shape = x.shape().to_vec();
+    let (m, t) = (f.mid.bound, f.tail);
+    let neg = b.sub(scalar(b, fp, 0.0, &shape), &x);
+    let parts = [
+        b.sub(x.clone(), &scalar(b, fp, -m, &shape)),
+        b.sub(x.clone(), &scalar(b, fp, m, &shape)),
+        b.sub(x.clone(), &scalar(b, fp, t.lo, &shape)),
+        b.sub(x, &scalar(b, fp, t.hi, &shape)),
+        b.sub(neg.clone(), &scalar(b, fp, t.lo, &shape)),
+        b.sub(neg, &scalar(b, fp, t.hi, &shape)),
+    ];
+    let r = relu_all(b, &parts).map_err(mpc_err(node))?;
+    let clamped = |b: &mut B, lo: f64, r1: &ArrayD<B::T>, r2: &ArrayD<B::T>| {
+        let y = b.sub(r1.clone(), r2);
+        b.add(y, &scalar(b, fp, lo, &shape))
+    };
+    let c_mid = clamped(b, -m, &r[0], &r[1]);
+    let c_pos = clamped(b, t.lo, &r[2], &r[3]);
+    let c_neg = clamped(b, t.lo, &r[4], &r[5]);
+    let mid = clamped_poly(b, node, fp, c_mid, &f.mid)?;
+    // Both tails at once, on 2n elements.
+    let a = t.coeffs;
+    let d = a.len();
+    if d < 2 {
+        return Err(unsupported(node, "a tail of fewer than two coefficients"));
+    }
+    let both = flat_concat(&[c_pos, c_neg]);
+    let n2 = [both.len()];
+    let centred = b.sub(both, &scalar(b, fp, t.centre(), &n2));
+    let w = scale(b, fp, centred, 1.0 / t.half());
+    let h = scale(b, fp, w.clone(), a[d - 1]);
+    let mut h = b.add(h, &scalar(b, fp, a[d - 2], &n2));
+    for &ai in a[..d - 2].iter().rev() {
+        let p = b.mul(h, &w).map_err(mpc_err(node))?;
+        let p = b.truncate(p);
+        h = b.add(p, &scalar(b, fp, ai, &n2));
+    }
+    let tails = scale(b, fp, h, t.scale);
+    let mut tails = split(&tails, &[shape.clone(), shape.clone()]);
+    let (t_neg, t_pos) = (tails.pop().expect("two parts"), tails.pop().expect("two parts"));
+    let y = b.add(mid, &t_pos);
+    Ok(b.sub(y, &t_neg))
 }
 
 /// `Σ` of `x` along `axis` (local additions of shares), the axis removed.
@@ -646,7 +701,7 @@ pub(crate) fn lower<'g, B: Backend>(
         Op::Identity => first(&mut ins),
         Op::Sigmoid => {
             let x = first(&mut ins)?;
-            clamped_poly(b, node, fp, x, &approx::SIGMOID)
+            piecewise(b, node, fp, x, &approx::SIGMOID)
         }
         Op::HardSigmoid(c) => {
             // clip(α·x + β, 0, 1): a public affine map, then the two-ReLU clamp.
