@@ -176,7 +176,12 @@ fn rank2_sites_and_more_ops_round_trip() {
     let poly = Replacement::Poly { c2: "act.c2".into(), c1: "act.c1".into(), c0: "act.c0".into() };
     g.nodes = vec![
         Node::new("fc1", gemm("fc1.weight", Some("fc1.bias")), &["x"], &["h"]),
-        Node::new("act", Op::MaskedAct(MaskedActConfig { mask: "act.mask".into(), replacement: poly, cap: Some(0.2) }), &["h"], &["a"]),
+        Node::new(
+            "act",
+            Op::MaskedAct(MaskedActConfig { mask: "act.mask".into(), replacement: poly, cap: Some(0.2) }),
+            &["h"],
+            &["a"],
+        ),
         Node::new("clip", Op::Clip(ClipConfig { min: None, max: Some(0.3) }), &["a"], &["c"]),
         Node::new("pad", Op::Pad(PadConfig { pads: vec![(0, 0), (1, 2)], value: 0.25 }), &["c"], &["p"]),
         Node::new(
@@ -196,11 +201,8 @@ fn rank2_sites_and_more_ops_round_trip() {
     assert_eq!(sites(&g2), vec![("act".to_string(), "act.mask".to_string(), true)]);
     assert_eq!(m.relu_count, 4);
     // A capped (ReLU6-like) site keeps its cap through ONNX.
-    let caps: Vec<Option<f32>> = g2
-        .nodes
-        .iter()
-        .filter_map(|n| if let Op::MaskedAct(c) = &n.op { Some(c.cap) } else { None })
-        .collect();
+    let caps: Vec<Option<f32>> =
+        g2.nodes.iter().filter_map(|n| if let Op::MaskedAct(c) = &n.op { Some(c.cap) } else { None }).collect();
     assert_eq!(caps, vec![Some(0.2)]);
     for c in ["act.c2", "act.c1", "act.c0"] {
         assert_eq!(g2.initializers[c], g.initializers[c], "{c}");

@@ -33,6 +33,7 @@ pub mod npy;
 mod op;
 pub mod report;
 pub mod shape;
+pub mod special;
 pub mod weights;
 pub mod zoo;
 

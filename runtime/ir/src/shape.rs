@@ -289,7 +289,11 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
                 || c.indices.len() != c.indices_shape.iter().product::<usize>()
                 || c.indices.iter().any(|&i| i >= x[c.axis])
             {
-                return Err(mismatch(node, format!("axis {} with more than every index of {:?}", c.axis, c.indices), x));
+                return Err(mismatch(
+                    node,
+                    format!("axis {} with more than every index of {:?}", c.axis, c.indices),
+                    x,
+                ));
             }
             Ok(gathered_shape(x, c.axis, &c.indices_shape))
         }

@@ -12,7 +12,8 @@ use crate::tensor::{Const, DType, decode_tensor};
 use masq_ir::Result;
 use masq_ir::shape::{broadcast, reshape_target};
 
-/// Ops this folder can evaluate (when all their inputs are constants; `Shape` always).
+/// Ops this folder can evaluate (when all their inputs are constants; `Shape` always). Those with
+/// no builder are fold-only: the importer refuses them on computed inputs.
 pub(crate) const FOLDABLE: &[&str] = &[
     "Constant",
     "ConstantOfShape",
@@ -62,34 +63,6 @@ pub(crate) const FOLDABLE: &[&str] = &[
     "Sigmoid",
     "Tanh",
     "Erf",
-];
-
-/// Ops that only exist as constant computations (no IR op): on computed inputs they are refused.
-pub(crate) const FOLD_ONLY: &[&str] = &[
-    "Constant",
-    "ConstantOfShape",
-    "Shape",
-    "Size",
-    "Expand",
-    "Tile",
-    "Range",
-    "Mod",
-    "Min",
-    "Max",
-    "Equal",
-    "Less",
-    "Greater",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "Not",
-    "And",
-    "Or",
-    "Xor",
-    "Abs",
-    "Sign",
-    "Floor",
-    "Ceil",
-    "Round",
 ];
 
 fn axes_of(ctx: &Ctx, n: &OnnxNode, input: usize) -> Result<Option<Vec<i64>>> {
@@ -360,7 +333,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         "Exp" => unary(x()?, f64::exp),
         "Sigmoid" => unary(x()?, |v| 1.0 / (1.0 + (-v).exp())),
         "Tanh" => unary(x()?, f64::tanh),
-        "Erf" => unary(x()?, erf),
+        "Erf" => unary(x()?, masq_ir::special::erf),
         _ => return Ok(None),
     };
     Ok(Some(out))
@@ -377,22 +350,6 @@ fn zip2(n: &OnnxNode, a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Resu
     let (av, bv) =
         (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
-}
-
-/// The error function, |error| < 1.2e-7 (the plaintext interpreter's Erf, Numerical Recipes' `erfc`
-/// Chebyshev fit), so a folded Erf equals a computed one.
-fn erf(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    let erfc = t * poly.exp();
-    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
 }
 
 fn reshape(a: &ArrayD<f64>, shape: Vec<usize>) -> ArrayD<f64> {

@@ -206,7 +206,8 @@ fn unsupported_nodes(
         }
         let hint = if !default {
             Some(domain_hint(&n.domain))
-        } else if fold::FOLD_ONLY.contains(&op) {
+        } else if fold::FOLDABLE.contains(&op) && !registry.contains_key(op) {
+            // Foldable, but no IR op to build on computed inputs.
             Some("only supported when its inputs are constants (folded at import)".to_string())
         } else if !registry.contains_key(op) {
             op_hint(op).map(str::to_string)

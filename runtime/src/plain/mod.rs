@@ -61,7 +61,7 @@ pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<Arr
         Op::HardSigmoid(c) => activation::hard_sigmoid(x, c),
         Op::HardSwish => activation::hard_swish(x),
         Op::Tanh => activation::unary(x, f64::tanh),
-        Op::Erf => activation::unary(x, activation::erf),
+        Op::Erf => activation::unary(x, masq_ir::special::erf),
         Op::Gelu(c) => activation::gelu(x, c),
         Op::Exp => activation::unary(x, f64::exp),
         Op::Sqrt => activation::unary(x, f64::sqrt),

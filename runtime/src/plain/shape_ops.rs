@@ -3,7 +3,9 @@
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use masq_ir::shape::{gathered_shape, reshape_target};
-use masq_ir::{ConcatConfig, FlattenConfig, GatherConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig};
+use masq_ir::{
+    ConcatConfig, FlattenConfig, GatherConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig,
+};
 use masq_ir::{IrError, Result};
 
 fn mismatch(node: &Node, expected: String, got: &[usize]) -> IrError {

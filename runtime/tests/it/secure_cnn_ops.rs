@@ -396,7 +396,8 @@ fn a_cnn_of_the_new_ops_estimates_and_runs_end_to_end() {
         assert_eq!(pi.maxpool_comparisons, 4 * (9 * 8 + 6 * 5 + 3));
         assert_eq!(pi.relu_count, 0);
         let rounds = |name: &str| r.layers.iter().find(|l| l.name == name).unwrap().rounds;
-        let want = [("hswish", 2), ("mp", 4), ("sig", 13), ("silu", 1), ("ap", 0), ("hsig", 1), ("pow", 1), ("mean", 0)];
+        let want =
+            [("hswish", 2), ("mp", 4), ("sig", 13), ("silu", 1), ("ap", 0), ("hsig", 1), ("pow", 1), ("mean", 0)];
         for (name, n) in want {
             assert_eq!(rounds(name), n, "{name}");
         }

@@ -173,5 +173,11 @@ fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
         mask_name.push('_');
     }
     ctx.graph.masks.insert(mask_name.clone(), mask);
-    ctx.push(n, None, Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement, cap }), vec![x], n.output().to_string())
+    ctx.push(
+        n,
+        None,
+        Op::MaskedAct(MaskedActConfig { mask: mask_name, replacement, cap }),
+        vec![x],
+        n.output().to_string(),
+    )
 }
