@@ -1,4 +1,5 @@
-//! DCF throughput: batched evaluation (one party, one core) and batched key generation.
+//! DCF throughput: batched evaluation (one party, one core) and batched key generation, for the
+//! two-word-payload DCF (one-round comparisons) and the one-bit DCF (`bit/`, compact mode).
 //!
 //! `cargo bench -p masq-mpc --bench dcf` (filter e.g. `-- eval_batch/n63`).
 
@@ -29,10 +30,31 @@ fn eval_batch(c: &mut Criterion) {
         let (alphas, betas, xs) = inputs(n, &mut rng);
         let (_, k1) = dcf::gen_batch(n, &alphas, &betas, &mut rng).expect("gen");
         let mut out = vec![[0u64; 2]; KEYS];
+        let (_, b1) = dcf::gen_bit_batch(n, &alphas, &mut rng).expect("gen");
+        let mut bits = vec![0u8; KEYS];
+        let best = AesBackend::detect();
+        // One party with two threads (a party on its own 2-core machine).
+        g.bench_function(BenchmarkId::new(format!("n{n}/2threads"), format!("{best:?}")), |bench| {
+            bench.iter(|| {
+                dcf::eval_batch_threads(best, Party::P1, black_box(&k1), black_box(&xs), &mut out, 2).expect("eval")
+            })
+        });
+        g.bench_function(BenchmarkId::new(format!("bit/n{n}/2threads"), format!("{best:?}")), |bench| {
+            bench.iter(|| {
+                dcf::bit::eval_bit_batch_threads(best, Party::P1, black_box(&b1), black_box(&xs), &mut bits, 2)
+                    .expect("eval")
+            })
+        });
         for b in AesBackend::ALL.into_iter().filter(|b| b.is_available()) {
             g.bench_function(BenchmarkId::new(format!("n{n}"), format!("{b:?}")), |bench| {
                 bench.iter(|| {
                     dcf::eval_batch_with(b, Party::P1, black_box(&k1), black_box(&xs), &mut out).expect("eval")
+                })
+            });
+            g.bench_function(BenchmarkId::new(format!("bit/n{n}"), format!("{b:?}")), |bench| {
+                bench.iter(|| {
+                    dcf::bit::eval_bit_batch_with(b, Party::P1, black_box(&b1), black_box(&xs), &mut bits)
+                        .expect("eval")
                 })
             });
         }

@@ -11,7 +11,16 @@ fn protocols(c: &mut Criterion) {
     for (op, n, elements) in
         [(BenchOp::Relu, 100_000, 100_000u64), (BenchOp::Square, 100_000, 100_000), (BenchOp::Conv, 32, 64 * 32 * 32)]
     {
-        let cfg = BenchConfig { op, n, reps: 1, fp: FixedPoint::default(), bits: 64, seed: 1 };
+        let cfg = BenchConfig {
+            op,
+            n,
+            reps: 1,
+            fp: FixedPoint::default(),
+            bits: 64,
+            mode: Default::default(),
+            threads: 1,
+            seed: 1,
+        };
         g.throughput(Throughput::Elements(elements));
         // Each iteration deals fresh material and runs the online phase once; criterion's time
         // therefore includes the dealer. `masq bench mpc` reports online and offline apart.

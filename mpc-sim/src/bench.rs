@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
 use crate::cost::{self, Cost, Network, estimate_seconds};
-use crate::dealer::{Dealer, LinearKind, Request};
+use crate::dealer::{CmpMode, Dealer, LinearKind, Request};
 use crate::error::{MpcError, Result};
 use crate::kernel::Conv2dParams;
 use crate::protocols::{self, Ctx, DEFAULT_CMP_BITS, PoolParams};
@@ -124,6 +124,10 @@ pub struct BenchConfig {
     pub fp: FixedPoint,
     /// Comparison bits (ReLU, MaxPool).
     pub bits: u32,
+    /// Comparison mode (ReLU, MaxPool).
+    pub mode: CmpMode,
+    /// Threads each party's comparison evaluation may use (both parties share this machine).
+    pub threads: usize,
     /// Seed of the dealer and the data.
     pub seed: u64,
 }
@@ -204,6 +208,11 @@ pub struct BenchReport {
     pub large_error_rate: f64,
     /// Frac bits used.
     pub frac_bits: u32,
+    /// Comparison bits and mode used.
+    pub bits: u32,
+    pub mode: CmpMode,
+    /// Threads per party.
+    pub threads: usize,
 }
 
 struct Problem {
@@ -243,8 +252,8 @@ fn problem(cfg: &BenchConfig, rng: &mut ChaCha12Rng) -> Result<Problem> {
             x,
             y: None,
             layer: None,
-            requests: vec![Request::Cmp { n: elems, bits: cfg.bits }],
-            predicted: cost::cmp(elems, cfg.bits) + seeds,
+            requests: vec![Request::Cmp { n: elems, bits: cfg.bits, mode: cfg.mode }],
+            predicted: cost::cmp(elems, cfg.bits, cfg.mode) + seeds,
             elements: elems,
         },
         BenchOp::Square => Problem {
@@ -283,8 +292,8 @@ fn problem(cfg: &BenchConfig, rng: &mut ChaCha12Rng) -> Result<Problem> {
                 x,
                 y: None,
                 layer: None,
-                requests: protocols::maxpool_requests(&shape, &p, cfg.bits)?,
-                predicted: cost::maxpool(&shape, &p, cfg.bits)? + seeds,
+                requests: protocols::maxpool_requests(&shape, &p, cfg.bits, cfg.mode)?,
+                predicted: cost::maxpool(&shape, &p, cfg.bits, cfg.mode)? + seeds,
                 elements: 64 * ho * wo,
             }
         }
@@ -345,11 +354,11 @@ fn plaintext(cfg: &BenchConfig, pr: &Problem) -> Result<Vec<f64>> {
 fn online(cfg: &BenchConfig, ctx: &mut Ctx<MemTransport>, x: &Share, y: Option<&Share>) -> Result<Share> {
     let f = cfg.fp.frac_bits();
     match cfg.op {
-        BenchOp::Relu => protocols::relu(ctx, x, cfg.bits),
+        BenchOp::Relu => protocols::relu(ctx, x, cfg.bits, cfg.mode),
         BenchOp::Square => Ok(protocols::truncate(protocols::square(ctx, x)?, f)),
         BenchOp::Mul => Ok(protocols::truncate(protocols::mul(ctx, x, y.expect("mul has y"))?, f)),
         BenchOp::Matmul | BenchOp::Conv => protocols::linear(ctx, 0, x),
-        BenchOp::Maxpool => protocols::maxpool(ctx, x, &pool_params(), cfg.bits),
+        BenchOp::Maxpool => protocols::maxpool(ctx, x, &pool_params(), cfg.bits, cfg.mode),
         BenchOp::Avgpool => protocols::avgpool(ctx, x, &pool_params(), false),
     }
 }
@@ -402,6 +411,7 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
             }
             let off = t.elapsed().as_secs_f64();
             ctx.take_log();
+            ctx.set_threads(cfg.threads);
             barrier.wait();
             let t = Instant::now();
             let out = online(cfg, ctx, &x, y.as_ref())?;
@@ -458,6 +468,9 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         large_errors: large,
         large_error_rate: large as f64 / (pr.elements * cfg.reps) as f64,
         frac_bits: fp.frac_bits(),
+        bits: cfg.bits,
+        mode: cfg.mode,
+        threads: cfg.threads,
     })
 }
 

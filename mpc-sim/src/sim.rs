@@ -1,6 +1,9 @@
 //! Both parties in one process: one thread each, joined by an in-memory transport.
+//! [`run_pair`] takes all preprocessing up front; [`run_pair_streamed`] takes each party's first
+//! segment and a refill hook ([`crate::dealer::stream`]).
 
 use crate::dealer::Preprocessing;
+use crate::dealer::stream::StreamStart;
 use crate::error::Result;
 use crate::party::Party;
 use crate::protocols::{Ctx, StepRecord};
@@ -34,8 +37,46 @@ where
 {
     let (t0, t1) = mem_pair();
     let (pre0, pre1) = pre;
+    let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
+    let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
+    run_ctxs(c0, c1, f0, f1)
+}
+
+/// [`run_pair`] with streamed preprocessing: each party starts with its first segment and asks
+/// its hook for the next one when it runs out (see [`crate::dealer::Dealer::stream`]).
+pub fn run_pair_streamed<R0, R1, F0, F1>(
+    start: (StreamStart, StreamStart),
+    fp: FixedPoint,
+    f0: F0,
+    f1: F1,
+) -> Result<(PartyRun<R0>, PartyRun<R1>)>
+where
+    R0: Send,
+    R1: Send,
+    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
+    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
+{
+    let (t0, t1) = mem_pair();
+    let ((pre0, h0), (pre1, h1)) = start;
     let mut c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
     let mut c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
+    c0.set_refill(h0);
+    c1.set_refill(h1);
+    run_ctxs(c0, c1, f0, f1)
+}
+
+fn run_ctxs<R0, R1, F0, F1>(
+    mut c0: Ctx<MemTransport>,
+    mut c1: Ctx<MemTransport>,
+    f0: F0,
+    f1: F1,
+) -> Result<(PartyRun<R0>, PartyRun<R1>)>
+where
+    R0: Send,
+    R1: Send,
+    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
+    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
+{
     let (r0, r1) = std::thread::scope(|s| {
         let h1 = s.spawn(move || {
             let out = f1(&mut c1);

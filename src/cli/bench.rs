@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use masq_mpc::FixedPoint;
 use masq_mpc::bench::{self, BenchConfig, BenchOp, BenchReport};
+use masq_mpc::dealer::CmpMode;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
 use super::common::{args, json, progress};
@@ -44,6 +45,15 @@ struct MpcArgs {
     /// exact for |x| < 2^(bits-1) and make the dealer's keys smaller and evaluation faster).
     #[arg(long, default_value_t = bench::DEFAULT_BITS)]
     bits: u32,
+    /// Comparison mode for relu/maxpool: one-round (1 round, 2,048-byte keys at 64 bits) or
+    /// compact (2 rounds, 935-byte keys).
+    #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
+    cmp_mode: CmpMode,
+    /// Threads each party's comparison evaluation uses. Both parties run on this machine, so
+    /// more threads than cores/2 only measure oversubscription; a party on its own machine can
+    /// use its cores.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
     /// Seed of the dealer and the random data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -67,6 +77,8 @@ fn mpc(a: MpcArgs) -> Result<()> {
         reps: a.reps,
         fp: FixedPoint::new(a.frac_bits).context("bad --frac-bits")?,
         bits: a.bits,
+        mode: a.cmp_mode,
+        threads: a.threads as usize,
         seed: a.seed,
     };
     cfg.validate().context("bad benchmark settings")?;
@@ -82,7 +94,10 @@ fn mpc(a: MpcArgs) -> Result<()> {
 }
 
 fn print_table(r: &BenchReport) {
-    println!("masq bench mpc: {} (n = {}, input {:?}, {} reps, f = {})", r.op, r.n, r.input_shape, r.reps, r.frac_bits);
+    println!(
+        "masq bench mpc: {} (n = {}, input {:?}, {} reps, f = {}, {} comparisons on {} bits, {} thread(s) per party)",
+        r.op, r.n, r.input_shape, r.reps, r.frac_bits, r.mode, r.bits, r.threads
+    );
     let rows = [
         ("elements", r.elements.to_string()),
         ("online bytes P0->P1", fmt_bytes(r.online_bytes_p0_to_p1)),

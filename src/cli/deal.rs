@@ -33,6 +33,10 @@ pub struct DealArgs {
     /// Bit width of secure comparisons (64: exact for every ring element).
     #[arg(long, default_value_t = 64)]
     pub bits: u32,
+    /// Comparison mode: one-round or compact (see `masq run --help`); server and client must
+    /// run the mode their files were dealt for.
+    #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
+    pub cmp_mode: masq_mpc::dealer::CmpMode,
     /// Seed of the dealer's randomness (keep it secret: it determines both parties' material).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
@@ -55,7 +59,13 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
     {
         bail!("--batch {}: {}; give --batch {}", args.batch, f.describe(&args.model), f.batch);
     }
-    let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, cmp_bits: args.bits };
+    let cfg = SecureConfig {
+        frac_bits: args.frac_bits,
+        seed: args.seed,
+        cmp_bits: args.bits,
+        cmp_mode: args.cmp_mode,
+        ..SecureConfig::default()
+    };
     let s = masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
         .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
     if args.json {

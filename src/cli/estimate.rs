@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use masq_exporter::ModelSpec;
 use masq_ir::report;
 use masq_mpc::cost::{Network, Protocol};
+use masq_mpc::dealer::CmpMode;
 use masq_runtime::secure;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
@@ -28,6 +29,13 @@ pub struct EstimateArgs {
     /// that batch).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// masq's comparison mode: one-round (1 round per comparison layer, large keys) or compact
+    /// (2 rounds, keys about half the size); the summary compares both either way.
+    #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
+    pub cmp_mode: CmpMode,
+    /// Width of secure comparisons in bits where the model has no calibrated width.
+    #[arg(long, default_value_t = 64, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub bits: u32,
     /// Print JSON Lines instead of a table; the last line is the result (relu_count, online_bytes,
     /// rounds, est_seconds, layers, ...).
     #[arg(long)]
@@ -49,7 +57,8 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         bail!("--batch {b}: {}; give --batch {} or leave it out", f.describe(&args.model), f.batch);
     }
     let batch = if fixed.is_some() { 1 } else { args.batch.unwrap_or(1) };
-    let mut e = secure::estimate(&graph, protocol, &network, batch)
+    let cfg = secure::SecureConfig { cmp_mode: args.cmp_mode, cmp_bits: args.bits, ..Default::default() };
+    let mut e = secure::estimate(&graph, protocol, &network, batch, &cfg)
         .with_context(|| format!("estimating {} under {protocol}", args.model))?;
     let note = fixed.as_ref().map(|f| {
         format!(
@@ -75,15 +84,16 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
     if !e.layers.is_empty() {
         let w = e.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 40);
         println!(
-            "{:<w$}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",
-            "name", "op", "ReLUs", "P0->P1", "P1->P0", "rounds", "offline"
+            "{:<w$}  {:<18}  {:>10}  {:>4}  {:>10}  {:>10}  {:>6}  {:>10}",
+            "name", "op", "ReLUs", "bits", "P0->P1", "P1->P0", "rounds", "offline"
         );
         for l in &e.layers {
             println!(
-                "{:<w$}  {:<18}  {:>10}  {:>10}  {:>10}  {:>6}  {:>10}",
+                "{:<w$}  {:<18}  {:>10}  {:>4}  {:>10}  {:>10}  {:>6}  {:>10}",
                 l.name,
                 l.op,
                 report::thousands(l.per_image.relus),
+                if l.per_image.comparisons() > 0 { l.cmp_bits.to_string() } else { "-".into() },
                 fmt_bytes(l.cost.p0_to_p1),
                 fmt_bytes(l.cost.p1_to_p0),
                 l.cost.rounds,
@@ -101,5 +111,19 @@ pub fn run(args: EstimateArgs) -> anyhow::Result<()> {
         e.offline_bytes.map(|b| fmt_bytes(b as u64)).unwrap_or_else(|| "not published".into())
     );
     println!("estimated communication time: {}  ({}, compute not included)", fmt_seconds(e.est_seconds), e.formula);
+    for m in &e.modes {
+        println!(
+            "  {:<10} online {:>10}, {:>4} rounds, est. {:>9}; dealer {:>10} ({} to transfer)",
+            m.mode.name(),
+            fmt_bytes(m.online_bytes),
+            m.rounds,
+            fmt_seconds(m.est_seconds),
+            fmt_bytes(m.offline_bytes),
+            fmt_seconds(m.offline_transfer_seconds)
+        );
+    }
+    if let Some(a) = &e.advice {
+        println!("  {a}");
+    }
     Ok(())
 }

@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+#[cfg(feature = "train")]
+mod calibrate;
 mod cifar_npy;
 mod common;
 mod deal;
@@ -66,6 +68,11 @@ pub enum Command {
     /// (`masq demo --out masq-demo`).
     #[cfg(feature = "train")]
     Demo(Box<demo::DemoArgs>),
+    /// Per-layer comparison widths calibrated on a dataset: probe the lowering in the clear, choose
+    /// each layer's bits, check overflow on held-out images, write the widened model
+    /// (`masq calibrate zoo:resnet20 --weights W --dataset cifar10 --data DIR -o art/`).
+    #[cfg(feature = "train")]
+    Calibrate(Box<calibrate::CalibrateArgs>),
     /// Top-1 accuracy of a checkpoint, or of a model with given weights, on a test split.
     #[cfg(feature = "train")]
     Eval(eval::EvalArgs),
@@ -97,6 +104,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::run(*a),
         #[cfg(feature = "train")]
         Command::Eval(a) => eval::run(a),
+        #[cfg(feature = "train")]
+        Command::Calibrate(a) => calibrate::run(*a),
         #[cfg(feature = "train")]
         Command::Demo(a) => demo::run(*a),
         #[cfg(feature = "train")]

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use masq_exporter::ModelSpec;
 use masq_ir::cost::{ModelCounts, NodeCost};
 use masq_ir::{Graph, format_dims, npy, report};
+use masq_mpc::dealer::CmpMode;
 use masq_runtime::plain;
-use masq_runtime::secure::{self, Progress, SecureConfig};
+use masq_runtime::secure::{self, Progress, SecureConfig, StreamingReport};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
@@ -52,6 +53,23 @@ pub struct RunArgs {
     /// Seed of the dealer's randomness (mpc mode).
     #[arg(long, default_value_t = 0, value_name = "S")]
     pub seed: u64,
+    /// How secure comparisons (ReLU, MaxPool, Clip, masked activations) run (mpc mode):
+    /// one-round (1 round per comparison layer, 2,048-byte keys at 64 bits) or compact (2 rounds,
+    /// 935-byte keys: half the dealer material and memory). `masq estimate` compares the two.
+    #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
+    pub cmp_mode: CmpMode,
+    /// Width of secure comparisons in bits where the model has no calibrated width (mpc mode):
+    /// 64 is exact for every value; k bits are exact for |x| < 2^(k-1) in fixed point.
+    #[arg(long, default_value_t = 64, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=64))]
+    pub bits: u32,
+    /// Most dealer material held in memory at once (mpc mode), both parties together: the
+    /// material is dealt in segments of at most this size while the online phase runs (a single
+    /// larger layer gets a segment of its own), and a batch runs in chunks of as many images as
+    /// keep the largest layer within it. Bytes, with an optional K, M, G or T suffix (powers of
+    /// 1024). Smaller: less memory, more chunks (rounds add up per chunk); the outputs stay within
+    /// fixed-point tolerance.
+    #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = secure::parse_size)]
+    pub material_budget: u64,
     /// Print JSON Lines instead of tables; the last line is the result (relu_count, online bytes,
     /// rounds, seconds, predictions, layers, ...).
     #[arg(long)]
@@ -105,10 +123,18 @@ struct RunOutput {
     formula: Option<&'static str>,
     /// mpc: largest absolute difference from the plaintext interpreter.
     max_abs_error: Option<f64>,
+    /// mpc: compared values beyond their layer's comparison width (nonzero: the result may be
+    /// wrong; a warning is printed).
+    range_overflows: Option<u64>,
     output_shape: Vec<usize>,
     /// Argmax of each image's output.
     predictions: Vec<usize>,
     layers: Vec<Layer>,
+    /// mpc: how the run was streamed (`material_budget_bytes`, `chunks`, `chunk_size`, `segments`,
+    /// `peak_material_bytes`, `upfront_material_bytes`, `refill_seconds`). With several chunks, the
+    /// bytes, rounds and seconds above are sums over the chunks, which run one after the other.
+    #[serde(flatten)]
+    streaming: Option<StreamingReport>,
     /// Human-readable remark on the fixed batch (table output only).
     #[serde(skip)]
     note: Option<String>,
@@ -264,15 +290,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 est_wan_seconds: None,
                 formula: None,
                 max_abs_error: None,
+                range_overflows: None,
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,
+                streaming: None,
                 note: note.clone(),
             };
             (o, y)
         }
         Mode::Mpc => {
-            let cfg = SecureConfig { frac_bits: args.frac_bits, seed: args.seed, ..SecureConfig::default() };
+            let cfg = SecureConfig {
+                frac_bits: args.frac_bits,
+                seed: args.seed,
+                cmp_bits: args.bits,
+                cmp_mode: args.cmp_mode,
+                material_budget_bytes: args.material_budget,
+                ..SecureConfig::default()
+            };
             let pb = progress::bar(0, "planning", args.json);
             let on = |p: Progress| match p {
                 Progress::Phase(name) => pb.set_message(name),
@@ -285,6 +320,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("secure evaluation of {}", args.model))?;
             pb.finish_and_clear();
             let r = run.report;
+            if r.range_overflows > 0 {
+                let over: Vec<String> = r
+                    .layers
+                    .iter()
+                    .filter(|l| l.range_overflows > 0)
+                    .map(|l| format!("{} ({} at {} bits)", l.name, l.range_overflows, l.cmp_bits))
+                    .collect();
+                eprintln!(
+                    "warning: {} compared value(s) exceed their layer's comparison width, so the secure result may be \
+                     wrong: {}; recalibrate the widths (masq calibrate) on inputs like this one",
+                    r.range_overflows,
+                    over.join(", ")
+                );
+            }
             let y = run.outputs.into_iter().next().map(|o| o.1).context("the model has no output")?;
             let layers = r
                 .layers
@@ -322,9 +371,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 est_wan_seconds: Some(r.est_wan_seconds),
                 formula: Some(r.formula),
                 max_abs_error: Some(r.max_abs_error),
+                range_overflows: Some(r.range_overflows),
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,
+                streaming: Some(r.streaming),
                 note: note.clone(),
             };
             (o, y)
@@ -391,6 +442,18 @@ fn table(o: &RunOutput) -> String {
     );
     if let (Some(lan), Some(wan), Some(f)) = (o.est_lan_seconds, o.est_wan_seconds, o.formula) {
         let _ = writeln!(s, "estimated latency: LAN {}, WAN {}  ({f})", fmt_seconds(lan), fmt_seconds(wan));
+    }
+    if let Some(st) = &o.streaming {
+        let _ = writeln!(
+            s,
+            "material: {} chunk(s) of up to {} image(s), {} segment(s), peak {} resident (budget {}, {} if dealt up front)",
+            st.chunks,
+            st.chunk_size,
+            st.segments,
+            fmt_bytes(st.peak_material_bytes),
+            fmt_bytes(st.material_budget_bytes),
+            fmt_bytes(st.upfront_material_bytes)
+        );
     }
     if let Some(e) = o.max_abs_error {
         let _ = writeln!(s, "max |secure - plaintext| = {e:.3e}");

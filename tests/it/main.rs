@@ -4,6 +4,8 @@
 //! one executable here instead of one per file.
 
 mod cli_bench;
+#[cfg(feature = "train")]
+mod cli_calibrate;
 mod cli_demo;
 mod cli_export;
 mod cli_load_weights;

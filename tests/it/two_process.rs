@@ -233,8 +233,9 @@ fn a_full_inference_equals_the_in_process_run_bit_for_bit() {
         DealerFile::open(&d.join("p0.bin"), Party::P0).unwrap(),
         DealerFile::open(&d.join("p1.bin"), Party::P1).unwrap(),
     ];
-    assert_eq!(encode_preprocessing(&files[0].inference(0).unwrap()), encode_preprocessing(&pre0));
-    assert_eq!(encode_preprocessing(&files[1].inference(0).unwrap()), encode_preprocessing(&pre1));
+    let read = |k: usize| files[k].inference(0, &p.requests, &files[k].model_material().unwrap()).unwrap();
+    assert_eq!(encode_preprocessing(&read(0)), encode_preprocessing(&pre0));
+    assert_eq!(encode_preprocessing(&read(1)), encode_preprocessing(&pre1));
     assert_eq!(encode_model_material(&files[0].model_material().unwrap()), encode_model_material(&m0));
     assert_eq!(encode_model_material(&files[1].model_material().unwrap()), encode_model_material(&m1));
 

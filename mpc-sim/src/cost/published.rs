@@ -139,7 +139,7 @@ pub fn estimate(p: Protocol, w: &Workload) -> Estimate {
     if p == Protocol::Masq {
         let mut c = Cost::default();
         for &n in &w.relu_layers {
-            c += steps::cmp(n, crate::protocols::DEFAULT_CMP_BITS);
+            c += steps::cmp(n, crate::protocols::DEFAULT_CMP_BITS, crate::dealer::CmpMode::OneRound);
         }
         for &n in &w.square_layers {
             c += steps::square(n);

@@ -3,7 +3,7 @@
 
 use std::ops::{Add, AddAssign};
 
-use crate::dealer::{self, LinearKind, Request};
+use crate::dealer::{self, CmpMode, LinearKind, Request};
 use crate::error::Result;
 use crate::party::Party;
 use crate::protocols::pool::{PoolParams, maxpool_requests};
@@ -107,17 +107,28 @@ pub fn square(n: usize) -> Cost {
     with_offline(exchange(n), &Request::Square { n })
 }
 
+/// The select round of `n` compact-mode comparisons: the masked DReLU bits, packed 64 to a word.
+fn select_round(n: usize, mode: CmpMode) -> Cost {
+    match mode {
+        CmpMode::Compact if n > 0 => exchange(n.div_ceil(64)),
+        _ => Cost::default(),
+    }
+}
+
 /// `n` ReLUs or DReLUs on `bits`-bit values.
-pub fn cmp(n: usize, bits: u32) -> Cost {
-    with_offline(exchange(n), &Request::Cmp { n, bits })
+pub fn cmp(n: usize, bits: u32, mode: CmpMode) -> Cost {
+    with_offline(exchange(n) + select_round(n, mode), &Request::Cmp { n, bits, mode })
 }
 
 /// A masked activation with `relus` comparisons and `squares` polynomial squares.
-pub fn masked_act(relus: usize, squares: usize, bits: u32) -> Cost {
+pub fn masked_act(relus: usize, squares: usize, bits: u32, mode: CmpMode) -> Cost {
     if relus + squares == 0 {
         return Cost::default();
     }
-    with_offline(exchange(relus + squares), &Request::MaskedAct { relus, squares, bits })
+    with_offline(
+        exchange(relus + squares) + select_round(relus, mode),
+        &Request::MaskedAct { relus, squares, bits, mode },
+    )
 }
 
 /// A linear layer on an input of `input_shape` (online opening of `F`; offline `C1` to P1).
@@ -134,11 +145,11 @@ pub fn linear_setup(weights: usize) -> Cost {
 }
 
 /// A MaxPool over `input_shape` (NCHW).
-pub fn maxpool(input_shape: &[usize], p: &PoolParams, bits: u32) -> Result<Cost> {
-    Ok(maxpool_requests(input_shape, p, bits)?
+pub fn maxpool(input_shape: &[usize], p: &PoolParams, bits: u32, mode: CmpMode) -> Result<Cost> {
+    Ok(maxpool_requests(input_shape, p, bits, mode)?
         .iter()
         .map(|r| match r {
-            Request::Cmp { n, bits } => cmp(*n, *bits),
+            Request::Cmp { n, bits, mode } => cmp(*n, *bits, *mode),
             _ => unreachable!("maxpool asks for comparisons only"),
         })
         .sum())

@@ -70,6 +70,9 @@
 //! }
 //! ```
 
+pub mod bit;
+#[cfg(target_arch = "x86_64")]
+mod bit_vaes;
 mod prg;
 #[cfg(target_arch = "x86_64")]
 mod vaes;
@@ -79,6 +82,7 @@ use std::sync::Arc;
 
 use rand::RngCore;
 
+pub use bit::{BitDcfBatch, bit_key_bytes, eval_bit_batch, gen_bit_batch};
 pub use prg::AesBackend;
 use prg::{Block, hash_blocks};
 
@@ -468,6 +472,18 @@ pub fn eval_batch_with(
     xs: &[u64],
     out: &mut [[u64; 2]],
 ) -> Result<()> {
+    eval_batch_threads(backend, party, keys, xs, out, 1)
+}
+
+/// [`eval_batch_with`] on up to `threads` threads (contiguous ranges of chunks; the same outputs).
+pub fn eval_batch_threads(
+    backend: AesBackend,
+    party: Party,
+    keys: &DcfKeyBatch,
+    xs: &[u64],
+    out: &mut [[u64; 2]],
+    threads: usize,
+) -> Result<()> {
     if keys.party != party {
         return Err(MpcError::WrongParty { op: "dcf eval_batch".into(), expected: party, got: keys.party });
     }
@@ -481,9 +497,56 @@ pub fn eval_batch_with(
         }
     }
     let backend = if backend.is_available() { backend } else { AesBackend::Portable };
+    split_chunks(keys.cws.chunks(), keys.len(), threads, out, |range, out| {
+        eval_chunks(backend, party, keys, xs, out, range)
+    });
+    Ok(())
+}
+
+/// Runs `f(chunk range, its outputs)` on up to `threads` scoped threads over contiguous ranges of
+/// `chunks` chunks of [`LANES`] keys (`len` keys in all); one thread runs inline.
+pub(crate) fn split_chunks<T: Send>(
+    chunks: usize,
+    len: usize,
+    threads: usize,
+    out: &mut [T],
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+) {
+    let t = threads.clamp(1, chunks.max(1));
+    if t == 1 {
+        f(0..chunks, out);
+        return;
+    }
+    let per = chunks.div_ceil(t);
+    std::thread::scope(|s| {
+        let mut rest = out;
+        for i in 0..t {
+            let (c0, c1) = (i * per, ((i + 1) * per).min(chunks));
+            if c0 >= c1 {
+                break;
+            }
+            let n = (c1 * LANES).min(len) - c0 * LANES;
+            let (mine, r) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = r;
+            let f = &f;
+            s.spawn(move || f(c0..c1, mine));
+        }
+    });
+}
+
+/// Evaluates the keys of chunks `range` into `out` (which starts at the range's first key).
+fn eval_chunks(
+    backend: AesBackend,
+    party: Party,
+    keys: &DcfKeyBatch,
+    xs: &[u64],
+    out: &mut [[u64; 2]],
+    range: std::ops::Range<usize>,
+) {
     let cws = &*keys.cws;
     let len = cws.len;
-    for c in 0..cws.chunks() {
+    let base = range.start * LANES;
+    for c in range {
         let lo = c * LANES;
         let m = (len - lo).min(LANES);
         let mut x = [0u64; LANES];
@@ -495,14 +558,13 @@ pub fn eval_batch_with(
         match backend {
             #[cfg(target_arch = "x86_64")]
             AesBackend::Vaes => {
-                // SAFETY: the backend's CPU features were detected above.
+                // SAFETY: the caller checked that the backend's CPU features are available.
                 unsafe { vaes::eval_chunk(prg::x86::round_keys(), party, cws.n, seeds, cw, fin, &x, &mut y) }
             }
             _ => eval_chunk_generic(backend, party, cws.n, seeds, cw, fin, &x, &mut y),
         }
-        out[lo..lo + m].copy_from_slice(&y[..m]);
+        out[lo - base..lo - base + m].copy_from_slice(&y[..m]);
     }
-    Ok(())
 }
 
 /// Lockstep evaluation of one chunk of [`LANES`] keys, hashing a level's 32 blocks per call.
@@ -568,6 +630,24 @@ mod tests {
         for n in 1..=4 {
             for alpha in 0..(1u64 << n) {
                 check_all(n, alpha, [3, u64::MAX], alpha * 31 + n as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn threads_give_the_same_outputs() {
+        let mut rng = ChaCha12Rng::seed_from_u64(6);
+        let alphas: Vec<u64> = (0..777).map(|_| rng.next_u64() >> 1).collect();
+        let betas: Vec<[u64; 2]> = (0..777).map(|i| [i, 3 * i]).collect();
+        let xs: Vec<u64> = (0..777).map(|_| rng.next_u64() >> 1).collect();
+        let (k0, _) = gen_batch(63, &alphas, &betas, &mut rng).unwrap();
+        for backend in AesBackend::ALL {
+            let mut want = vec![[0; 2]; 777];
+            eval_batch_with(backend, Party::P0, &k0, &xs, &mut want).unwrap();
+            for t in [2, 5, 64] {
+                let mut got = vec![[0; 2]; 777];
+                eval_batch_threads(backend, Party::P0, &k0, &xs, &mut got, t).unwrap();
+                assert_eq!(got, want, "{backend:?}, {t} threads");
             }
         }
     }

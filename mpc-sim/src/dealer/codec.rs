@@ -15,13 +15,16 @@
 //! Header  { offline_bytes: u64, count: u64 }
 //! Item    enum, u32 tag: 0 Mul { a, b, c } | 1 Square { a, a2 } | 2 Cmp(Cmp)
 //!         | 3 MaskedAct { cmp: Cmp, a, a2 } | 4 Linear { layer: u64, input_shape: Vec<usize>, b: Tensor, c: Tensor }
-//! Cmp     { bits: u32, r, mr, mrr, keys: bytes }   (keys: `r.len()` DCF keys on `bits - 1` bits,
-//!                                                   as `DcfKeyBatch::to_bytes` writes them)
+//! Cmp     { bits: u32, r, keys: CmpKeys }
+//! CmpKeys enum, u32 tag: 0 OneRound { mr, mrr, keys: bytes }    (`r.len()` DCF keys on `bits - 1`
+//!                                   bits, as `DcfKeyBatch::to_bytes` writes them)
+//!         | 1 Compact { mu: bytes (one 0/1 byte each), lam, lamr, keys: bytes }
+//!                                  (one-bit DCF keys, as `BitDcfBatch::to_bytes` writes them)
 //! Tensor  { shape: Vec<usize>, words }             (row-major)
 //! Layer   { id: u64, kind: LinearKind, a: Tensor } (model material: the weight-mask share)
 //! ```
 //!
-//! where `a, b, c, a2, r, mr, mrr, words` are word vectors. A linear item's `eb = op(E, [B])` is
+//! where `a, b, c, a2, r, mr, mrr, lam, lamr, words` are word vectors. A linear item's `eb = op(E, [B])` is
 //! the party's own offline product, recomputed after loading and never stored.
 //!
 //! **Untrusted input.** Decoding never panics and never reserves memory for a length field that
@@ -42,9 +45,10 @@ use bincode::config::{Config, Configuration, Fixint, LittleEndian, NoLimit};
 use bincode::error::DecodeError;
 use ndarray::{ArrayD, IxDyn};
 
-use super::material::{CmpMaterial, Material, ModelMaterial, Preprocessing};
-use super::request::{LinearKind, Request};
-use crate::dcf::{DcfKeyBatch, key_bytes};
+use super::expand::{self, Origin};
+use super::material::{CmpKeys, CmpMaterial, Material, ModelMaterial, Preprocessing};
+use super::request::{LayerId, LinearKind, Request};
+use crate::dcf::{BitDcfBatch, DcfKeyBatch, bit_key_bytes, key_bytes};
 use crate::error::{MpcError, Result};
 use crate::party::Party;
 
@@ -91,9 +95,14 @@ enum Item<W, K> {
 struct Cmp<W, K> {
     bits: u32,
     r: W,
-    mr: W,
-    mrr: W,
-    keys: K,
+    keys: Keys<W, K>,
+}
+
+/// The mode-specific part of [`Cmp`].
+#[derive(bincode::Encode, bincode::BorrowDecode)]
+enum Keys<W, K> {
+    OneRound { mr: W, mrr: W, keys: K },
+    Compact { mu: K, lam: W, lamr: W, keys: K },
 }
 
 /// A tensor of words, row-major.
@@ -127,7 +136,15 @@ fn words(t: &ArrayD<u64>) -> std::borrow::Cow<'_, [u64]> {
 }
 
 fn cmp_out(c: &CmpMaterial) -> Cmp<&[u64], Vec<u8>> {
-    Cmp { bits: c.bits, r: &c.r, mr: &c.mr, mrr: &c.mrr, keys: c.keys.to_bytes() }
+    let keys = match &c.keys {
+        CmpKeys::OneRound { mr, mrr, keys } => {
+            Keys::OneRound { mr: mr.as_slice(), mrr: mrr.as_slice(), keys: keys.to_bytes() }
+        }
+        CmpKeys::Compact { mu, lam, lamr, keys } => {
+            Keys::Compact { mu: mu.clone(), lam: lam.as_slice(), lamr: lamr.as_slice(), keys: keys.to_bytes() }
+        }
+    };
+    Cmp { bits: c.bits, r: &c.r, keys }
 }
 
 /// Encodes one item (appended to `out`).
@@ -158,6 +175,31 @@ pub fn encode_preprocessing(p: &Preprocessing) -> Vec<u8> {
         encode_material(m, &mut out);
     }
     out
+}
+
+/// Encodes `party`'s queue seed-expanded: the header, the [`Origin`] (stream key and deal), then
+/// per item only its explicit values and DCF keys ([`super::expand`]). The queue must be a whole
+/// deal as the dealer made it (item `i` is request `i` of deal `origin.deal`).
+pub fn encode_preprocessing_seeded(p: &Preprocessing, origin: &Origin) -> Vec<u8> {
+    let mut out = Vec::new();
+    put(&mut out, &Header { offline_bytes: p.offline_bytes(), count: p.remaining() as u64 });
+    put(&mut out, origin);
+    for m in p.items() {
+        put(&mut out, &expand::explicit(p.party(), m));
+    }
+    out
+}
+
+/// Decodes a queue written by [`encode_preprocessing_seeded`] for `party`, expecting exactly
+/// `requests` (the reader's own plan: sizes come from it, never from the file).
+/// `out_shape(layer, input_shape)` gives a linear layer's output shape (from the model material).
+pub fn decode_preprocessing_seeded(
+    party: Party,
+    bytes: &[u8],
+    requests: &[Request],
+    out_shape: &dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>,
+) -> Result<Preprocessing> {
+    with_limit(bytes, "reading seed-expanded preprocessing", SeededJob { party, requests, out_shape })
 }
 
 /// Encodes model-load material.
@@ -205,6 +247,36 @@ impl Job for PreprocessingJob {
         }
         s.finish()?;
         Ok(Preprocessing::new(party, items, header.offline_bytes))
+    }
+}
+
+struct SeededJob<'r> {
+    party: Party,
+    requests: &'r [Request],
+    out_shape: &'r dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>,
+}
+
+impl Job for SeededJob<'_> {
+    type Out = Preprocessing;
+    fn run<C: Config>(self, s: &mut Section<'_, C>) -> Result<Preprocessing> {
+        let header: Header = s.next(|| "the section header".into())?;
+        if header.count != self.requests.len() as u64 {
+            let reason = format!("{} items, the plan has {} requests", header.count, self.requests.len());
+            return Err(s.error(0, "the section header", reason));
+        }
+        let origin: Origin = s.next(|| "the origin (stream key and deal)".into())?;
+        let mut items = VecDeque::new();
+        for (i, req) in self.requests.iter().enumerate() {
+            let what = || format!("item {i} of {} ({})", header.count, req.name());
+            let at = s.at;
+            let ex: expand::Explicit<Vec<u64>, &[u8]> = s.next(what)?;
+            let mut rng = expand::request_stream(&origin.key, origin.deal, i);
+            let m =
+                expand::expand(self.party, req, self.out_shape, &mut rng, ex).map_err(|r| s.error(at, &what(), r))?;
+            items.push_back(m);
+        }
+        s.finish()?;
+        Ok(Preprocessing::new(self.party, items, header.offline_bytes))
     }
 }
 
@@ -337,18 +409,34 @@ fn same_len(lens: &[usize], what: &str) -> std::result::Result<(), String> {
 /// Checks decoded comparison material and rebuilds its DCF key batch.
 fn cmp(party: Party, c: Cmp<Vec<u64>, &[u8]>) -> std::result::Result<CmpMaterial, String> {
     super::check_bits(c.bits).map_err(|e| e.to_string())?;
-    same_len(&[c.r.len(), c.mr.len(), c.mrr.len()], "comparison vectors r, m_r, m_r·r")?;
     let (n, len) = (c.bits - 1, c.r.len());
-    if Some(c.keys.len()) != len.checked_mul(key_bytes(n)) {
-        return Err(format!(
-            "{} bytes of dcf keys for {len} comparisons of {} bits (keys of {} bytes)",
-            c.keys.len(),
-            c.bits,
-            key_bytes(n)
-        ));
-    }
-    let keys = DcfKeyBatch::from_bytes(party, n, len, c.keys).map_err(|e| e.to_string())?;
-    Ok(CmpMaterial { bits: c.bits, r: c.r, mr: c.mr, mrr: c.mrr, keys })
+    let check_keys = |got: usize, each: usize, what: &str| {
+        if Some(got) != len.checked_mul(each) {
+            return Err(format!(
+                "{got} bytes of {what} keys for {len} comparisons of {} bits (keys of {each} bytes)",
+                c.bits
+            ));
+        }
+        Ok(())
+    };
+    let keys = match c.keys {
+        Keys::OneRound { mr, mrr, keys } => {
+            same_len(&[len, mr.len(), mrr.len()], "comparison vectors r, m_r, m_r·r")?;
+            check_keys(keys.len(), key_bytes(n), "dcf")?;
+            let keys = DcfKeyBatch::from_bytes(party, n, len, keys).map_err(|e| e.to_string())?;
+            CmpKeys::OneRound { mr, mrr, keys }
+        }
+        Keys::Compact { mu, lam, lamr, keys } => {
+            same_len(&[len, mu.len(), lam.len(), lamr.len()], "comparison vectors r, μ, λ, λ·r")?;
+            if let Some(b) = mu.iter().find(|&&b| b > 1) {
+                return Err(format!("a select bit μ of value {b} (bits are 0 or 1)"));
+            }
+            check_keys(keys.len(), bit_key_bytes(n), "compact dcf")?;
+            let keys = BitDcfBatch::from_bytes(party, n, len, keys).map_err(|e| e.to_string())?;
+            CmpKeys::Compact { mu: mu.to_vec(), lam, lamr, keys }
+        }
+    };
+    Ok(CmpMaterial { bits: c.bits, r: c.r, keys })
 }
 
 /// Checks one decoded item and turns it into material.
@@ -385,9 +473,9 @@ pub fn requests_of(p: &Preprocessing) -> Vec<Request> {
         .map(|m| match m {
             Material::Mul { a, .. } => Request::Mul { n: a.len() },
             Material::Square { a, .. } => Request::Square { n: a.len() },
-            Material::Cmp(c) => Request::Cmp { n: c.len(), bits: c.bits },
+            Material::Cmp(c) => Request::Cmp { n: c.len(), bits: c.bits, mode: c.mode() },
             Material::MaskedAct { cmp, a, .. } => {
-                Request::MaskedAct { relus: cmp.len(), squares: a.len(), bits: cmp.bits }
+                Request::MaskedAct { relus: cmp.len(), squares: a.len(), bits: cmp.bits, mode: cmp.mode() }
             }
             Material::Linear { layer, input_shape, .. } => {
                 Request::Linear { layer: *layer, input_shape: input_shape.clone() }

@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 
 use ndarray::ArrayD;
 
-use crate::dcf::DcfKeyBatch;
-use crate::dealer::request::{LayerId, LinearKind, Request};
+use crate::dcf::{BitDcfBatch, DcfKeyBatch};
+use crate::dealer::request::{CmpMode, LayerId, LinearKind, Request};
 use crate::error::{MpcError, Result};
 use crate::party::Party;
 
@@ -16,12 +16,33 @@ pub struct CmpMaterial {
     pub bits: u32,
     /// Share of the input mask `r`.
     pub r: Vec<u64>,
-    /// Share of `m_r`, bit `bits-1` of `r`.
-    pub mr: Vec<u64>,
-    /// Share of `m_r · r`.
-    pub mrr: Vec<u64>,
-    /// DCF keys for `1{y < r mod 2^(bits-1)}` with payload `(1 - 2 m_r, (1 - 2 m_r) · r)`.
-    pub keys: DcfKeyBatch,
+    /// The mode's keys and correlations.
+    pub keys: CmpKeys,
+}
+
+/// The per-mode part of [`CmpMaterial`] (`m_r` is bit `bits - 1` of `r`).
+#[derive(Debug)]
+pub enum CmpKeys {
+    /// [`CmpMode::OneRound`].
+    OneRound {
+        /// Share of `m_r`.
+        mr: Vec<u64>,
+        /// Share of `m_r · r`.
+        mrr: Vec<u64>,
+        /// DCF keys for `1{y < r mod 2^(bits-1)}` with payload `(1 - 2 m_r, (1 - 2 m_r) · r)`.
+        keys: DcfKeyBatch,
+    },
+    /// [`CmpMode::Compact`], with a random select bit `λ` per comparison.
+    Compact {
+        /// XOR share (0/1) of `m_r ⊕ λ`.
+        mu: Vec<u8>,
+        /// Arithmetic share of `λ`.
+        lam: Vec<u64>,
+        /// Arithmetic share of `λ · r`.
+        lamr: Vec<u64>,
+        /// One-bit DCF keys for `1{y < r mod 2^(bits-1)}`.
+        keys: BitDcfBatch,
+    },
 }
 
 impl CmpMaterial {
@@ -33,6 +54,14 @@ impl CmpMaterial {
     /// True when there are no comparisons.
     pub fn is_empty(&self) -> bool {
         self.r.is_empty()
+    }
+
+    /// The mode this material is for.
+    pub fn mode(&self) -> CmpMode {
+        match self.keys {
+            CmpKeys::OneRound { .. } => CmpMode::OneRound,
+            CmpKeys::Compact { .. } => CmpMode::Compact,
+        }
     }
 }
 
@@ -59,9 +88,15 @@ impl Material {
         match self {
             Material::Mul { a, .. } => format!("mul (n = {})", a.len()),
             Material::Square { a, .. } => format!("square (n = {})", a.len()),
-            Material::Cmp(c) => format!("cmp (n = {}, bits = {})", c.len(), c.bits),
+            Material::Cmp(c) => format!("cmp (n = {}, bits = {}, {})", c.len(), c.bits, c.mode()),
             Material::MaskedAct { cmp, a, .. } => {
-                format!("masked_act (relus = {}, squares = {}, bits = {})", cmp.len(), a.len(), cmp.bits)
+                format!(
+                    "masked_act (relus = {}, squares = {}, bits = {}, {})",
+                    cmp.len(),
+                    a.len(),
+                    cmp.bits,
+                    cmp.mode()
+                )
             }
             Material::Linear { layer, input_shape, .. } => format!("linear (layer {layer}, input {input_shape:?})"),
         }
@@ -72,9 +107,9 @@ impl Material {
         match (self, req) {
             (Material::Mul { a, .. }, Request::Mul { n }) => a.len() == *n,
             (Material::Square { a, .. }, Request::Square { n }) => a.len() == *n,
-            (Material::Cmp(c), Request::Cmp { n, bits }) => c.len() == *n && c.bits == *bits,
-            (Material::MaskedAct { cmp, a, .. }, Request::MaskedAct { relus, squares, bits }) => {
-                cmp.len() == *relus && a.len() == *squares && cmp.bits == *bits
+            (Material::Cmp(c), Request::Cmp { n, bits, mode }) => c.len() == *n && c.bits == *bits && c.mode() == *mode,
+            (Material::MaskedAct { cmp, a, .. }, Request::MaskedAct { relus, squares, bits, mode }) => {
+                cmp.len() == *relus && a.len() == *squares && cmp.bits == *bits && cmp.mode() == *mode
             }
             (Material::Linear { layer, input_shape, .. }, Request::Linear { layer: l, input_shape: s }) => {
                 layer == l && input_shape == s
@@ -88,9 +123,9 @@ fn describe_request(req: &Request) -> String {
     match req {
         Request::Mul { n } => format!("mul (n = {n})"),
         Request::Square { n } => format!("square (n = {n})"),
-        Request::Cmp { n, bits } => format!("cmp (n = {n}, bits = {bits})"),
-        Request::MaskedAct { relus, squares, bits } => {
-            format!("masked_act (relus = {relus}, squares = {squares}, bits = {bits})")
+        Request::Cmp { n, bits, mode } => format!("cmp (n = {n}, bits = {bits}, {mode})"),
+        Request::MaskedAct { relus, squares, bits, mode } => {
+            format!("masked_act (relus = {relus}, squares = {squares}, bits = {bits}, {mode})")
         }
         Request::Linear { layer, input_shape } => format!("linear (layer {layer}, input {input_shape:?})"),
     }

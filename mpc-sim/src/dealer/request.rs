@@ -109,6 +109,74 @@ impl LinearKind {
     }
 }
 
+/// How a secure comparison runs (see `docs/PROTOCOLS.md`, "Comparison modes").
+///
+/// - `OneRound`: one opening of `x + r` and a DCF with a two-word payload that gives shares of
+///   `DReLU(x)` and `DReLU(x)·r` directly: 1 round, keys of `32·bits` bytes per party.
+/// - `Compact`: a one-bit-output DCF with early termination gives XOR shares of `DReLU(x)`
+///   masked by a dealer bit; a second opening of that bit (packed, 1/8 byte per element each way)
+///   and a dealer-provided correlation finish the select: 2 rounds, keys of `16·(bits − 8) + 32`
+///   bytes (935 at 64 bits).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CmpMode {
+    /// One round, large keys.
+    #[default]
+    OneRound,
+    /// Two rounds, keys about half the size.
+    Compact,
+}
+
+impl CmpMode {
+    /// Both modes.
+    pub const ALL: [CmpMode; 2] = [CmpMode::OneRound, CmpMode::Compact];
+
+    /// CLI / report name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpMode::OneRound => "one-round",
+            CmpMode::Compact => "compact",
+        }
+    }
+
+    /// Online rounds of one batch of comparisons.
+    pub fn rounds(self) -> u64 {
+        match self {
+            CmpMode::OneRound => 1,
+            CmpMode::Compact => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for CmpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for CmpMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "one-round" => Ok(CmpMode::OneRound),
+            "compact" => Ok(CmpMode::Compact),
+            _ => Err(format!("unknown comparison mode {s:?} (expected one-round or compact)")),
+        }
+    }
+}
+
 /// One request for correlated randomness. The online protocols consume material in exactly
 /// this order; asking for something else is a [`crate::MpcError::PreprocessingMismatch`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, bincode::Encode, bincode::Decode)]
@@ -117,10 +185,10 @@ pub enum Request {
     Mul { n: usize },
     /// Square pairs `(a, a²)` for `n` squares.
     Square { n: usize },
-    /// `n` comparisons (DReLU or ReLU) on `bits`-bit signed values.
-    Cmp { n: usize, bits: u32 },
-    /// A masked activation layer: `relus` comparisons and `squares` square pairs, used in one round.
-    MaskedAct { relus: usize, squares: usize, bits: u32 },
+    /// `n` comparisons (DReLU or ReLU) on `bits`-bit signed values, run in `mode`.
+    Cmp { n: usize, bits: u32, mode: CmpMode },
+    /// A masked activation layer: `relus` comparisons (in `mode`) and `squares` square pairs.
+    MaskedAct { relus: usize, squares: usize, bits: u32, mode: CmpMode },
     /// Per-inference matrix triple of a linear layer for an input of `input_shape`.
     Linear { layer: LayerId, input_shape: Vec<usize> },
 }

@@ -93,8 +93,13 @@ pub fn setup_layers<T: Transport>(
 
 /// Offline: computes `op(E, [B])` for every queued linear triple (input-independent work).
 pub fn precompute<T: Transport>(ctx: &mut Ctx<T>) -> Result<()> {
+    precompute_from(ctx, 0)
+}
+
+/// [`precompute`] for the queued items from index `from` on (a newly added segment).
+pub(crate) fn precompute_from<T: Transport>(ctx: &mut Ctx<T>, from: usize) -> Result<()> {
     let layers = &ctx.layers;
-    for item in ctx.pre.items_mut() {
+    for item in ctx.pre.items_mut().skip(from) {
         if let Material::Linear { layer, b, eb, .. } = item
             && eb.is_none()
         {

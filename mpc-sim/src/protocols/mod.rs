@@ -12,6 +12,7 @@ pub mod pool;
 pub mod relu;
 pub mod trunc;
 
+pub use crate::dealer::CmpMode;
 pub use beaver::{mul, square};
 pub use ctx::{Ctx, StepRecord};
 pub use linear::{linear, precompute, setup_layers};

@@ -1,7 +1,7 @@
 //! Pooling: MaxPool from comparisons, AvgPool and GlobalAvgPool locally.
 //!
 //! ```text
-//!   MaxPool, per tree level (ceil(log2 |window|) levels, one round each):
+//!   MaxPool, per tree level (ceil(log2 |window|) levels, one round each; two in compact mode):
 //!     pair up the window's candidates (a, b):  max(a, b) = b + ReLU(a - b)
 //!     all pairs of all windows go into one ReLU batch; an odd candidate passes through
 //!   AvgPool: local window sum · round(2^f / count), then local truncation by f
@@ -14,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::ctx::Ctx;
 use super::relu::cmp_words;
 use super::trunc::truncate_word;
-use crate::dealer::Request;
+use crate::dealer::{CmpMode, Request};
 use crate::error::{MpcError, Result, fmt_shape};
 use crate::share::Share;
 use crate::transport::Transport;
@@ -102,14 +102,14 @@ fn maxpool_levels(window_lens: impl Iterator<Item = usize>, planes: usize) -> Ve
 }
 
 /// The preprocessing a MaxPool over `input_shape` (NCHW) asks for, in order.
-pub fn maxpool_requests(input_shape: &[usize], p: &PoolParams, bits: u32) -> Result<Vec<Request>> {
+pub fn maxpool_requests(input_shape: &[usize], p: &PoolParams, bits: u32, mode: CmpMode) -> Result<Vec<Request>> {
     let [n, c, h, w] = nchw("maxpool", input_shape)?;
     let (wins, _) = p.windows(h, w)?;
-    Ok(maxpool_levels(wins.iter().map(Vec::len), n * c).into_iter().map(|n| Request::Cmp { n, bits }).collect())
+    Ok(maxpool_levels(wins.iter().map(Vec::len), n * c).into_iter().map(|n| Request::Cmp { n, bits, mode }).collect())
 }
 
 /// Max over each window (NCHW): `ceil(log2 |window|)` rounds of batched comparisons.
-pub fn maxpool<T: Transport>(ctx: &mut Ctx<T>, x: &Share, p: &PoolParams, bits: u32) -> Result<Share> {
+pub fn maxpool<T: Transport>(ctx: &mut Ctx<T>, x: &Share, p: &PoolParams, bits: u32, mode: CmpMode) -> Result<Share> {
     ctx.check_share("maxpool", x)?;
     let [n, c, h, w] = nchw("maxpool", x.shape())?;
     let (wins, [ho, wo]) = p.windows(h, w)?;
@@ -132,7 +132,7 @@ pub fn maxpool<T: Transport>(ctx: &mut Ctx<T>, x: &Share, p: &PoolParams, bits: 
                     diffs.push(pair[0].wrapping_sub(pair[1]));
                 }
             }
-            let r = cmp_words(ctx, &diffs, bits, true)?;
+            let r = cmp_words(ctx, &diffs, bits, mode, true)?;
             let mut at = 0;
             for v in cand.iter_mut() {
                 let mut next = Vec::with_capacity(v.len() / 2 + 1);

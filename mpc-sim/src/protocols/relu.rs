@@ -17,6 +17,19 @@
 //! `r`, and each DCF key alone hides `r` and the payload, so nothing about `x` leaks.
 //! Cost: 1 round and 8 bytes per element each way (plus one 4-byte frame header per message).
 //!
+//! **Compact mode** ([`CmpMode::Compact`]): the same opening, then a one-bit DCF
+//! ([`crate::dcf::bit`]) instead of the two-word one, and a select:
+//!
+//! ```text
+//!   D ──▶ P_b : [r], <μ> = <m_r ⊕ λ> (XOR share), [λ], [λ·r], one-bit DCF key for 1{y < r mod 2^(k-1)}
+//!   P0 ⇄ P1  : open x^ = x + r                              (round 1, 1 word each way)
+//!   local     : c_b = Eval(b, k_b, y);  e_b = c_b ⊕ μ_b ⊕ (b = 0 ? p : 0)   (e0 ⊕ e1 = d ⊕ λ)
+//!   P0 ⇄ P1  : open d^ = d ⊕ λ                              (round 2, 1 bit each way, packed)
+//!   local     : [d] = d^ + (1 − 2d^)[λ],  [d·r] = d^[r] + (1 − 2d^)[λ·r],  [ReLU(x)] = x^[d] − [d·r]
+//! ```
+//! `d^` is `d` under a one-time pad `λ` known to nobody, so opening it reveals nothing. Cost: 2
+//! rounds, 8 + 1/8 bytes per element each way; keys of [`crate::dcf::bit_key_bytes`]`(k − 1)`.
+//!
 //! The masked activation (AutoReP / SNL) pays the comparison only where its public mask is 1;
 //! where it is 0 the element is kept (identity, free) or replaced by `c2·x² + c1·x + c0` with
 //! public per-channel coefficients (one Beaver square). Both openings share one message.
@@ -27,7 +40,7 @@ use super::beaver::square_finish;
 use super::ctx::Ctx;
 use super::trunc::truncate_word;
 use crate::dcf;
-use crate::dealer::{CmpMaterial, Material, Request, low_mask};
+use crate::dealer::{CmpKeys, CmpMaterial, CmpMode, Material, Request, low_mask};
 use crate::error::{MpcError, Result, fmt_shape};
 use crate::share::{Party, Share};
 use crate::transport::Transport;
@@ -58,68 +71,114 @@ enum Want {
     Relu,
 }
 
-/// Local part of the comparison after `x^` was opened: DReLU bits or ReLU values.
-fn cmp_finish(party: Party, mat: &CmpMaterial, xhat: &[u64], want: Want) -> Result<Vec<u64>> {
+/// The comparison after `x^` was opened: DReLU bits or ReLU values. Local in one-round mode;
+/// compact mode opens the masked DReLU bit (one more round, `during` names it).
+fn cmp_finish<T: Transport>(
+    ctx: &mut Ctx<T>,
+    mat: &CmpMaterial,
+    xhat: &[u64],
+    want: Want,
+    during: &'static str,
+) -> Result<Vec<u64>> {
+    let party = ctx.party();
     let k1 = mat.bits - 1;
     let low = low_mask(k1);
     let ys: Vec<u64> = xhat.iter().map(|x| x & low).collect();
-    let mut evals = vec![[0u64; 2]; xhat.len()];
-    dcf::eval_batch(party, &mat.keys, &ys, &mut evals)?;
     let half = 1u64 << k1;
     let p0 = party == Party::P0;
-    let out = (0..xhat.len())
-        .map(|i| {
-            let p = (xhat[i].wrapping_add(half) >> k1) & 1;
-            let s = 1u64.wrapping_sub(p << 1); // 1 - 2p
-            let w = mat.mr[i].wrapping_add(evals[i][0]);
-            let d = s.wrapping_mul(w).wrapping_add(if p0 { p } else { 0 });
-            match want {
-                Want::DRelu => d,
-                Want::Relu => {
-                    let wr = mat.mrr[i].wrapping_add(evals[i][1]);
-                    let dr = p.wrapping_mul(mat.r[i]).wrapping_add(s.wrapping_mul(wr));
-                    d.wrapping_mul(xhat[i]).wrapping_sub(dr)
-                }
+    let sign = |x: u64| (x.wrapping_add(half) >> k1) & 1;
+    // From arithmetic shares of d and d·r (d = DReLU): the wanted output.
+    let out = |i: usize, d: u64, dr: u64| match want {
+        Want::DRelu => d,
+        Want::Relu => d.wrapping_mul(xhat[i]).wrapping_sub(dr),
+    };
+    match &mat.keys {
+        CmpKeys::OneRound { mr, mrr, keys } => {
+            let mut evals = vec![[0u64; 2]; xhat.len()];
+            dcf::eval_batch_threads(dcf::AesBackend::detect(), party, keys, &ys, &mut evals, ctx.threads())?;
+            Ok((0..xhat.len())
+                .map(|i| {
+                    let p = sign(xhat[i]);
+                    let s = 1u64.wrapping_sub(p << 1); // 1 - 2p
+                    let w = mr[i].wrapping_add(evals[i][0]);
+                    let d = s.wrapping_mul(w).wrapping_add(if p0 { p } else { 0 });
+                    let dr = match want {
+                        Want::DRelu => 0,
+                        Want::Relu => {
+                            p.wrapping_mul(mat.r[i]).wrapping_add(s.wrapping_mul(mrr[i].wrapping_add(evals[i][1])))
+                        }
+                    };
+                    out(i, d, dr)
+                })
+                .collect())
+        }
+        CmpKeys::Compact { .. } if xhat.is_empty() => Ok(Vec::new()),
+        CmpKeys::Compact { mu, lam, lamr, keys } => {
+            let mut c = vec![0u8; xhat.len()];
+            dcf::bit::eval_bit_batch_threads(dcf::AesBackend::detect(), party, keys, &ys, &mut c, ctx.threads())?;
+            let mut packed = vec![0u64; xhat.len().div_ceil(64)];
+            for i in 0..xhat.len() {
+                let e = c[i] as u64 ^ mu[i] as u64 ^ if p0 { sign(xhat[i]) } else { 0 };
+                packed[i / 64] |= e << (i % 64);
             }
-        })
-        .collect();
-    Ok(out)
+            let theirs = ctx.exchange(&packed, during)?;
+            Ok((0..xhat.len())
+                .map(|i| {
+                    let dh = ((packed[i / 64] ^ theirs[i / 64]) >> (i % 64)) & 1;
+                    let s = 1u64.wrapping_sub(dh << 1); // 1 - 2 d^
+                    let d = s.wrapping_mul(lam[i]).wrapping_add(if p0 { dh } else { 0 });
+                    let dr = match want {
+                        Want::DRelu => 0,
+                        Want::Relu => dh.wrapping_mul(mat.r[i]).wrapping_add(s.wrapping_mul(lamr[i])),
+                    };
+                    out(i, d, dr)
+                })
+                .collect())
+        }
+    }
 }
 
-/// Comparison on raw share words: one round.
-pub(crate) fn cmp_words<T: Transport>(ctx: &mut Ctx<T>, x: &[u64], bits: u32, relu: bool) -> Result<Vec<u64>> {
+/// Comparison on raw share words: one round (one-round mode) or two (compact).
+pub(crate) fn cmp_words<T: Transport>(
+    ctx: &mut Ctx<T>,
+    x: &[u64],
+    bits: u32,
+    mode: CmpMode,
+    relu: bool,
+) -> Result<Vec<u64>> {
     let n = x.len();
-    let Material::Cmp(mat) = ctx.take(if relu { "relu" } else { "drelu" }, &Request::Cmp { n, bits })? else {
+    let during = if relu { "relu" } else { "drelu" };
+    let Material::Cmp(mat) = ctx.take(during, &Request::Cmp { n, bits, mode })? else {
         unreachable!("checked by take")
     };
     let msg: Vec<u64> = x.iter().zip(&mat.r).map(|(x, r)| x.wrapping_add(*r)).collect();
-    let theirs = ctx.exchange(&msg, if relu { "relu" } else { "drelu" })?;
+    let theirs = ctx.exchange(&msg, during)?;
     let xhat: Vec<u64> = msg.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
-    cmp_finish(ctx.party(), &mat, &xhat, if relu { Want::Relu } else { Want::DRelu })
+    cmp_finish(ctx, &mat, &xhat, if relu { Want::Relu } else { Want::DRelu }, during)
 }
 
 /// `[1{x >= 0}]` (integer 0/1 shares) for every element; exact for `|x| < 2^(bits-1)`.
-pub fn drelu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32) -> Result<Share> {
+pub fn drelu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32, mode: CmpMode) -> Result<Share> {
     ctx.check_share("drelu", x)?;
     let words: Vec<u64> = x.data().iter().copied().collect();
     ctx.step("drelu", words.len(), |ctx| {
-        let d = cmp_words(ctx, &words, bits, false)?;
+        let d = cmp_words(ctx, &words, bits, mode, false)?;
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), d).expect("same length")))
     })
 }
 
 /// `[max(x, 0)]` for every element; exact for `|x| < 2^(bits-1)` (any fixed-point scale).
-pub fn relu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32) -> Result<Share> {
+pub fn relu<T: Transport>(ctx: &mut Ctx<T>, x: &Share, bits: u32, mode: CmpMode) -> Result<Share> {
     ctx.check_share("relu", x)?;
     let words: Vec<u64> = x.data().iter().copied().collect();
     ctx.step("relu", words.len(), |ctx| {
-        let y = cmp_words(ctx, &words, bits, true)?;
+        let y = cmp_words(ctx, &words, bits, mode, true)?;
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), y).expect("same length")))
     })
 }
 
 /// The preprocessing request of a masked activation over a batch of `batch` images.
-pub fn masked_act_request(mask: &[u8], replacement: &Replacement, batch: usize, bits: u32) -> Request {
+pub fn masked_act_request(mask: &[u8], replacement: &Replacement, batch: usize, bits: u32, mode: CmpMode) -> Request {
     let ones = mask.iter().filter(|&&m| m == 1).count();
     let zeros = mask.len() - ones;
     let squares = match replacement {
@@ -127,7 +186,7 @@ pub fn masked_act_request(mask: &[u8], replacement: &Replacement, batch: usize, 
         Replacement::Poly { c2, .. } if c2.iter().all(|c| *c == 0.0) => 0,
         Replacement::Poly { .. } => zeros * batch,
     };
-    Request::MaskedAct { relus: ones * batch, squares, bits }
+    Request::MaskedAct { relus: ones * batch, squares, bits, mode }
 }
 
 /// The masked activation `y = m⊙ReLU(x) + (1-m)⊙g(x)` with a public per-element mask `m`
@@ -138,6 +197,7 @@ pub fn masked_act<T: Transport>(
     mask: &[u8],
     replacement: &Replacement,
     bits: u32,
+    mode: CmpMode,
 ) -> Result<Share> {
     ctx.check_share("masked_act", x)?;
     let shape = x.shape().to_vec();
@@ -171,7 +231,7 @@ pub fn masked_act<T: Transport>(
         }
     };
     let batch = shape[0];
-    let req = masked_act_request(mask, replacement, batch, bits);
+    let req = masked_act_request(mask, replacement, batch, bits, mode);
     let Request::MaskedAct { relus, squares, .. } = req else { unreachable!("built above") };
     let data: Vec<u64> = x.data().iter().copied().collect();
     let ones: Vec<usize> = (0..batch)
@@ -199,7 +259,7 @@ pub fn masked_act<T: Transport>(
         let f = ctx.fixed_point().frac_bits();
         let mut out = affine_local(party, &data, &zeros, if squares > 0 { None } else { coeffs }, f, per_image);
         let xhat: Vec<u64> = msg[..relus].iter().zip(&theirs[..relus]).map(|(a, b)| a.wrapping_add(*b)).collect();
-        let r = cmp_finish(party, &cmp, &xhat, Want::Relu)?;
+        let r = cmp_finish(ctx, &cmp, &xhat, Want::Relu, "masked_act")?;
         for (&i, v) in ones.iter().zip(r) {
             out[i] = v;
         }

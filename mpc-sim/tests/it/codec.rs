@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use masq_mpc::dealer::codec::{
-    CONFIG, decode_limit, decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing,
-    requests_of,
+    CONFIG, decode_limit, decode_model_material, decode_preprocessing, decode_preprocessing_seeded,
+    encode_model_material, encode_preprocessing, encode_preprocessing_seeded, requests_of,
 };
-use masq_mpc::dealer::{Dealer, LinearKind, Material, ModelMaterial, Preprocessing, Request};
+use masq_mpc::dealer::{CmpMode, Dealer, LinearKind, Material, ModelMaterial, Preprocessing, Request};
 use masq_mpc::kernel::Conv2dParams;
 use masq_mpc::protocols::{self, Ctx};
 use masq_mpc::share::{Party, Share, reconstruct, share};
@@ -21,8 +21,8 @@ use crate::alloc_probe;
 fn plan() -> Vec<Request> {
     vec![
         Request::Linear { layer: 0, input_shape: vec![1, 2, 5, 5] },
-        Request::Cmp { n: 150, bits: 64 },
-        Request::MaskedAct { relus: 70, squares: 80, bits: 41 },
+        Request::Cmp { n: 150, bits: 64, mode: CmpMode::Compact },
+        Request::MaskedAct { relus: 70, squares: 80, bits: 41, mode: CmpMode::OneRound },
         Request::Mul { n: 150 },
         Request::Square { n: 150 },
     ]
@@ -64,9 +64,9 @@ fn decoded_preprocessing_gives_bit_identical_results() {
             protocols::setup_layers(ctx, m, vec![(0, wshare)])?;
             protocols::precompute(ctx)?;
             let y = protocols::truncate(protocols::linear(ctx, 0, &x)?, 16);
-            let y = protocols::relu(ctx, &y, 64)?;
+            let y = protocols::relu(ctx, &y, 64, CmpMode::Compact)?;
             let repl = protocols::Replacement::Poly { c2: vec![0.1; 6], c1: vec![0.5; 6], c0: vec![0.2; 6] };
-            let y = protocols::masked_act(ctx, &y, &mask, &repl, 41)?;
+            let y = protocols::masked_act(ctx, &y, &mask, &repl, 41, CmpMode::OneRound)?;
             let y2 = y.clone().reshape(&[150])?;
             let z = protocols::truncate(protocols::mul(ctx, &y2, &y2)?, 16);
             Ok(protocols::truncate(protocols::square(ctx, &z)?, 16))
@@ -83,7 +83,10 @@ fn decoded_preprocessing_gives_bit_identical_results() {
 
 /// A small queue: comparisons (with DCF keys), then square pairs.
 fn small_queue() -> Preprocessing {
-    Dealer::new(1).deal(&[Request::Cmp { n: 20, bits: 64 }, Request::Square { n: 3 }]).unwrap().0
+    Dealer::new(1)
+        .deal(&[Request::Cmp { n: 20, bits: 64, mode: CmpMode::OneRound }, Request::Square { n: 3 }])
+        .unwrap()
+        .0
 }
 
 fn conv_model() -> ModelMaterial {
@@ -257,7 +260,7 @@ proptest::proptest! {
 
 #[test]
 fn exhausting_decoded_material_is_a_typed_error() {
-    let (p0, p1) = Dealer::new(2).deal(&[Request::Cmp { n: 4, bits: 64 }]).unwrap();
+    let (p0, p1) = Dealer::new(2).deal(&[Request::Cmp { n: 4, bits: 64, mode: CmpMode::Compact }]).unwrap();
     let p0 = decode_preprocessing(Party::P0, &encode_preprocessing(&p0)).unwrap();
     let p1 = decode_preprocessing(Party::P1, &encode_preprocessing(&p1)).unwrap();
     let x = ArrayD::from_elem(IxDyn(&[4]), 3u64);
@@ -266,14 +269,82 @@ fn exhausting_decoded_material_is_a_typed_error() {
         FixedPoint::default(),
         |c| {
             let s = Share::new(Party::P0, x.clone());
-            let _ = protocols::relu(c, &s, 64)?;
-            protocols::relu(c, &s, 64)
+            let _ = protocols::relu(c, &s, 64, CmpMode::Compact)?;
+            protocols::relu(c, &s, 64, CmpMode::Compact)
         },
         |c| {
             let s = Share::zeros(Party::P1, &[4]);
-            let _ = protocols::relu(c, &s, 64)?;
-            protocols::relu(c, &s, 64)
+            let _ = protocols::relu(c, &s, 64, CmpMode::Compact)?;
+            protocols::relu(c, &s, 64, CmpMode::Compact)
         },
     );
     assert!(matches!(res, Err(MpcError::PreprocessingExhausted { .. })), "{:?}", res.err());
+}
+
+/// A plan with every kind of request, both comparison modes.
+fn seeded_plan() -> Vec<Request> {
+    let mut p = plan();
+    p.push(Request::Cmp { n: 33, bits: 40, mode: CmpMode::OneRound });
+    p.push(Request::MaskedAct { relus: 21, squares: 5, bits: 64, mode: CmpMode::Compact });
+    p
+}
+
+#[test]
+fn seed_expanded_preprocessing_is_the_dealt_material_at_the_cost_models_size() {
+    let mut dealer = Dealer::new(77);
+    let (m0, _) = dealer.setup_model(&[(0, kind())]).unwrap();
+    dealer.deal(&seeded_plan()).unwrap(); // deal 0
+    let (p0, p1) = dealer.deal(&seeded_plan()).unwrap(); // deal 1
+    let out_shape = |layer: usize, input: &[usize]| {
+        m0.layers.iter().find(|l| l.0 == layer).and_then(|l| l.1.output_shape(input).ok())
+    };
+    for p in [p0, p1] {
+        let party = p.party();
+        let origin = dealer.origin(party, 1);
+        let seeded = encode_preprocessing_seeded(&p, &origin);
+        let full = encode_preprocessing(&p);
+        let back = decode_preprocessing_seeded(party, &seeded, &seeded_plan(), &out_shape).unwrap();
+        for (i, (a, b)) in back.items().zip(p.items()).enumerate() {
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            masq_mpc::dealer::codec::encode_material(a, &mut ea);
+            masq_mpc::dealer::codec::encode_material(b, &mut eb);
+            assert!(ea == eb, "{party}: item {i} ({}) differs after seed expansion", a.describe());
+        }
+        assert!(encode_preprocessing(&back) == full, "{party}: the same material, bit for bit");
+        // The file is the cost model's bytes plus framing: the origin, the header, and per item
+        // a few length prefixes and tags (at most 64 bytes an item).
+        let framing = seeded.len() as u64 - p.offline_bytes();
+        assert!(framing <= 64 * seeded_plan().len() as u64 + 64, "{party}: {framing} bytes of framing");
+        assert!(seeded.len() < full.len(), "{party}: seeded {} vs full {}", seeded.len(), full.len());
+        // The wrong deal index expands other values: the material differs.
+        let wrong = encode_preprocessing_seeded(&p, &dealer.origin(party, 0));
+        let other = decode_preprocessing_seeded(party, &wrong, &seeded_plan(), &out_shape).unwrap();
+        assert_ne!(encode_preprocessing(&other), full);
+        // Another plan, a truncated section, trailing bytes: typed errors naming the item.
+        let mut fewer = seeded_plan();
+        fewer.pop();
+        let e = decode_preprocessing_seeded(party, &seeded, &fewer, &out_shape).unwrap_err();
+        assert!(e.to_string().contains("plan"), "{e}");
+        let mut bigger = seeded_plan();
+        bigger[3] = Request::Mul { n: 151 };
+        // P1's explicit c1 has the dealt length; P0 holds nothing explicit for a product, so its
+        // sizes are the plan's (the deployment checks both parties' plans at the handshake).
+        let r = decode_preprocessing_seeded(party, &seeded, &bigger, &out_shape);
+        if party == Party::P1 {
+            let e = r.unwrap_err();
+            assert!(matches!(e, MpcError::Decode { .. }) && e.to_string().contains("item 3"), "{e}");
+        } else {
+            assert_eq!(requests_of(&r.unwrap()), bigger);
+        }
+        let mut modes = seeded_plan();
+        modes[1] = Request::Cmp { n: 150, bits: 64, mode: CmpMode::OneRound };
+        let e = decode_preprocessing_seeded(party, &seeded, &modes, &out_shape).unwrap_err();
+        assert!(e.to_string().contains("item 1"), "{e}");
+        for cut in [0, 10, seeded.len() / 2, seeded.len() - 1] {
+            assert!(decode_preprocessing_seeded(party, &seeded[..cut], &seeded_plan(), &out_shape).is_err());
+        }
+        let mut long = seeded.clone();
+        long.push(0);
+        assert!(decode_preprocessing_seeded(party, &long, &seeded_plan(), &out_shape).is_err());
+    }
 }

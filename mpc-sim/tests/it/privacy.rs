@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use masq_mpc::dealer::{Dealer, LinearKind, Request};
+use masq_mpc::dealer::{CmpMode, Dealer, LinearKind, Request};
 use masq_mpc::protocols::{self, Ctx};
 use masq_mpc::share::{Party, Share};
 use masq_mpc::transport::{Transport, mem_pair};
@@ -38,13 +38,14 @@ impl<T: Transport> Transport for Recording<T> {
 const N: usize = 4096;
 
 /// Runs ReLU then a 1x1 "linear" layer with P0's secret `x` and weight `w`; returns P1's view.
-fn p1_view(x: u64, w: u64, seed: u64) -> Vec<u64> {
+fn p1_view(x: u64, w: u64, seed: u64, mode: CmpMode) -> Vec<u64> {
     let fp = FixedPoint::default();
     let kind = LinearKind::MatMul { k: 1, n: 1 };
     let mut dealer = Dealer::new(seed);
     let (m0, m1) = dealer.setup_model(&[(0, kind)]).unwrap();
-    let (p0, p1) =
-        dealer.deal(&[Request::Cmp { n: N, bits: 64 }, Request::Linear { layer: 0, input_shape: vec![N, 1] }]).unwrap();
+    let (p0, p1) = dealer
+        .deal(&[Request::Cmp { n: N, bits: 64, mode }, Request::Linear { layer: 0, input_shape: vec![N, 1] }])
+        .unwrap();
     let (t0, t1) = mem_pair();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let t1 = Recording { inner: t1, seen: seen.clone() };
@@ -52,14 +53,14 @@ fn p1_view(x: u64, w: u64, seed: u64) -> Vec<u64> {
         s.spawn(move || {
             let mut c = Ctx::new(Party::P1, t1, p1, fp).unwrap();
             protocols::setup_layers(&mut c, m1, vec![(0, Share::zeros(Party::P1, &[1, 1]))]).unwrap();
-            let y = protocols::relu(&mut c, &Share::zeros(Party::P1, &[N, 1]), 64).unwrap();
+            let y = protocols::relu(&mut c, &Share::zeros(Party::P1, &[N, 1]), 64, mode).unwrap();
             let _ = protocols::linear(&mut c, 0, &y).unwrap();
         });
         let mut c = Ctx::new(Party::P0, t0, p0, fp).unwrap();
         let wv = ArrayD::from_shape_vec(IxDyn(&[1, 1]), vec![w]).unwrap();
         protocols::setup_layers(&mut c, m0, vec![(0, Share::new(Party::P0, wv))]).unwrap();
         let xs = ArrayD::from_elem(IxDyn(&[N, 1]), x);
-        let y = protocols::relu(&mut c, &Share::new(Party::P0, xs), 64).unwrap();
+        let y = protocols::relu(&mut c, &Share::new(Party::P0, xs), 64, mode).unwrap();
         let _ = protocols::linear(&mut c, 0, &y).unwrap();
     });
     Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
@@ -94,15 +95,17 @@ fn p1_view_does_not_depend_on_p0_secret() {
     let fp = FixedPoint::default();
     let (xa, xb) = (fp.encode(3.5), fp.encode(-1000.25));
     let (wa, wb) = (fp.encode(0.5), fp.encode(-7.0));
-    let va = p1_view(xa, wa, 1);
-    let vb = p1_view(xb, wb, 2);
-    assert_eq!(va.len(), vb.len());
-    assert!(va.len() > N, "P1 received the ReLU opening and the linear layer's openings");
-    // chi-square with 7 degrees of freedom: 24.3 is the 0.1% critical value.
-    let chi = chi_square(&va, &vb);
-    assert!(chi < 24.3, "P1's view depends on P0's secret: chi2 = {chi}");
-    // Control: the unmasked secrets are told apart at once.
-    let ra = vec![xa; va.len()];
-    let rb = vec![xb; vb.len()];
-    assert!(chi_square(&ra, &rb) > 1000.0, "the test has power");
+    for mode in CmpMode::ALL {
+        let va = p1_view(xa, wa, 1, mode);
+        let vb = p1_view(xb, wb, 2, mode);
+        assert_eq!(va.len(), vb.len());
+        assert!(va.len() > N, "P1 received the ReLU opening and the linear layer's openings");
+        // chi-square with 7 degrees of freedom: 24.3 is the 0.1% critical value.
+        let chi = chi_square(&va, &vb);
+        assert!(chi < 24.3, "{mode}: P1's view depends on P0's secret: chi2 = {chi}");
+        // Control: the unmasked secrets are told apart at once.
+        let ra = vec![xa; va.len()];
+        let rb = vec![xb; vb.len()];
+        assert!(chi_square(&ra, &rb) > 1000.0, "the test has power");
+    }
 }

@@ -4,7 +4,7 @@ use crate::common;
 
 use common::{rng, two_party};
 use masq_mpc::cost::{self, Cost};
-use masq_mpc::dealer::{LinearKind, Request, SEED_BYTES};
+use masq_mpc::dealer::{CmpMode, LinearKind, Request, SEED_BYTES};
 use masq_mpc::kernel::Conv2dParams;
 use masq_mpc::protocols::{self, PoolParams, Replacement};
 use masq_mpc::{FixedPoint, MpcError};
@@ -49,25 +49,27 @@ proptest! {
     }
 
     #[test]
-    fn relu_is_exact_for_every_word(xs in prop::collection::vec(any::<u64>(), 1..300), seed in any::<u64>()) {
+    fn relu_is_exact_for_every_word(xs in prop::collection::vec(any::<u64>(), 1..300), seed in any::<u64>(),
+                                    mode in prop::sample::select(CmpMode::ALL.to_vec())) {
         let n = xs.len();
-        let out = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits: 64 }], &arr(&[n], xs.clone()),
-            |ctx, x| protocols::relu(ctx, &x, 64)).unwrap();
+        let out = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits: 64, mode }], &arr(&[n], xs.clone()),
+            |ctx, x| protocols::relu(ctx, &x, 64, mode)).unwrap();
         let want: Vec<u64> = xs.iter().map(|&a| if (a as i64) >= 0 { a } else { 0 }).collect();
         prop_assert_eq!(out.value.iter().copied().collect::<Vec<_>>(), want);
-        prop_assert_eq!(out.measured(&[]), cost::cmp(n, 64) + seeds());
+        prop_assert_eq!(out.measured(&[]), cost::cmp(n, 64, mode) + seeds());
     }
 
     #[test]
     fn drelu_with_fewer_bits_is_exact_in_range(xs in prop::collection::vec(-(1i64 << 40) + 1..(1i64 << 40), 1..300),
-                                               bits in 41u32..64, seed in any::<u64>()) {
+                                               bits in 41u32..64, seed in any::<u64>(),
+                                               mode in prop::sample::select(CmpMode::ALL.to_vec())) {
         let n = xs.len();
         let words: Vec<u64> = xs.iter().map(|&v| v as u64).collect();
-        let out = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits }], &arr(&[n], words),
-            |ctx, x| protocols::drelu(ctx, &x, bits)).unwrap();
+        let out = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits, mode }], &arr(&[n], words),
+            |ctx, x| protocols::drelu(ctx, &x, bits, mode)).unwrap();
         let want: Vec<u64> = xs.iter().map(|&v| (v >= 0) as u64).collect();
         prop_assert_eq!(out.value.iter().copied().collect::<Vec<_>>(), want);
-        prop_assert_eq!(out.measured(&[]), cost::cmp(n, bits) + seeds());
+        prop_assert_eq!(out.measured(&[]), cost::cmp(n, bits, mode) + seeds());
     }
 
     #[test]
@@ -104,13 +106,16 @@ fn masked_act_matches_plaintext_for_every_replacement() {
         ("poly2", Replacement::Poly { c2: coeffs.0.clone(), c1: coeffs.1.clone(), c0: coeffs.2.clone() }),
         ("poly1", Replacement::Poly { c2: vec![0.0; 3], c1: coeffs.1.clone(), c0: coeffs.2.clone() }),
     ] {
-        for m in [mask.clone(), vec![0; per], vec![1; per]] {
-            let req = protocols::masked_act_request(&m, &repl, n, 64);
+        for (m, mode) in
+            [mask.clone(), vec![0; per], vec![1; per]].into_iter().flat_map(|m| CmpMode::ALL.map(|md| (m.clone(), md)))
+        {
+            let req = protocols::masked_act_request(&m, &repl, n, 64, mode);
             let reqs: Vec<Request> = match &req {
                 Request::MaskedAct { relus: 0, squares: 0, .. } => vec![],
                 _ => vec![req.clone()],
             };
-            let out = two_party(5, fp, &[], &reqs, &x, |ctx, s| protocols::masked_act(ctx, &s, &m, &repl, 64)).unwrap();
+            let out =
+                two_party(5, fp, &[], &reqs, &x, |ctx, s| protocols::masked_act(ctx, &s, &m, &repl, 64, mode)).unwrap();
             // Reference in fixed point: quantised inputs and coefficients; what remains is truncation.
             let q = |v: f64| fp.decode(fp.encode(v));
             for (i, (&got, &v)) in out.value.iter().zip(&xs).enumerate() {
@@ -128,8 +133,8 @@ fn masked_act_matches_plaintext_for_every_replacement() {
                 let err = (fp.decode(got) - want).abs();
                 assert!(err < 4.0 / fp.scale(), "{name}: element {i}: got {} want {want}", fp.decode(got));
             }
-            let Request::MaskedAct { relus, squares, bits } = req else { unreachable!() };
-            assert_eq!(out.measured(&[]), cost::masked_act(relus, squares, bits) + seeds(), "{name}");
+            let Request::MaskedAct { relus, squares, bits, .. } = req else { unreachable!() };
+            assert_eq!(out.measured(&[]), cost::masked_act(relus, squares, bits, mode) + seeds(), "{name} {mode}");
         }
     }
 }
@@ -139,11 +144,12 @@ fn masked_act_rejects_bad_masks_and_shapes() {
     let fp = FixedPoint::default();
     let x = arr(&[1, 4], vec![0; 4]);
     let err = two_party(1, fp, &[], &[], &x, |ctx, s| {
-        protocols::masked_act(ctx, &s, &[0, 1, 2, 0], &Replacement::Identity, 64)
+        protocols::masked_act(ctx, &s, &[0, 1, 2, 0], &Replacement::Identity, 64, CmpMode::OneRound)
     });
     assert!(matches!(err, Err(MpcError::InvalidParameter { name: "mask value", .. })), "{:?}", err.err());
-    let err =
-        two_party(1, fp, &[], &[], &x, |ctx, s| protocols::masked_act(ctx, &s, &[0, 1, 1], &Replacement::Identity, 64));
+    let err = two_party(1, fp, &[], &[], &x, |ctx, s| {
+        protocols::masked_act(ctx, &s, &[0, 1, 1], &Replacement::Identity, 64, CmpMode::Compact)
+    });
     assert!(matches!(err, Err(MpcError::ShapeMismatch { .. })), "{:?}", err.err());
 }
 
@@ -225,17 +231,20 @@ fn matmul_layer_then_truncation_matches_fixed_point_product() {
 fn maxpool_is_exact_and_costs_what_is_predicted() {
     let fp = FixedPoint::default();
     let mut r = rng(6);
-    for p in [
+    for (p, mode) in [
         PoolParams::square(2, 2),
         PoolParams::square(3, 2),
         PoolParams { kernel: [3, 3], stride: [1, 1], padding: [1, 1, 1, 1], dilation: [1, 1] },
         PoolParams { kernel: [2, 3], stride: [2, 1], padding: [0, 1, 0, 0], dilation: [2, 1] },
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|p| CmpMode::ALL.map(|m| (p, m)))
+    {
         let shape = [2, 3, 7, 6];
         let (xf, xv) = random_fixed(&mut r, fp, shape.iter().product(), 5.0);
         let x = arr(&shape, xv);
-        let reqs = protocols::maxpool_requests(&shape, &p, 64).unwrap();
-        let out = two_party(2, fp, &[], &reqs, &x, |ctx, s| protocols::maxpool(ctx, &s, &p, 64)).unwrap();
+        let reqs = protocols::maxpool_requests(&shape, &p, 64, mode).unwrap();
+        let out = two_party(2, fp, &[], &reqs, &x, |ctx, s| protocols::maxpool(ctx, &s, &p, 64, mode)).unwrap();
         // plaintext max over valid positions
         let [ho, wo] = p.output_hw(7, 6).unwrap();
         for pl in 0..6 {
@@ -256,7 +265,7 @@ fn maxpool_is_exact_and_costs_what_is_predicted() {
                 }
             }
         }
-        assert_eq!(out.measured(&[]), cost::maxpool(&shape, &p, 64).unwrap() + seeds(), "{p:?}");
+        assert_eq!(out.measured(&[]), cost::maxpool(&shape, &p, 64, mode).unwrap() + seeds(), "{p:?} {mode}");
     }
 }
 
@@ -319,16 +328,27 @@ fn local_truncation_error_rate_is_small_and_measured() {
 fn missing_or_wrong_preprocessing_is_a_typed_error() {
     let fp = FixedPoint::default();
     let x = arr(&[4], vec![1, 2, 3, 4]);
-    let err = two_party(1, fp, &[], &[], &x, |ctx, s| protocols::relu(ctx, &s, 64)).err().unwrap();
+    let one = CmpMode::OneRound;
+    let err = two_party(1, fp, &[], &[], &x, |ctx, s| protocols::relu(ctx, &s, 64, one)).err().unwrap();
     assert!(matches!(err, MpcError::PreprocessingExhausted { .. }), "{err}");
     assert!(err.to_string().contains("relu"), "{err}");
-    let err =
-        two_party(1, fp, &[], &[Request::Square { n: 4 }], &x, |ctx, s| protocols::relu(ctx, &s, 64)).err().unwrap();
-    assert!(matches!(err, MpcError::PreprocessingMismatch { .. }), "{err}");
-    let err = two_party(1, fp, &[], &[Request::Cmp { n: 5, bits: 64 }], &x, |ctx, s| protocols::relu(ctx, &s, 64))
+    let err = two_party(1, fp, &[], &[Request::Square { n: 4 }], &x, |ctx, s| protocols::relu(ctx, &s, 64, one))
         .err()
         .unwrap();
     assert!(matches!(err, MpcError::PreprocessingMismatch { .. }), "{err}");
+    let err = two_party(1, fp, &[], &[Request::Cmp { n: 5, bits: 64, mode: one }], &x, |ctx, s| {
+        protocols::relu(ctx, &s, 64, one)
+    })
+    .err()
+    .unwrap();
+    assert!(matches!(err, MpcError::PreprocessingMismatch { .. }), "{err}");
+    // Material of the other mode is refused, naming both.
+    let err = two_party(1, fp, &[], &[Request::Cmp { n: 4, bits: 64, mode: CmpMode::Compact }], &x, |ctx, s| {
+        protocols::relu(ctx, &s, 64, one)
+    })
+    .err()
+    .unwrap();
+    assert!(matches!(err, MpcError::PreprocessingMismatch { .. }) && err.to_string().contains("compact"), "{err}");
     let y = arr(&[3], vec![1, 2, 3]);
     let err = two_party(1, fp, &[], &[Request::Mul { n: 4 }], &x, |ctx, s| {
         protocols::mul(ctx, &s, &masq_mpc::Share::zeros(ctx.party(), y.shape()))
@@ -342,7 +362,7 @@ fn missing_or_wrong_preprocessing_is_a_typed_error() {
     .err()
     .unwrap();
     assert!(matches!(err, MpcError::WrongParty { .. }), "{err}");
-    assert!(masq_mpc::dealer::Dealer::new(1).deal(&[Request::Cmp { n: 1, bits: 1 }]).is_err());
+    assert!(masq_mpc::dealer::Dealer::new(1).deal(&[Request::Cmp { n: 1, bits: 1, mode: one }]).is_err());
 }
 
 #[test]
@@ -359,4 +379,50 @@ fn reveal_goes_to_one_party_only() {
         assert_eq!(out.measured(&[]), cost::reveal(3, to) + seeds());
         assert_eq!(out.value, x);
     }
+}
+
+#[test]
+fn comparisons_are_exact_for_every_value_of_small_widths() {
+    // Every in-range value of every width from 2 to 9 bits, both modes, several dealer seeds:
+    // DReLU and ReLU exact, measured cost == predicted.
+    for bits in 2..=9u32 {
+        let half = 1i64 << (bits - 1);
+        let xs: Vec<u64> = (-half..half).map(|v| v as u64).collect();
+        let n = xs.len();
+        for mode in CmpMode::ALL {
+            for seed in 0..3 {
+                let x = arr(&[n], xs.clone());
+                let d = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits, mode }], &x, |ctx, s| {
+                    protocols::drelu(ctx, &s, bits, mode)
+                })
+                .unwrap();
+                let want: Vec<u64> = xs.iter().map(|&v| ((v as i64) >= 0) as u64).collect();
+                assert_eq!(d.value.iter().copied().collect::<Vec<_>>(), want, "drelu, {bits} bits, {mode}");
+                assert_eq!(d.measured(&[]), cost::cmp(n, bits, mode) + seeds());
+                let r = two_party(seed, FixedPoint::default(), &[], &[Request::Cmp { n, bits, mode }], &x, |ctx, s| {
+                    protocols::relu(ctx, &s, bits, mode)
+                })
+                .unwrap();
+                let want: Vec<u64> = xs.iter().map(|&v| if (v as i64) >= 0 { v } else { 0 }).collect();
+                assert_eq!(r.value.iter().copied().collect::<Vec<_>>(), want, "relu, {bits} bits, {mode}");
+            }
+        }
+    }
+}
+
+#[test]
+fn compact_mode_halves_the_keys_and_adds_one_round() {
+    let n = 1000;
+    let one = cost::cmp(n, 64, CmpMode::OneRound);
+    let compact = cost::cmp(n, 64, CmpMode::Compact);
+    assert_eq!((one.rounds, compact.rounds), (1, 2));
+    // Per comparison and party: 935 bytes of key (+16 + 1/8 to P1) against 2,048 (+16).
+    assert_eq!(compact.offline_p0, 935 * n as u64);
+    assert_eq!(compact.offline_p1, (935 + 16) * n as u64 + (n as u64).div_ceil(8));
+    assert_eq!(one.offline_p0, 2048 * n as u64);
+    assert!(compact.offline_p1 <= 1024 * n as u64);
+    // Calibrated width 40: at most 640 bytes per comparison and party.
+    assert!(cost::cmp(n, 40, CmpMode::Compact).offline_p1 <= 640 * n as u64);
+    // Online: the one-round exchange plus the packed select bits.
+    assert_eq!(compact.p0_to_p1, one.p0_to_p1 + cost::exchange(n.div_ceil(64)).p0_to_p1);
 }

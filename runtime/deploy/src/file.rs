@@ -6,21 +6,22 @@
 //! ```text
 //! offset          field
 //! 0               magic "MASQPRE\0" [u8; 8]
-//! 8               format version u32 (= 2)
+//! 8               format version u32 (= 3)
 //! 12              party u32 (bincode variant index of `Party`: 0 server P0, 1 client P1)
 //! 16              model hash [u8; 32] (SHA-256 of the public model, see `deploy::public`)
 //! 48              fixed-point fractional bits u32
 //! 52              comparison bits u32
-//! 56              batch u64
-//! 64              K: inferences u64 (1 to MAX_COUNT)
-//! 72              K spent flags, one byte each (0 fresh, 1 spent)
-//! 72+K            section table: Vec<(u64, u64)>: len u64 (= K + 1), then K + 1 (offset u64,
+//! 56              comparison mode u32 (bincode variant index of `CmpMode`: 0 one-round, 1 compact)
+//! 60              batch u64
+//! 68              K: inferences u64 (1 to MAX_COUNT)
+//! 76              K spent flags, one byte each (0 fresh, 1 spent)
+//! 76+K            section table: Vec<(u64, u64)>: len u64 (= K + 1), then K + 1 (offset u64,
 //!                 length u64) entries: entry 0 the model-load material, entry 1 + i inference i
-//! 96+17K          the sections (model material, then the inferences), each in the codec of
+//! 100+17K         the sections (model material, then the inferences), each in the codec of
 //!                 `masq_mpc::dealer::codec` (a header, then its items, bincode)
 //! ```
 //!
-//! Bytes 0..72 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
+//! Bytes 0..76 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
 //! inference `i`, it sets flag `i` and syncs the file ([`DealerFile::mark_spent`]), so material is
 //! never used twice, even after a crash in the middle of a protocol. Files are written to a
 //! temporary name, synced, and renamed into place, so a crashed dealer leaves no half file.
@@ -36,31 +37,33 @@ use std::path::{Path, PathBuf};
 
 use masq_mpc::Party;
 use masq_mpc::dealer::codec::{
-    CONFIG, decode_model_material, decode_preprocessing, encode_model_material, encode_preprocessing,
+    CONFIG, decode_model_material, decode_preprocessing_seeded, encode_model_material, encode_preprocessing_seeded,
 };
-use masq_mpc::dealer::{ModelMaterial, Preprocessing};
+use masq_mpc::dealer::expand::Origin;
+use masq_mpc::dealer::{CmpMode, ModelMaterial, Preprocessing, Request};
 
 use crate::{DeployError, Result, io_err};
 
 /// First bytes of every preprocessing file.
 pub const FILE_MAGIC: &[u8; 8] = b"MASQPRE\0";
-/// Version of the file layout (2: bincode header, table and sections).
-pub const FILE_VERSION: u32 = 2;
+/// Version of the file layout (2: bincode header, table and sections; 3: the comparison mode).
+pub const FILE_VERSION: u32 = 3;
 /// Bytes of magic, version and [`FileHeader`]: where the spent flags start.
-const FIXED_HEADER: u64 = 72;
+const FIXED_HEADER: u64 = 76;
 /// Bytes of magic and version.
 const PREFIX: usize = 12;
 /// Most inferences one file may hold.
 pub const MAX_COUNT: u64 = 1 << 24;
 
 /// What a file is for: the same in both parties' files except `party`. Its bincode encoding
-/// (fields in this order) is bytes 12..72 of the file.
+/// (fields in this order) is bytes 12..76 of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct FileHeader {
     pub party: Party,
     pub model_hash: [u8; 32],
     pub frac_bits: u32,
     pub cmp_bits: u32,
+    pub cmp_mode: CmpMode,
     pub batch: u64,
     pub count: u64,
 }
@@ -87,6 +90,11 @@ impl FileHeader {
         }
         let rest = fixed.get(PREFIX..).unwrap_or(&[]);
         let (header, _): (FileHeader, usize) = bincode::decode_from_slice(rest, cfg).map_err(|e| match e {
+            bincode::error::DecodeError::UnexpectedVariant { found, type_name, .. }
+                if type_name.ends_with("CmpMode") =>
+            {
+                bad(format!("comparison mode field {found} (0 one-round, 1 compact)"))
+            }
             bincode::error::DecodeError::UnexpectedVariant { found, .. } => bad(format!("party field {found}")),
             e => bad(format!("header: {e}")),
         })?;
@@ -115,13 +123,18 @@ impl FileHeader {
     }
 }
 
+/// One inference's material for both parties, with where each party's seeded values come from.
+pub type DealtPair = ((Preprocessing, Origin), (Preprocessing, Origin));
+
 /// Writes both parties' files into `dir` (`p0.bin`, `p1.bin`): the model-load material, then
-/// `headers[0].count` inferences from `next(i)`. Returns each file's path and size.
+/// `headers[0].count` inferences from `next(i)`, seed-expanded (each section holds the party's
+/// stream key and deal index, its explicit values and its DCF keys; see
+/// `masq_mpc::dealer::expand`). Returns each file's path and size.
 pub fn write_pair(
     dir: &Path,
     headers: [FileHeader; 2],
     model: (&ModelMaterial, &ModelMaterial),
-    mut next: impl FnMut(u64) -> Result<(Preprocessing, Preprocessing)>,
+    mut next: impl FnMut(u64) -> Result<DealtPair>,
 ) -> Result<[(PathBuf, u64); 2]> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let count = headers[0].count;
@@ -151,9 +164,9 @@ pub fn write_pair(
     put(0, &encode_model_material(model.0))?;
     put(1, &encode_model_material(model.1))?;
     for i in 0..count {
-        let (p0, p1) = next(i)?;
-        put(0, &encode_preprocessing(&p0))?;
-        put(1, &encode_preprocessing(&p1))?;
+        let ((p0, o0), (p1, o1)) = next(i)?;
+        put(0, &encode_preprocessing_seeded(&p0, &o0))?;
+        put(1, &encode_preprocessing_seeded(&p1, &o1))?;
     }
     let mut sizes = [0u64; 2];
     for (k, (w, at, table)) in files.into_iter().enumerate() {
@@ -287,8 +300,10 @@ impl DealerFile {
             .map_err(|e| DeployError::BadFile { path: self.path.clone(), reason: format!("model material: {e}") })
     }
 
-    /// Inference `i`'s preprocessing; refused unless `i` was marked spent first.
-    pub fn inference(&self, i: u64) -> Result<Preprocessing> {
+    /// Inference `i`'s preprocessing, expanded for `requests` (this party's plan of the model;
+    /// sizes come from it, not from the file) with the linear layers of `model`; refused unless
+    /// `i` was marked spent first.
+    pub fn inference(&self, i: u64, requests: &[Request], model: &ModelMaterial) -> Result<Preprocessing> {
         if !self.spent.get(i as usize).copied().unwrap_or(false) {
             return Err(DeployError::BadFile {
                 path: self.path.clone(),
@@ -296,7 +311,10 @@ impl DealerFile {
             });
         }
         let raw = self.section(self.sections[i as usize])?;
-        decode_preprocessing(self.header.party, &raw)
+        let out_shape = |layer: usize, input: &[usize]| {
+            model.layers.iter().find(|l| l.0 == layer).and_then(|l| l.1.output_shape(input).ok())
+        };
+        decode_preprocessing_seeded(self.header.party, &raw, requests, &out_shape)
             .map_err(|e| DeployError::BadFile { path: self.path.clone(), reason: format!("inference {i}: {e}") })
     }
 }
@@ -341,34 +359,54 @@ mod tests {
     fn requests() -> Vec<Request> {
         vec![
             Request::Linear { layer: 0, input_shape: vec![2, 4] },
-            Request::Cmp { n: 5, bits: 32 },
+            Request::Cmp { n: 5, bits: 32, mode: CmpMode::Compact },
             Request::Square { n: 4 },
         ]
     }
 
     fn header(party: Party) -> FileHeader {
-        FileHeader { party, model_hash: [9; 32], frac_bits: 16, cmp_bits: 32, batch: 2, count: COUNT }
+        FileHeader {
+            party,
+            model_hash: [9; 32],
+            frac_bits: 16,
+            cmp_bits: 32,
+            cmp_mode: CmpMode::Compact,
+            batch: 2,
+            count: COUNT,
+        }
     }
 
     /// Deals a pair of files into a fresh directory; returns it with the encoded material (model
     /// first, then each inference) of both parties.
+    /// Also returns each inference's full (not seed-expanded) encoding, to compare what a reader
+    /// expands against.
     fn deal() -> (tempfile::TempDir, [Vec<Vec<u8>>; 2]) {
+        deal_full().0
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn deal_full() -> ((tempfile::TempDir, [Vec<Vec<u8>>; 2]), [Vec<Vec<u8>>; 2]) {
         let dir = tempfile::tempdir().unwrap();
         let mut dealer = Dealer::new(11);
         let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
         let mut enc = [vec![encode_model_material(&m0)], vec![encode_model_material(&m1)]];
+        let mut full = [Vec::new(), Vec::new()];
         let written = write_pair(dir.path(), [header(Party::P0), header(Party::P1)], (&m0, &m1), |_| {
+            let deal = dealer.deals();
             let (p0, p1) = dealer.deal(&requests()).unwrap();
-            enc[0].push(encode_preprocessing(&p0));
-            enc[1].push(encode_preprocessing(&p1));
-            Ok((p0, p1))
+            let (o0, o1) = (dealer.origin(Party::P0, deal), dealer.origin(Party::P1, deal));
+            enc[0].push(encode_preprocessing_seeded(&p0, &o0));
+            enc[1].push(encode_preprocessing_seeded(&p1, &o1));
+            full[0].push(masq_mpc::dealer::codec::encode_preprocessing(&p0));
+            full[1].push(masq_mpc::dealer::codec::encode_preprocessing(&p1));
+            Ok(((p0, o0), (p1, o1)))
         })
         .unwrap();
         for (k, (path, size)) in written.iter().enumerate() {
             assert_eq!(path, &dir.path().join(format!("p{k}.bin")));
             assert_eq!(std::fs::metadata(path).unwrap().len(), *size);
         }
-        (dir, enc)
+        ((dir, enc), full)
     }
 
     fn reason(e: DeployError) -> String {
@@ -380,22 +418,26 @@ mod tests {
 
     #[test]
     fn files_round_trip_and_spend_in_order() {
-        let (dir, enc) = deal();
+        let ((dir, enc), full) = deal_full();
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "no temporary file left: {names:?}");
         for (k, party) in Party::BOTH.into_iter().enumerate() {
             let path = dir.path().join(format!("p{k}.bin"));
             let mut f = DealerFile::open(&path, party).unwrap();
             assert_eq!(f.header(), &header(party));
-            assert_eq!(encode_model_material(&f.model_material().unwrap()), enc[k][0]);
+            let model = f.model_material().unwrap();
+            assert_eq!(encode_model_material(&model), enc[k][0]);
             assert_eq!((f.first_unspent(), f.remaining()), (0, COUNT));
-            let e = reason(f.inference(1).unwrap_err());
+            let e = reason(f.inference(1, &requests(), &model).unwrap_err());
             assert!(e.contains("marked spent"), "{e}");
             f.mark_spent(0, 1).unwrap();
             for i in 0..2 {
-                let p = f.inference(i).unwrap();
+                let p = f.inference(i, &requests(), &model).unwrap();
                 assert_eq!(p.party(), party);
-                assert_eq!(encode_preprocessing(&p), enc[k][1 + i as usize]);
+                assert_eq!(masq_mpc::dealer::codec::encode_preprocessing(&p), full[k][i as usize]);
+                // Seed-expanded: the section is the cost model's bytes plus a little framing.
+                let framing = enc[k][1 + i as usize].len() as u64 - p.offline_bytes();
+                assert!(framing < 200, "{framing} bytes of framing");
             }
             assert!(matches!(f.mark_spent(1, COUNT), Err(DeployError::Exhausted { .. })));
             drop(f);
@@ -419,14 +461,15 @@ mod tests {
         assert_eq!(bytes[16..48], [9; 32]);
         assert_eq!(bytes[48..52], 16u32.to_le_bytes());
         assert_eq!(bytes[52..56], 32u32.to_le_bytes());
-        assert_eq!(bytes[56..64], 2u64.to_le_bytes());
-        assert_eq!(bytes[64..72], COUNT.to_le_bytes());
-        assert_eq!(bytes[72..72 + k], vec![0; k], "fresh flags");
+        assert_eq!(bytes[56..60], 1u32.to_le_bytes(), "compact mode");
+        assert_eq!(bytes[60..68], 2u64.to_le_bytes());
+        assert_eq!(bytes[68..76], COUNT.to_le_bytes());
+        assert_eq!(bytes[76..76 + k], vec![0; k], "fresh flags");
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
-        assert_eq!(u64_at(72 + k), COUNT + 1, "table length prefix");
-        let mut at = 96 + 17 * k as u64;
+        assert_eq!(u64_at(76 + k), COUNT + 1, "table length prefix");
+        let mut at = 100 + 17 * k as u64;
         for (i, section) in enc[1].iter().enumerate() {
-            let entry = 72 + k + 8 + 16 * i;
+            let entry = 76 + k + 8 + 16 * i;
             assert_eq!((u64_at(entry), u64_at(entry + 8)), (at, section.len() as u64), "entry {i}");
             assert_eq!(&bytes[at as usize..at as usize + section.len()], &section[..]);
             at += section.len() as u64;
@@ -439,15 +482,15 @@ mod tests {
         let (dir, _) = deal();
         let good = std::fs::read(dir.path().join("p0.bin")).unwrap();
         let k = COUNT as usize;
-        let table = 72 + k;
+        let table = 76 + k;
         let path = dir.path().join("damaged.bin");
         let open = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
             DealerFile::open(&path, Party::P0).and_then(|f| {
-                f.model_material()?;
+                let model = f.model_material()?;
                 let mut f = f;
                 f.mark_spent(0, COUNT - 1)?;
-                (0..COUNT).try_for_each(|i| f.inference(i).map(|_| ()))
+                (0..COUNT).try_for_each(|i| f.inference(i, &requests(), &model).map(|_| ()))
             })
         };
         open(&good).unwrap();
@@ -460,16 +503,17 @@ mod tests {
             ("magic", patch(0, b"MASQPRF\0"), "bad magic"),
             ("version", patch(8, &1u32.to_le_bytes()), "format version 1"),
             ("party", patch(12, &7u32.to_le_bytes()), "party field 7"),
-            ("count 0", patch(64, &0u64.to_le_bytes()), "inference count 0"),
-            ("count 2^60", patch(64, &(1u64 << 60).to_le_bytes()), "exceeds the maximum"),
-            ("count beyond the file", patch(64, &(1u64 << 20).to_le_bytes()), "does not fit"),
-            ("batch", patch(56, &0u64.to_le_bytes()), "batch 0"),
-            ("flag", patch(73, &[2]), "spent flag of inference 1 is 2"),
+            ("count 0", patch(68, &0u64.to_le_bytes()), "inference count 0"),
+            ("count 2^60", patch(68, &(1u64 << 60).to_le_bytes()), "exceeds the maximum"),
+            ("count beyond the file", patch(68, &(1u64 << 20).to_le_bytes()), "does not fit"),
+            ("batch", patch(60, &0u64.to_le_bytes()), "batch 0"),
+            ("mode", patch(56, &5u32.to_le_bytes()), "comparison mode field 5"),
+            ("flag", patch(77, &[2]), "spent flag of inference 1 is 2"),
             ("table length", patch(table, &(1u64 << 60).to_le_bytes()), "section table of"),
             ("section offset", patch(table + 8 + 16, &u64::MAX.to_le_bytes()), "section 1"),
             ("section length", patch(table + 8 + 16 + 8, &(1u64 << 40).to_le_bytes()), "lies outside"),
             ("section bytes", patch(good.len() - 40, &[0xff; 40]), "inference 2:"),
-            ("model bytes", patch(96 + 17 * k + 8, &(1u64 << 60).to_le_bytes()), "model material:"),
+            ("model bytes", patch(100 + 17 * k + 8, &(1u64 << 60).to_le_bytes()), "model material:"),
             ("short", good[..50].to_vec(), "too short"),
         ];
         for (what, bytes, expect) in cases {
@@ -496,7 +540,8 @@ mod tests {
             if i == 2 {
                 return Err(DeployError::Exhausted { reason: "dealer stopped".into() });
             }
-            Ok(dealer.deal(&requests()).unwrap())
+            let (p0, p1) = dealer.deal(&requests()).unwrap();
+            Ok(((p0, dealer.origin(Party::P0, i)), (p1, dealer.origin(Party::P1, i))))
         });
         assert!(matches!(res, Err(DeployError::Exhausted { .. })));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

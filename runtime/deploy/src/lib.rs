@@ -43,7 +43,7 @@ pub use public::PublicModel;
 pub use session::{Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
 
 /// Version of the wire protocol (handshake and message layout).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Errors of deployment: files, keys, handshakes and sessions.
 #[derive(Debug, thiserror::Error)]
@@ -151,15 +151,18 @@ pub fn deal(graph: &Graph, cfg: &SecureConfig, batch: usize, count: u64, dir: &P
         model_hash: public.hash,
         frac_bits: cfg.frac_bits,
         cmp_bits: cfg.cmp_bits,
+        cmp_mode: cfg.cmp_mode,
         batch: batch as u64,
         count,
     };
     let mut dealt = 0u64;
     let written =
         file::write_pair(dir, [header(masq_mpc::Party::P0), header(masq_mpc::Party::P1)], (&m0, &m1), |_| {
+            let deal = dealer.deals();
             let (p0, p1) = dealer.deal(&plan.requests).map_err(mpc_err("dealer"))?;
             dealt += p0.offline_bytes() + p1.offline_bytes();
-            Ok((p0, p1))
+            let (o0, o1) = (dealer.origin(masq_mpc::Party::P0, deal), dealer.origin(masq_mpc::Party::P1, deal));
+            Ok(((p0, o0), (p1, o1)))
         })?;
     Ok(DealSummary {
         p0_path: written[0].0.clone(),

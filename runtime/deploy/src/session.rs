@@ -28,6 +28,7 @@ use ndarray::ArrayD;
 
 use masq_mpc::Party;
 use masq_mpc::cost::{Cost, Network, estimate_seconds, latency::FORMULA};
+use masq_mpc::dealer::CmpMode;
 use masq_mpc::protocols::{Ctx, StepRecord};
 use masq_mpc::transport::{DEFAULT_MAX_FRAME_BYTES, TcpOptions, TcpTransport, Transport};
 
@@ -74,6 +75,7 @@ struct Hello {
     model_hash: [u8; 32],
     frac_bits: u32,
     cmp_bits: u32,
+    cmp_mode: CmpMode,
     batch: u64,
     count: u64,
     first_unspent: u64,
@@ -87,6 +89,7 @@ impl Hello {
             model_hash: h.model_hash,
             frac_bits: h.frac_bits,
             cmp_bits: h.cmp_bits,
+            cmp_mode: h.cmp_mode,
             batch: h.batch,
             count: h.count,
             first_unspent: file.first_unspent(),
@@ -237,6 +240,9 @@ fn check(server: &Hello, client: &Hello) -> Result<()> {
     if server.cmp_bits != client.cmp_bits {
         return m("comparison bits", server.cmp_bits.to_string(), client.cmp_bits.to_string());
     }
+    if server.cmp_mode != client.cmp_mode {
+        return m("comparison mode", server.cmp_mode.to_string(), client.cmp_mode.to_string());
+    }
     if server.batch != client.batch {
         return m("batch", server.batch.to_string(), client.batch.to_string());
     }
@@ -319,7 +325,13 @@ impl Server {
     pub fn new(graph: &Graph, preprocessing: &Path, opts: SessionOptions) -> Result<Server> {
         let file = DealerFile::open(preprocessing, Party::P0)?;
         let h = *file.header();
-        let cfg = SecureConfig { frac_bits: h.frac_bits, cmp_bits: h.cmp_bits, seed: 0 };
+        let cfg = SecureConfig {
+            frac_bits: h.frac_bits,
+            cmp_bits: h.cmp_bits,
+            cmp_mode: h.cmp_mode,
+            seed: 0,
+            ..SecureConfig::default()
+        };
         let plan = secure::plan(graph, h.batch as usize, &cfg)?;
         let public = PublicModel::of(&plan.graph)?;
         if public.hash != h.model_hash {
@@ -389,8 +401,8 @@ impl Server {
         send(&mut t, &Msg::Go { index }, "handshake")?;
         on_start(index);
 
-        let pre = self.file.inference(index)?;
         let model = self.file.model_material()?;
+        let pre = self.file.inference(index, &self.plan.requests, &model)?;
         let mut ctx = Ctx::new(Party::P0, t, pre, self.plan.fixed_point).map_err(mpc_err("context"))?;
         let out = secure::run_party(&mut ctx, &self.plan, model, None)?;
         let net = ctx.transport_mut().inner_mut();
@@ -513,7 +525,13 @@ impl Client {
         // Plan the same computation from the public model, and check the input against it.
         let plan = (|| {
             let graph = PublicModel::decode(&public_model)?;
-            let cfg = SecureConfig { frac_bits: mine.frac_bits, cmp_bits: mine.cmp_bits, seed: 0 };
+            let cfg = SecureConfig {
+                frac_bits: mine.frac_bits,
+                cmp_bits: mine.cmp_bits,
+                cmp_mode: mine.cmp_mode,
+                seed: 0,
+                ..SecureConfig::default()
+            };
             let plan = secure::plan(&graph, mine.batch as usize, &cfg)?;
             let want = graph.data_inputs().next().map(|i| i.shape_at(mine.batch as usize)).unwrap_or_default();
             // One image without the batch axis is accepted at batch 1.
@@ -553,8 +571,8 @@ impl Client {
         file.mark_spent(mine.first_unspent, index)?;
         on_event(&format!("running inference {index}"));
 
-        let pre = file.inference(index)?;
         let model = file.model_material()?;
+        let pre = file.inference(index, &plan.requests, &model)?;
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
         let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
         let outputs = secure::decode_outputs(&plan, &out.outputs)?;
@@ -616,6 +634,7 @@ mod tests {
             model_hash: [7; 32],
             frac_bits: 16,
             cmp_bits: 64,
+            cmp_mode: CmpMode::OneRound,
             batch: 1,
             count: 4,
             first_unspent: 0,
@@ -630,6 +649,7 @@ mod tests {
             (Hello { model_hash: [8; 32], ..s }, "model"),
             (Hello { frac_bits: 12, ..s }, "frac bits"),
             (Hello { cmp_bits: 40, ..s }, "comparison bits"),
+            (Hello { cmp_mode: CmpMode::Compact, ..s }, "comparison mode"),
             (Hello { batch: 2, ..s }, "batch"),
             (Hello { version: 9, ..s }, "protocol version"),
         ] {

@@ -177,6 +177,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     }
     let graph_json = meta.get(KEY_GRAPH).ok_or_else(|| bad(format!("no {KEY_GRAPH} in __metadata__")))?;
     let mut graph: Graph = serde_json::from_str(graph_json).map_err(|e| bad(format!("{KEY_GRAPH}: {e}")))?;
+    graph.check_cmp_bits().map_err(|e| bad(format!("{KEY_GRAPH}: {e}")))?;
 
     let mut facts = Facts::default();
     for (k, v) in &meta {

@@ -112,6 +112,26 @@ pub struct Graph {
     /// Per-element ReLU masks of `MaskedAct` nodes (`[C, H, W]`, values 0/1), by name.
     #[serde(skip)]
     pub masks: BTreeMap<String, ArrayD<u8>>,
+    /// Calibrated comparison widths (bits, 2 to 64) by node name (`masq calibrate`): a node listed
+    /// here compares on its own width, every other node on the run's global width. Only nodes
+    /// that make secure comparisons may be listed ([`Graph::check_cmp_bits`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cmp_bits: BTreeMap<String, u32>,
+}
+
+/// Whether a node of this op makes secure comparisons (and so may take a calibrated width).
+pub fn makes_comparisons(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Relu
+            | Op::LeakyRelu(_)
+            | Op::Clip(_)
+            | Op::MaxPool(_)
+            | Op::Sigmoid
+            | Op::HardSigmoid(_)
+            | Op::HardSwish
+            | Op::MaskedAct(_)
+    )
 }
 
 /// Concrete shapes of every value of a graph at one batch size.
@@ -139,7 +159,26 @@ impl Graph {
         from_config + from_inputs
     }
 
-    /// Structural checks: unique names, inputs defined before use, referenced tensors present.
+    /// Checks [`Graph::cmp_bits`]: every width in 2..=64, every name a node that makes comparisons.
+    pub fn check_cmp_bits(&self) -> Result<()> {
+        for (name, &bits) in &self.cmp_bits {
+            let bad = |why: String| IrError::InvalidGraph { reason: format!("comparison width of node {name}: {why}") };
+            if !(2..=64).contains(&bits) {
+                return Err(bad(format!("{bits} bits (must be 2 to 64)")));
+            }
+            match self.nodes.iter().find(|n| &n.name == name) {
+                None => return Err(bad(format!("{bits} bits for a node the graph does not have"))),
+                Some(n) if !makes_comparisons(&n.op) => {
+                    return Err(bad(format!("{bits} bits, but a {} node makes no comparisons", n.op.name())));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Structural checks: unique names, inputs defined before use, referenced tensors present,
+    /// calibrated comparison widths ([`Graph::check_cmp_bits`]).
     pub fn validate(&self) -> Result<()> {
         let mut defined: HashSet<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
         defined.extend(self.initializers.keys().map(String::as_str));
@@ -195,7 +234,7 @@ impl Graph {
                 return Err(IrError::NotFound { kind: "output value", name: out.name.clone() });
             }
         }
-        Ok(())
+        self.check_cmp_bits()
     }
 
     /// Concrete shapes of every value (inputs, initializers, node outputs) at batch size `batch`.
@@ -275,6 +314,8 @@ impl Graph {
         self.nodes.retain(|_| *it.next().unwrap_or(&false));
         self.initializers.retain(|k, _| used.contains(k));
         self.masks.retain(|k, _| used.contains(k));
+        let names: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        self.cmp_bits.retain(|k, _| names.contains(k.as_str()));
     }
 
     /// Graph inputs that are not initializers (what a caller must feed).

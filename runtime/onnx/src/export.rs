@@ -389,6 +389,17 @@ impl Enc<'_> {
     }
 }
 
+/// The calibrated comparison widths as `metadata_props` (`masq.cmp_bits`, a JSON object of node
+/// name to bits); none when the graph has none.
+fn cmp_bits_props(graph: &Graph) -> Result<Vec<crate::proto::StringStringEntryProto>, IrError> {
+    if graph.cmp_bits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let value = serde_json::to_string(&graph.cmp_bits)
+        .map_err(|e| IrError::InvalidGraph { reason: format!("comparison widths to JSON: {e}") })?;
+    Ok(vec![crate::proto::StringStringEntryProto { key: crate::import::META_CMP_BITS.into(), value }])
+}
+
 /// Encode a validated, finalized graph. Initializers that only feed polynomial coefficients are
 /// written in their broadcast form only.
 pub fn encode(graph: &Graph, opset: i64, doc: &str) -> Result<ModelProto, IrError> {
@@ -448,6 +459,6 @@ pub fn encode(graph: &Graph, opset: i64, doc: &str) -> Result<ModelProto, IrErro
         model_version: 1,
         doc_string: doc.to_string(),
         graph: Some(g),
-        metadata_props: Vec::new(),
+        metadata_props: cmp_bits_props(graph)?,
     })
 }

@@ -53,7 +53,23 @@ pub fn import_bytes_with(bytes: &[u8], file: &Path, files: Files<'_>) -> Result<
     // A batch fixed at export (no dynamic axes) becomes symbolic where every node agrees; a model
     // that mixes its images stays fixed (`masq_ir::batch::diagnose` names the node).
     masq_ir::batch::generalise(&mut graph)?;
+    graph.cmp_bits = cmp_bits(&model, file)?;
+    graph.check_cmp_bits().map_err(|e| IrError::Malformed { file: file.to_path_buf(), reason: e.to_string() })?;
     Ok(graph)
+}
+
+/// Key of the calibrated comparison widths in `metadata_props` (a JSON object: node name to bits).
+pub const META_CMP_BITS: &str = "masq.cmp_bits";
+
+/// The calibrated comparison widths a model records ([`META_CMP_BITS`]); empty when none.
+fn cmp_bits(model: &ModelProto, file: &Path) -> Result<std::collections::BTreeMap<String, u32>> {
+    let Some(p) = model.metadata_props.iter().find(|p| p.key == META_CMP_BITS) else {
+        return Ok(Default::default());
+    };
+    serde_json::from_str(&p.value).map_err(|e| IrError::Malformed {
+        file: file.to_path_buf(),
+        reason: format!("metadata {META_CMP_BITS}: expected an object of node names to bits (2 to 64): {e}"),
+    })
 }
 
 /// Phase 1: decode the protobuf.

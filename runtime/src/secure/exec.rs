@@ -1,4 +1,9 @@
 //! The executing backend: the lowering run on one party's shares, calling the protocols.
+//!
+//! With streamed preprocessing the context refills its queue inside the online pass
+//! ([`masq_mpc::dealer::stream`]); that time is offline work, so the online, per-node and reveal
+//! seconds here leave out [`Ctx::paused_seconds`] and the refills' precomputation is added to
+//! [`PartyOut::precompute_seconds`].
 
 use std::sync::Barrier;
 use std::time::Instant;
@@ -21,8 +26,13 @@ pub struct PartyOut {
     /// Steps of model load (opening `E = W - A`).
     pub setup_log: Vec<StepRecord>,
     pub setup_seconds: f64,
-    /// Offline work of the party (`op(E, [B])` for every linear triple).
+    /// Offline work of the party (`op(E, [B])` for every linear triple, refills included).
     pub precompute_seconds: f64,
+    /// Wall seconds of refills during the online pass (waiting, dealing, precomputing), left out
+    /// of `online_seconds` and the per-node seconds.
+    pub paused_seconds: f64,
+    /// Refills during the online pass.
+    pub refills: usize,
     /// Online steps, in order.
     pub log: Vec<StepRecord>,
     /// Per graph node: its range of `log` and its wall seconds (`None` for client-side nodes).
@@ -37,10 +47,13 @@ pub struct PartyOut {
 struct Exec<'a, T: Transport> {
     ctx: &'a mut Ctx<T>,
     party: Party,
+    /// Width of the comparisons of the node being lowered (set by `node_start`).
     bits: u32,
     plan: &'a Plan,
     next_layer: usize,
     start: (usize, Instant),
+    /// [`Ctx::paused_seconds`] at the node's start.
+    paused_at: f64,
     nodes: Vec<Option<(usize, usize, f64)>>,
     progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     done: usize,
@@ -111,7 +124,7 @@ impl<T: Transport> Backend for Exec<'_, T> {
 
     fn relu(&mut self, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
-        Ok(protocols::relu(self.ctx, &x, self.bits)?.into_data())
+        Ok(protocols::relu(self.ctx, &x, self.bits, self.plan.cmp_mode)?.into_data())
     }
 
     fn mul(&mut self, x: ArrayD<u64>, y: &ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
@@ -126,12 +139,12 @@ impl<T: Transport> Backend for Exec<'_, T> {
 
     fn masked_act(&mut self, x: ArrayD<u64>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
-        Ok(protocols::masked_act(self.ctx, &x, mask, r, self.bits)?.into_data())
+        Ok(protocols::masked_act(self.ctx, &x, mask, r, self.bits, self.plan.cmp_mode)?.into_data())
     }
 
     fn maxpool(&mut self, x: ArrayD<u64>, p: &PoolParams) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
-        Ok(protocols::maxpool(self.ctx, &x, p, self.bits)?.into_data())
+        Ok(protocols::maxpool(self.ctx, &x, p, self.bits, self.plan.cmp_mode)?.into_data())
     }
 
     fn avgpool(&mut self, x: ArrayD<u64>, p: &PoolParams, cip: bool) -> masq_mpc::Result<ArrayD<u64>> {
@@ -144,13 +157,17 @@ impl<T: Transport> Backend for Exec<'_, T> {
         Ok(protocols::global_avgpool(self.ctx, &x)?.into_data())
     }
 
-    fn node_start(&mut self, _i: usize) {
+    fn node_start(&mut self, i: usize) {
+        // This node's comparison width (calibrated, else the global one), as planned.
+        self.bits = self.plan.node_bits.get(i).copied().unwrap_or(self.plan.cmp_bits);
         self.start = (self.ctx.log().len(), Instant::now());
+        self.paused_at = self.ctx.paused_seconds();
     }
 
     fn node_end(&mut self, i: usize) {
         let (from, t) = self.start;
-        self.nodes[i] = Some((from, self.ctx.log().len(), t.elapsed().as_secs_f64()));
+        let paused = self.ctx.paused_seconds() - self.paused_at;
+        self.nodes[i] = Some((from, self.ctx.log().len(), (t.elapsed().as_secs_f64() - paused).max(0.0)));
         self.done += 1;
         if let Some(p) = self.progress {
             p(Progress::Node { done: self.done, total: self.total });
@@ -195,6 +212,7 @@ pub(crate) fn party<T: Transport>(
         p(Progress::Phase("online"));
     }
     let t = Instant::now();
+    let (paused0, precompute0, refills0) = (ctx.paused_seconds(), ctx.refill_precompute_seconds(), ctx.refills());
     let total = plan.program.tails.iter().filter(|t| !**t).count();
     let mut ex = Exec {
         ctx,
@@ -203,6 +221,7 @@ pub(crate) fn party<T: Transport>(
         plan,
         next_layer: 0,
         start: (0, Instant::now()),
+        paused_at: paused0,
         nodes: vec![None; plan.graph.nodes.len()],
         progress,
         done: 0,
@@ -211,6 +230,7 @@ pub(crate) fn party<T: Transport>(
     let values = plan.program.walk(&mut ex, &plan.graph, &plan.shapes, plan.fixed_point, x)?;
     let nodes = std::mem::take(&mut ex.nodes);
     let t_reveal = Instant::now();
+    let paused_reveal = ctx.paused_seconds();
     let from = ctx.log().len();
     let mut outputs = Vec::with_capacity(values.len());
     for v in values {
@@ -218,8 +238,23 @@ pub(crate) fn party<T: Transport>(
             outputs.push(y);
         }
     }
-    let reveal = (from, ctx.log().len(), t_reveal.elapsed().as_secs_f64());
-    let online_seconds = t.elapsed().as_secs_f64();
+    let reveal_seconds = t_reveal.elapsed().as_secs_f64() - (ctx.paused_seconds() - paused_reveal);
+    let reveal = (from, ctx.log().len(), reveal_seconds.max(0.0));
+    let paused_seconds = ctx.paused_seconds() - paused0;
+    let online_seconds = (t.elapsed().as_secs_f64() - paused_seconds).max(0.0);
+    let precompute_seconds = precompute_seconds + ctx.refill_precompute_seconds() - precompute0;
+    let refills = ctx.refills() - refills0;
     let log = ctx.take_log();
-    Ok(PartyOut { setup_log, setup_seconds, precompute_seconds, log, nodes, reveal, online_seconds, outputs })
+    Ok(PartyOut {
+        setup_log,
+        setup_seconds,
+        precompute_seconds,
+        paused_seconds,
+        refills,
+        log,
+        nodes,
+        reveal,
+        online_seconds,
+        outputs,
+    })
 }

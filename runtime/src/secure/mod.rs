@@ -8,6 +8,9 @@
 //!         model load (open E = W - A) → offline (op(E,[B])) → online (lowering on shares) → reveal to P1
 //!   P1 ──▶ output (Softmax / LogSoftmax at the output run in the clear at the client)
 //! ```
+//! In process the material is streamed within [`SecureConfig::material_budget_bytes`]: the batch
+//! in chunks, each deal in segments refilled during the online phase (see `chunked.rs` and
+//! `masq_mpc::dealer::stream`).
 //! Fixed point: values at scale `2^f`; weights are encoded at `f`, products truncated by `f`
 //! (local truncation); biases and constants are added by P0. Constants of element-wise
 //! multiplications, standalone BatchNorms and polynomial coefficients are public (as the
@@ -26,10 +29,13 @@
 //! assert_eq!(run.report.rounds, secure::plan(&g, 1, &Default::default()).unwrap().total().rounds);
 //! ```
 
+pub mod calibrate;
+mod chunked;
 mod estimate;
 mod exec;
 pub mod lower;
 mod plan;
+pub mod probe;
 mod program;
 
 use std::collections::HashMap;
@@ -41,9 +47,11 @@ use serde::Serialize;
 
 use masq_mpc::cost::{Cost, Network, estimate_seconds, latency::FORMULA};
 use masq_mpc::dealer::{Dealer, LayerId};
-use masq_mpc::protocols::{DEFAULT_CMP_BITS, StepRecord};
+use masq_mpc::protocols::{CmpMode, DEFAULT_CMP_BITS, StepRecord};
 use masq_mpc::{FixedPoint, MpcError, Party, Share};
 
+pub use calibrate::{Calibration, calibrate};
+pub use chunked::{StreamingReport, chunk_size, parse_size, run_with_progress};
 pub use estimate::{EstimateReport, estimate};
 pub use exec::PartyOut;
 pub use plan::{LinearLayer, Plan, PlannedNode, plan};
@@ -62,11 +70,26 @@ pub struct SecureConfig {
     pub seed: u64,
     /// Bit width of comparisons (64: exact for every ring element).
     pub cmp_bits: u32,
+    /// How comparisons run: one round with large keys, or compact keys and two rounds.
+    pub cmp_mode: CmpMode,
+    /// Most bytes of dealer material (both parties, in memory) resident at once in an in-process
+    /// run: the material is dealt in segments of at most this size while the online phase runs,
+    /// and a batch runs in chunks of images whose largest layer fits it (see [`run_with_progress`]).
+    pub material_budget_bytes: u64,
 }
+
+/// Default [`SecureConfig::material_budget_bytes`]: 1 GiB.
+pub const DEFAULT_MATERIAL_BUDGET: u64 = 1 << 30;
 
 impl Default for SecureConfig {
     fn default() -> Self {
-        SecureConfig { frac_bits: FixedPoint::DEFAULT_FRAC_BITS, seed: 0, cmp_bits: DEFAULT_CMP_BITS }
+        SecureConfig {
+            frac_bits: FixedPoint::DEFAULT_FRAC_BITS,
+            seed: 0,
+            cmp_bits: DEFAULT_CMP_BITS,
+            cmp_mode: CmpMode::OneRound,
+            material_budget_bytes: DEFAULT_MATERIAL_BUDGET,
+        }
     }
 }
 
@@ -102,6 +125,11 @@ pub struct LayerCost {
     pub offline_bytes: u64,
     /// Online wall seconds (the slower party).
     pub seconds: f64,
+    /// Width of this layer's comparisons (calibrated, else the global one).
+    pub cmp_bits: u32,
+    /// Compared values outside that width's exact range (`|x| ≥ 2^(bits−1)`), by the clear-text
+    /// probe on the same input: nonzero means the secure result may be wrong.
+    pub range_overflows: u64,
 }
 
 /// The report of a secure run.
@@ -111,6 +139,7 @@ pub struct SecureReport {
     pub batch: usize,
     pub frac_bits: u32,
     pub cmp_bits: u32,
+    pub cmp_mode: CmpMode,
     pub seed: u64,
     /// Per graph node, then one entry for the reveal.
     pub layers: Vec<LayerCost>,
@@ -143,9 +172,14 @@ pub struct SecureReport {
     pub formula: &'static str,
     /// Largest absolute difference from the plaintext interpreter over all outputs.
     pub max_abs_error: f64,
+    /// Compared values outside their layer's width range (all layers; see [`LayerCost`]).
+    pub range_overflows: u64,
     pub output_shape: Vec<usize>,
     /// The first output, flattened (row-major).
     pub output: Vec<f32>,
+    /// How the run was streamed: chunks, segments, resident material.
+    #[serde(flatten)]
+    pub streaming: StreamingReport,
 }
 
 /// A secure run's outputs and report.
@@ -285,11 +319,12 @@ pub fn run_party<T: masq_mpc::transport::Transport>(
     exec::party(ctx, plan, model, weights, x, None, None)
 }
 
-/// [`run`] with progress events (the online pass reports from the client's thread).
-pub fn run_with_progress(
+/// One pipeline (plan, streamed deal, run) on all of `x`, as deal number `deal` of the dealer.
+fn run_chunk(
     graph: &Graph,
     x: &ArrayD<f32>,
     cfg: &SecureConfig,
+    deal: u64,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<SecureRun> {
     let phase = |p: &'static str| {
@@ -309,9 +344,12 @@ pub fn run_with_progress(
     let mut dealer = Dealer::new(cfg.seed);
     let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
     let (m0, m1) = dealer.setup_model(&kinds).map_err(dealer_err)?;
-    let (pre0, pre1) = dealer.deal(&plan.requests).map_err(dealer_err)?;
-    let deal_seconds = t.elapsed().as_secs_f64();
-    let offline = (pre0.offline_bytes(), pre1.offline_bytes());
+    // The material is dealt in budget-sized segments, the first now, the others when the parties
+    // run out (masq_mpc::dealer::stream).
+    dealer.skip_deals(deal);
+    let stream = dealer.stream(plan.requests.clone(), cfg.material_budget_bytes).map_err(dealer_err)?;
+    let start = stream.start().map_err(dealer_err)?;
+    let (dealt_before, first_segment_seconds) = (t.elapsed().as_secs_f64(), stream.stats().deal_seconds);
     let setup_offline = m0.offline_bytes + m1.offline_bytes;
 
     let w0: Vec<(LayerId, Share)> = plan
@@ -332,8 +370,8 @@ pub fn run_with_progress(
             MpcError::PeerDisconnected { during: "stopping on an error" }
         })
     };
-    let pair = masq_mpc::sim::run_pair(
-        (pre0, pre1),
+    let pair = masq_mpc::sim::run_pair_streamed(
+        start,
         fp,
         |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, Some(&ready), None)),
         |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, Some(&ready), progress)),
@@ -369,6 +407,10 @@ pub fn run_with_progress(
         plain_outs.push((name.clone(), p));
     }
 
+    // The widths' ranges on this input, by the clear-text probe.
+    let overflows = probe::probe(&plan, x)?.overflows(&plan);
+    let range_overflows = overflows.iter().sum();
+
     // Per-layer figures from both parties' logs.
     let mut layers = Vec::with_capacity(plan.nodes.len() + 1);
     let mut measured = Cost::default();
@@ -388,6 +430,8 @@ pub fn run_with_progress(
             rounds: c.rounds,
             offline_bytes: pn.cost.offline_bytes(),
             seconds: secs,
+            cmp_bits: pn.cmp_bits,
+            range_overflows: overflows[i],
         });
     }
     let rc = measure(&p0.log, &p1.log, (p0.reveal.0, p0.reveal.1), (p1.reveal.0, p1.reveal.1))?;
@@ -402,8 +446,23 @@ pub fn run_with_progress(
         rounds: rc.rounds,
         offline_bytes: 0,
         seconds: p0.reveal.2.max(p1.reveal.2),
+        cmp_bits: 0,
+        range_overflows: 0,
     });
-    (measured.offline_p0, measured.offline_p1) = offline;
+    let streamed = stream.stats();
+    if streamed.dealt != stream.segments() {
+        return Err(RuntimeError::Mpc {
+            at: "dealer".into(),
+            source: MpcError::PreprocessingMismatch {
+                op: "streamed deal".into(),
+                expected: format!("{} segments consumed", stream.segments()),
+                found: format!("{} dealt", streamed.dealt),
+            },
+        });
+    }
+    (measured.offline_p0, measured.offline_p1) = streamed.offline_bytes;
+    // The dealer's time: model masks and the first segment before the run, the other segments in it.
+    let deal_seconds = dealt_before + streamed.deal_seconds - first_segment_seconds;
     let setup_cost = measure(&p0.setup_log, &p1.setup_log, (0, p0.setup_log.len()), (0, p1.setup_log.len()))?;
     let online_seconds = p0.online_seconds.max(p1.online_seconds);
     let report = SecureReport {
@@ -411,6 +470,7 @@ pub fn run_with_progress(
         batch,
         frac_bits: cfg.frac_bits,
         cmp_bits: cfg.cmp_bits,
+        cmp_mode: cfg.cmp_mode,
         seed: cfg.seed,
         per_image: plan.per_image(),
         comparisons_per_batch: plan.comparisons_per_batch(),
@@ -430,9 +490,19 @@ pub fn run_with_progress(
         est_wan_seconds: estimate_seconds(&measured, online_seconds, &Network::WAN),
         formula: FORMULA,
         max_abs_error,
+        range_overflows,
         output_shape: outputs.first().map(|o| o.1.shape().to_vec()).unwrap_or_default(),
         output: outputs.first().map(|o| o.1.iter().copied().collect()).unwrap_or_default(),
         layers,
+        streaming: StreamingReport {
+            material_budget_bytes: cfg.material_budget_bytes,
+            chunks: 1,
+            chunk_size: batch,
+            segments: stream.segments(),
+            peak_material_bytes: stream.peak_resident_bytes(),
+            upfront_material_bytes: stream.total_resident_bytes(),
+            refill_seconds: p0.paused_seconds.max(p1.paused_seconds),
+        },
     };
     Ok(SecureRun { report, outputs, plain: plain_outs })
 }

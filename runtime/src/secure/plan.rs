@@ -5,7 +5,7 @@ use ndarray::{ArrayD, IxDyn};
 use serde::Serialize;
 
 use masq_mpc::cost::{self, Cost, Workload, published::LinearWork};
-use masq_mpc::dealer::{LayerId, LinearKind, Request, SEED_BYTES};
+use masq_mpc::dealer::{CmpMode, LayerId, LinearKind, Request, SEED_BYTES};
 use masq_mpc::protocols::{self, PoolParams, Replacement as MpcReplacement, linear};
 use masq_mpc::{FixedPoint, MpcError};
 
@@ -42,6 +42,9 @@ pub struct PlannedNode {
     pub cost: Cost,
     /// Computed by the client in the clear after the reveal (Softmax at the output).
     pub client_side: bool,
+    /// Width of this node's comparisons: its calibrated width ([`Graph::cmp_bits`]), else the
+    /// run's global one.
+    pub cmp_bits: u32,
 }
 
 /// A graph compiled for secure evaluation at one batch size.
@@ -52,6 +55,10 @@ pub struct Plan {
     pub batch: usize,
     pub fixed_point: FixedPoint,
     pub cmp_bits: u32,
+    /// How comparisons run (one round, or compact keys and two rounds).
+    pub cmp_mode: CmpMode,
+    /// Per graph node: the width its comparisons run on (calibrated, else `cmp_bits`).
+    pub node_bits: Vec<u32>,
     /// Dealer requests of one inference, in the order the online phase consumes them.
     pub requests: Vec<Request>,
     /// Linear layers, by id.
@@ -96,12 +103,17 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
     if batch == 0 {
         return Err(IrError::BadInput { name: "batch".into(), expected: "at least 1".into(), got: vec![0] }.into());
     }
+    graph.check_cmp_bits()?;
     let graph = fold_batchnorm(graph)?;
+    let node_bits: Vec<u32> =
+        graph.nodes.iter().map(|n| graph.cmp_bits.get(&n.name).copied().unwrap_or(cfg.cmp_bits)).collect();
     let shapes = graph.infer_shapes(batch)?;
     let program = Program::new(&graph)?;
     let input_shape = shapes[&program.input].clone();
     let mut p = Planner {
         bits: cfg.cmp_bits,
+        mode: cfg.cmp_mode,
+        node_bits: node_bits.clone(),
         requests: Vec::new(),
         layers: Vec::new(),
         cur: 0,
@@ -139,6 +151,7 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
             per_image,
             cost,
             client_side: program.tails[i],
+            cmp_bits: node_bits[i],
         });
     }
     let weights: usize = p.layers.iter().map(|l| l.kind.weight_shape().iter().product::<usize>()).sum();
@@ -150,6 +163,8 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
         batch,
         fixed_point: fp,
         cmp_bits: cfg.cmp_bits,
+        cmp_mode: cfg.cmp_mode,
+        node_bits,
         requests: p.requests,
         layers: p.layers,
         nodes,
@@ -164,7 +179,11 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
 
 /// The planning backend: values are shapes.
 struct Planner {
+    /// Width of the comparisons of the node being lowered.
     bits: u32,
+    mode: CmpMode,
+    /// Per node: its comparison width.
+    node_bits: Vec<u32>,
     requests: Vec<Request>,
     layers: Vec<LinearLayer>,
     /// Index of the node being lowered.
@@ -187,8 +206,8 @@ impl Planner {
     }
 
     fn cmp(&mut self, n: usize) {
-        self.requests.push(Request::Cmp { n, bits: self.bits });
-        self.add(n as u64, cost::cmp(n, self.bits));
+        self.requests.push(Request::Cmp { n, bits: self.bits, mode: self.mode });
+        self.add(n as u64, cost::cmp(n, self.bits, self.mode));
         self.workload.relu_layers.push(n);
     }
 }
@@ -267,12 +286,12 @@ impl Backend for Planner {
 
     fn masked_act(&mut self, x: ArrayD<()>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<()>> {
         let batch = x.shape()[0];
-        let req = protocols::masked_act_request(mask, r, batch, self.bits);
+        let req = protocols::masked_act_request(mask, r, batch, self.bits, self.mode);
         let Request::MaskedAct { relus, squares, .. } = req else { unreachable!("a masked_act request") };
         if relus + squares > 0 {
             self.requests.push(req);
         }
-        self.add(relus as u64, cost::masked_act(relus, squares, self.bits));
+        self.add(relus as u64, cost::masked_act(relus, squares, self.bits, self.mode));
         if relus > 0 {
             self.workload.relu_layers.push(relus);
         }
@@ -283,7 +302,7 @@ impl Backend for Planner {
     }
 
     fn maxpool(&mut self, x: ArrayD<()>, p: &PoolParams) -> masq_mpc::Result<ArrayD<()>> {
-        for req in protocols::maxpool_requests(x.shape(), p, self.bits)? {
+        for req in protocols::maxpool_requests(x.shape(), p, self.bits, self.mode)? {
             let Request::Cmp { n, .. } = req else { unreachable!("maxpool asks for comparisons") };
             self.cmp(n);
         }
@@ -305,5 +324,6 @@ impl Backend for Planner {
 
     fn node_start(&mut self, i: usize) {
         self.cur = i;
+        self.bits = self.node_bits[i];
     }
 }

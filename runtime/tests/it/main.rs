@@ -5,6 +5,7 @@
 
 mod akamaster;
 mod batch_pass;
+mod calibrate;
 mod common;
 mod onnx_import;
 mod onnx_mnist;
@@ -17,4 +18,5 @@ mod secure_exec;
 mod secure_fold;
 mod secure_ops;
 mod secure_props;
+mod secure_stream;
 mod zoo;

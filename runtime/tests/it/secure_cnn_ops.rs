@@ -104,7 +104,7 @@ fn each_op_costs_what_its_protocol_says() {
     // [u³, first Horner step] (one mul of 2n), three more Horner steps and the final u³·h; the
     // two tails on 2n elements: six Horner products. 19 products per element, 13 rounds.
     let r = run(&single("sigmoid", &dims, Op::Sigmoid), &x, 2);
-    let mut parts = vec![cost::cmp(6 * n, BITS), cost::square(n), cost::mul(2 * n)];
+    let mut parts = vec![cost::cmp(6 * n, BITS, Default::default()), cost::square(n), cost::mul(2 * n)];
     parts.extend(std::iter::repeat_n(cost::mul(n), 4));
     parts.extend(std::iter::repeat_n(cost::mul(2 * n), 6));
     let want = sum(&parts);
@@ -118,12 +118,12 @@ fn each_op_costs_what_its_protocol_says() {
     // HardSigmoid: a public affine map, then the clamp: one round, 2 comparisons per element.
     let hs = Op::HardSigmoid(HardSigmoidConfig { alpha: 0.2, beta: 0.5 });
     let r = run(&single("hard_sigmoid", &dims, hs), &x, 3);
-    assert_eq!(node_cost(&r, n), cost::cmp(2 * n, BITS));
+    assert_eq!(node_cost(&r, n), cost::cmp(2 * n, BITS, Default::default()));
     assert_eq!(layer(&r).per_image.clip_comparisons, 2 * 24);
 
     // HardSwish: the clamp, then one Beaver product: two rounds.
     let r = run(&single("hard_swish", &dims, Op::HardSwish), &x, 4);
-    assert_eq!(node_cost(&r, n), cost::cmp(2 * n, BITS) + cost::mul(n));
+    assert_eq!(node_cost(&r, n), cost::cmp(2 * n, BITS, Default::default()) + cost::mul(n));
     assert_eq!((layer(&r).per_image.clip_comparisons, layer(&r).per_image.macs), (2 * 24, 24));
 
     // Pow 2: one Beaver square; Pow 1: nothing.
@@ -382,7 +382,7 @@ fn a_cnn_of_the_new_ops_estimates_and_runs_end_to_end() {
         assert!(r.max_abs_error < 2e-3, "batch {batch}: error {}", r.max_abs_error);
         assert_eq!(r.output_shape, vec![batch, 3]);
         // `masq estimate` (masq protocol) is the planner's prediction: equal to the run.
-        let e = secure::estimate(&g, Protocol::Masq, &Network::WAN, batch).unwrap();
+        let e = secure::estimate(&g, Protocol::Masq, &Network::WAN, batch, &Default::default()).unwrap();
         assert_eq!(e.rounds, r.rounds);
         assert_eq!(e.online_bytes, r.online_bytes as f64);
         assert_eq!(e.offline_bytes, Some(r.offline_bytes as f64));
@@ -402,7 +402,7 @@ fn a_cnn_of_the_new_ops_estimates_and_runs_end_to_end() {
             assert_eq!(rounds(name), n, "{name}");
         }
         // Other protocols' published costs apply to the same workload.
-        let c = secure::estimate(&g, Protocol::CrypTen, &Network::WAN, batch).unwrap();
+        let c = secure::estimate(&g, Protocol::CrypTen, &Network::WAN, batch, &Default::default()).unwrap();
         assert!(c.online_bytes > e.online_bytes);
     }
 }

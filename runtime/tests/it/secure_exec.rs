@@ -169,24 +169,62 @@ fn estimates_masq_exactly_and_others_sanely() {
     use masq_mpc::cost::{Network, Protocol};
     let g = zoo::build("resnet20", None, 0).unwrap();
     let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
-    let masq = secure::estimate(&g, Protocol::Masq, &Network::LAN, 1).unwrap();
+    let masq = secure::estimate(&g, Protocol::Masq, &Network::LAN, 1, &Default::default()).unwrap();
     assert_eq!(masq.rounds, plan.total().rounds);
     assert_eq!(masq.online_bytes, plan.total().online_bytes() as f64);
     assert_eq!(masq.per_image.relu_count, 188_416);
     let relu_layers = plan.nodes.iter().filter(|n| n.per_image.relus > 0).count() as u64;
     let linear = plan.layers.len() as u64;
-    let crypten = secure::estimate(&g, Protocol::CrypTen, &Network::LAN, 1).unwrap();
+    let crypten = secure::estimate(&g, Protocol::CrypTen, &Network::LAN, 1, &Default::default()).unwrap();
     assert_eq!(crypten.rounds, 9 * relu_layers + linear);
     assert!(crypten.online_bytes > 464.0 * 188_416.0);
     let mut last = 0.0;
     for p in [Protocol::Fss, Protocol::CrypTen, Protocol::Delphi] {
-        let e = secure::estimate(&g, p, &Network::WAN, 1).unwrap();
+        let e = secure::estimate(&g, p, &Network::WAN, 1, &Default::default()).unwrap();
         assert!(e.online_bytes > masq.online_bytes * 0.9, "{p}");
         assert!(e.est_seconds > 0.0);
         assert!(e.online_bytes >= last, "{p}: FSS < CrypTen < Delphi in bytes");
         last = e.online_bytes;
     }
-    let b2 = secure::estimate(&g, Protocol::CryptFlow2L64, &Network::LAN, 2).unwrap();
-    let b1 = secure::estimate(&g, Protocol::CryptFlow2L64, &Network::LAN, 1).unwrap();
+    let b2 = secure::estimate(&g, Protocol::CryptFlow2L64, &Network::LAN, 2, &Default::default()).unwrap();
+    let b1 = secure::estimate(&g, Protocol::CryptFlow2L64, &Network::LAN, 1, &Default::default()).unwrap();
     assert!((b2.online_bytes / b1.online_bytes - 2.0).abs() < 0.01);
+}
+
+#[test]
+fn compact_comparisons_give_the_same_outputs_with_half_the_dealer_bytes_and_one_round_more_per_layer() {
+    use masq_mpc::dealer::CmpMode;
+    // ResNet-20 (ReLUs), a MaxPool model and masked activations all run in both modes.
+    for (name, shape) in [("resnet20", vec![1, 3, 32, 32]), ("mnist_cnn", vec![1, 1, 28, 28])] {
+        let g = zoo::build(name, None, 4).unwrap();
+        let x = random_input(&shape, 5);
+        let run = |mode| {
+            let cfg = SecureConfig { seed: 9, cmp_mode: mode, ..SecureConfig::default() };
+            let r = secure::run(&g, &x, &cfg).unwrap();
+            let plan = secure::plan(&g, 1, &cfg).unwrap();
+            assert_eq!(r.report.measured, plan.total(), "{name} {mode}: prediction == measurement");
+            assert!(r.report.max_abs_error < 1e-2, "{name} {mode}: {}", r.report.max_abs_error);
+            (r, plan)
+        };
+        let (one, plan_one) = run(CmpMode::OneRound);
+        let (compact, _) = run(CmpMode::Compact);
+        // The comparisons are exact in both modes and the dealer's other randomness is the same
+        // stream, so the outputs differ only by truncation noise.
+        for ((_, a), (_, b)) in one.outputs.iter().zip(&compact.outputs) {
+            assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-2), "{name}");
+        }
+        let comparison_calls = plan_one
+            .requests
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r,
+                    masq_mpc::dealer::Request::Cmp { .. } | masq_mpc::dealer::Request::MaskedAct { relus: 1.., .. }
+                )
+            })
+            .count() as u64;
+        assert_eq!(compact.report.rounds, one.report.rounds + comparison_calls, "{name}");
+        let (o, c) = (one.report.offline_bytes, compact.report.offline_bytes);
+        assert!(2 * c < o + o / 10, "{name}: compact {c} vs one-round {o} dealer bytes");
+    }
 }

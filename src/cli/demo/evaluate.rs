@@ -112,8 +112,8 @@ pub fn evaluate(m: &Trained, dir: &Path, data: &DemoData, images: usize) -> Resu
     let one = x.slice_axis(ndarray::Axis(0), (0..1).into()).to_owned();
     let single = secure::run(&graph, &one, &cfg).with_context(|| format!("secure inference of {}", dir.display()))?;
     let s = single.report;
-    let crypten_lan = secure::estimate(&graph, Protocol::CrypTen, &Network::LAN, 1)?;
-    let crypten_wan = secure::estimate(&graph, Protocol::CrypTen, &Network::WAN, 1)?;
+    let crypten_lan = secure::estimate(&graph, Protocol::CrypTen, &Network::LAN, 1, &Default::default())?;
+    let crypten_wan = secure::estimate(&graph, Protocol::CrypTen, &Network::WAN, 1, &Default::default())?;
 
     // The count two ways: the runtime's report, and Σ masks plus the elements of unmasked ReLUs.
     let rep = report::report(&graph)?;

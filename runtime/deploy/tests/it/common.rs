@@ -195,9 +195,10 @@ pub mod wire {
         enc((SERVER_PROOF, mac))
     }
 
-    /// The client's hello: version, model hash, frac bits, comparison bits, batch, count, first unspent.
+    /// The client's hello: version, model hash, frac bits, comparison bits, comparison mode
+    /// (0: one-round), batch, count, first unspent.
     pub fn hello(version: u32) -> Vec<u8> {
-        enc((HELLO, (version, [7u8; 32], 16u32, 64u32, 1u64, 1u64, 0u64), Vec::<u8>::new()))
+        enc((HELLO, (version, [7u8; 32], 16u32, 64u32, 0u32, 1u64, 1u64, 0u64), Vec::<u8>::new()))
     }
 
     /// The variant index of a frame.

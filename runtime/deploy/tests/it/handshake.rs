@@ -114,18 +114,47 @@ fn a_server_of_another_protocol_version_is_refused_by_the_client() {
     let (reason, result) = against(
         |mut t| {
             use masq_mpc::transport::Transport;
-            t.send(&wire::auth(2)).unwrap();
+            t.send(&wire::auth(masq_deploy::PROTOCOL_VERSION + 1)).unwrap();
             wire::refusal(&t.recv().unwrap())
         },
         |t| client.query_over(t, &image(), |_| {}),
     );
     let e = result.unwrap_err();
     assert!(
-        matches!(&e, DeployError::Mismatch { field: "protocol version", server, client } if server == "2" && client == "1"),
+        matches!(&e, DeployError::Mismatch { field: "protocol version", server, client }
+            if *server == (masq_deploy::PROTOCOL_VERSION + 1).to_string() && *client == masq_deploy::PROTOCOL_VERSION.to_string()),
         "{e:?}"
     );
-    assert!(reason.contains("protocol version differs (server 2, client 1)"), "{reason}");
+    let v = masq_deploy::PROTOCOL_VERSION;
+    assert!(reason.contains(&format!("protocol version differs (server {}, client {v})", v + 1)), "{reason}");
     assert_eq!(d.spent().1, vec![false]);
+}
+
+#[test]
+fn a_compact_mode_session_matches_the_in_process_run_and_its_files_are_the_cost_models_size() {
+    let g = model();
+    let cfg = SecureConfig { seed: 8, cmp_mode: masq_mpc::dealer::CmpMode::Compact, ..SecureConfig::default() };
+    let d = deal(&g, &cfg, 1, 1);
+    let (mut server, mut client) = (d.server(&g, None), d.client(None));
+    let x = image();
+    let (ts, tc) = pair();
+    let (report, result) = session(&mut server, ts, &mut client, tc, &x);
+    let (report, result) = (report.unwrap(), result.unwrap());
+    let reference = secure::run(&g, &x, &cfg).unwrap();
+    for ((_, y), (_, y_ref)) in result.outputs.iter().zip(&reference.outputs) {
+        assert!(y.iter().zip(y_ref).all(|(a, b)| a.to_bits() == b.to_bits()), "{y:?} vs {y_ref:?}");
+    }
+    let (m, p) = (result.measured, result.predicted);
+    assert_eq!((m.p0_to_p1, m.p1_to_p0, m.rounds), (p.p0_to_p1, p.p1_to_p0, p.rounds));
+    assert_eq!(report.rounds, reference.report.rounds);
+    // The files are seed-expanded: the model's weight-mask shares (8 bytes a weight), one
+    // inference's dealer bytes as the cost model counts them, and a little framing.
+    let plan = secure::plan(&g, 1, &cfg).unwrap();
+    let masks: u64 = plan.layers.iter().map(|l| 8 * l.kind.weight_shape().iter().product::<usize>() as u64).sum();
+    for (path, offline) in [(d.p0(), plan.total().offline_p0), (d.p1(), plan.total().offline_p1)] {
+        let len = std::fs::metadata(path).unwrap().len();
+        assert!(len > offline + masks && len < offline + masks + 4096, "{len} vs {offline} + {masks}");
+    }
 }
 
 #[test]
@@ -145,12 +174,14 @@ fn a_client_of_another_protocol_version_is_refused_by_the_server() {
     );
     let e = report.unwrap_err();
     assert!(
-        matches!(&e, DeployError::Mismatch { field: "protocol version", server, client } if server == "1" && client == "9"),
+        matches!(&e, DeployError::Mismatch { field: "protocol version", server, client }
+            if *server == masq_deploy::PROTOCOL_VERSION.to_string() && client == "9"),
         "{e:?}"
     );
     let (greeting, hello, refusal) = frames;
     assert_eq!((wire::variant(&greeting), wire::variant(&hello)), (0, 3), "Auth, then Hello");
-    assert!(wire::refusal(&refusal).contains("protocol version differs (server 1, client 9)"));
+    let want = format!("protocol version differs (server {}, client 9)", masq_deploy::PROTOCOL_VERSION);
+    assert!(wire::refusal(&refusal).contains(&want));
     assert_eq!(d.spent().0, vec![false]);
 }
 
