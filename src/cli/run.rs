@@ -99,6 +99,10 @@ struct RunOutput {
     model: String,
     batch: usize,
     frac_bits: Option<u32>,
+    /// mpc mode: the comparison mode and the global comparison width (calibrated nodes keep
+    /// their own, listed per layer).
+    cmp_mode: Option<CmpMode>,
+    cmp_bits: Option<u32>,
     seed: Option<u64>,
     /// Totals for one image: `relu_count` (ReLU elements), comparisons by kind, `macs`, ...
     #[serde(flatten)]
@@ -274,6 +278,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 model: args.model.to_string(),
                 batch,
                 frac_bits: None,
+                cmp_mode: None,
+                cmp_bits: None,
                 seed: None,
                 per_image: rep.totals().into(),
                 comparisons_per_batch: rep.comparisons * inferences,
@@ -355,6 +361,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 model: args.model.to_string(),
                 batch,
                 frac_bits: Some(r.frac_bits),
+                cmp_mode: Some(r.cmp_mode),
+                cmp_bits: Some(r.cmp_bits),
                 seed: Some(r.seed),
                 per_image: r.per_image,
                 comparisons_per_batch: r.comparisons_per_batch,

@@ -58,8 +58,9 @@ impl PoolParams {
         Ok([(ph - sh) / self.stride[0] + 1, (pw - sw) / self.stride[1] + 1])
     }
 
-    /// Flat input offsets (within one H×W plane) of each output position's valid window elements.
-    fn windows(&self, h: usize, w: usize) -> Result<(Vec<Vec<usize>>, [usize; 2])> {
+    /// Flat input offsets (within one H×W plane) of each output position's valid window elements,
+    /// and the output `[Ho, Wo]`.
+    pub fn windows(&self, h: usize, w: usize) -> Result<(Vec<Vec<usize>>, [usize; 2])> {
         let [ho, wo] = self.output_hw(h, w)?;
         let mut out = Vec::with_capacity(ho * wo);
         for oy in 0..ho {

@@ -64,6 +64,23 @@ pub enum Replacement {
     },
 }
 
+impl Replacement {
+    /// Elements per channel for a layer of `per_image` elements per image (1 for the identity);
+    /// an error unless the three coefficient lists have one equal, nonzero length dividing it.
+    pub fn per_channel(&self, per_image: usize) -> Result<usize> {
+        let Replacement::Poly { c2, c1, c0 } = self else { return Ok(1) };
+        let c = c2.len();
+        if c == 0 || c1.len() != c || c0.len() != c || !per_image.is_multiple_of(c) {
+            return Err(MpcError::ShapeMismatch {
+                op: "masked_act".into(),
+                expected: format!("equal per-channel coefficient counts dividing {per_image}"),
+                got: format!("c2 {}, c1 {}, c0 {}", c2.len(), c1.len(), c0.len()),
+            });
+        }
+        Ok(per_image / c)
+    }
+}
+
 /// Which of a comparison's outputs to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -218,17 +235,7 @@ pub fn masked_act<T: Transport>(
     }
     let coeffs = match replacement {
         Replacement::Identity => None,
-        Replacement::Poly { c2, c1, c0 } => {
-            let c = c2.len();
-            if c == 0 || c1.len() != c || c0.len() != c || !per_image.is_multiple_of(c) {
-                return Err(MpcError::ShapeMismatch {
-                    op: "masked_act".into(),
-                    expected: format!("equal per-channel coefficient counts dividing {per_image}"),
-                    got: format!("c2 {}, c1 {}, c0 {}", c2.len(), c1.len(), c0.len()),
-                });
-            }
-            Some((c2, c1, c0, per_image / c))
-        }
+        Replacement::Poly { c2, c1, c0 } => Some((c2, c1, c0, replacement.per_channel(per_image)?)),
     };
     let batch = shape[0];
     let req = masked_act_request(mask, replacement, batch, bits, mode);

@@ -127,22 +127,21 @@ pub fn estimate(
 fn advice(modes: &[ModeFigures]) -> String {
     let [a, b] = modes else { return String::new() };
     let (fast, slow) = if a.est_seconds <= b.est_seconds { (a, b) } else { (b, a) };
-    let saved = slow.offline_bytes as f64 - fast.offline_bytes as f64;
-    if saved > 0.0 {
+    let extra = slow.rounds.saturating_sub(fast.rounds);
+    let online = format!(
+        "{} is faster online by {:.3} s of communication ({extra} fewer rounds; compute not included)",
+        fast.mode,
+        slow.est_seconds - fast.est_seconds
+    );
+    if slow.offline_bytes < fast.offline_bytes {
+        let saved = (fast.offline_bytes - slow.offline_bytes) as f64;
         format!(
-            "{} is faster online by {:.3} s ({} fewer rounds); {} deals {:.0}% fewer bytes ({:.1} s less to transfer at this bandwidth, and less to store and stream through the comparisons)",
-            fast.mode,
-            slow.est_seconds - fast.est_seconds,
-            slow.rounds.saturating_sub(fast.rounds),
+            "{online}; {} deals {:.0}% fewer bytes ({:.1} s less to transfer at this bandwidth, and less to store and stream through the comparisons)",
             slow.mode,
             100.0 * saved / fast.offline_bytes.max(1) as f64,
-            slow.offline_transfer_seconds - fast.offline_transfer_seconds
+            fast.offline_transfer_seconds - slow.offline_transfer_seconds
         )
     } else {
-        format!(
-            "{} is faster online by {:.3} s and deals no more bytes",
-            fast.mode,
-            slow.est_seconds - fast.est_seconds
-        )
+        format!("{online} and deals no more bytes")
     }
 }

@@ -169,28 +169,6 @@ impl Probe<'_> {
     }
 }
 
-/// Valid input offsets (within one `h×w` plane) of each output position's window.
-fn windows(p: &PoolParams, h: usize, w: usize) -> masq_mpc::Result<Vec<Vec<usize>>> {
-    let [ho, wo] = p.output_hw(h, w)?;
-    let mut out = Vec::with_capacity(ho * wo);
-    for oy in 0..ho {
-        for ox in 0..wo {
-            let mut win = Vec::new();
-            for ky in 0..p.kernel[0] {
-                for kx in 0..p.kernel[1] {
-                    let y = (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.padding[0] as isize;
-                    let x = (ox * p.stride[1] + kx * p.dilation[1]) as isize - p.padding[1] as isize;
-                    if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
-                        win.push(y as usize * w + x as usize);
-                    }
-                }
-            }
-            out.push(win);
-        }
-    }
-    Ok(out)
-}
-
 fn nchw(op: &str, s: &[usize]) -> masq_mpc::Result<[usize; 4]> {
     match s {
         &[n, c, h, w] => Ok([n, c, h, w]),
@@ -290,15 +268,7 @@ impl Backend for Probe<'_> {
             out.push(match r {
                 MpcReplacement::Identity => w,
                 MpcReplacement::Poly { c2, c1, c0 } => {
-                    let c = c2.len();
-                    if c == 0 || c1.len() != c || c0.len() != c || !per_image.is_multiple_of(c) {
-                        return Err(MpcError::ShapeMismatch {
-                            op: "masked_act".into(),
-                            expected: format!("equal per-channel coefficient counts dividing {per_image}"),
-                            got: format!("c2 {}, c1 {}, c0 {}", c2.len(), c1.len(), c0.len()),
-                        });
-                    }
-                    let ch = j / (per_image / c);
+                    let ch = j / r.per_channel(per_image)?;
                     let x2 = self.trunc(w.wrapping_mul(w));
                     let t = fp
                         .encode(c2[ch])
@@ -314,7 +284,7 @@ impl Backend for Probe<'_> {
 
     fn maxpool(&mut self, x: ArrayD<u64>, p: &PoolParams) -> masq_mpc::Result<ArrayD<u64>> {
         let [n, c, h, w] = nchw("maxpool", x.shape())?;
-        let wins = windows(p, h, w)?;
+        let (wins, _) = p.windows(h, w)?;
         let [ho, wo] = p.output_hw(h, w)?;
         let data = flat(&x);
         let mut cand: Vec<Vec<u64>> = Vec::with_capacity(n * c * wins.len());
@@ -347,7 +317,7 @@ impl Backend for Probe<'_> {
 
     fn avgpool(&mut self, x: ArrayD<u64>, p: &PoolParams, cip: bool) -> masq_mpc::Result<ArrayD<u64>> {
         let [n, c, h, w] = nchw("avgpool", x.shape())?;
-        let wins = windows(p, h, w)?;
+        let (wins, _) = p.windows(h, w)?;
         let [ho, wo] = p.output_hw(h, w)?;
         let data = flat(&x);
         let full = p.kernel[0] * p.kernel[1];
