@@ -36,6 +36,11 @@ pub struct QueryArgs {
     /// Longest wait to connect and for any message, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// Most preprocessing held in memory at once: the file's material for an inference is read
+    /// and expanded in segments of about this size while the protocol runs (K/M/G suffixes,
+    /// powers of 1024; at least one layer's material is always held).
+    #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = masq_runtime::secure::parse_size)]
+    pub material_budget: u64,
     /// Print JSON Lines instead of text (and no progress on stderr); the last line is the result
     /// (prediction, output, measured and predicted bytes and rounds, seconds, ...).
     #[arg(long)]
@@ -87,7 +92,12 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         bail!("{}: element {i} is not a finite number", args.input.display());
     }
-    let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
+    let opts = SessionOptions {
+        timeout: Duration::from_secs(args.timeout),
+        key,
+        material_budget_bytes: args.material_budget,
+        ..SessionOptions::default()
+    };
     let quiet = args.json;
     let r = masq_deploy::query(&args.connect, &args.preprocessing, &x, &opts, |m| {
         if !quiet {

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Longest wait for any message from a client, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// Most preprocessing held in memory at once: the file's material for an inference is read
+    /// and expanded in segments of about this size while the protocol runs (K/M/G suffixes,
+    /// powers of 1024; at least one layer's material is always held).
+    #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = masq_runtime::secure::parse_size)]
+    pub material_budget: u64,
     /// Print JSON Lines on stdout instead of `listening on ADDR`: {"event":"listening","addr":..}
     /// first, one {"event":"session",..} per session; the last line is the result (sessions,
     /// served, failed, stopped). The log stays on stderr.
@@ -80,7 +85,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--max-sessions 0: must be at least 1");
     }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
-    let opts = SessionOptions { timeout: Duration::from_secs(args.timeout), key, ..SessionOptions::default() };
+    let opts = SessionOptions {
+        timeout: Duration::from_secs(args.timeout),
+        key,
+        material_budget_bytes: args.material_budget,
+        ..SessionOptions::default()
+    };
     let graph = model::load_graph(&args.model)?;
     let mut server = Server::new(&graph, &args.preprocessing, opts)
         .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;

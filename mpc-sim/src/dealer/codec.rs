@@ -47,7 +47,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::expand::{self, Origin};
 use super::material::{CmpKeys, CmpMaterial, Material, ModelMaterial, Preprocessing};
-use super::request::{LayerId, LinearKind, Request};
+use super::request::{LinearKind, Request};
 use crate::dcf::{BitDcfBatch, DcfKeyBatch, bit_key_bytes, key_bytes};
 use crate::error::{MpcError, Result};
 use crate::party::Party;
@@ -72,11 +72,11 @@ pub fn decode_limit(section_len: usize) -> Option<usize> {
 
 /// What precedes a section's values.
 #[derive(Debug, bincode::Encode, bincode::Decode)]
-struct Header {
+pub(crate) struct Header {
     /// Bytes a real dealer sends the party for the section ([`Preprocessing::offline_bytes`]).
-    offline_bytes: u64,
+    pub(crate) offline_bytes: u64,
     /// Values that follow.
-    count: u64,
+    pub(crate) count: u64,
 }
 
 /// One preprocessing item: word vectors `W` (`&[u64]` to encode, `Vec<u64>` decoded) and key
@@ -197,7 +197,7 @@ pub fn decode_preprocessing_seeded(
     party: Party,
     bytes: &[u8],
     requests: &[Request],
-    out_shape: &dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>,
+    out_shape: expand::OutShape<'_>,
 ) -> Result<Preprocessing> {
     with_limit(bytes, "reading seed-expanded preprocessing", SeededJob { party, requests, out_shape })
 }
@@ -253,7 +253,7 @@ impl Job for PreprocessingJob {
 struct SeededJob<'r> {
     party: Party,
     requests: &'r [Request],
-    out_shape: &'r dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>,
+    out_shape: expand::OutShape<'r>,
 }
 
 impl Job for SeededJob<'_> {

@@ -39,6 +39,9 @@ pub struct Origin {
     pub deal: u64,
 }
 
+/// A linear layer's output shape for an input shape (`None`: no such layer), from the model material.
+pub type OutShape<'a> = &'a dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>;
+
 /// Bytes of an [`Origin`] in a file.
 pub const ORIGIN_BYTES: u64 = 40;
 
@@ -177,7 +180,7 @@ fn expand_cmp(
 pub fn expand(
     party: Party,
     req: &Request,
-    out_shape: &dyn Fn(LayerId, &[usize]) -> Option<Vec<usize>>,
+    out_shape: OutShape<'_>,
     rng: &mut ChaCha12Rng,
     ex: Explicit<Vec<u64>, &[u8]>,
 ) -> Result<Material, String> {

@@ -28,6 +28,7 @@ pub mod codec;
 pub mod expand;
 pub mod material;
 pub mod request;
+pub mod section_reader;
 pub mod stream;
 
 use std::collections::{HashMap, VecDeque};

@@ -348,3 +348,58 @@ fn seed_expanded_preprocessing_is_the_dealt_material_at_the_cost_models_size() {
         assert!(decode_preprocessing_seeded(party, &long, &seeded_plan(), &out_shape).is_err());
     }
 }
+
+#[test]
+fn a_section_read_piece_by_piece_is_the_dealt_material_in_bounded_segments() {
+    use masq_mpc::dealer::section_reader::{SectionPlan, open_section};
+    let mut dealer = Dealer::new(78);
+    let (m0, m1) = dealer.setup_model(&[(0, kind())]).unwrap();
+    let (p0, p1) = dealer.deal(&seeded_plan()).unwrap();
+    for (p, m) in [(p0, m0), (p1, m1)] {
+        let party = p.party();
+        let seeded = encode_preprocessing_seeded(&p, &dealer.origin(party, 0));
+        let plan = |budget| SectionPlan {
+            party,
+            requests: seeded_plan(),
+            layers: m.layers.iter().map(|l| (l.0, l.1.clone())).collect(),
+            budget,
+            name: "test section".into(),
+        };
+        for budget in [1, 20_000, u64::MAX] {
+            let src = std::io::Cursor::new(seeded.clone());
+            let (first, mut rest) = open_section(src, seeded.len() as u64, plan(budget)).unwrap();
+            let mut segments = vec![first];
+            while let Some(s) = rest.refill().unwrap() {
+                segments.push(s);
+            }
+            let mut all = segments.remove(0);
+            let count = segments.len() + 1;
+            for s in segments {
+                all.extend(s).unwrap();
+            }
+            assert_eq!(encode_preprocessing(&all), encode_preprocessing(&p), "{party}, budget {budget}");
+            match budget {
+                1 => assert_eq!(count, seeded_plan().len(), "one request per segment"),
+                u64::MAX => assert_eq!(count, 1),
+                _ => assert!(count > 1 && count < seeded_plan().len(), "{count} segments"),
+            }
+        }
+        // Cut short, or a forged length: typed errors naming the section, never a panic.
+        for cut in [10, 60, seeded.len() / 2, seeded.len() - 1] {
+            let src = std::io::Cursor::new(seeded[..cut].to_vec());
+            let r = open_section(src, cut as u64, plan(1)).and_then(|(_, mut rest)| {
+                while rest.refill()?.is_some() {}
+                Ok(())
+            });
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("test section"), "{e}");
+        }
+        let mut forged = seeded.clone();
+        // The first item's first vector length, right after the header (16 B), the origin (40 B)
+        // and the item's tag (4 B): claim 2^40 words.
+        forged[60..68].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let src = std::io::Cursor::new(forged.clone());
+        let e = open_section(src, forged.len() as u64, plan(1)).map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("item 0"), "{e}");
+    }
+}

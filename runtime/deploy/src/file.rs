@@ -40,6 +40,8 @@ use masq_mpc::dealer::codec::{
     CONFIG, decode_model_material, decode_preprocessing_seeded, encode_model_material, encode_preprocessing_seeded,
 };
 use masq_mpc::dealer::expand::Origin;
+use masq_mpc::dealer::section_reader::{SectionPlan, open_section};
+use masq_mpc::dealer::stream::Refill;
 use masq_mpc::dealer::{CmpMode, ModelMaterial, Preprocessing, Request};
 
 use crate::{DeployError, Result, io_err};
@@ -300,16 +302,46 @@ impl DealerFile {
             .map_err(|e| DeployError::BadFile { path: self.path.clone(), reason: format!("model material: {e}") })
     }
 
-    /// Inference `i`'s preprocessing, expanded for `requests` (this party's plan of the model;
-    /// sizes come from it, not from the file) with the linear layers of `model`; refused unless
-    /// `i` was marked spent first.
-    pub fn inference(&self, i: u64, requests: &[Request], model: &ModelMaterial) -> Result<Preprocessing> {
+    /// Inference `i`'s preprocessing read piece by piece: the first segment (at most `budget`
+    /// bytes of material, at least one request) and a refill hook that reads the rest as the
+    /// online phase consumes it (`masq_mpc::dealer::section_reader`); otherwise as
+    /// [`DealerFile::inference`].
+    pub fn inference_stream(
+        &self,
+        i: u64,
+        requests: &[Request],
+        model: &ModelMaterial,
+        budget: u64,
+    ) -> Result<(Preprocessing, Box<dyn Refill>)> {
+        self.check_spent(i)?;
+        let (off, len) = self.sections[i as usize];
+        let file = self.file.try_clone().map_err(io_err(&self.path))?;
+        let plan = SectionPlan {
+            party: self.header.party,
+            requests: requests.to_vec(),
+            layers: model.layers.iter().map(|l| (l.0, l.1.clone())).collect(),
+            budget,
+            name: format!("{} inference {i}", self.path.display()),
+        };
+        open_section(SectionRead { file, at: off, end: off + len }, len, plan)
+            .map_err(|e| DeployError::BadFile { path: self.path.clone(), reason: format!("inference {i}: {e}") })
+    }
+
+    fn check_spent(&self, i: u64) -> Result<()> {
         if !self.spent.get(i as usize).copied().unwrap_or(false) {
             return Err(DeployError::BadFile {
                 path: self.path.clone(),
                 reason: format!("inference {i} must be marked spent before its material is read"),
             });
         }
+        Ok(())
+    }
+
+    /// Inference `i`'s preprocessing, expanded for `requests` (this party's plan of the model;
+    /// sizes come from it, not from the file) with the linear layers of `model`; refused unless
+    /// `i` was marked spent first.
+    pub fn inference(&self, i: u64, requests: &[Request], model: &ModelMaterial) -> Result<Preprocessing> {
+        self.check_spent(i)?;
         let raw = self.section(self.sections[i as usize])?;
         let out_shape = |layer: usize, input: &[usize]| {
             model.layers.iter().find(|l| l.0 == layer).and_then(|l| l.1.output_shape(input).ok())
@@ -333,6 +365,22 @@ fn decode_table(table: &[u8], count: u64) -> std::result::Result<Vec<(u64, u64)>
         Ok((entries, used)) if used == table.len() => Ok(entries),
         Ok((_, used)) => Err(format!("section table: {} trailing bytes", table.len() - used)),
         Err(e) => Err(format!("section table: {e}")),
+    }
+}
+
+/// A section of a file read with positional reads (the file's cursor is never moved).
+struct SectionRead {
+    file: File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for SectionRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.end - self.at) as usize;
+        let got = self.file.read_at(&mut buf[..n], self.at)?;
+        self.at += got as u64;
+        Ok(got)
     }
 }
 

@@ -49,11 +49,19 @@ pub struct SessionOptions {
     pub key: Option<Key>,
     /// Largest frame accepted or sent (TCP; another transport keeps its own).
     pub max_frame_bytes: usize,
+    /// Most bytes of preprocessing held at once: the dealer file's section is read and expanded
+    /// in segments of about this size while the online phase runs (at least one request each).
+    pub material_budget_bytes: u64,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { timeout: Duration::from_secs(30), key: None, max_frame_bytes: DEFAULT_MAX_FRAME_BYTES }
+        SessionOptions {
+            timeout: Duration::from_secs(30),
+            key: None,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            material_budget_bytes: 1 << 30,
+        }
     }
 }
 
@@ -402,8 +410,10 @@ impl Server {
         on_start(index);
 
         let model = self.file.model_material()?;
-        let pre = self.file.inference(index, &self.plan.requests, &model)?;
+        let budget = self.opts.material_budget_bytes;
+        let (pre, rest) = self.file.inference_stream(index, &self.plan.requests, &model, budget)?;
         let mut ctx = Ctx::new(Party::P0, t, pre, self.plan.fixed_point).map_err(mpc_err("context"))?;
+        ctx.set_refill(rest);
         let out = secure::run_party(&mut ctx, &self.plan, model, None)?;
         let net = ctx.transport_mut().inner_mut();
         let mine = summary_of(&out.log, out.online_seconds);
@@ -572,8 +582,9 @@ impl Client {
         on_event(&format!("running inference {index}"));
 
         let model = file.model_material()?;
-        let pre = file.inference(index, &plan.requests, &model)?;
+        let (pre, rest) = file.inference_stream(index, &plan.requests, &model, opts.material_budget_bytes)?;
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
+        ctx.set_refill(rest);
         let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
         let outputs = secure::decode_outputs(&plan, &out.outputs)?;
         let net = ctx.transport_mut().inner_mut();

@@ -135,7 +135,10 @@ fn a_compact_mode_session_matches_the_in_process_run_and_its_files_are_the_cost_
     let g = model();
     let cfg = SecureConfig { seed: 8, cmp_mode: masq_mpc::dealer::CmpMode::Compact, ..SecureConfig::default() };
     let d = deal(&g, &cfg, 1, 1);
-    let (mut server, mut client) = (d.server(&g, None), d.client(None));
+    // Each side reads its file one request at a time (a 1-byte material budget).
+    let tiny = masq_deploy::SessionOptions { material_budget_bytes: 1, ..crate::common::opts(None) };
+    let mut server = masq_deploy::Server::new(&g, &d.p0(), tiny.clone()).unwrap();
+    let mut client = masq_deploy::Client::new(&d.p1(), tiny).unwrap();
     let x = image();
     let (ts, tc) = pair();
     let (report, result) = session(&mut server, ts, &mut client, tc, &x);
