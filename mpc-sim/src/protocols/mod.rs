@@ -17,6 +17,6 @@ pub use beaver::{mul, square};
 pub use ctx::{Ctx, StepRecord};
 pub use linear::{linear, precompute, setup_layers};
 pub use open::{open, reveal};
-pub use pool::{PoolParams, avgpool, global_avgpool, maxpool, maxpool_requests};
+pub use pool::{PoolParams, avgpool, global_avgpool, max_tree, maxpool, maxpool_requests};
 pub use relu::{DEFAULT_CMP_BITS, Replacement, drelu, masked_act, masked_act_request, relu};
 pub use trunc::truncate;

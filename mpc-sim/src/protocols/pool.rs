@@ -126,30 +126,32 @@ pub fn maxpool<T: Transport>(ctx: &mut Ctx<T>, x: &Share, p: &PoolParams, bits: 
                 cand.push(win.iter().map(|&i| data[base + i]).collect());
             }
         }
-        while cand.iter().any(|v| v.len() > 1) {
-            let mut diffs = Vec::new();
-            for v in &cand {
-                for pair in v.chunks_exact(2) {
-                    diffs.push(pair[0].wrapping_sub(pair[1]));
-                }
-            }
-            let r = cmp_words(ctx, &diffs, bits, mode, true)?;
-            let mut at = 0;
-            for v in cand.iter_mut() {
-                let mut next = Vec::with_capacity(v.len() / 2 + 1);
-                for pair in v.chunks_exact(2) {
-                    next.push(pair[1].wrapping_add(r[at]));
-                    at += 1;
-                }
-                if v.len() % 2 == 1 {
-                    next.push(*v.last().expect("odd length"));
-                }
-                *v = next;
-            }
-        }
-        let out: Vec<u64> = cand.into_iter().map(|v| v.first().copied().unwrap_or(0)).collect();
+        let out = max_tree(cand, |diffs| cmp_words(ctx, diffs, bits, mode, true))?;
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(&[n, c, ho, wo]), out).expect("shape")))
     })
+}
+
+/// The max of each candidate list as a tree of pairwise maxima, `max(a, b) = b + ReLU(a − b)`:
+/// each level's differences go to `relu` in one batch (one call per level); an odd candidate
+/// passes through. Words are ring elements (shares, or plain values for a clear-text probe).
+pub fn max_tree(mut cand: Vec<Vec<u64>>, mut relu: impl FnMut(&[u64]) -> Result<Vec<u64>>) -> Result<Vec<u64>> {
+    while cand.iter().any(|v| v.len() > 1) {
+        let diffs: Vec<u64> = cand.iter().flat_map(|v| v.chunks_exact(2).map(|p| p[0].wrapping_sub(p[1]))).collect();
+        let r = relu(&diffs)?;
+        let mut at = 0;
+        for v in cand.iter_mut() {
+            let mut next = Vec::with_capacity(v.len() / 2 + 1);
+            for pair in v.chunks_exact(2) {
+                next.push(pair[1].wrapping_add(r[at]));
+                at += 1;
+            }
+            if v.len() % 2 == 1 {
+                next.push(*v.last().expect("odd length"));
+            }
+            *v = next;
+        }
+    }
+    Ok(cand.into_iter().map(|v| v.first().copied().unwrap_or(0)).collect())
 }
 
 /// Average over each window (NCHW), locally. With `count_include_pad` the divisor is the full

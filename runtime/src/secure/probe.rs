@@ -293,25 +293,8 @@ impl Backend for Probe<'_> {
                 cand.push(win.iter().map(|&i| data[pl * h * w + i]).collect());
             }
         }
-        // The secure tree: max(a, b) = b + ReLU(a − b), pairs of a level in one batch.
-        while cand.iter().any(|v| v.len() > 1) {
-            let diffs: Vec<u64> =
-                cand.iter().flat_map(|v| v.chunks_exact(2).map(|pr| pr[0].wrapping_sub(pr[1]))).collect();
-            let r = self.relu_words(&diffs);
-            let mut at = 0;
-            for v in cand.iter_mut() {
-                let mut next = Vec::with_capacity(v.len() / 2 + 1);
-                for pair in v.chunks_exact(2) {
-                    next.push(pair[1].wrapping_add(r[at]));
-                    at += 1;
-                }
-                if v.len() % 2 == 1 {
-                    next.push(*v.last().expect("odd length"));
-                }
-                *v = next;
-            }
-        }
-        let out = cand.into_iter().map(|v| v.first().copied().unwrap_or(0)).collect();
+        // The secure tree, on plain words (the probe records every difference it compares).
+        let out = masq_mpc::protocols::max_tree(cand, |diffs| Ok(self.relu_words(diffs)))?;
         Ok(shaped(&[n, c, ho, wo], out))
     }
 
