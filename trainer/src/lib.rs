@@ -26,6 +26,7 @@ pub mod error;
 pub mod lower;
 pub mod model;
 pub mod optim;
+pub mod prune;
 pub mod reduce;
 pub mod train;
 

@@ -31,6 +31,7 @@ mod graph;
 pub mod masks;
 pub mod npy;
 mod op;
+pub mod prune;
 pub mod report;
 pub mod shape;
 pub mod special;

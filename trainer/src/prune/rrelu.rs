@@ -1,0 +1,1 @@
+//! Rotated ReLU: per-channel slopes, thresholding, folding (docs/ALGORITHMS.md §6).
