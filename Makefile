@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo demo-2pc bench torchvision fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -46,6 +46,14 @@ TORCHVISION_OUT ?= docs/TORCHVISION.md
 torchvision: setup
 	MASQ_TORCHVISION=$(TORCHVISION_MODELS) MASQ_TORCHVISION_OUT=$(abspath $(TORCHVISION_OUT)) \
 	  $(CARGO) test --release --test it torchvision -- --nocapture
+
+# The README's pruning figures on real CIFAR-10 (needs MASQ_DATA_DIR, and MASQ_MODELS_DIR for the
+# Rotated ReLU run on the pretrained ResNet-20): the filter-sparsity table (sa, mag, magsign, snip,
+# random at 50% and 70% on cnn_small), Rotated ReLU, and prune-then-reduce. About an hour on 2 cores;
+# JSON Lines per run in $(PRUNE_OUT). See scripts/prune_experiments.sh for the knobs.
+PRUNE_OUT ?= runs/prune-experiments
+prune-experiments: build
+	OUT=$(PRUNE_OUT) bash scripts/prune_experiments.sh
 
 fmt:
 	$(CARGO) fmt --all

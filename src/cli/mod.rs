@@ -17,6 +17,8 @@ mod eval;
 mod export;
 mod inspect;
 mod load_weights;
+#[cfg(feature = "train")]
+mod prune;
 mod query;
 #[cfg(feature = "train")]
 mod reduce;
@@ -63,6 +65,11 @@ pub enum Command {
     /// (`masq reduce --from ckpt.safetensors --dataset cifar10 --data DIR --relu-budget 25000`).
     #[cfg(feature = "train")]
     Reduce(Box<reduce::ReduceArgs>),
+    /// Remove whole conv filters (Rotated ReLU, simulated annealing, magnitude, magnitude-sign,
+    /// SNIP, random) and shrink the graph
+    /// (`masq prune --from ckpt.safetensors --dataset cifar10 --data DIR --method mag --filter-sparsity 0.5`).
+    #[cfg(feature = "train")]
+    Prune(Box<prune::PruneArgs>),
     /// The whole path in one command: train a small CNN, cut its ReLUs to three budgets (AutoReP and
     /// random), export each, evaluate in the clear and under 2PC, and write a table, JSON and plots
     /// (`masq demo --out masq-demo`).
@@ -110,6 +117,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(*a),
         #[cfg(feature = "train")]
         Command::Reduce(a) => reduce::run(*a),
+        #[cfg(feature = "train")]
+        Command::Prune(a) => prune::run(*a),
         Command::LoadWeights(a) => load_weights::run(a),
         Command::Deal(a) => deal::run(a),
         Command::Serve(a) => serve::run(a),

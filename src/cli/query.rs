@@ -41,6 +41,10 @@ pub struct QueryArgs {
     /// powers of 1024; at least one layer's material is always held).
     #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = masq_runtime::secure::parse_size)]
     pub material_budget: u64,
+    /// Threads for this party's secure comparisons (DCF evaluation); default: every core of
+    /// this machine.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub threads: Option<usize>,
     /// Print JSON Lines instead of text (and no progress on stderr); the last line is the result
     /// (prediction, output, measured and predicted bytes and rounds, seconds, ...).
     #[arg(long)]
@@ -96,6 +100,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout),
         key,
         material_budget_bytes: args.material_budget,
+        threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         ..SessionOptions::default()
     };
     let quiet = args.json;

@@ -9,6 +9,8 @@ mod cli_calibrate;
 mod cli_demo;
 mod cli_export;
 mod cli_load_weights;
+#[cfg(feature = "train")]
+mod cli_prune;
 mod cli_run;
 #[cfg(feature = "train")]
 mod export_agreement;

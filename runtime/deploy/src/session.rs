@@ -52,6 +52,8 @@ pub struct SessionOptions {
     /// Most bytes of preprocessing held at once: the dealer file's section is read and expanded
     /// in segments of about this size while the online phase runs (at least one request each).
     pub material_budget_bytes: u64,
+    /// Threads this party's comparison (DCF) evaluation may use (at least 1).
+    pub threads: usize,
 }
 
 impl Default for SessionOptions {
@@ -61,6 +63,7 @@ impl Default for SessionOptions {
             key: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             material_budget_bytes: 1 << 30,
+            threads: 1,
         }
     }
 }
@@ -414,6 +417,7 @@ impl Server {
         let (pre, rest) = self.file.inference_stream(index, &self.plan.requests, &model, budget)?;
         let mut ctx = Ctx::new(Party::P0, t, pre, self.plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
+        ctx.set_threads(self.opts.threads);
         let out = secure::run_party(&mut ctx, &self.plan, model, None)?;
         let net = ctx.transport_mut().inner_mut();
         let mine = summary_of(&out.log, out.online_seconds);
@@ -585,6 +589,7 @@ impl Client {
         let (pre, rest) = file.inference_stream(index, &plan.requests, &model, opts.material_budget_bytes)?;
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
+        ctx.set_threads(opts.threads);
         let out = secure::run_party(&mut ctx, &plan, model, Some(&x))?;
         let outputs = secure::decode_outputs(&plan, &out.outputs)?;
         let net = ctx.transport_mut().inner_mut();

@@ -12,6 +12,7 @@ mod onnx_mnist;
 mod onnx_node_conformance;
 mod ort_backend;
 mod plain_kernels;
+mod prune_export;
 mod secure_akamaster;
 mod secure_cnn_ops;
 mod secure_exec;

@@ -6,6 +6,8 @@
 mod data;
 mod image_datasets;
 mod pretrained;
+mod prune;
+mod prune_rrelu;
 mod reduce_e2e;
 mod reduce_math;
 mod training;

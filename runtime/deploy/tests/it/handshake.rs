@@ -131,14 +131,17 @@ fn a_server_of_another_protocol_version_is_refused_by_the_client() {
 }
 
 #[test]
-fn a_compact_mode_session_matches_the_in_process_run_and_its_files_are_the_cost_models_size() {
+fn a_compact_mode_session_on_several_threads_matches_the_in_process_run_and_its_files_are_the_cost_models_size() {
     let g = model();
     let cfg = SecureConfig { seed: 8, cmp_mode: masq_mpc::dealer::CmpMode::Compact, ..SecureConfig::default() };
     let d = deal(&g, &cfg, 1, 1);
-    // Each side reads its file one request at a time (a 1-byte material budget).
+    // Each side reads its file one request at a time (a 1-byte material budget) and evaluates its
+    // comparisons on its own thread count: the outputs stay bit-equal to the one-thread run.
     let tiny = masq_deploy::SessionOptions { material_budget_bytes: 1, ..crate::common::opts(None) };
-    let mut server = masq_deploy::Server::new(&g, &d.p0(), tiny.clone()).unwrap();
-    let mut client = masq_deploy::Client::new(&d.p1(), tiny).unwrap();
+    let server_opts = masq_deploy::SessionOptions { threads: 2, ..tiny.clone() };
+    let client_opts = masq_deploy::SessionOptions { threads: 3, ..tiny };
+    let mut server = masq_deploy::Server::new(&g, &d.p0(), server_opts).unwrap();
+    let mut client = masq_deploy::Client::new(&d.p1(), client_opts).unwrap();
     let x = image();
     let (ts, tc) = pair();
     let (report, result) = session(&mut server, ts, &mut client, tc, &x);

@@ -1,9 +1,10 @@
 //! The model zoo: IR graphs of well-known networks with seeded random or given weights.
 //!
 //! Names pin the ReLU convention (docs/ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
-//! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `vgg16_cifar`, `mnist_cnn`, `cnn_small`. Parameter
-//! names follow the PyTorch reference implementations (for `resnet20`..`56`: the akamaster checkpoint
-//! keys without `module.`), so checkpoints load with [`apply_weights`].
+//! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `wrn16_4`, `wrn40_4`, `vgg16_cifar`,
+//! `mnist_cnn`, `cnn_small`, `cnn4`. Parameter names follow the PyTorch reference implementations
+//! (for `resnet20`..`56`: the akamaster checkpoint keys without `module.`), so checkpoints load with
+//! [`apply_weights`].
 //!
 //! ```
 //! use masq_ir::zoo;
@@ -14,6 +15,7 @@
 //! ```
 
 mod builder;
+mod cnn4;
 mod cnn_small;
 mod mnist;
 mod resnet18;
@@ -40,9 +42,12 @@ pub const MODELS: &[(&str, (usize, usize, usize))] = &[
     ("resnet44", (3, 32, 32)),
     ("resnet56", (3, 32, 32)),
     ("wrn22_8", (3, 32, 32)),
+    ("wrn16_4", (3, 32, 32)),
+    ("wrn40_4", (3, 32, 32)),
     ("vgg16_cifar", (3, 32, 32)),
     ("mnist_cnn", (1, 28, 28)),
     ("cnn_small", (3, 32, 32)),
+    ("cnn4", (3, 32, 32)),
 ];
 
 /// A parsed `NAME[@HxW]` (the part after `zoo:`).
@@ -126,9 +131,12 @@ pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
         "resnet44" => resnet_cifar::build(&mut b, 7, k)?,
         "resnet56" => resnet_cifar::build(&mut b, 9, k)?,
         "wrn22_8" => wrn::build(&mut b, 22, 8, k)?,
+        "wrn16_4" => wrn::build(&mut b, 16, 4, k)?,
+        "wrn40_4" => wrn::build(&mut b, 40, 4, k)?,
         "vgg16_cifar" => vgg::build(&mut b, k)?,
         "mnist_cnn" => mnist::build(&mut b, k)?,
         "cnn_small" => cnn_small::build(&mut b, k)?,
+        "cnn4" => cnn4::build(&mut b, k)?,
         other => return Err(IrError::BadSpec { spec: other.to_string(), reason: "unknown zoo model".into() }),
     }
     b.finish()

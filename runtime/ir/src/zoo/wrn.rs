@@ -1,6 +1,9 @@
 //! Pre-activation wide ResNets (Zagoruyko & Komodakis; names as in xternalz/WideResNet-pytorch:
 //! `conv1`, `blockG.layer.B.bn1/conv1/bn2/conv2/convShortcut`, `bn1`, `fc`). No final ReLU: the
 //! last BN feeds the global average pool directly (the convention of SNL's WRN-22-8 counts).
+//!
+//! Depth `6n + 4` (n blocks per group), widths `16k`, `32k`, `64k`. The zoo has WRN-22-8,
+//! WRN-16-4 and WRN-40-4; at 3×32×32 they have 1,359,872, 458,752 and 1,376,256 ReLUs.
 
 use super::Builder;
 use crate::error::Result;

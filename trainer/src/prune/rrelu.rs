@@ -1,1 +1,0 @@
-//! Rotated ReLU: per-channel slopes, thresholding, folding (docs/ALGORITHMS.md §6).
