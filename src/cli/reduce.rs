@@ -10,7 +10,7 @@ use masq_trainer::device::device_name;
 use masq_trainer::reduce::{Budget, GateKind, Method, ReduceConfig, ReduceEvent, ReplacementKind, reduce};
 
 use super::common::training::{self, TrainEnv};
-use super::common::{args, batch as fixed_batch, json, model, progress};
+use super::common::{args, json, model, progress};
 
 /// The reduction method of `masq reduce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,19 +112,7 @@ pub struct ReduceArgs {
 pub fn run(a: ReduceArgs) -> Result<()> {
     let (kind, device) = (a.dataset, a.env.device);
     let splits = a.env.prepare(kind, a.data.as_deref())?;
-    let mut loaded = model::load_for_data(&a.from, splits.train.shape, splits.train.classes, a.env.seed)?;
-    if let Some(w) = &a.weights {
-        model::apply_weights(&mut loaded.graph, w, &[])?;
-    }
-    let norm = model::recorded_normalisation(&loaded).unwrap_or_else(|| kind.default_norm());
-    let graph = loaded.graph;
-    if let Some(f) = fixed_batch::fixed(&graph) {
-        bail!(
-            "{}; masq reduce trains in mini-batches and needs a model that runs at any batch \
-             (re-export it with a dynamic batch axis, or without the node that mixes the images)",
-            f.describe(&a.from)
-        );
-    }
+    let (graph, norm) = model::load_trainable(&a.from, a.weights.as_deref(), &splits, kind, a.env.seed, "reduce")?;
     let budget = match (a.relu_budget, a.relu_sparsity) {
         (Some(n), None) => Budget::Count(n),
         (None, Some(s)) => Budget::Sparsity(s),

@@ -55,6 +55,33 @@ pub fn load_for_data(spec: &ModelSpec, shape: [usize; 3], classes: usize, seed: 
     Ok(LoadedModel { graph, facts: None, manifest: None })
 }
 
+/// The model a training command (`reduce`, `prune`) starts from: MODEL built or loaded for the
+/// dataset's images, `weights` applied, and the normalisation it records (else the dataset's
+/// default). Refuses a model fixed to one batch size, as mini-batch training needs any batch.
+#[cfg(feature = "train")]
+pub fn load_trainable(
+    spec: &ModelSpec,
+    weights: Option<&Path>,
+    splits: &masq_trainer::data::Splits,
+    kind: masq_trainer::data::DatasetKind,
+    seed: u64,
+    command: &str,
+) -> Result<(Graph, masq_ir::facts::Normalisation)> {
+    let mut loaded = load_for_data(spec, splits.train.shape, splits.train.classes, seed)?;
+    if let Some(w) = weights {
+        apply_weights(&mut loaded.graph, w, &[])?;
+    }
+    let norm = recorded_normalisation(&loaded).unwrap_or_else(|| kind.default_norm());
+    if let Some(f) = super::batch::fixed(&loaded.graph) {
+        anyhow::bail!(
+            "{}; masq {command} trains in mini-batches and needs a model that runs at any batch \
+             (re-export it with a dynamic batch axis, or without the node that mixes the images)",
+            f.describe(spec)
+        );
+    }
+    Ok((loaded.graph, norm))
+}
+
 /// Apply the tensors of a safetensors file (e.g. a PyTorch state dict; `module.` is stripped) to
 /// `graph`, keys renamed by `remap` first.
 pub fn apply_weights(graph: &mut Graph, weights: &Path, remap: &[KeyRemap]) -> Result<()> {

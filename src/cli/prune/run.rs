@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::costs::{self, Costs2pc};
 use super::{MethodArg, PruneArgs, ScopeArg, SlopeInitArg};
 use crate::cli::common::training;
-use crate::cli::common::{batch as fixed_batch, json as jsonl, model, progress};
+use crate::cli::common::{json as jsonl, model, progress};
 
 /// What every method reports, in the shape the result line and the table use.
 struct Outcome {
@@ -45,15 +45,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
         bail!("--method {:?} needs --filter-sparsity S (the fraction of filters to remove)", a.method);
     }
     let splits = a.env.prepare(kind, a.data.as_deref())?;
-    let mut loaded = model::load_for_data(&a.from, splits.train.shape, splits.train.classes, a.env.seed)?;
-    if let Some(w) = &a.weights {
-        model::apply_weights(&mut loaded.graph, w, &[])?;
-    }
-    let norm = model::recorded_normalisation(&loaded).unwrap_or_else(|| kind.default_norm());
-    let graph = loaded.graph;
-    if let Some(f) = fixed_batch::fixed(&graph) {
-        bail!("{}; masq prune trains in mini-batches and needs a model that runs at any batch", f.describe(&a.from));
-    }
+    let (graph, norm) = model::load_trainable(&a.from, a.weights.as_deref(), &splits, kind, a.env.seed, "prune")?;
     let method_name = format!("{:?}", a.method).to_lowercase();
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("prune-{method_name}")));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

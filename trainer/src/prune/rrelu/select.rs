@@ -4,9 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use masq_ir::prune::slopes::SlopeSite;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::Dataset;
@@ -199,17 +196,8 @@ pub enum ValidationSize {
     Images(usize),
 }
 
-fn subset(d: &Dataset, idx: &[usize]) -> Dataset {
-    let len = d.image_len();
-    let mut images = Vec::with_capacity(idx.len() * len);
-    for &i in idx {
-        images.extend_from_slice(&d.images[i * len..(i + 1) * len]);
-    }
-    Dataset { images, labels: idx.iter().map(|&i| d.labels[i]).collect(), shape: d.shape, classes: d.classes }
-}
-
-/// Split `train` into (training rest, validation): a `ChaCha8(seed)` shuffle of the record
-/// indices, the first `size` of them held out; both parts keep the original record order.
+/// Split `train` into (training rest, validation) with [`crate::prune::holdout::hold_out`] at
+/// the size `size` gives.
 pub fn validation_split(train: &Dataset, size: ValidationSize, seed: u64) -> Result<(Dataset, Dataset)> {
     let n = train.len();
     let k = match size {
@@ -219,15 +207,5 @@ pub fn validation_split(train: &Dataset, size: ValidationSize, seed: u64) -> Res
         }
         ValidationSize::Images(k) => k,
     };
-    if k == 0 || k >= n {
-        return Err(TrainerError::BadConfig {
-            reason: format!("a validation split of {k} images out of {n} leaves no training or no validation images"),
-        });
-    }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7a11_da7e));
-    let (val, rest) = idx.split_at_mut(k);
-    val.sort_unstable();
-    rest.sort_unstable();
-    Ok((subset(train, rest), subset(train, val)))
+    crate::prune::holdout::hold_out(train, k, seed ^ 0x7a11_da7e)
 }
