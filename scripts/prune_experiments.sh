@@ -40,10 +40,15 @@ if want rrelu; then
   if [[ -z "$MODELS" || ! -f "$w" ]]; then
     echo "skipping the Rotated ReLU run: no $w (set MASQ_MODELS_DIR)" >&2
   else
-    echo "== resnet20-rrelu" >&2
-    "$MASQ" prune --from zoo:resnet20 --weights "$w" --method rrelu --slope-init ones --l1 "$RRELU_L1" \
-      --epochs "$RRELU_EPOCHS" --lr 0.02 --finetune-epochs 2 --val-images 2000 \
-      --out "$OUT/resnet20-rrelu" "${common[@]}" > "$OUT/resnet20-rrelu.jsonl"
+    # ζ by the validation rule (the default), then the ζ that removes 30% of the slope channels.
+    for rule in validation 0.3; do
+      name=resnet20-rrelu; threshold=()
+      if [[ $rule != validation ]]; then name="resnet20-rrelu-${rule#0.}0"; threshold=(--filter-sparsity "$rule"); fi
+      echo "== $name" >&2
+      "$MASQ" prune --from zoo:resnet20 --weights "$w" --method rrelu --slope-init ones --l1 "$RRELU_L1" \
+        --epochs "$RRELU_EPOCHS" --lr 0.02 --finetune-epochs 2 --val-images 2000 "${threshold[@]}" \
+        --out "$OUT/$name" "${common[@]}" > "$OUT/$name.jsonl"
+    done
   fi
 fi
 
