@@ -65,6 +65,10 @@ impl lower::Params for TchModel {
     fn bn_momentum(&self) -> f64 {
         self.bn_momentum
     }
+
+    fn weight_quant(&self, name: &str) -> Option<masq_ir::QuantParams> {
+        self.graph.weight_quant.get(name).copied()
+    }
 }
 
 /// A hook that takes over the evaluation of `MaskedAct` nodes (see `crate::reduce`): trainable
@@ -217,7 +221,12 @@ impl TchModel {
     pub fn to_graph(&self) -> Result<Graph> {
         let mut g = self.graph.clone();
         for (name, t) in &self.params {
-            g.initializers.insert(name.clone(), to_array(t)?);
+            let mut a = to_array(t)?;
+            // A quantized weight's f32 shadow goes back onto its grid.
+            if let Some(q) = self.graph.weight_quant.get(name) {
+                a.mapv_inplace(|v| masq_ir::quant::quantize_weight_value(q, v));
+            }
+            g.initializers.insert(name.clone(), a);
         }
         for (name, m) in &self.masks {
             let a = to_array(m)?;

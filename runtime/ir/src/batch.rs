@@ -177,6 +177,7 @@ fn rewrite(g: &mut Graph, input: usize, b: usize) -> Result<Result<Vec<String>, 
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
             | Op::Identity
+            | Op::FakeQuant(_)
             | Op::MaskedAct(_) => Ok(()),
             Op::Flatten(c) if c.axis == 0 => Err(refuse(format!("flattens {x:?} with axis 0, mixing the images"))),
             Op::Flatten(_) => Ok(()),

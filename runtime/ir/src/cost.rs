@@ -235,6 +235,7 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         | Op::Slice(_)
         | Op::Gather(_)
         | Op::Identity
+        | Op::FakeQuant(_)
         | Op::Tanh
         | Op::Erf
         | Op::Gelu(_)

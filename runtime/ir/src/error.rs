@@ -116,6 +116,10 @@ pub enum IrError {
     #[error("weights: {name}: {reason}")]
     BadWeights { name: String, reason: String },
 
+    /// A parameter of a graph pass (quantization widths, scores) is out of range.
+    #[error("{name}: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+
     /// A structural problem found by graph validation.
     #[error("invalid graph: {reason}")]
     InvalidGraph { reason: String },

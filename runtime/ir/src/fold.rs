@@ -96,6 +96,8 @@ pub fn fold_batchnorm(graph: &Graph) -> Result<Graph> {
         let new_b: Vec<f32> = (0..out_ch).map(|o| ((old_b[o] - mean[o]) * s[o] + beta[o]) as f32).collect();
         let shared = |n: &str| param_uses.get(n).copied().unwrap_or(0) > 1;
         let wname = if shared(&weight) { fresh_name(&g, &format!("{}.weight", layer.name)) } else { weight.clone() };
+        // The folded weight leaves its quantization grid: it is plain f32 from here on.
+        g.weight_quant.remove(&wname);
         g.initializers.insert(wname.clone(), new_w);
         let bname = match &bias {
             Some(b) if !shared(b) => b.clone(),

@@ -117,6 +117,11 @@ pub struct Graph {
     /// that make secure comparisons may be listed ([`Graph::check_cmp_bits`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cmp_bits: BTreeMap<String, u32>,
+    /// Quantized weights (`masq quantize`, or DequantizeLinear weights of an imported QDQ model):
+    /// initializer name to the grid its values lie on. The initializer keeps the dequantized f32
+    /// values; the ONNX writer stores it as integers plus a DequantizeLinear. docs/ALGORITHMS.md §7.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_quant: BTreeMap<String, QuantParams>,
 }
 
 /// Whether a node of this op makes secure comparisons (and so may take a calibrated width).
@@ -213,6 +218,11 @@ impl Graph {
             for p in node.op.param_names() {
                 self.initializer(node, p)?;
             }
+            if let Op::FakeQuant(q) = &node.op {
+                q.check().map_err(|why| IrError::InvalidGraph {
+                    reason: format!("FakeQuant node {}: {why}", node.name),
+                })?;
+            }
             if let Op::MaskedAct(c) = &node.op
                 && !self.masks.contains_key(&c.mask)
             {
@@ -234,7 +244,24 @@ impl Graph {
                 return Err(IrError::NotFound { kind: "output value", name: out.name.clone() });
             }
         }
+        self.check_weight_quant()?;
         self.check_cmp_bits()
+    }
+
+    /// Checks [`Graph::weight_quant`]: valid parameters, every name an initializer, every value
+    /// of that initializer on its grid (within the quantization range).
+    pub fn check_weight_quant(&self) -> Result<()> {
+        for (name, q) in &self.weight_quant {
+            let bad = |why: String| IrError::InvalidGraph { reason: format!("quantized weight {name}: {why}") };
+            q.check().map_err(bad)?;
+            let Some(t) = self.initializers.get(name) else {
+                return Err(bad("no initializer of that name".into()));
+            };
+            if let Some(v) = t.iter().find(|&&v| (q.apply(v) - v).abs() > q.scale * 1e-3) {
+                return Err(bad(format!("value {v} is not on the grid of step {}", q.scale)));
+            }
+        }
+        Ok(())
     }
 
     /// Concrete shapes of every value (inputs, initializers, node outputs) at batch size `batch`.
@@ -316,6 +343,8 @@ impl Graph {
         self.masks.retain(|k, _| used.contains(k));
         let names: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
         self.cmp_bits.retain(|k, _| names.contains(k.as_str()));
+        let inits = &self.initializers;
+        self.weight_quant.retain(|k, _| inits.contains_key(k));
     }
 
     /// Graph inputs that are not initializers (what a caller must feed).

@@ -153,6 +153,64 @@ pub struct LayerNormConfig {
     pub bias: Option<String>,
 }
 
+/// Per-tensor linear quantization, ONNX QuantizeLinear then DequantizeLinear:
+/// `q = clamp(round(x / scale) + zero_point, qmin, qmax)`, `y = (q − zero_point) · scale`, with
+/// round-half-to-even (ONNX's rule). The same parameters describe a quantized weight
+/// ([`Graph::weight_quant`](crate::Graph::weight_quant)). docs/ALGORITHMS.md §7.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QuantParams {
+    pub scale: f32,
+    pub zero_point: i32,
+    pub qmin: i32,
+    pub qmax: i32,
+}
+
+impl QuantParams {
+    /// Signed `bits`-bit linear quantization with step `2^(−sf)` and zero point 0 (§7).
+    pub fn linear(bits: u32, sf: i32) -> Self {
+        let half = 1i64 << (bits.clamp(2, 31) - 1);
+        QuantParams { scale: 2f32.powi(-sf), zero_point: 0, qmin: -half as i32, qmax: (half - 1) as i32 }
+    }
+
+    /// Bits of the integer range: `⌈log2(qmax − qmin + 1)⌉`.
+    pub fn bits(&self) -> u32 {
+        let levels = (self.qmax as i64 - self.qmin as i64 + 1).max(1) as u64;
+        64 - (levels - 1).leading_zeros()
+    }
+
+    /// The quantized integer of `x` (ONNX QuantizeLinear: round half to even, saturate).
+    pub fn quantize(&self, x: f32) -> i32 {
+        let q = (x / self.scale).round_ties_even() + self.zero_point as f32;
+        q.clamp(self.qmin as f32, self.qmax as f32) as i32
+    }
+
+    /// The real value of a quantized integer (ONNX DequantizeLinear).
+    pub fn dequantize(&self, q: i32) -> f32 {
+        (q as i64 - self.zero_point as i64) as f32 * self.scale
+    }
+
+    /// `dequantize(quantize(x))`.
+    pub fn apply(&self, x: f32) -> f32 {
+        self.dequantize(self.quantize(x))
+    }
+
+    /// The largest magnitude a dequantized value can take.
+    pub fn max_abs(&self) -> f32 {
+        self.dequantize(self.qmin).abs().max(self.dequantize(self.qmax).abs())
+    }
+
+    /// Checks the parameters: a finite positive scale and `qmin ≤ zero_point ≤ qmax`.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(format!("scale {} is not a finite positive number", self.scale));
+        }
+        if !(self.qmin <= self.zero_point && self.zero_point <= self.qmax) {
+            return Err(format!("zero point {} outside [{}, {}]", self.zero_point, self.qmin, self.qmax));
+        }
+        Ok(())
+    }
+}
+
 /// What a masked activation computes where its mask is 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Replacement {
@@ -219,6 +277,8 @@ pub enum Op {
     Softmax(SoftmaxConfig),
     LogSoftmax(SoftmaxConfig),
     MaskedAct(MaskedActConfig),
+    /// Fake quantization of an activation (ONNX QuantizeLinear + DequantizeLinear).
+    FakeQuant(QuantParams),
 }
 
 impl Op {
@@ -263,6 +323,7 @@ impl Op {
             Op::Softmax(_) => "Softmax",
             Op::LogSoftmax(_) => "LogSoftmax",
             Op::MaskedAct(_) => "MaskedAct",
+            Op::FakeQuant(_) => "FakeQuant",
         }
     }
 
@@ -309,7 +370,8 @@ impl Op {
             | Op::Gather(_)
             | Op::Identity
             | Op::Softmax(_)
-            | Op::LogSoftmax(_) => vec![],
+            | Op::LogSoftmax(_)
+            | Op::FakeQuant(_) => vec![],
         }
     }
 

@@ -167,6 +167,7 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
         | Op::Clip(_)
         | Op::LeakyRelu(_)
         | Op::Identity
+        | Op::FakeQuant(_)
         | Op::Sigmoid
         | Op::HardSigmoid(_)
         | Op::HardSwish

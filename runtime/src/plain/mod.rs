@@ -81,6 +81,7 @@ pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<Arr
         Op::Slice(c) => shape_ops::slice(node, c, x)?,
         Op::Gather(c) => shape_ops::gather(node, c, x)?,
         Op::Identity => x.clone(),
+        Op::FakeQuant(q) => x.mapv(|v| q.apply(v)),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false)?,
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true)?,
         Op::MaskedAct(c) => elementwise::masked_act(graph, node, c, x)?,

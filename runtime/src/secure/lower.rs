@@ -699,6 +699,10 @@ pub(crate) fn lower<'g, B: Backend>(
                 .ok_or_else(|| mismatch(node, format!("axis {} longer than every index", c.axis), x.shape()))
         }
         Op::Identity => first(&mut ins),
+        // Fake quantization is not re-applied on shares: the fixed-point encoding (2^−f ≤ the
+        // quantization step) holds every grid value exactly, and the rounding the plaintext applies
+        // is a difference of at most half a step (docs/ALGORITHMS.md §7, "Under 2PC").
+        Op::FakeQuant(_) => first(&mut ins),
         Op::Sigmoid => {
             let x = first(&mut ins)?;
             piecewise(b, node, fp, x, &approx::SIGMOID)

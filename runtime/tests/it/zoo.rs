@@ -49,6 +49,37 @@ fn vgg_and_mnist_counts() {
 }
 
 #[test]
+fn mobilenetv2_cifar_relu6_sites() {
+    // Stem 32·32²; per block the expansion's ReLU6 at the input resolution and the depthwise
+    // conv's at the output one; head 1280·4².
+    let stages = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+    let (mut cin, mut hw, mut sites) = (32u64, 32u64, 32 * 32 * 32u64);
+    for (t, c, n, s) in stages {
+        for j in 0..n {
+            let stride = if j == 0 { s } else { 1 };
+            let wide = cin * t;
+            sites += wide * hw * hw;
+            hw /= stride;
+            sites += wide * hw * hw;
+            cin = c;
+        }
+    }
+    sites += 1280 * hw * hw;
+    assert_eq!(hw, 4);
+    let g = load_model("zoo:mobilenetv2_cifar").unwrap();
+    let r = report(&g).unwrap();
+    assert_eq!(r.relu_count, sites);
+    // Every ReLU6 is a capped site: a ReLU plus a cap comparison.
+    assert_eq!(r.clip_comparisons, sites);
+    let depthwise = g.nodes.iter().filter(|n| matches!(&n.op, Op::Conv(c) if c.groups > 1)).count();
+    assert_eq!(depthwise, 17);
+    assert!(g.nodes.iter().all(|n| !matches!(n.op, Op::Relu)));
+    let x = ArrayD::from_elem(vec![2, 3, 32, 32], 0.1f32);
+    let y = plain::run_single(&g, x).unwrap();
+    assert_eq!(y.shape(), &[2, 10]);
+}
+
+#[test]
 fn params_and_macs_of_resnet20() {
     let r = report(&load_model("zoo:resnet20").unwrap()).unwrap();
     // 269,722 trainable parameters (akamaster's table) plus 2 BN buffers per channel.

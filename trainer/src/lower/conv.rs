@@ -4,7 +4,7 @@ use masq_ir::{ConvConfig, Node};
 use tch::Tensor;
 
 use super::Params;
-use super::{mismatch, param, unsupported};
+use super::{mismatch, param, unsupported, weight};
 use crate::error::Result;
 
 pub(super) fn conv2d(model: &dyn Params, node: &Node, c: &ConvConfig, x: &Tensor) -> Result<Tensor> {
@@ -14,7 +14,7 @@ pub(super) fn conv2d(model: &dyn Params, node: &Node, c: &ConvConfig, x: &Tensor
     if c.groups == 0 {
         return Err(unsupported(node, "groups = 0"));
     }
-    let w = param(model, node, &c.weight)?;
+    let w = &weight(model, node, &c.weight)?;
     let b = match &c.bias {
         Some(b) => Some(param(model, node, b)?),
         None => None,

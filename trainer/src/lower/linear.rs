@@ -4,11 +4,11 @@ use masq_ir::{GemmConfig, Node};
 use tch::Tensor;
 
 use super::Params;
-use super::{mismatch, param};
+use super::{mismatch, param, weight};
 use crate::error::Result;
 
 pub(super) fn gemm(model: &dyn Params, node: &Node, c: &GemmConfig, x: &Tensor) -> Result<Tensor> {
-    let w = param(model, node, &c.weight)?;
+    let w = &weight(model, node, &c.weight)?;
     if x.dim() != 2 || w.dim() != 2 || x.size()[1] != w.size()[1] {
         return Err(mismatch(node, format!("[N, {}]", w.size().get(1).copied().unwrap_or(0)), x));
     }

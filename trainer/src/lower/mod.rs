@@ -10,7 +10,7 @@ mod norm;
 mod pool;
 mod shape_ops;
 
-use masq_ir::{Node, Op};
+use masq_ir::{Node, Op, QuantParams};
 use tch::Tensor;
 
 use crate::error::{Result, TrainerError};
@@ -23,10 +23,30 @@ pub trait Params {
     fn mask(&self, name: &str) -> Option<&Tensor>;
     fn device(&self) -> tch::Device;
     fn bn_momentum(&self) -> f64;
+    /// The grid of a quantized weight (`Graph::weight_quant`), if it is one.
+    fn weight_quant(&self, _name: &str) -> Option<QuantParams> {
+        None
+    }
 }
 
 pub(crate) fn param<'a>(model: &'a dyn Params, node: &Node, name: &str) -> Result<&'a Tensor> {
     model.tensor(name).ok_or_else(|| TrainerError::MissingValue { node: node.name.clone(), input: name.to_string() })
+}
+
+/// A layer's weight as the forward pass uses it: fake-quantized onto its grid when the weight is
+/// quantized (straight-through: the f32 shadow weight gets the gradient, docs/ALGORITHMS.md §7),
+/// else the parameter itself.
+pub(crate) fn weight(model: &dyn Params, node: &Node, name: &str) -> Result<Tensor> {
+    let w = param(model, node, name)?;
+    Ok(match model.weight_quant(name) {
+        Some(q) => w.f_fake_quantize_per_tensor_affine(
+            f64::from(q.scale),
+            i64::from(q.zero_point),
+            i64::from(q.qmin),
+            i64::from(q.qmax),
+        )?,
+        None => w.shallow_clone(),
+    })
 }
 
 pub(crate) fn mismatch(node: &Node, expected: impl Into<String>, got: &Tensor) -> TrainerError {
@@ -82,6 +102,13 @@ pub fn lower_node(model: &dyn Params, node: &Node, ins: &[&Tensor], train: bool)
         Op::Slice(c) => shape_ops::slice(node, c, x),
         Op::Gather(c) => shape_ops::gather(node, c, x),
         Op::Identity => Ok(x.shallow_clone()),
+        // Straight-through: libtorch's fake quantization passes the gradient inside [qmin, qmax].
+        Op::FakeQuant(q) => Ok(x.f_fake_quantize_per_tensor_affine(
+            f64::from(q.scale),
+            i64::from(q.zero_point),
+            i64::from(q.qmin),
+            i64::from(q.qmax),
+        )?),
         Op::Softmax(c) => elementwise::softmax(node, c, x, false),
         Op::LogSoftmax(c) => elementwise::softmax(node, c, x, true),
         Op::MaskedAct(c) => masked::masked_act(model, node, c, x),

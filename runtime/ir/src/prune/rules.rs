@@ -228,6 +228,7 @@ impl<'g> Plan<'g> {
             Op::Relu
             | Op::LeakyRelu(_)
             | Op::Identity
+            | Op::FakeQuant(_)
             | Op::HardSwish
             | Op::Tanh
             | Op::Gelu(_)

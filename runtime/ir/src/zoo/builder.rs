@@ -81,6 +81,27 @@ impl Builder {
         self.push(name, Op::Conv(cfg), &[x])
     }
 
+    /// A depthwise 3×3-style convolution: one filter per input channel (`groups = channels`).
+    pub(crate) fn conv_depthwise(&mut self, name: &str, x: &str, k: usize, stride: usize, pad: usize) -> Result<String> {
+        let c = self.shape(x)[1];
+        let weight = self.he(&format!("{name}.weight"), &[c, 1, k, k], k * k);
+        let cfg = ConvConfig {
+            weight,
+            bias: None,
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: [pad; 4],
+            dilation: [1, 1],
+            groups: c,
+        };
+        self.push(name, Op::Conv(cfg), &[x])
+    }
+
+    /// ReLU6: `Clip` to `[0, 6]` (a capped ReLU site for ReLU reduction).
+    pub(crate) fn relu6(&mut self, name: &str, x: &str) -> Result<String> {
+        self.push(name, Op::Clip(ClipConfig { min: Some(0.0), max: Some(6.0) }), &[x])
+    }
+
     pub(crate) fn bn(&mut self, name: &str, x: &str) -> Result<String> {
         let c = self.shape(x)[1];
         let cfg = BatchNormConfig {

@@ -2,7 +2,7 @@
 //!
 //! Names pin the ReLU convention (docs/ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
 //! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `wrn16_4`, `wrn40_4`, `vgg16_cifar`,
-//! `mnist_cnn`, `cnn_small`, `cnn4`. Parameter names follow the PyTorch reference implementations
+//! `mnist_cnn`, `cnn_small`, `cnn4`, `mobilenetv2_cifar`. Parameter names follow the PyTorch reference implementations
 //! (for `resnet20`..`56`: the akamaster checkpoint keys without `module.`), so checkpoints load with
 //! [`apply_weights`].
 //!
@@ -18,6 +18,7 @@ mod builder;
 mod cnn4;
 mod cnn_small;
 mod mnist;
+mod mobilenetv2;
 mod resnet18;
 mod resnet_cifar;
 mod vgg;
@@ -48,6 +49,7 @@ pub const MODELS: &[(&str, (usize, usize, usize))] = &[
     ("mnist_cnn", (1, 28, 28)),
     ("cnn_small", (3, 32, 32)),
     ("cnn4", (3, 32, 32)),
+    ("mobilenetv2_cifar", (3, 32, 32)),
 ];
 
 /// A parsed `NAME[@HxW]` (the part after `zoo:`).
@@ -137,6 +139,7 @@ pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
         "mnist_cnn" => mnist::build(&mut b, k)?,
         "cnn_small" => cnn_small::build(&mut b, k)?,
         "cnn4" => cnn4::build(&mut b, k)?,
+        "mobilenetv2_cifar" => mobilenetv2::build(&mut b, k)?,
         other => return Err(IrError::BadSpec { spec: other.to_string(), reason: "unknown zoo model".into() }),
     }
     b.finish()
