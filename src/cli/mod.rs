@@ -21,6 +21,8 @@ mod load_weights;
 mod prune;
 mod query;
 #[cfg(feature = "train")]
+mod quantize;
+#[cfg(feature = "train")]
 mod reduce;
 mod run;
 mod serve;
@@ -70,6 +72,11 @@ pub enum Command {
     /// (`masq prune --from ckpt.safetensors --dataset cifar10 --data DIR --method mag --filter-sparsity 0.5`).
     #[cfg(feature = "train")]
     Prune(Box<prune::PruneArgs>),
+    /// Quantize a trained model's weights and activations to b bits, layer by layer (calibrated
+    /// on the training split, optionally finetuned); exports as ONNX QDQ
+    /// (`masq quantize --from ckpt.safetensors --dataset cifar10 --data DIR --bits 8 --out DIR`).
+    #[cfg(feature = "train")]
+    Quantize(Box<quantize::QuantizeArgs>),
     /// The whole path in one command: train a small CNN, cut its ReLUs to three budgets (AutoReP and
     /// random), export each, evaluate in the clear and under 2PC, and write a table, JSON and plots
     /// (`masq demo --out masq-demo`).
@@ -119,6 +126,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reduce(a) => reduce::run(*a),
         #[cfg(feature = "train")]
         Command::Prune(a) => prune::run(*a),
+        #[cfg(feature = "train")]
+        Command::Quantize(a) => quantize::run(*a),
         Command::LoadWeights(a) => load_weights::run(a),
         Command::Deal(a) => deal::run(a),
         Command::Serve(a) => serve::run(a),

@@ -112,3 +112,85 @@ fn bad_flags_are_refused_with_the_flag_named() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn reweighted_l1_and_unstructured_mag_report_their_zeros_per_layer() {
+    let out = tmp("rl1");
+    let args = ["prune", "--from", "zoo:cnn_small", "--method", "reweighted-l1", "--weight-sparsity", "0.6"];
+    let o = masq(
+        &[&args[..], QUICK, &["--train-epochs", "2", "--epochs", "1", "--out", out.to_str().unwrap(), "--json"]]
+            .concat(),
+    );
+    let r = json(&o);
+    // Progress: one JSON line per epoch of each phase, the threshold, then the result.
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let stages: Vec<&str> = lines[..lines.len() - 1].iter().map(|l| l["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["reweight", "reweight", "threshold", "retrain"]);
+    assert_eq!(r["method"], "reweighted-l1");
+    // cnn_small's Conv and Gemm weights: 432 + 4,608 + 18,432 + 640; exactly ⌊0.6·N⌋ are 0.
+    let n = 432 + 4608 + 18432 + 640u64;
+    let layers = r["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["layer"].as_str().unwrap()).collect();
+    assert_eq!(names, ["conv1", "conv2", "conv3", "fc"]);
+    let zeros: u64 = layers.iter().map(|l| l["zeros"].as_u64().unwrap()).sum();
+    assert_eq!(zeros, (0.6 * n as f64).floor() as u64);
+    assert_eq!((r["zeros"].as_u64(), r["weights"].as_u64()), (Some(zeros), Some(n)));
+    assert!((r["weight_sparsity"].as_f64().unwrap() - zeros as f64 / n as f64).abs() < 1e-12);
+    for l in layers {
+        let (w, z) = (l["weights"].as_f64().unwrap(), l["zeros"].as_f64().unwrap());
+        assert!((l["sparsity"].as_f64().unwrap() - z / w).abs() < 1e-12, "{l}");
+    }
+    for k in ["accuracy_before", "accuracy_thresholded", "accuracy_retrained", "accuracy"] {
+        assert!(r[k].as_f64().is_some(), "{k} missing: {r}");
+    }
+    // The structure and the 2PC costs are what they were.
+    assert_eq!(r["params"]["before"], r["params"]["after"]);
+    assert_eq!(r["mpc"]["before"], r["mpc"]["after"]);
+    assert_eq!(r["mpc"]["unchanged"], true);
+    // The checkpoint holds the zeros and records them.
+    let (g, facts) = masq_ir::checkpoint::load_checkpoint(out.join("pruned.safetensors")).unwrap();
+    let stored: u64 = ["conv1.weight", "conv2.weight", "conv3.weight", "fc.weight"]
+        .iter()
+        .map(|w| g.initializers[*w].iter().filter(|v| **v == 0.0).count() as u64)
+        .sum();
+    assert_eq!(stored, zeros);
+    assert_eq!(facts.other["prune_method"], "reweighted-l1");
+    assert_eq!(facts.other["weight_sparsity"]["zeros"].as_u64(), Some(zeros));
+    assert_eq!(facts.other["weight_sparsity"]["layers"].as_array().unwrap().len(), 4);
+
+    // The baseline: magnitude per layer at the same sparsity, retrained with the same mask rule.
+    let out = tmp("mag-weights");
+    let args = ["prune", "--from", "zoo:cnn_small", "--method", "mag", "--weight-sparsity", "0.6", "--scope", "layer"];
+    let r = json(&masq(&[&args[..], QUICK, &["--epochs", "1", "--out", out.to_str().unwrap(), "--json"]].concat()));
+    assert_eq!(r["method"], "mag");
+    for l in r["layers"].as_array().unwrap() {
+        let w = l["weights"].as_u64().unwrap();
+        assert_eq!(l["zeros"].as_u64().unwrap(), (0.6 * w as f64).floor() as u64, "{l}");
+    }
+}
+
+#[test]
+fn unstructured_flags_conflict_clearly() {
+    let base = ["prune", "--from", "zoo:cnn_small", "--dataset", "synthetic"];
+    for (extra, needles) in [
+        (&["--method", "reweighted-l1"][..], &["--weight-sparsity", "--threshold"][..]),
+        (
+            &["--method", "mag", "--weight-sparsity", "0.5", "--filter-sparsity", "0.5"][..],
+            &["cannot be used with"][..],
+        ),
+        (&["--method", "mag", "--weight-sparsity", "0.5", "--threshold", "1e-3"][..], &["cannot be used with"][..]),
+        (&["--method", "snip", "--weight-sparsity", "0.5"][..], &["--method reweighted-l1 or mag"][..]),
+        (&["--method", "reweighted-l1", "--threshold", "1e-4"][..], &["--train-epochs"][..]),
+        (&["--method", "mag", "--weight-sparsity", "1.5"][..], &["--weight-sparsity"][..]),
+        (&["--method", "mag", "--threshold", "1e-3", "--scope", "layer"][..], &["--scope"][..]),
+    ] {
+        let o = masq(&[&base[..], extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?} succeeded");
+        for needle in needles {
+            assert!(err.contains(needle), "{extra:?}: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

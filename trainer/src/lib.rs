@@ -27,6 +27,7 @@ pub mod lower;
 pub mod model;
 pub mod optim;
 pub mod prune;
+pub mod quant;
 pub mod reduce;
 pub mod train;
 

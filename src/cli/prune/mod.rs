@@ -1,9 +1,12 @@
 //! `masq prune`: remove whole conv filters (Rotated ReLU, simulated annealing, magnitude,
 //! magnitude-sign, SNIP, random; docs/ALGORITHMS.md §6, §8), shrink the graph with the IR's
-//! surgery pass and write the smaller model as a checkpoint (`DIR/pruned.safetensors`).
+//! surgery pass and write the smaller model as a checkpoint (`DIR/pruned.safetensors`); or zero
+//! single weights (reweighted L1, unstructured magnitude with `--weight-sparsity`/`--threshold`;
+//! §7, `sparse.rs`), which keeps the graph's structure.
 
 mod costs;
 mod run;
+mod sparse;
 
 use std::path::PathBuf;
 
@@ -14,6 +17,11 @@ use super::common::args;
 use super::common::training::TrainEnv;
 
 pub use run::run;
+
+/// `--lr` of the filter methods and rrelu (SGD).
+const DEFAULT_LR: f64 = 0.1;
+/// `--batch-size` of the filter methods and rrelu.
+const DEFAULT_BATCH: usize = 128;
 
 /// How the dead filters are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,23 +39,31 @@ pub enum MethodArg {
     Snip,
     /// Uniformly random filters (the floor every method must beat).
     Random,
+    /// Reweighted L1 (unstructured): Adam on CE + α·Σ_conv|W|/(|W_old|+ε) for --train-epochs,
+    /// zero the small weights (--threshold or --weight-sparsity), retrain with the zeros fixed.
+    #[value(name = "reweighted-l1")]
+    ReweightedL1,
 }
 
 /// Where the lowest scores are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScopeArg {
-    /// ⌊S·F⌋ filters of every conv.
+    /// ⌊S·F⌋ filters of every conv (--weight-sparsity: ⌊S·N⌋ weights of every tensor).
     Layer,
-    /// ⌊S·ΣF⌋ filters over all convs, scores compared across layers.
+    /// ⌊S·ΣF⌋ filters over all convs, scores compared across layers (--weight-sparsity: ⌊S·N⌋
+    /// of all Conv and Gemm weights).
     Global,
 }
 
 /// Arguments of `masq prune`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("weight_target").args(["weight_sparsity", "threshold"]).multiple(false)))]
 #[command(after_help = "Examples:\n  \
     masq prune --from zoo:cnn4 --dataset synthetic --method mag --filter-sparsity 0.5 --epochs 2 --out runs/p\n  \
     masq prune --from zoo:resnet20 --weights resnet20.safetensors --dataset cifar10 --data DIR \\\n      \
-    --method rrelu --slope-init ones --l1 1e-4 --epochs 10 --out runs/r20-rrelu --json\n\n\
+    --method rrelu --slope-init ones --l1 1e-4 --epochs 10 --out runs/r20-rrelu --json\n  \
+    masq prune --from zoo:cnn_small --weights w.safetensors --dataset cifar10 --method reweighted-l1 \\\n      \
+    --weight-sparsity 0.8 --train-epochs 30 --epochs 30 --out runs/rl1\n\n\
     The pruned checkpoint works with every other command: masq reduce --from DIR/pruned.safetensors, \
     masq export, masq run --mode mpc.")]
 pub struct PruneArgs {
@@ -64,12 +80,26 @@ pub struct PruneArgs {
     /// Directory of the dataset's files (or a parent holding e.g. cifar10/).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long, value_enum, ignore_case = true)]
+    #[arg(long, value_enum, ignore_case = true, requires_if("reweighted-l1", "weight_target"))]
     pub method: MethodArg,
     /// Fraction of the filters to remove, in [0, 1). For rrelu: the ζ that removes this fraction
     /// of the slope sites' channels.
-    #[arg(long, value_name = "S", conflicts_with = "zeta")]
+    #[arg(long, value_name = "S", conflicts_with_all = ["zeta", "weight_sparsity", "threshold"])]
     pub filter_sparsity: Option<f64>,
+    /// reweighted-l1, mag: unstructured pruning that zeroes exactly ⌊S·N⌋ of the N Conv and Gemm
+    /// weights, the smallest |w| (global, or per tensor with --scope layer).
+    #[arg(long, value_name = "S")]
+    pub weight_sparsity: Option<f64>,
+    /// reweighted-l1, mag: unstructured pruning that zeroes every Conv and Gemm weight with
+    /// |w| < T (the reweighted-L1 specification uses 1e-4).
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f32>,
+    /// reweighted-l1: penalty strength α.
+    #[arg(long, default_value_t = masq_trainer::prune::sparse::DEFAULT_ALPHA)]
+    pub alpha: f64,
+    /// reweighted-l1: ε of the reweighting P = 1/(|W_old| + ε).
+    #[arg(long, default_value_t = masq_trainer::prune::sparse::DEFAULT_EPSILON)]
+    pub epsilon: f64,
     /// rrelu only: remove the channels with |a| ≤ ζ (default: the largest ζ whose validation
     /// accuracy stays within --tolerance of the unthresholded one).
     #[arg(long, value_name = "Z")]
@@ -77,18 +107,21 @@ pub struct PruneArgs {
     /// rrelu: the validation rule's tolerance in accuracy points.
     #[arg(long, default_value_t = masq_trainer::prune::rrelu::DEFAULT_TOLERANCE)]
     pub tolerance: f64,
-    /// mag/magsign/snip/random: per-layer or global selection.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = ScopeArg::Layer)]
-    pub scope: ScopeArg,
+    /// mag/magsign/snip/random, reweighted-l1: per-layer or global selection (default: layer for
+    /// --filter-sparsity, global for --weight-sparsity).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub scope: Option<ScopeArg>,
     /// Also score convs whose filters cannot be removed on their own (e.g. tied by residual
     /// additions); those stay with zero weights.
     #[arg(long)]
     pub all_convs: bool,
     /// rrelu: epochs of training with the slopes. Other methods: retraining epochs after the
-    /// surgery (0: none).
+    /// surgery or, unstructured, with the zeros fixed (0: none).
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// sa/mag/magsign/snip/random: epochs of training before scoring (magsign needs ≥ 1).
+    /// reweighted-l1: epochs of the penalised phase (≥ 1); unstructured mag: plain Adam on the
+    /// same schedule.
     #[arg(long, default_value_t = 0)]
     pub train_epochs: usize,
     /// sa/mag/magsign/snip/random: the weights the pruned network restarts from: init, final or
@@ -122,20 +155,24 @@ pub struct PruneArgs {
     /// snip: images in the batch the sensitivity is taken on.
     #[arg(long, default_value_t = 128)]
     pub snip_images: usize,
-    /// SGD peak learning rate (cosine to 0) of every training stage.
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f64,
+    /// SGD peak learning rate (cosine to 0) of every training stage [default: 0.1].
+    /// Unstructured (reweighted-l1, mag with --weight-sparsity/--threshold): Adam's rate of both
+    /// phases [default: 1e-3; the retrain warms up from a tenth of it].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// rrelu's finetune learning rate.
     #[arg(long, default_value_t = 0.01)]
     pub finetune_lr: f64,
     /// Weight decay (rrelu: slopes included).
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Linear warm-up epochs of each training stage.
+    /// Linear warm-up epochs of each training stage (not unstructured pruning, whose retrain has
+    /// its own warm-up).
     #[arg(long, default_value_t = 0.0)]
     pub warmup_epochs: f64,
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
+    /// Training batch size [default: 128; unstructured: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// No training augmentation.
     #[arg(long)]
     pub no_augment: bool,
@@ -145,7 +182,8 @@ pub struct PruneArgs {
     #[command(flatten)]
     pub env: TrainEnv,
     /// Print JSON Lines: one line per epoch (and per SA temperature); the last line is the
-    /// result (accuracies, per-conv channels, counts and 2PC costs before/after, checkpoint).
+    /// result (accuracies, per-conv channels or per-layer weight sparsity, counts and 2PC costs
+    /// before/after, checkpoint).
     #[arg(long)]
     pub json: bool,
 }

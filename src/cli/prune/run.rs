@@ -15,7 +15,7 @@ use masq_trainer::train::Event;
 use serde_json::{Value, json};
 
 use super::costs::{self, Costs2pc};
-use super::{MethodArg, PruneArgs, ScopeArg, SlopeInitArg};
+use super::{DEFAULT_BATCH, DEFAULT_LR, MethodArg, PruneArgs, ScopeArg, SlopeInitArg};
 use crate::cli::common::training;
 use crate::cli::common::{json as jsonl, model, progress};
 
@@ -32,6 +32,9 @@ struct Outcome {
 }
 
 pub fn run(a: PruneArgs) -> Result<()> {
+    if super::sparse::is_unstructured(&a) {
+        return super::sparse::run(&a);
+    }
     let (kind, device) = (a.dataset, a.env.device);
     if let Some(s) = a.filter_sparsity
         && !(s.is_finite() && (0.0..1.0).contains(&s))
@@ -42,7 +45,11 @@ pub fn run(a: PruneArgs) -> Result<()> {
         bail!("--zeta is a Rotated ReLU threshold: it needs --method rrelu (the others take --filter-sparsity)");
     }
     if a.method != MethodArg::Rrelu && a.filter_sparsity.is_none() {
-        bail!("--method {:?} needs --filter-sparsity S (the fraction of filters to remove)", a.method);
+        bail!(
+            "--method {:?} needs --filter-sparsity S (the fraction of filters to remove){}",
+            a.method,
+            if a.method == MethodArg::Mag { " or --weight-sparsity S (of single weights)" } else { "" }
+        );
     }
     let splits = a.env.prepare(kind, a.data.as_deref())?;
     let (graph, norm) = model::load_trainable(&a.from, a.weights.as_deref(), &splits, kind, a.env.seed, "prune")?;
@@ -61,7 +68,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
     print_result(&a, &o, &graph, costs_before, costs_after, device_name(device))
 }
 
-fn augment(a: &PruneArgs, splits: &Splits) -> data::Augment {
+pub(super) fn augment(a: &PruneArgs, splits: &Splits) -> data::Augment {
     if a.no_augment { data::Augment::NONE } else { a.dataset.default_augment_for(splits.train.shape) }
 }
 
@@ -73,7 +80,7 @@ fn run_rrelu(a: &PruneArgs, graph: &Graph, splits: &Splits, norm: Normalisation,
     };
     cfg.epochs = a.epochs;
     cfg.slope_epochs = a.two_step;
-    cfg.lr = a.lr;
+    cfg.lr = a.lr.unwrap_or(DEFAULT_LR);
     if let Some(wd) = a.weight_decay {
         cfg.weight_decay = wd;
     }
@@ -89,7 +96,7 @@ fn run_rrelu(a: &PruneArgs, graph: &Graph, splits: &Splits, norm: Normalisation,
     }
     cfg.finetune_epochs = a.finetune_epochs;
     cfg.finetune_lr = a.finetune_lr;
-    cfg.batch_size = a.batch_size;
+    cfg.batch_size = a.batch_size.unwrap_or(DEFAULT_BATCH);
     cfg.seed = a.env.seed;
     cfg.max_batches = a.env.max_batches;
     let mut bar = Bar::new(a.json);
@@ -162,10 +169,10 @@ fn run_flow(a: &PruneArgs, graph: &Graph, splits: &Splits, norm: Normalisation, 
         MethodArg::Magsign => Method::MagSign,
         MethodArg::Snip => Method::Snip,
         MethodArg::Random => Method::Random,
-        MethodArg::Rrelu => unreachable!("rrelu runs through run_rrelu"),
+        MethodArg::Rrelu | MethodArg::ReweightedL1 => unreachable!("run_rrelu and sparse::run take these"),
     };
     cfg.sparsity = a.filter_sparsity.expect("checked by run");
-    cfg.scope = match a.scope {
+    cfg.scope = match a.scope.unwrap_or(ScopeArg::Layer) {
         ScopeArg::Layer => Scope::PerLayer,
         ScopeArg::Global => Scope::Global,
     };
@@ -174,12 +181,12 @@ fn run_flow(a: &PruneArgs, graph: &Graph, splits: &Splits, norm: Normalisation, 
     cfg.epochs = a.epochs;
     cfg.rewind = a.rewind;
     for t in [&mut cfg.train, &mut cfg.retrain] {
-        t.lr = a.lr;
+        t.lr = a.lr.unwrap_or(DEFAULT_LR);
         if let Some(wd) = a.weight_decay {
             t.weight_decay = wd;
         }
         t.warmup_epochs = a.warmup_epochs;
-        t.batch_size = a.batch_size;
+        t.batch_size = a.batch_size.unwrap_or(DEFAULT_BATCH);
         t.seed = a.env.seed;
         t.max_batches = a.env.max_batches;
     }
@@ -307,29 +314,29 @@ fn print_result(
     Ok(())
 }
 
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     masq_ir::report::thousands(n)
 }
 
 /// One bar per training stage, reset every epoch.
-struct Bar {
+pub(super) struct Bar {
     bar: Option<ProgressBar>,
-    epochs: usize,
+    pub(super) epochs: usize,
     quiet: bool,
 }
 
 impl Bar {
-    fn new(quiet: bool) -> Self {
+    pub(super) fn new(quiet: bool) -> Self {
         Bar { bar: None, epochs: 0, quiet }
     }
 
-    fn stage(&mut self, name: &str, epochs: usize, batches: usize) {
+    pub(super) fn stage(&mut self, name: &str, epochs: usize, batches: usize) {
         self.finish();
         self.epochs = epochs;
         self.bar = Some(progress::bar(batches as u64, name, self.quiet));
     }
 
-    fn batch(&self, batch: usize, msg: &str) {
+    pub(super) fn batch(&self, batch: usize, msg: &str) {
         if let Some(b) = &self.bar {
             if batch <= 1 {
                 b.reset();
@@ -339,14 +346,14 @@ impl Bar {
         }
     }
 
-    fn println(&self, line: &str) {
+    pub(super) fn println(&self, line: &str) {
         match &self.bar {
             Some(b) => b.suspend(|| println!("{line}")),
             None => println!("{line}"),
         }
     }
 
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }

@@ -59,12 +59,16 @@ pub enum Method {
     Random,
     /// Simulated annealing (docs/ALGORITHMS.md §8).
     Sa,
+    /// Reweighted L1, unstructured (docs/ALGORITHMS.md §7): not a filter method; it runs through
+    /// [`super::sparse::run`], which also runs [`Method::Mag`] at a weight sparsity.
+    #[serde(rename = "reweighted-l1")]
+    ReweightedL1,
 }
 
 impl Method {
-    pub const NAMES: &'static [&'static str] = &["mag", "magsign", "snip", "random", "sa"];
+    pub const NAMES: &'static [&'static str] = &["mag", "magsign", "snip", "random", "sa", "reweighted-l1"];
 
-    /// A name of [`Self::NAMES`] (also `magnitude`, `mag-sign`, `anneal`).
+    /// A name of [`Self::NAMES`] (also `magnitude`, `mag-sign`, `anneal`, `reweighted`).
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "mag" | "magnitude" | "l1" => Ok(Method::Mag),
@@ -72,6 +76,7 @@ impl Method {
             "snip" => Ok(Method::Snip),
             "random" => Ok(Method::Random),
             "sa" | "anneal" | "simulated-annealing" => Ok(Method::Sa),
+            "reweighted-l1" | "reweighted" | "rl1" => Ok(Method::ReweightedL1),
             _ => Err(bad(format!("unknown pruning method {s:?} ({})", Self::NAMES.join(", ")))),
         }
     }
@@ -83,6 +88,7 @@ impl Method {
             Method::Snip => "snip",
             Method::Random => "random",
             Method::Sa => "sa",
+            Method::ReweightedL1 => "reweighted-l1",
         }
     }
 }
@@ -189,6 +195,11 @@ impl PruneConfig {
 
     /// Reject settings that do not make sense together (the data is checked by [`prune`]).
     pub fn check(&self) -> Result<()> {
+        if self.method == Method::ReweightedL1 {
+            return Err(bad("reweighted-l1 zeroes single weights, not filters: run it with \
+                 prune::sparse::run and a SparseConfig"
+                .into()));
+        }
         check_sparsity(self.sparsity)?;
         if self.method == Method::MagSign && self.train_epochs == 0 {
             return Err(bad("magsign compares the trained weights' signs with the initial ones: it needs \
@@ -410,6 +421,7 @@ pub fn prune(
                 Method::Snip => snip(graph, &sites, &data.train, &norm, cfg.snip_images, cfg.seed ^ SNIP_SEED, device)?,
                 Method::Random => random(&sites, cfg.seed ^ RANDOM_SEED),
                 Method::Sa => unreachable!("handled above"),
+                Method::ReweightedL1 => return Err(bad("reweighted-l1 has no filter scores".into())),
             };
             select(&scores, cfg.sparsity, cfg.scope)?
         }

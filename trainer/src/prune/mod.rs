@@ -1,5 +1,6 @@
 //! Channel pruning (docs/ALGORITHMS.md §6, §8): score or search conv filters, remove them with
-//! the IR's surgery pass (`masq_ir::prune`), retrain.
+//! the IR's surgery pass (`masq_ir::prune`), retrain; and unstructured weight pruning (§7,
+//! [`sparse`]), which zeroes single weights and keeps the graph's structure.
 //!
 //! - [`scores`]: per-filter scores (magnitude, magnitude with kept sign, SNIP, random) of the
 //!   considered convs (`masq_ir::prune::conv_sites`, removable ones by default);
@@ -10,7 +11,9 @@
 //!   objective;
 //! - [`holdout`]: the validation split carved from the training split;
 //! - [`flow`]: the whole run, [`prune`], with [`PruneConfig`], [`PruneEvent`], [`PruneSummary`];
-//! - [`rrelu`]: Rotated ReLU (§6).
+//! - [`rrelu`]: Rotated ReLU (§6);
+//! - [`sparse`]: unstructured weight pruning, reweighted L1 and magnitude at a weight sparsity or
+//!   threshold, with a fixed-mask retrain (§7).
 //!
 //! ```no_run
 //! use masq_trainer::data::{DatasetKind, SyntheticConfig, synthetic};
@@ -34,6 +37,7 @@ pub mod rrelu;
 pub mod sa;
 pub mod scores;
 pub mod select;
+pub mod sparse;
 
 pub use flow::{Figures, Method, PruneConfig, PruneEvent, PruneSummary, Rewind, prune};
 pub use sa::{SaConfig, SaEvent, SaOutcome, SaStats, anneal};

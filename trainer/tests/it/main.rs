@@ -8,6 +8,8 @@ mod image_datasets;
 mod pretrained;
 mod prune;
 mod prune_rrelu;
+mod prune_sparse;
+mod quant;
 mod reduce_e2e;
 mod reduce_math;
 mod training;
