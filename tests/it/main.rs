@@ -11,6 +11,8 @@ mod cli_export;
 mod cli_load_weights;
 #[cfg(feature = "train")]
 mod cli_prune;
+#[cfg(feature = "train")]
+mod cli_quantize;
 mod cli_run;
 #[cfg(feature = "train")]
 mod export_agreement;
