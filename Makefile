@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments quant-experiments fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -54,6 +54,11 @@ torchvision: setup
 PRUNE_OUT ?= runs/prune-experiments
 prune-experiments: build
 	OUT=$(PRUNE_OUT) bash scripts/prune_experiments.sh
+
+# The README's sparse and few-bit figures (reweighted L1, quantization, 2PC); about an hour here.
+QUANT_OUT ?= runs/quant-experiments
+quant-experiments: build
+	OUT=$(QUANT_OUT) bash scripts/quant_experiments.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -158,7 +158,19 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
     };
     let (out_elems, in_elems) = (elems(out), elems(input));
     let mut c = NodeCost::default();
-    match &node.op {
+    // A quantizer that floors at 0 costs what its clip does (`quant::saturating_clip`).
+    let as_clip;
+    let op = match &node.op {
+        Op::FakeQuant(q) => match crate::quant::saturating_clip(q) {
+            Some(clip) => {
+                as_clip = Op::Clip(clip);
+                &as_clip
+            }
+            None => &node.op,
+        },
+        other => other,
+    };
+    match op {
         Op::Conv(cfg) => {
             let w = graph.initializer(node, &cfg.weight)?.shape();
             c.macs = out_elems * (w[1] * w[2] * w[3]) as u64;
@@ -215,7 +227,7 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
             let planes = (input[0] * input[1]) as u64;
             c.maxpool_comparisons = planes * maxpool_plane_comparisons(p, h, w, ho, wo);
         }
-        Op::Clip(cfg) => match crate::masks::site_cap(&node.op) {
+        Op::Clip(cfg) => match crate::masks::site_cap(op) {
             // ReLU6 and other clips to [0, c]: a ReLU and a cap, the site ReLU reduction masks.
             Some(_) => {
                 c.relus = in_elems;

@@ -160,6 +160,17 @@ pub fn insert_fake_quants(graph: &mut Graph, sites: &BTreeMap<String, QuantParam
     Ok(())
 }
 
+/// The clamp a quantizer applies that changes values a network produces: with the zero point at
+/// the bottom of the range (`zero_point == qmin`, e.g. onnxruntime's unsigned activations after a
+/// ReLU it removed) the quantizer floors at 0, a ReLU capped at the range's top. Such a
+/// `FakeQuant` is evaluated under 2PC as that `Clip` to `[0, hi]` (a ReLU and a cap comparison per
+/// element) and costed as one; any other quantizer's clamp acts only outside its calibrated
+/// range and is not applied on shares (docs/ALGORITHMS.md §7).
+pub fn saturating_clip(q: &QuantParams) -> Option<crate::ClipConfig> {
+    (q.zero_point == q.qmin && q.qmax > q.qmin)
+        .then(|| crate::ClipConfig { min: Some(0.0), max: Some(q.dequantize(q.qmax)) })
+}
+
 /// The activation quantizers of a graph: FakeQuant node name to its parameters.
 pub fn fake_quants(graph: &Graph) -> BTreeMap<String, QuantParams> {
     graph

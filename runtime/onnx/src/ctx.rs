@@ -9,7 +9,7 @@ use ndarray::ArrayD;
 use crate::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
 use crate::tensor::Const;
 use masq_ir::shape::infer_node;
-use masq_ir::{Graph, Node, Op};
+use masq_ir::{Graph, Node, Op, QuantParams};
 use masq_ir::{IrError, Result};
 
 /// A value an ONNX attribute can be read as.
@@ -121,6 +121,29 @@ impl OnnxNode<'_> {
     }
 }
 
+/// An ONNX node (or the graph's outputs) reading a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Consumer {
+    /// The op type, or [`Consumer::GRAPH_OUTPUT`].
+    pub op: String,
+    pub node: String,
+}
+
+impl Consumer {
+    pub const GRAPH_OUTPUT: &'static str = "(graph output)";
+}
+
+/// A QuantizeLinear of a computed value, waiting for the DequantizeLinear nodes that read it.
+#[derive(Debug, Clone)]
+pub(crate) struct Quantized {
+    /// The IR value quantized.
+    pub x: String,
+    pub shape: Vec<usize>,
+    pub params: crate::qdq::Params,
+    /// The QuantizeLinear node.
+    pub node: String,
+}
+
 /// The state of an import.
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -136,6 +159,10 @@ pub(crate) struct Ctx {
     pub producers: HashMap<String, usize>,
     /// Every value some ONNX node or graph output reads (to tell an unused optional output).
     pub consumed: HashSet<String>,
+    /// Who reads each value (the QDQ pattern checks that only DequantizeLinear reads integers).
+    pub consumers: HashMap<String, Vec<Consumer>>,
+    /// QuantizeLinear outputs of computed values, by ONNX value name (they have no IR value).
+    pub quantized: HashMap<String, Quantized>,
     /// Set when a node refused to read across a symbolic batch axis ([`Ctx::batch_guard`]): the
     /// import is then retried with the batch pinned to 1.
     pub batch_refused: std::cell::Cell<bool>,
@@ -151,6 +178,8 @@ impl Ctx {
             has_batch: false,
             producers: HashMap::new(),
             consumed: HashSet::new(),
+            consumers: HashMap::new(),
+            quantized: HashMap::new(),
             batch_refused: std::cell::Cell::new(false),
         }
     }
@@ -237,6 +266,16 @@ impl Ctx {
         }
         self.graph.initializers.insert(name.clone(), t);
         name
+    }
+
+    /// Records in `Graph::weight_quant` the grid of constant input `i` (a per-tensor
+    /// DequantizeLinear result) for the weight initializer `weight` made from it unchanged or
+    /// transposed.
+    pub fn record_weight_quant(&mut self, n: &OnnxNode, i: usize, weight: &str) {
+        let q: Option<QuantParams> = n.input(i).and_then(|name| self.consts.get(name)).and_then(|c| c.quant);
+        if let Some(q) = q {
+            self.graph.weight_quant.insert(weight.to_string(), q);
+        }
     }
 
     /// A fresh value name derived from `base` (for intermediate values of multi-node lowerings).

@@ -7,6 +7,10 @@
 //! per-image shape (`[C, H, W]`, broadcast over the batch); the coefficients are initializers of
 //! shape `[C, 1, 1]` (right-aligned to the channel axis). The `Where` node is named after the site
 //! and its `doc_string` holds a [`MaskedActAnnotation`].
+//!
+//! Quantization is written in the QDQ format ([`quant`]): a `FakeQuant` as QuantizeLinear ->
+//! DequantizeLinear (and a Clip for a range narrower than its integer type), each weight of
+//! `Graph::weight_quant` as integers and a DequantizeLinear.
 
 use std::collections::HashSet;
 
@@ -18,6 +22,8 @@ use crate::proto::{
 use masq_ir::Graph;
 use masq_ir::{Dim, IrError, Node, Op, Replacement, ValueInfo};
 use ndarray::ArrayD;
+
+mod quant;
 
 /// Opsets the encoder writes.
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
@@ -262,6 +268,7 @@ impl Enc<'_> {
             }
             Op::Relu => self.node(name, "Relu", ins, &out, vec![]),
             Op::Identity => self.node(name, "Identity", ins, &out, vec![]),
+            Op::FakeQuant(q) => self.fake_quant(node, q)?,
             Op::GlobalAveragePool => self.node(name, "GlobalAveragePool", ins, &out, vec![]),
             Op::Clip(c) => {
                 let mut inputs = vec![ins[0].clone()];
@@ -436,7 +443,10 @@ pub fn encode(graph: &Graph, opset: i64, doc: &str) -> Result<ModelProto, IrErro
         if coef_only.contains(name.as_str()) && !other_use.contains(name.as_str()) {
             continue;
         }
-        enc.inits.push(f32_tensor(name, t));
+        match graph.weight_quant.get(name) {
+            Some(q) => enc.quantized_weight(name, t, q),
+            None => enc.inits.push(f32_tensor(name, t)),
+        }
     }
     for node in &graph.nodes {
         enc.encode_node(node)?;

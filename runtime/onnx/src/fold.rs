@@ -1,8 +1,8 @@
 //! Constant folding at the ONNX level: shape arithmetic as torch exports it
 //! (`Shape -> Gather -> Unsqueeze -> Concat -> Reshape`, and the legacy exporter's comparisons,
-//! `Where`, `Mod`, `Range`, `Expand` and reversed slices), `Constant`, casts, arithmetic and
-//! element-wise functions on constants. Runs during the build phase, because builders read folded
-//! values (a Reshape target, Pad's pads).
+//! `Where`, `Mod`, `Range`, `Expand` and reversed slices), `Constant`, casts, arithmetic,
+//! element-wise functions and QuantizeLinear / DequantizeLinear ([`crate::qdq`]) on constants.
+//! Runs during the build phase, because builders read folded values (a Reshape target, Pad's pads).
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
@@ -63,6 +63,8 @@ pub(crate) const FOLDABLE: &[&str] = &[
     "Sigmoid",
     "Tanh",
     "Erf",
+    "QuantizeLinear",
+    "DequantizeLinear",
 ];
 
 fn axes_of(ctx: &Ctx, n: &OnnxNode, input: usize) -> Result<Option<Vec<i64>>> {
@@ -111,7 +113,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let dtype =
                 DType::from_onnx(to as i32).ok_or_else(|| n.bad_attr("to", &format!("unsupported type {to}")))?;
             let src = x()?;
-            Const { dtype, data: src.data.mapv(|v| dtype.coerce(v)), batch: src.batch.clone() }
+            Const { elem: to as i32, batch: src.batch.clone(), ..Const::new(dtype, src.data.mapv(|v| dtype.coerce(v))) }
         }
         "Gather" => {
             let data = x()?;
@@ -137,7 +139,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             shape.extend_from_slice(&data.data.shape()[axis + 1..]);
             let values: Vec<f64> = sel.iter().copied().collect();
             let batch = data.batch.as_ref().filter(|_| axis == 0).map(|b| picks.iter().map(|&p| b[p]).collect());
-            Const { dtype: data.dtype, data: ArrayD::from_shape_vec(shape, values).expect("sizes agree"), batch }
+            data.moved(ArrayD::from_shape_vec(shape, values).expect("sizes agree"), batch)
         }
         "Unsqueeze" => {
             let src = x()?;
@@ -150,7 +152,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 shape.insert(a, 1);
             }
             let batch = src.batch.clone().filter(|b| b.len() == src.data.len());
-            Const { dtype: src.dtype, data: reshape(&src.data, shape), batch }
+            src.moved(reshape(&src.data, shape), batch)
         }
         "Squeeze" => {
             let src = x()?;
@@ -161,7 +163,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             };
             let shape: Vec<usize> =
                 src.data.shape().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
-            Const { dtype: src.dtype, data: reshape(&src.data, shape), batch: src.batch.clone() }
+            src.moved(reshape(&src.data, shape), src.batch.clone())
         }
         "Concat" => {
             let parts: Vec<&Const> =
@@ -175,14 +177,15 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             } else {
                 None
             };
-            Const { dtype: parts[0].dtype, data, batch }
+            let quant = parts[0].quant.filter(|q| parts.iter().all(|p| p.quant == Some(*q)));
+            Const { quant, ..parts[0].moved(data, batch) }
         }
         "Reshape" => {
             let src = x()?;
             let target = if n.opset >= 5 { ctx.require_const(n, 1, "shape")?.to_i64_vec() } else { n.attr("shape")? };
             let shape = reshape_target(src.data.shape(), &target)
                 .ok_or_else(|| n.unsupported(format!("cannot reshape {:?} to {target:?}", src.data.shape())))?;
-            Const::new(src.dtype, reshape(&src.data, shape))
+            src.moved(reshape(&src.data, shape), None)
         }
         "Flatten" => {
             let src = x()?;
@@ -190,7 +193,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let a = n.attr_or("axis", 1i64)?;
             let axis = if a < 0 { (a + rank as i64).max(0) as usize } else { (a as usize).min(rank) };
             let s = src.data.shape();
-            Const::new(src.dtype, reshape(&src.data, vec![s[..axis].iter().product(), s[axis..].iter().product()]))
+            src.moved(reshape(&src.data, vec![s[..axis].iter().product(), s[axis..].iter().product()]), None)
         }
         "Transpose" => {
             let src = x()?;
@@ -199,7 +202,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 Some(p) => p.iter().map(|&a| n.axis("perm", a, rank)).collect::<Result<_>>()?,
                 None => (0..rank).rev().collect(),
             };
-            Const::new(src.dtype, src.data.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
+            src.moved(src.data.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned(), None)
         }
         "Slice" => slice(ctx, n)?,
         "Size" => Const::new(DType::I64, ArrayD::from_elem(vec![], x()?.data.len() as f64)),
@@ -210,7 +213,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let shape = broadcast(src.data.shape(), &target)
                 .ok_or_else(|| n.unsupported(format!("cannot expand {:?} to {target:?}", src.data.shape())))?;
             let data = src.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
-            Const::new(src.dtype, data)
+            src.moved(data, None)
         }
         "Tile" => {
             let src = x()?;
@@ -224,7 +227,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 let src_ix: Vec<usize> = (0..s.len()).map(|i| ix[i] % s[i]).collect();
                 src.data[IxDyn(&src_ix)]
             });
-            Const::new(src.dtype, data)
+            src.moved(data, None)
         }
         "Range" => {
             let scalar = |i: usize, what: &str| -> Result<(DType, f64)> {
@@ -260,7 +263,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                     })
                     .collect()
             });
-            Const { dtype: a.dtype, data, batch }
+            Const { elem: a.elem, batch, ..Const::new(a.dtype, data) }
         }
         "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" => {
             let (a, b) = (x()?, ctx.require_const(n, 1, "B")?);
@@ -334,6 +337,8 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         "Sigmoid" => unary(x()?, |v| 1.0 / (1.0 + (-v).exp())),
         "Tanh" => unary(x()?, f64::tanh),
         "Erf" => unary(x()?, masq_ir::special::erf),
+        "QuantizeLinear" => crate::qdq::fold_quantize(ctx, n)?,
+        "DequantizeLinear" => crate::qdq::fold_dequantize(ctx, n)?,
         _ => return Ok(None),
     };
     Ok(Some(out))
@@ -463,5 +468,5 @@ fn slice(ctx: &Ctx, n: &OnnxNode) -> Result<Const> {
         (Some(b), [a]) if a.axis == 0 => Some(a.indices().iter().map(|&i| b[i]).collect()),
         _ => None,
     };
-    Ok(Const { dtype: src.dtype, data, batch })
+    Ok(src.moved(data, batch))
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 use prost::Message;
 
 use crate::builders;
-use crate::ctx::{Ctx, OnnxNode};
+use crate::ctx::{Consumer, Ctx, OnnxNode};
 use crate::external::{self, Files};
 use crate::fold;
 use crate::proto::{self, ModelProto, data_type};
@@ -148,8 +148,20 @@ fn fill(
 ) -> Result<()> {
     ctx.consumed =
         g.node.iter().flat_map(|n| n.input.iter()).chain(g.output.iter().map(|o| &o.name)).cloned().collect();
+    for (i, n) in g.node.iter().enumerate() {
+        for input in n.input.iter().filter(|s| !s.is_empty()) {
+            let c = Consumer { op: n.op_type.clone(), node: node_name(n, i) };
+            ctx.consumers.entry(input.clone()).or_default().push(c);
+        }
+    }
+    for out in &g.output {
+        let c = Consumer { op: Consumer::GRAPH_OUTPUT.into(), node: out.name.clone() };
+        ctx.consumers.entry(out.name.clone()).or_default().push(c);
+    }
     for t in &g.initializer {
-        ctx.consts.insert(t.name.clone(), decode_tensor(t, file)?);
+        let mut c = decode_tensor(t, file)?;
+        c.quant = crate::qdq::initializer_grid(t, &c, file)?;
+        ctx.consts.insert(t.name.clone(), c);
     }
     for input in &g.input {
         if ctx.consts.contains_key(&input.name) {
@@ -259,13 +271,11 @@ fn op_hint(op: &str) -> Option<&'static str> {
             "sequence values are not supported: export with fixed shapes"
         }
         "NonZero" | "NonMaxSuppression" | "TopK" | "Unique" => "a data-dependent output shape",
-        "QuantizeLinear"
-        | "DequantizeLinear"
-        | "QLinearConv"
-        | "QLinearMatMul"
-        | "ConvInteger"
-        | "MatMulInteger"
-        | "DynamicQuantizeLinear" => "quantised models are not supported: export the float model",
+        "QLinearConv" | "QLinearMatMul" | "ConvInteger" | "MatMulInteger" => {
+            "a QOperator-format quantized op: quantize in the QDQ format instead (onnxruntime \
+             quantize_static(..., quant_format=QuantFormat.QDQ)), whose QuantizeLinear/DequantizeLinear pairs masq imports"
+        }
+        "DynamicQuantizeLinear" => "dynamic quantization is not supported: quantize statically in the QDQ format",
         _ => return None,
     })
 }

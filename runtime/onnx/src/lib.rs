@@ -7,6 +7,8 @@
 //! - [`export`]: masq IR -> ONNX with standard ops only, so onnxruntime and any ONNX tool run it;
 //!   a masked activation becomes `Where(mask, Relu(x), g(x))` carrying an [`annotation`] from
 //!   which [`import`] rebuilds the exact `MaskedAct` node.
+//! - Quantization both ways in the QDQ format ([`qdq`]): `FakeQuant` <-> QuantizeLinear ->
+//!   DequantizeLinear, quantized weights <-> integer initializers with a DequantizeLinear.
 //!
 //! ```
 //! let g = masq_ir::zoo::build("mnist_cnn", None, 0).unwrap();
@@ -26,6 +28,7 @@ pub mod external;
 pub(crate) mod fold;
 pub mod import;
 pub mod proto;
+pub mod qdq;
 pub mod tensor;
 
 pub use annotation::MaskedActAnnotation;

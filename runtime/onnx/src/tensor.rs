@@ -8,7 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
 use crate::proto::{TensorProto, data_type};
-use masq_ir::{IrError, Result};
+use masq_ir::{IrError, QuantParams, Result};
 
 /// Element type of a folded constant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +22,23 @@ impl DType {
     pub fn from_onnx(t: i32) -> Option<DType> {
         match t {
             data_type::FLOAT | data_type::DOUBLE => Some(DType::F32),
-            data_type::INT64 | data_type::INT32 | data_type::INT8 | data_type::UINT8 => Some(DType::I64),
+            data_type::INT64
+            | data_type::INT32
+            | data_type::INT16
+            | data_type::UINT16
+            | data_type::INT8
+            | data_type::UINT8 => Some(DType::I64),
             data_type::BOOL => Some(DType::Bool),
             _ => None,
+        }
+    }
+
+    /// The ONNX element type arithmetic results of this type are given (the widest one).
+    pub fn onnx(self) -> i32 {
+        match self {
+            DType::F32 => data_type::FLOAT,
+            DType::I64 => data_type::INT64,
+            DType::Bool => data_type::BOOL,
         }
     }
 
@@ -42,14 +56,26 @@ impl DType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Const {
     pub dtype: DType,
+    /// The ONNX element type (`data_type::*`) the values were read as, cast to or moved from;
+    /// arithmetic results carry [`DType::onnx`]. QuantizeLinear and DequantizeLinear read it: the
+    /// integer type is the quantization range.
+    pub elem: i32,
     pub data: ArrayD<f64>,
     /// For 1-D integer constants derived from `Shape`: which entries are the batch dimension.
     pub batch: Option<Vec<bool>>,
+    /// For a per-tensor DequantizeLinear result (and data moved from one): the grid its values
+    /// lie on, which a Conv or Gemm weight records in `Graph::weight_quant`.
+    pub quant: Option<QuantParams>,
 }
 
 impl Const {
     pub fn new(dtype: DType, data: ArrayD<f64>) -> Self {
-        Const { dtype, data, batch: None }
+        Const { dtype, elem: dtype.onnx(), data, batch: None, quant: None }
+    }
+
+    /// New values of the same kind (type, element type, grid): what data movement produces.
+    pub fn moved(&self, data: ArrayD<f64>, batch: Option<Vec<bool>>) -> Self {
+        Const { dtype: self.dtype, elem: self.elem, data, batch, quant: self.quant }
     }
 
     pub fn to_f32(&self) -> ArrayD<f32> {
@@ -61,7 +87,19 @@ impl Const {
     }
 }
 
-fn type_name(t: i32) -> String {
+/// The range of an integer element type stored in `int32_data` (or raw bytes) below 32 bits.
+fn small_int_range(t: i32) -> Option<(f64, f64)> {
+    match t {
+        data_type::INT8 => Some((-128.0, 127.0)),
+        data_type::UINT8 => Some((0.0, 255.0)),
+        data_type::INT16 => Some((-32768.0, 32767.0)),
+        data_type::UINT16 => Some((0.0, 65535.0)),
+        _ => None,
+    }
+}
+
+/// The ONNX name of an element type (`FLOAT`, `INT8`, `FLOAT8E4M3FN`, ...).
+pub fn type_name(t: i32) -> String {
     match t {
         0 => "UNDEFINED",
         1 => "FLOAT",
@@ -77,7 +115,19 @@ fn type_name(t: i32) -> String {
         11 => "DOUBLE",
         12 => "UINT32",
         13 => "UINT64",
+        14 => "COMPLEX64",
+        15 => "COMPLEX128",
         16 => "BFLOAT16",
+        17 => "FLOAT8E4M3FN",
+        18 => "FLOAT8E4M3FNUZ",
+        19 => "FLOAT8E5M2",
+        20 => "FLOAT8E5M2FNUZ",
+        21 => "UINT4",
+        22 => "INT4",
+        23 => "FLOAT4E2M1",
+        24 => "FLOAT8E8M0",
+        25 => "UINT2",
+        26 => "INT2",
         _ => return format!("data type {t}"),
     }
     .to_string()
@@ -91,7 +141,10 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
         t.dims.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| {
             IrError::Malformed { file: file.to_path_buf(), reason: format!("tensor {}: negative dimension", t.name) }
         })?;
-    let count: usize = shape.iter().product();
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| IrError::Malformed {
+        file: file.to_path_buf(),
+        reason: format!("tensor {}: dimensions {:?} overflow the element count", t.name, t.dims),
+    })?;
     let raw = if t.data_location == crate::external::EXTERNAL {
         Some(crate::external::read_tensor_bytes(t, file)?)
     } else {
@@ -103,9 +156,10 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
             let width = match t.data_type {
                 data_type::FLOAT | data_type::INT32 => 4,
                 data_type::DOUBLE | data_type::INT64 => 8,
+                data_type::INT16 | data_type::UINT16 => 2,
                 _ => 1,
             };
-            if raw.len() != count * width {
+            if count.checked_mul(width) != Some(raw.len()) {
                 return Err(IrError::Malformed {
                     file: file.to_path_buf(),
                     reason: format!(
@@ -129,6 +183,8 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
                 data_type::INT64 => {
                     raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f64).collect()
                 }
+                data_type::INT16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f64).collect(),
+                data_type::UINT16 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f64).collect(),
                 data_type::INT8 => raw.iter().map(|&b| b as i8 as f64).collect(),
                 _ => raw.iter().map(|&b| b as f64).collect(),
             }
@@ -137,10 +193,18 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
             data_type::FLOAT => t.float_data.iter().map(|&v| v as f64).collect(),
             data_type::DOUBLE => t.double_data.clone(),
             data_type::INT64 => t.int64_data.iter().map(|&v| v as f64).collect(),
-            // INT32, INT8, UINT8 and BOOL are stored in int32_data.
+            // INT32, INT16, UINT16, INT8, UINT8 and BOOL are stored in int32_data.
             _ => t.int32_data.iter().map(|&v| v as f64).collect(),
         },
     };
+    if let Some((lo, hi)) = small_int_range(t.data_type)
+        && let Some(v) = values.iter().find(|&&v| v < lo || v > hi)
+    {
+        return Err(IrError::Malformed {
+            file: file.to_path_buf(),
+            reason: format!("tensor {}: value {v} outside the range of {}", t.name, type_name(t.data_type)),
+        });
+    }
     if values.len() != count {
         return Err(IrError::Malformed {
             file: file.to_path_buf(),
@@ -148,7 +212,8 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
         });
     }
     let values = values.into_iter().map(|v| dtype.coerce(v)).collect();
-    Ok(Const::new(dtype, ArrayD::from_shape_vec(IxDyn(&shape), values).expect("sizes agree")))
+    let data = ArrayD::from_shape_vec(IxDyn(&shape), values).expect("sizes agree");
+    Ok(Const { elem: t.data_type, ..Const::new(dtype, data) })
 }
 
 /// Encode an f32 array as a `TensorProto` with raw data.
@@ -171,6 +236,17 @@ pub fn encode_i64(name: &str, v: &[i64]) -> TensorProto {
         int64_data: v.to_vec(),
         ..Default::default()
     }
+}
+
+/// Encode integers as a `TensorProto` of element type `elem` (INT8, UINT8, INT16, UINT16 or
+/// INT32) with raw little-endian data; the caller keeps the values within the type's range.
+pub fn encode_int(name: &str, dims: &[i64], elem: i32, values: &[i32]) -> TensorProto {
+    let raw_data = match elem {
+        data_type::INT8 | data_type::UINT8 => values.iter().map(|&v| v as u8).collect(),
+        data_type::INT16 | data_type::UINT16 => values.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    TensorProto { name: name.to_string(), dims: dims.to_vec(), data_type: elem, raw_data, ..Default::default() }
 }
 
 /// Read a serialised `TensorProto` file (as in the ONNX test data sets) as f32.

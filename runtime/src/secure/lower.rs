@@ -237,6 +237,34 @@ fn scalar<B: Backend>(b: &B, fp: FixedPoint, v: f64, shape: &[usize]) -> ArrayD<
     broadcast_to(b.public(&ndarray::arr0(fp.encode(v)).into_dyn()), shape).expect("scalar broadcasts")
 }
 
+/// ONNX Clip on shares: one bound is a ReLU of the shifted value, two a clamp.
+fn clip<B: Backend>(
+    b: &mut B,
+    node: &Node,
+    fp: FixedPoint,
+    x: ArrayD<B::T>,
+    c: &masq_ir::ClipConfig,
+) -> Result<ArrayD<B::T>> {
+    let shape = x.shape().to_vec();
+    match (c.min, c.max) {
+        (None, None) => Ok(x),
+        (Some(lo), None) => {
+            // lo + relu(x - lo)
+            let d = b.sub(x, &scalar(b, fp, lo as f64, &shape));
+            let r = b.relu(d).map_err(mpc_err(node))?;
+            Ok(b.add(r, &scalar(b, fp, lo as f64, &shape)))
+        }
+        (None, Some(hi)) => {
+            // hi - relu(hi - x)
+            let d = b.sub(scalar(b, fp, hi as f64, &shape), &x);
+            let r = b.relu(d).map_err(mpc_err(node))?;
+            Ok(b.sub(scalar(b, fp, hi as f64, &shape), &r))
+        }
+        (Some(lo), Some(hi)) if lo > hi => Err(unsupported(node, format!("min {lo} > max {hi}"))),
+        (Some(lo), Some(hi)) => clamp(b, node, fp, x, lo as f64, hi as f64),
+    }
+}
+
 /// `c·[x]` for a public real `c`, truncated.
 fn scale<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
     let y = b.mul_public(x, &ndarray::arr0(fp.encode(c)).into_dyn());
@@ -560,24 +588,7 @@ pub(crate) fn lower<'g, B: Backend>(
         }
         Op::Clip(c) => {
             let x = first(&mut ins)?;
-            let shape = x.shape().to_vec();
-            match (c.min, c.max) {
-                (None, None) => Ok(x),
-                (Some(lo), None) => {
-                    // lo + relu(x - lo)
-                    let d = b.sub(x, &scalar(b, fp, lo as f64, &shape));
-                    let r = b.relu(d).map_err(mpc_err(node))?;
-                    Ok(b.add(r, &scalar(b, fp, lo as f64, &shape)))
-                }
-                (None, Some(hi)) => {
-                    // hi - relu(hi - x)
-                    let d = b.sub(scalar(b, fp, hi as f64, &shape), &x);
-                    let r = b.relu(d).map_err(mpc_err(node))?;
-                    Ok(b.sub(scalar(b, fp, hi as f64, &shape), &r))
-                }
-                (Some(lo), Some(hi)) if lo > hi => Err(unsupported(node, format!("min {lo} > max {hi}"))),
-                (Some(lo), Some(hi)) => clamp(b, node, fp, x, lo as f64, hi as f64),
-            }
+            clip(b, node, fp, x, c)
         }
         Op::LeakyRelu(c) => {
             // a·x + (1 - a)·relu(x), one truncation.
@@ -702,10 +713,17 @@ pub(crate) fn lower<'g, B: Backend>(
         // Fake quantization is not re-applied on shares. Rounding onto the grid for free (local
         // truncations of (x + s/2)/s to whole units) is not exact: a local truncation is off by
         // one unit in the last place, here a whole step, about as often as not (measured on
-        // ResNet-20: 96 of 100 predictions equal against 100 without it). Exact rounding and the
-        // clamp would cost comparisons. So the shares carry x, within half a step of the clear
-        // text's Q(x) (docs/ALGORITHMS.md §7, "Under 2PC").
-        Op::FakeQuant(_) => first(&mut ins),
+        // ResNet-20: 96 of 100 predictions equal against 100 without it). So the shares carry x,
+        // within half a step of the clear text's Q(x). The clamp is applied where it acts as an
+        // activation (a quantizer flooring at 0, `quant::saturating_clip`); elsewhere it acts only
+        // outside the calibrated range (docs/ALGORITHMS.md §7, "Under 2PC").
+        Op::FakeQuant(q) => {
+            let x = first(&mut ins)?;
+            match masq_ir::quant::saturating_clip(q) {
+                Some(c) => clip(b, node, fp, x, &c),
+                None => Ok(x),
+            }
+        }
         Op::Sigmoid => {
             let x = first(&mut ins)?;
             piecewise(b, node, fp, x, &approx::SIGMOID)

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Whether to run: ONNX Runtime must load unless MASQ_SKIP_ORT=1.
-fn ort_ready() -> bool {
+pub(crate) fn ort_ready() -> bool {
     match available() {
         Ok(()) => true,
         Err(e) if std::env::var_os("MASQ_SKIP_ORT").is_some_and(|v| v == "1") => {

@@ -30,6 +30,7 @@ fn conv(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     }
     let bias = ctx.konst(n, 2, "bias")?.map(|b| flat(b.to_f32()));
     let weight = ctx.add_param(&format!("{}.weight", n.name), w);
+    ctx.record_weight_quant(n, 1, &weight);
     let bias = bias.map(|b| ctx.add_param(&format!("{}.bias", n.name), b));
     let cfg = ConvConfig {
         weight,

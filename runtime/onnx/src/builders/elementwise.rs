@@ -1,6 +1,7 @@
 //! Element-wise ops: Add, Sub, Mul, Div, Pow, Neg, Relu, Clip, LeakyRelu, Sigmoid, HardSigmoid,
 //! HardSwish, Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal, Identity, Cast (float to float), Dropout,
-//! Softmax, LogSoftmax. (On constant inputs most of them fold instead, see `fold`.)
+//! Softmax, LogSoftmax. (On constant inputs most of them fold instead, see `fold`; a Clip on the
+//! grid of the FakeQuant it reads narrows it, see `quant`.)
 
 use super::BuildFn;
 use crate::ctx::{Ctx, OnnxNode};
@@ -117,6 +118,9 @@ fn clip(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     } else {
         ClipConfig { min: scalar(ctx, n, 1, "min")?, max: scalar(ctx, n, 2, "max")? }
     };
+    if super::quant::narrow_by_clip(ctx, n, &cfg)? {
+        return Ok(());
+    }
     unary(ctx, n, Op::Clip(cfg))
 }
 

@@ -53,6 +53,10 @@ fn gemm(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
         }
     }
     let weight = ctx.add_param(&format!("{}.weight", n.name), w);
+    // A weight scaled by alpha is no longer on its grid.
+    if alpha == 1.0 {
+        ctx.record_weight_quant(n, 1, &weight);
+    }
     let bias = bias.map(|b| ctx.add_param(&format!("{}.bias", n.name), b));
     if trans_a {
         let t = ctx.add_value_name(&format!("{}/a_transposed", n.output()));
@@ -79,6 +83,7 @@ fn matmul(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
             let w = b2.t().to_owned().into_dyn();
             let x = ctx.value(n, 0)?;
             let weight = ctx.add_param(&format!("{}.weight", n.name), w);
+            ctx.record_weight_quant(n, 1, &weight);
             return ctx.push(n, None, Op::Gemm(GemmConfig { weight, bias: None }), vec![x], n.output().to_string());
         }
     }

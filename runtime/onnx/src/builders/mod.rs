@@ -7,6 +7,7 @@ mod linear;
 mod masked;
 mod norm;
 mod pool;
+mod quant;
 mod reduce;
 mod shape;
 
@@ -30,6 +31,7 @@ pub(crate) fn registry() -> HashMap<&'static str, BuildFn> {
     reduce::register(&mut r);
     shape::register(&mut r);
     masked::register(&mut r);
+    quant::register(&mut r);
     r
 }
 
