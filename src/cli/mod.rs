@@ -19,9 +19,9 @@ mod inspect;
 mod load_weights;
 #[cfg(feature = "train")]
 mod prune;
-mod query;
 #[cfg(feature = "train")]
 mod quantize;
+mod query;
 #[cfg(feature = "train")]
 mod reduce;
 mod run;

@@ -104,11 +104,8 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     cfg.calib_batches = a.calib_batches;
     cfg.calib_batch_size = a.calib_batch_size;
     if a.finetune_epochs > 0 {
-        let augment = if a.no_augment {
-            masq_trainer::data::Augment::NONE
-        } else {
-            kind.default_augment_for(splits.train.shape)
-        };
+        let augment =
+            if a.no_augment { masq_trainer::data::Augment::NONE } else { kind.default_augment_for(splits.train.shape) };
         let mut t = TrainConfig::new(kind.name(), norm.clone(), augment);
         t.epochs = a.finetune_epochs;
         t.lr = a.lr;
@@ -180,7 +177,10 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             "checkpoint": path,
         }));
     }
-    println!("{:<28} {:>5} {:>4} {:>10} {:>10} {:>5} {:>4} {:>10}", "layer", "w.b", "sf", "max|W|", "max err", "a.b", "sf", "max|x|");
+    println!(
+        "{:<28} {:>5} {:>4} {:>10} {:>10} {:>5} {:>4} {:>10}",
+        "layer", "w.b", "sf", "max|W|", "max err", "a.b", "sf", "max|x|"
+    );
     for (w, x) in s.weights.iter().zip(&s.activations) {
         println!(
             "{:<28} {:>5} {:>4} {:>10.4} {:>10.2e} {:>5} {:>4} {:>10.4}",

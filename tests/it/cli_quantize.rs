@@ -24,14 +24,27 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(s.lines().last().expect("a result line")).expect("JSON")
 }
 
-const QUICK: &[&str] =
-    &["--dataset", "synthetic", "--threads", "1", "--train-limit", "256", "--test-limit", "100", "--calib-batches", "2"];
+const QUICK: &[&str] = &[
+    "--dataset",
+    "synthetic",
+    "--threads",
+    "1",
+    "--train-limit",
+    "256",
+    "--test-limit",
+    "100",
+    "--calib-batches",
+    "2",
+];
 
 #[test]
 fn quantize_score_and_run_under_2pc() {
     let out = tmp("q8");
     let o = out.to_str().unwrap();
-    let r = json(&masq(&[&["quantize", "--from", "zoo:cnn_small", "--layer-bits", "8,8,6,8"][..], QUICK, &["--out", o, "--json"]].concat()));
+    let r = json(&masq(
+        &[&["quantize", "--from", "zoo:cnn_small", "--layer-bits", "8,8,6,8"][..], QUICK, &["--out", o, "--json"]]
+            .concat(),
+    ));
     let ckpt = out.join("quantized.safetensors");
     assert_eq!(r["checkpoint"].as_str().unwrap(), ckpt.to_str().unwrap());
     let (g, facts) = masq_ir::checkpoint::load_checkpoint(&ckpt).unwrap();
@@ -48,7 +61,8 @@ fn quantize_score_and_run_under_2pc() {
     // The score of the checkpoint, from masq inspect, is the one quantize reported.
     let i = json(&masq(&["inspect", ckpt.to_str().unwrap(), "--score", "micronet", "--json"]));
     assert_eq!(i["micronet"]["score"].as_f64().unwrap(), after);
-    let bits: Vec<u64> = i["micronet"]["layers"].as_array().unwrap().iter().map(|l| l["weight_bits"].as_u64().unwrap()).collect();
+    let bits: Vec<u64> =
+        i["micronet"]["layers"].as_array().unwrap().iter().map(|l| l["weight_bits"].as_u64().unwrap()).collect();
     assert_eq!(bits, [8, 8, 6, 8]);
 
     // Under 2PC: equal predictions on a few generated images.

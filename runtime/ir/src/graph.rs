@@ -219,9 +219,8 @@ impl Graph {
                 self.initializer(node, p)?;
             }
             if let Op::FakeQuant(q) = &node.op {
-                q.check().map_err(|why| IrError::InvalidGraph {
-                    reason: format!("FakeQuant node {}: {why}", node.name),
-                })?;
+                q.check()
+                    .map_err(|why| IrError::InvalidGraph { reason: format!("FakeQuant node {}: {why}", node.name) })?;
             }
             if let Op::MaskedAct(c) = &node.op
                 && !self.masks.contains_key(&c.mask)

@@ -111,10 +111,7 @@ pub struct ActSite {
 
 /// The activation sites of [`layers`], in the same order.
 pub fn act_sites(graph: &Graph) -> Vec<ActSite> {
-    layers(graph)
-        .into_iter()
-        .map(|(n, _)| ActSite { layer: n.name.clone(), value: n.inputs[0].clone() })
-        .collect()
+    layers(graph).into_iter().map(|(n, _)| ActSite { layer: n.name.clone(), value: n.inputs[0].clone() }).collect()
 }
 
 /// The range of one activation site over calibration passes: §7 keeps the smallest `sf` seen,

@@ -234,8 +234,8 @@ mod tests {
         // Non-zero weights and BatchNorm parameters by width; 1 mask bit per conv/FC weight.
         let stored = [(614, 9), (245_999, 6), (644_384, 8), (160, 9), (19_712, 6), (71_200, 8)];
         let mask_bits = 3_905_632u64;
-        let params: f64 = stored.iter().map(|&(n, b)| n as f64 * f64::from(b) / 32.0).sum::<f64>()
-            + mask_bits as f64 / 32.0;
+        let params: f64 =
+            stored.iter().map(|&(n, b)| n as f64 * f64::from(b) / 32.0).sum::<f64>() + mask_bits as f64 / 32.0;
         assert_eq!(format!("{:.4}", params / 1e6), "0.3510");
         // 78.99 M multiplications and 76.7 M additions at uniform sparsity 0.5, 8-bit.
         let mults = 78.99e6 * mult_factor(8);

@@ -148,9 +148,8 @@ fn dead_sets(sites: &[ConvSite], rng: &mut ChaCha8Rng) -> Vec<(&'static str, Dea
 /// The input size each zoo model is checked at (small where the model allows it).
 fn check_size(name: &str) -> Option<(usize, usize)> {
     match name {
-        "resnet18_cifar" | "resnet18_in" | "resnet18_small" | "wrn22_8" | "wrn16_4" | "wrn40_4" | "mobilenetv2_cifar" => {
-            Some((8, 8))
-        }
+        "resnet18_cifar" | "resnet18_in" | "resnet18_small" | "wrn22_8" | "wrn16_4" | "wrn40_4"
+        | "mobilenetv2_cifar" => Some((8, 8)),
         "resnet20" | "resnet32" | "resnet44" | "resnet56" | "cnn_small" | "cnn4" => Some((16, 16)),
         // Five 2×2 pools before the classifier, and the MNIST classifier's 7×7 maps: as declared.
         "vgg16_cifar" | "mnist_cnn" => None,

@@ -52,7 +52,8 @@ fn vgg_and_mnist_counts() {
 fn mobilenetv2_cifar_relu6_sites() {
     // Stem 32·32²; per block the expansion's ReLU6 at the input resolution and the depthwise
     // conv's at the output one; head 1280·4².
-    let stages = [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+    let stages =
+        [(1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
     let (mut cin, mut hw, mut sites) = (32u64, 32u64, 32 * 32 * 32u64);
     for (t, c, n, s) in stages {
         for j in 0..n {

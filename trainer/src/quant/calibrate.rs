@@ -50,10 +50,9 @@ pub fn calibrate(
         let (x, _) = loader.batch(idx, None)?;
         let outs = model.run(HashMap::from([(input.clone(), x)]), false)?;
         for s in &sites {
-            let t = outs.get(&s.value).ok_or_else(|| TrainerError::MissingValue {
-                node: s.layer.clone(),
-                input: s.value.clone(),
-            })?;
+            let t = outs
+                .get(&s.value)
+                .ok_or_else(|| TrainerError::MissingValue { node: s.layer.clone(), input: s.value.clone() })?;
             ranges.entry(s.layer.clone()).or_default().observe(&to_array(t)?);
         }
     }

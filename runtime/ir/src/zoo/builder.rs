@@ -82,7 +82,14 @@ impl Builder {
     }
 
     /// A depthwise 3×3-style convolution: one filter per input channel (`groups = channels`).
-    pub(crate) fn conv_depthwise(&mut self, name: &str, x: &str, k: usize, stride: usize, pad: usize) -> Result<String> {
+    pub(crate) fn conv_depthwise(
+        &mut self,
+        name: &str,
+        x: &str,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<String> {
         let c = self.shape(x)[1];
         let weight = self.he(&format!("{name}.weight"), &[c, 1, k, k], k * k);
         let cfg = ConvConfig {
