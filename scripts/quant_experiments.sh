@@ -65,7 +65,7 @@ if want secure; then
   for run in "float:float-cal:16" "q8:q8-cal:16" "q8-f$QUANT_FRAC_BITS:q8-cal-f$QUANT_FRAC_BITS:$QUANT_FRAC_BITS"; do
     IFS=: read -r name model f <<< "$run"
     echo "== 2pc $name" >&2
-    "$MASQ" run "$OUT/$model.safetensors" --input "$x" --json | tail -1 > "$OUT/plain-$name.json"
+    "$MASQ" run "$OUT/$model.safetensors" --input "$x" --mode plain --json | tail -1 > "$OUT/plain-$name.json"
     "$MASQ" run "$OUT/$model.safetensors" --input "$x" --mode mpc --cmp-mode compact --frac-bits "$f" --json \
       | tail -1 > "$OUT/mpc-$name.json"
     "$PY" scripts/agreement.py "$DATA/cifar10/exact_test_batch_first1000.bin.gz" "$OUT/mpc-$name.json" "$OUT/plain-$name.json"

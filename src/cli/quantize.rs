@@ -25,7 +25,8 @@ use super::common::{args, json as jsonl, model, progress};
     masq quantize --from zoo:cnn_small --dataset synthetic --layer-bits 9,8,6,8 --finetune-epochs 1 --out runs/q --json\n\n\
     Weights go onto b-bit grids (sf = b - 1 - ceil(log2 max|W|)); each Conv/Gemm input gets a \
     quantizer whose sf is the smallest seen over the calibration batches. The checkpoint exports \
-    as ONNX QDQ (masq export) and runs under 2PC (masq run --mode mpc); masq inspect --score \
+    as ONNX QDQ (masq export --no-fold-bn keeps the integer weights: folding BatchNorm takes them \
+    off their grids) and runs under 2PC (masq run --mode mpc); masq inspect --score \
     micronet scores it.")]
 pub struct QuantizeArgs {
     /// The trained model: a masq checkpoint (its normalisation is used), an artifact directory, a

@@ -69,7 +69,7 @@ fn quantize_score_and_run_under_2pc() {
     let x = tmp("x.npy");
     let xs = x.to_str().unwrap();
     assert!(masq(&["cifar-npy", "--synthetic", "3", "--count", "4", "--out", xs]).status.success());
-    let plain = json(&masq(&["run", ckpt.to_str().unwrap(), "--input", xs, "--json"]));
+    let plain = json(&masq(&["run", ckpt.to_str().unwrap(), "--input", xs, "--mode", "plain", "--json"]));
     let mpc = json(&masq(&["run", ckpt.to_str().unwrap(), "--input", xs, "--mode", "mpc", "--json"]));
     assert_eq!(plain["predictions"], mpc["predictions"]);
     assert!(mpc["online_bytes"].as_u64().unwrap() > 0);
