@@ -712,8 +712,7 @@ pub(crate) fn lower<'g, B: Backend>(
         Op::Identity => first(&mut ins),
         // Fake quantization is not re-applied on shares. Rounding onto the grid for free (local
         // truncations of (x + s/2)/s to whole units) is not exact: a local truncation is off by
-        // one unit in the last place, here a whole step, about as often as not (measured on
-        // ResNet-20: 96 of 100 predictions equal against 100 without it). So the shares carry x,
+        // one unit in the last place, here a whole step, about as often as not. So the shares carry x,
         // within half a step of the clear text's Q(x). The clamp is applied where it acts as an
         // activation (a quantizer flooring at 0, `quant::saturating_clip`); elsewhere it acts only
         // outside the calibrated range (docs/ALGORITHMS.md §7, "Under 2PC").
