@@ -23,22 +23,7 @@ use prost::Message;
 /// last bits; the bound says so, leaving room for float rounding only.
 const ORT_TOL: f32 = 1e-5;
 
-fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64]) -> Vec<u8> {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
-        graph: Some(GraphProto {
-            name: "qdq".into(),
-            node: nodes,
-            initializer: inits,
-            input: vec![value("x", Some(input))],
-            output: vec![value("y", None)],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
+use crate::ort_backend::model;
 
 fn import(bytes: &[u8]) -> Result<Graph, IrError> {
     masq_onnx::import_bytes(bytes, Path::new("qdq.onnx"))

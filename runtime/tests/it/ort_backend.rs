@@ -34,7 +34,7 @@ pub(crate) fn ort_ready() -> bool {
 }
 
 /// One input `x`, one output `y` (no declared shape: onnxruntime infers it).
-fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64]) -> Vec<u8> {
+pub(crate) fn model(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64]) -> Vec<u8> {
     ModelProto {
         ir_version: 8,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: opset }],
