@@ -1,17 +1,27 @@
 //! `masq serve --model MODEL --preprocessing DIR/p0.bin --listen ADDR [--auth KEYFILE]
-//! [--max-sessions N] [--timeout SECS] [--json]`: the model owner (P0). Serves clients one session
-//! at a time; a failed session is logged and the server goes on with the next client.
+//! [--max-clients N] [--max-connections N] [--max-sessions N] [--timeout SECS] [--json]`: the
+//! model owner (P0). Serves clients concurrently, each session on its own thread with its own
+//! slot of the preprocessing file; a failed session is logged and the others go on.
+//!
+//! Limits: at most `--max-clients` sessions past authentication at once (one more is told the
+//! server is busy), at most `--max-connections` open connections in all (one more is refused at
+//! once, before anything is read from it), small frames and `--handshake-timeout` per message
+//! until a client has authenticated and sent its hello, `--timeout` per message after that.
+//! Memory: each running session holds at most `--material-budget` of preprocessing plus its
+//! activations, so the server's memory is bounded by `--max-clients` times that.
 //!
 //! Prints `listening on ADDR` on stdout first (with the port the system chose for `:0`), then
 //! one log line per event on stderr. With `--json`, stdout is JSON Lines instead: a `listening`
-//! event, one `session` event per session, and last the result (sessions served and why it stopped). Stops after N sessions, when its preprocessing is exhausted
-//! (after refusing the client that found out), or on SIGTERM / Ctrl-C (a session in progress
-//! ends first; every wait in it is bounded by the timeout).
+//! event, one `session` event per session, and last the result (sessions served and why it
+//! stopped). Stops after N sessions (`--max-sessions`), when its preprocessing is exhausted
+//! (after refusing the client that found out), or on SIGTERM / Ctrl-C: it stops accepting and
+//! lets the sessions in flight finish (every wait in them is bounded by the timeout).
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -41,9 +51,20 @@ pub struct ServeArgs {
     /// Stop after this many sessions (successful or not).
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<u64>,
+    /// Most sessions past authentication at once (in their handshake or running); one more
+    /// client is refused with "server busy".
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_clients: usize,
+    /// Most open connections in all (authenticated or not); one more is refused at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub max_connections: usize,
     /// Longest wait for any message from a client, in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// Longest wait for each message before a client has authenticated and sent its hello, in
+    /// seconds (an idle connection is dropped after this).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub handshake_timeout: u64,
     /// Most preprocessing held in memory at once: the file's material for an inference is read
     /// and expanded in segments of about this size while the protocol runs (K/M/G suffixes,
     /// powers of 1024; at least one layer's material is always held).
@@ -81,23 +102,40 @@ fn log(msg: &str) {
     eprintln!("[masq serve] {msg}");
 }
 
+/// What a session thread tells the main thread.
+struct Ended {
+    n: u64,
+    peer: String,
+    result: Result<masq_deploy::SessionReport, DeployError>,
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    if args.timeout == 0 {
-        bail!("--timeout 0: must be at least 1 second");
+    for (flag, v) in [("--timeout", args.timeout), ("--handshake-timeout", args.handshake_timeout)] {
+        if v == 0 {
+            bail!("{flag} 0: must be at least 1 second");
+        }
     }
     if args.max_sessions == Some(0) {
         bail!("--max-sessions 0: must be at least 1");
     }
+    if args.max_clients == 0 {
+        bail!("--max-clients 0: must be at least 1");
+    }
+    if args.max_connections < args.max_clients {
+        bail!("--max-connections {}: must be at least --max-clients ({})", args.max_connections, args.max_clients);
+    }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
     let opts = SessionOptions {
         timeout: Duration::from_secs(args.timeout),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
         key,
         material_budget_bytes: args.material_budget,
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        max_concurrent: args.max_clients,
         ..SessionOptions::default()
     };
     let graph = model::load_graph(&args.model)?;
-    let mut server = Server::new(&graph, &args.preprocessing, opts)
+    let server = Server::new(&graph, &args.preprocessing, opts)
         .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;
     let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
@@ -108,92 +146,142 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("listening on {addr}");
     }
     std::io::stdout().flush().context("writing to stdout")?;
-    let h = server.file().header();
+    let h = server.header();
     log(&format!(
-        "model {} (hash {}), batch {}, {} of {} inferences left, authentication {}",
+        "model {} (hash {}), batch {}, {} of {} inferences left, authentication {}, up to {} clients at once",
         args.model,
         &masq_deploy::hex(&h.model_hash)[..16],
         h.batch,
-        server.file().remaining(),
+        server.remaining(),
         h.count,
-        if server.options().key.is_some() { "on" } else { "off" }
+        if server.options().key.is_some() { "on" } else { "off" },
+        args.max_clients
     ));
     let tcp = server.options().tcp();
-    let (mut sessions, mut served) = (0u64, 0u64);
-    let stopped = loop {
-        if STOP.load(Ordering::SeqCst) {
-            log("stopping on a signal");
-            break "signal";
-        }
-        if args.max_sessions.is_some_and(|n| sessions >= n) {
-            log(&format!("stopping after {sessions} session(s) (--max-sessions)"));
-            break "max-sessions";
-        }
-        let t = match masq_mpc::transport::TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp) {
-            Ok(t) => t,
-            Err(MpcError::Timeout { .. }) => continue,
-            Err(e) => {
-                log(&format!("accepting a connection failed: {e}"));
-                std::thread::sleep(Duration::from_millis(100));
+    let open = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel::<Ended>();
+    let (mut sessions, mut served, mut ended) = (0u64, 0u64, 0u64);
+    let mut stopped = None;
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        loop {
+            // Report the sessions that ended since the last turn.
+            while let Ok(e) = rx.try_recv() {
+                ended += 1;
+                if report(&args, &server, e, &mut served)? && stopped.is_none() {
+                    log("preprocessing exhausted: stopping (deal more with `masq deal`)");
+                    stopped = Some("exhausted");
+                }
+            }
+            if stopped.is_none() && STOP.load(Ordering::SeqCst) {
+                log("stopping on a signal");
+                stopped = Some("signal");
+            }
+            if stopped.is_none() && args.max_sessions.is_some_and(|n| sessions >= n) {
+                log(&format!("stopping after {sessions} session(s) (--max-sessions)"));
+                stopped = Some("max-sessions");
+            }
+            if stopped.is_some() {
+                if ended == sessions {
+                    return Ok(());
+                }
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(e) => {
+                        ended += 1;
+                        report(&args, &server, e, &mut served)?;
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
                 continue;
             }
-        };
-        sessions += 1;
-        let n = sessions;
-        let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-        log(&format!("session {n}: client {peer} connected"));
-        match server.serve(t, |i| log(&format!("session {n}: inference {i} started"))) {
-            Ok(r) => {
-                served += 1;
-                if args.json {
-                    json::print(&serde_json::json!({
-                        "event": "session",
-                        "session": n,
-                        "ok": true,
-                        "peer": r.peer,
-                        "inference_index": r.index,
-                        "online_bytes_p0_to_p1": r.online_bytes_p0_to_p1,
-                        "online_bytes_p1_to_p0": r.online_bytes_p1_to_p0,
-                        "rounds": r.rounds,
-                        "online_seconds": r.online_seconds,
-                        "setup_bytes": r.setup_bytes,
-                        "seconds": r.seconds,
-                    }))?;
+            let t = match masq_mpc::transport::TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp) {
+                Ok(t) => t,
+                Err(MpcError::Timeout { .. }) => continue,
+                Err(e) => {
+                    log(&format!("accepting a connection failed: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
                 }
-                log(&format!(
-                    "session {n}: inference {} done: online P0->P1 {} ({} B), P1->P0 {} ({} B), {} rounds, online {}, \
-                 session {}, model load {}",
-                    r.index,
-                    fmt_bytes(r.online_bytes_p0_to_p1),
-                    r.online_bytes_p0_to_p1,
-                    fmt_bytes(r.online_bytes_p1_to_p0),
-                    r.online_bytes_p1_to_p0,
-                    r.rounds,
-                    fmt_seconds(r.online_seconds),
-                    fmt_seconds(r.seconds),
-                    fmt_bytes(r.setup_bytes)
-                ));
+            };
+            let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+            if open.load(Ordering::SeqCst) >= args.max_connections {
+                log(&format!("refused {peer}: {} connections open (--max-connections)", args.max_connections));
+                server.turn_away(t, "server busy: too many open connections; try again later");
+                continue;
             }
-            Err(e) => {
-                let exhausted = matches!(e, DeployError::Exhausted { .. });
-                let msg = format!("{:#}", anyhow::Error::from(e));
-                log(&format!("session {n} failed: {msg}"));
-                if args.json {
-                    json::print(
-                        &serde_json::json!({"event": "session", "session": n, "ok": false, "peer": peer, "error": msg}),
-                    )?;
-                }
-                if exhausted && server.file().first_unspent() >= server.file().header().count {
-                    log("preprocessing exhausted: stopping (deal more with `masq deal`)");
-                    break "exhausted";
-                }
-            }
+            open.fetch_add(1, Ordering::SeqCst);
+            sessions += 1;
+            let n = sessions;
+            log(&format!("session {n}: client {peer} connected"));
+            let (tx, server, open) = (tx.clone(), &server, &open);
+            std::thread::Builder::new()
+                .name(format!("masq-session-{n}"))
+                .spawn_scoped(s, move || {
+                    let result = server.serve(t, |i| log(&format!("session {n}: inference {i} started")));
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = tx.send(Ended { n, peer, result });
+                })
+                .context("starting a session thread")?;
         }
-    };
+    })?;
     if args.json {
-        json::print(
-            &serde_json::json!({"sessions": sessions, "served": served, "failed": sessions - served, "stopped": stopped}),
-        )?;
+        json::print(&serde_json::json!({
+            "sessions": sessions,
+            "served": served,
+            "failed": sessions - served,
+            "stopped": stopped.unwrap_or("signal"),
+        }))?;
     }
     Ok(())
+}
+
+/// Logs (and prints, with `--json`) one ended session; true when it found the preprocessing
+/// exhausted with nothing left unspent.
+fn report(args: &ServeArgs, server: &Server, e: Ended, served: &mut u64) -> anyhow::Result<bool> {
+    let Ended { n, peer, result } = e;
+    match result {
+        Ok(r) => {
+            *served += 1;
+            if args.json {
+                json::print(&serde_json::json!({
+                    "event": "session",
+                    "session": n,
+                    "ok": true,
+                    "peer": r.peer,
+                    "inference_index": r.index,
+                    "online_bytes_p0_to_p1": r.online_bytes_p0_to_p1,
+                    "online_bytes_p1_to_p0": r.online_bytes_p1_to_p0,
+                    "rounds": r.rounds,
+                    "online_seconds": r.online_seconds,
+                    "setup_bytes": r.setup_bytes,
+                    "seconds": r.seconds,
+                }))?;
+            }
+            log(&format!(
+                "session {n}: inference {} done: online P0->P1 {} ({} B), P1->P0 {} ({} B), {} rounds, online {}, \
+                 session {}, model load {}",
+                r.index,
+                fmt_bytes(r.online_bytes_p0_to_p1),
+                r.online_bytes_p0_to_p1,
+                fmt_bytes(r.online_bytes_p1_to_p0),
+                r.online_bytes_p1_to_p0,
+                r.rounds,
+                fmt_seconds(r.online_seconds),
+                fmt_seconds(r.seconds),
+                fmt_bytes(r.setup_bytes)
+            ));
+            Ok(false)
+        }
+        Err(e) => {
+            let exhausted = matches!(e, DeployError::Exhausted { .. });
+            let msg = format!("{:#}", anyhow::Error::from(e));
+            log(&format!("session {n} failed: {msg}"));
+            if args.json {
+                json::print(
+                    &serde_json::json!({"event": "session", "session": n, "ok": false, "peer": peer, "error": msg}),
+                )?;
+            }
+            Ok(exhausted && server.unspent() == 0)
+        }
+    }
 }

@@ -21,5 +21,6 @@ mod fixed_batch;
 #[cfg(feature = "train")]
 mod lowering;
 mod relu_counts;
+mod serve_concurrency;
 mod torchvision;
 mod two_process;

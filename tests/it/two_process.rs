@@ -19,21 +19,21 @@ use masq_mpc::dealer::codec::{encode_model_material, encode_preprocessing};
 use masq_runtime::secure::{SecureConfig, plan};
 use ndarray::{ArrayD, Dimension};
 
-const MODEL: &str = "zoo:mnist_cnn";
+pub(crate) const MODEL: &str = "zoo:mnist_cnn";
 /// A batch whose run lasts long enough (about a second) to kill a party in the middle of it.
-const SLOW_BATCH: &str = "4";
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const SLOW_BATCH: &str = "4";
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
-fn masq() -> Command {
+pub(crate) fn masq() -> Command {
     Command::new(env!("CARGO_BIN_EXE_masq"))
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     masq().args(args).output().expect("masq runs")
 }
 
 /// A scratch directory, removed at the end of a passing test (kept for inspection after a failure).
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl std::ops::Deref for Scratch {
     type Target = Path;
@@ -50,18 +50,18 @@ impl Drop for Scratch {
     }
 }
 
-fn dir(name: &str) -> Scratch {
+pub(crate) fn dir(name: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("masq-2pc-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     Scratch(d)
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "stdout: {}\nstderr: {}",
@@ -71,14 +71,14 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-fn failure(out: &Output) -> String {
+pub(crate) fn failure(out: &Output) -> String {
     assert!(!out.status.success(), "expected a failure; stdout: {}", String::from_utf8_lossy(&out.stdout));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!err.contains("panicked"), "{err}");
     err
 }
 
-fn deal(model: &str, d: &Path, count: u64, seed: u64, extra: &[&str]) {
+pub(crate) fn deal(model: &str, d: &Path, count: u64, seed: u64, extra: &[&str]) {
     let c = count.to_string();
     let sd = seed.to_string();
     let mut args = vec!["deal", "--model", model, "--count", &c, "--out", s(d), "--seed", &sd];
@@ -87,7 +87,7 @@ fn deal(model: &str, d: &Path, count: u64, seed: u64, extra: &[&str]) {
     assert!(out.contains("server file") && out.contains("client file"), "{out}");
 }
 
-fn input(d: &Path, shape: &[usize]) -> PathBuf {
+pub(crate) fn input(d: &Path, shape: &[usize]) -> PathBuf {
     let x = ArrayD::from_shape_fn(shape.to_vec(), |i| {
         let k: usize = i.slice().iter().enumerate().map(|(a, b)| (a + 3) * b).sum();
         (k % 23) as f32 / 23.0 - 0.4
@@ -99,10 +99,10 @@ fn input(d: &Path, shape: &[usize]) -> PathBuf {
 
 /// Lines a child writes to stderr, collected by a thread.
 #[derive(Clone)]
-struct Lines(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
-    fn collect(stderr: ChildStderr) -> Lines {
+    pub(crate) fn collect(stderr: ChildStderr) -> Lines {
         let lines = Lines(Arc::new(Mutex::new(Vec::new())));
         let l = lines.clone();
         std::thread::spawn(move || {
@@ -113,11 +113,11 @@ impl Lines {
         lines
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.0.lock().unwrap().join("\n")
     }
 
-    fn wait_for(&self, pattern: &str) -> bool {
+    pub(crate) fn wait_for(&self, pattern: &str) -> bool {
         let start = Instant::now();
         while start.elapsed() < WAIT {
             if self.0.lock().unwrap().iter().any(|l| l.contains(pattern)) {
@@ -129,14 +129,14 @@ impl Lines {
     }
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    log: Lines,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) log: Lines,
 }
 
 impl Server {
-    fn start(model: &str, p0: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(model: &str, p0: &Path, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--model", model, "--preprocessing", s(p0), "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = masq().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -156,18 +156,18 @@ impl Server {
         Server { child, addr: addr.to_string(), log }
     }
 
-    fn query(&self, p1: &Path, x: &Path, extra: &[&str]) -> Output {
+    pub(crate) fn query(&self, p1: &Path, x: &Path, extra: &[&str]) -> Output {
         let mut args = vec!["query", "--connect", &self.addr, "--preprocessing", s(p1), "--input", s(x)];
         args.extend_from_slice(extra);
         run(&args)
     }
 
-    fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 
     /// Waits for the server to exit by itself.
-    fn exit_status(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn exit_status(&mut self) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
@@ -186,17 +186,17 @@ impl Drop for Server {
     }
 }
 
-fn flags(d: &Path) -> (Vec<bool>, Vec<bool>) {
+pub(crate) fn flags(d: &Path) -> (Vec<bool>, Vec<bool>) {
     (read_spent(&d.join("p0.bin")).unwrap(), read_spent(&d.join("p1.bin")).unwrap())
 }
 
-fn assert_flags(d: &Path, want: &[bool]) {
+pub(crate) fn assert_flags(d: &Path, want: &[bool]) {
     let (f0, f1) = flags(d);
     assert_eq!(f0, want, "server flags");
     assert_eq!(f1, want, "client flags");
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("one JSON object")
 }
 

@@ -91,6 +91,15 @@ pub trait Transport: Send {
     /// Pushes buffered frames to the peer.
     fn flush(&mut self) -> Result<()>;
 
+    /// Changes the largest frame accepted from now on (and sent), where the transport has such
+    /// a limit (TCP); others ignore it. A frame whose length prefix has already arrived keeps
+    /// the limit it was checked against.
+    fn set_max_frame_bytes(&mut self, _max: usize) {}
+
+    /// Changes how long a receive waits, where the transport has such a timeout (TCP); others
+    /// ignore it.
+    fn set_read_timeout(&mut self, _timeout: std::time::Duration) {}
+
     /// Queues one frame, taking ownership of the buffer. Transports that can hand the buffer
     /// over without copying (the in-memory one) override this; the default calls [`Transport::send`].
     fn send_owned(&mut self, payload: Vec<u8>) -> Result<()> {
@@ -150,6 +159,12 @@ pub trait Transport: Send {
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        (**self).set_max_frame_bytes(max)
+    }
+    fn set_read_timeout(&mut self, timeout: std::time::Duration) {
+        (**self).set_read_timeout(timeout)
+    }
     fn send(&mut self, payload: &[u8]) -> Result<()> {
         (**self).send(payload)
     }
@@ -165,6 +180,12 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        (**self).set_max_frame_bytes(max)
+    }
+    fn set_read_timeout(&mut self, timeout: std::time::Duration) {
+        (**self).set_read_timeout(timeout)
+    }
     fn send(&mut self, payload: &[u8]) -> Result<()> {
         (**self).send(payload)
     }

@@ -17,6 +17,8 @@
 //! ([`MpcError::Timeout`]) can be retried without losing the stream's framing.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::error::{MpcError, Result};
@@ -119,6 +121,9 @@ fn is_disconnect(kind: io::ErrorKind) -> bool {
 #[derive(Debug)]
 pub struct FrameReader {
     max: usize,
+    /// A limit shared with the owner of the connection, read when each length prefix completes
+    /// (see [`FrameReader::with_shared_max`]); `max` when absent.
+    shared_max: Option<Arc<AtomicUsize>>,
     header: [u8; FRAME_HEADER_BYTES],
     header_got: usize,
     /// Announced payload length, once the header is complete.
@@ -133,6 +138,7 @@ impl FrameReader {
     pub fn new(max: usize) -> Self {
         Self {
             max: effective_max(max),
+            shared_max: None,
             header: [0; FRAME_HEADER_BYTES],
             header_got: 0,
             expected: 0,
@@ -141,9 +147,19 @@ impl FrameReader {
         }
     }
 
-    /// The maximum payload this reader accepts.
+    /// A reader whose limit is whatever `max` holds when a frame's length prefix completes
+    /// (capped at [`ABSOLUTE_MAX_FRAME_BYTES`]): the owner may raise or lower it while a read
+    /// is blocked waiting for the next frame.
+    pub fn with_shared_max(max: Arc<AtomicUsize>) -> Self {
+        Self { shared_max: Some(max), ..Self::new(0) }
+    }
+
+    /// The maximum payload this reader accepts (now).
     pub fn max_frame_bytes(&self) -> usize {
-        self.max
+        match &self.shared_max {
+            Some(m) => effective_max(m.load(Ordering::Acquire)),
+            None => self.max,
+        }
     }
 
     /// Whether part of a frame has been received (so an end of stream now would be a truncation).
@@ -200,8 +216,8 @@ impl FrameReader {
             }
             if self.header_got == FRAME_HEADER_BYTES {
                 let len = u32::from_le_bytes(self.header) as usize;
-                if len > self.max {
-                    let max = self.max;
+                let max = self.max_frame_bytes();
+                if len > max {
                     self.reset();
                     return Err(MpcError::FrameTooLarge { len: len as u64, max: max as u64 });
                 }

@@ -140,6 +140,12 @@ impl<T: Transport> Metered<T> {
 }
 
 impl<T: Transport> Transport for Metered<T> {
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        self.inner.set_max_frame_bytes(max)
+    }
+    fn set_read_timeout(&mut self, timeout: std::time::Duration) {
+        self.inner.set_read_timeout(timeout)
+    }
     fn send(&mut self, payload: &[u8]) -> Result<()> {
         self.inner.send(payload)?;
         self.count_send(payload.len());

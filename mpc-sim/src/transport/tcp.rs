@@ -21,6 +21,7 @@
 use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -111,8 +112,8 @@ fn queue_cost(len: usize) -> usize {
     len + QUEUE_ENTRY_BYTES
 }
 
-fn reader_loop(mut stream: TcpStream, inbox: Arc<Inbox>, max_frame: usize, budget: usize) {
-    let mut frames = FrameReader::new(max_frame);
+fn reader_loop(mut stream: TcpStream, inbox: Arc<Inbox>, max_frame: Arc<AtomicUsize>, budget: usize) {
+    let mut frames = FrameReader::with_shared_max(max_frame);
     loop {
         {
             let mut st = inbox.lock();
@@ -154,6 +155,8 @@ pub struct TcpTransport {
     inbox: Arc<Inbox>,
     reader: Option<JoinHandle<()>>,
     opts: TcpOptions,
+    /// The receive limit, shared with the reader thread (which reads it per frame).
+    recv_max: Arc<AtomicUsize>,
     /// A send failed part-way: the peer may have half a frame, so nothing more may be sent.
     send_broken: bool,
 }
@@ -175,7 +178,8 @@ impl TcpTransport {
         let read_half = stream.try_clone()?;
         let inbox = Arc::new(Inbox::default());
         let thread_inbox = Arc::clone(&inbox);
-        let (max, budget) = (opts.max_frame_bytes, opts.recv_queue_bytes);
+        let recv_max = Arc::new(AtomicUsize::new(opts.max_frame_bytes));
+        let (max, budget) = (Arc::clone(&recv_max), opts.recv_queue_bytes);
         let reader = std::thread::Builder::new()
             .name("masq-tcp-reader".into())
             .spawn(move || reader_loop(read_half, thread_inbox, max, budget))?;
@@ -184,6 +188,7 @@ impl TcpTransport {
             inbox,
             reader: Some(reader),
             opts,
+            recv_max,
             send_broken: false,
         })
     }
@@ -313,6 +318,17 @@ impl Transport for TcpTransport {
             // Refused before writing anything: the connection is still fine.
             Err(e @ MpcError::FrameTooLarge { .. }) => Err(e),
             Err(e) => Err(self.send_failed(e)),
+        }
+    }
+
+    fn set_max_frame_bytes(&mut self, max: usize) {
+        self.opts.max_frame_bytes = max;
+        self.recv_max.store(max, Ordering::Release);
+    }
+
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        if !timeout.is_zero() {
+            self.opts.read_timeout = timeout;
         }
     }
 

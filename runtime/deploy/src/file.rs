@@ -6,25 +6,30 @@
 //! ```text
 //! offset          field
 //! 0               magic "MASQPRE\0" [u8; 8]
-//! 8               format version u32 (= 3)
+//! 8               format version u32 (= 4)
 //! 12              party u32 (bincode variant index of `Party`: 0 server P0, 1 client P1)
-//! 16              model hash [u8; 32] (SHA-256 of the public model, see `deploy::public`)
-//! 48              fixed-point fractional bits u32
-//! 52              comparison bits u32
-//! 56              comparison mode u32 (bincode variant index of `CmpMode`: 0 one-round, 1 compact)
-//! 60              batch u64
-//! 68              K: inferences u64 (1 to MAX_COUNT)
-//! 76              K spent flags, one byte each (0 fresh, 1 spent)
-//! 76+K            section table: Vec<(u64, u64)>: len u64 (= K + 1), then K + 1 (offset u64,
+//! 16              pair id [u8; 16] (random per `masq deal`, the same in both files)
+//! 32              model hash [u8; 32] (SHA-256 of the public model, see `deploy::public`)
+//! 64              fixed-point fractional bits u32
+//! 68              comparison bits u32
+//! 72              comparison mode u32 (bincode variant index of `CmpMode`: 0 one-round, 1 compact)
+//! 76              batch u64
+//! 84              K: inferences u64 (1 to MAX_COUNT)
+//! 92              K spent flags, one byte each (0 fresh, 1 spent)
+//! 92+K            section table: Vec<(u64, u64)>: len u64 (= K + 1), then K + 1 (offset u64,
 //!                 length u64) entries: entry 0 the model-load material, entry 1 + i inference i
-//! 100+17K         the sections (model material, then the inferences), each in the codec of
+//! 116+17K         the sections (model material, then the inferences), each in the codec of
 //!                 `masq_mpc::dealer::codec` (a header, then its items, bincode)
 //! ```
 //!
-//! Bytes 0..76 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
+//! Bytes 0..92 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
 //! inference `i`, it sets flag `i` and syncs the file ([`DealerFile::mark_spent`]), so material is
 //! never used twice, even after a crash in the middle of a protocol. Files are written to a
 //! temporary name, synced, and renamed into place, so a crashed dealer leaves no half file.
+//! The pair id binds the two files of one deal: a `p0.bin` and a `p1.bin` of different deals
+//! (a dealer killed between its two renames, or files mixed up by hand) are refused in the
+//! handshake. An open file holds an exclusive advisory lock (`flock`) for as long as it is open,
+//! so two processes can never draw on one file's material at the same time.
 //! Opening checks the magic, version, party, count, every table entry against the file's size;
 //! a section is read (lazily, per inference) only within those bounds and decoded with a bincode
 //! limit derived from its length, so a damaged or hostile file is a [`DeployError::BadFile`],
@@ -48,20 +53,23 @@ use crate::{DeployError, Result, io_err};
 
 /// First bytes of every preprocessing file.
 pub const FILE_MAGIC: &[u8; 8] = b"MASQPRE\0";
-/// Version of the file layout (2: bincode header, table and sections; 3: the comparison mode).
-pub const FILE_VERSION: u32 = 3;
+/// Version of the file layout (2: bincode header, table and sections; 3: the comparison mode;
+/// 4: the pair id).
+pub const FILE_VERSION: u32 = 4;
 /// Bytes of magic, version and [`FileHeader`]: where the spent flags start.
-const FIXED_HEADER: u64 = 76;
+const FIXED_HEADER: u64 = 92;
 /// Bytes of magic and version.
 const PREFIX: usize = 12;
 /// Most inferences one file may hold.
 pub const MAX_COUNT: u64 = 1 << 24;
 
 /// What a file is for: the same in both parties' files except `party`. Its bincode encoding
-/// (fields in this order) is bytes 12..76 of the file.
+/// (fields in this order) is bytes 12..92 of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct FileHeader {
     pub party: Party,
+    /// Random per deal, the same in both files of a pair: binds `p0.bin` to its `p1.bin`.
+    pub pair_id: [u8; 16],
     pub model_hash: [u8; 32],
     pub frac_bits: u32,
     pub cmp_bits: u32,
@@ -206,6 +214,15 @@ impl DealerFile {
     pub fn open(path: &Path, party: Party) -> Result<DealerFile> {
         let bad = |reason: String| DeployError::BadFile { path: path.to_path_buf(), reason };
         let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(bad("in use: another process (a `masq serve` or `masq query`) holds this file's lock; \
+                     two processes on one preprocessing file would use its material twice"
+                    .into()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(path)(e)),
+        }
         let size = file.metadata().map_err(io_err(path))?.len();
         if size < FIXED_HEADER {
             return Err(bad(format!("{size} bytes: too short for a masq preprocessing file")));
@@ -273,19 +290,22 @@ impl DealerFile {
         self.spent.iter().filter(|s| !**s).count() as u64
     }
 
-    /// Marks inferences `from..=to` spent and syncs the file before returning.
-    pub fn mark_spent(&mut self, from: u64, to: u64) -> Result<()> {
-        if to >= self.header.count || from > to {
+    /// Whether inference `i` is spent (an index beyond the file counts as spent: it has no material).
+    pub fn is_spent(&self, i: u64) -> bool {
+        self.spent.get(i as usize).copied().unwrap_or(true)
+    }
+
+    /// Marks inference `i` spent and syncs the file before returning. Other slots are left as
+    /// they are: a slot skipped by the peer stays usable.
+    pub fn mark_spent(&mut self, i: u64) -> Result<()> {
+        if i >= self.header.count {
             return Err(DeployError::Exhausted {
-                reason: format!("inference {to} of {} does not exist in {}", self.header.count, self.path.display()),
+                reason: format!("inference {i} of {} does not exist in {}", self.header.count, self.path.display()),
             });
         }
-        let n = (to - from + 1) as usize;
-        self.file.write_all_at(&vec![1u8; n], self.header.flags_at() + from).map_err(io_err(&self.path))?;
+        self.file.write_all_at(&[1u8], self.header.flags_at() + i).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
-        for s in &mut self.spent[from as usize..=to as usize] {
-            *s = true;
-        }
+        self.spent[i as usize] = true;
         Ok(())
     }
 
@@ -415,6 +435,7 @@ mod tests {
     fn header(party: Party) -> FileHeader {
         FileHeader {
             party,
+            pair_id: [5; 16],
             model_hash: [9; 32],
             frac_bits: 16,
             cmp_bits: 32,
@@ -478,7 +499,8 @@ mod tests {
             assert_eq!((f.first_unspent(), f.remaining()), (0, COUNT));
             let e = reason(f.inference(1, &requests(), &model).unwrap_err());
             assert!(e.contains("marked spent"), "{e}");
-            f.mark_spent(0, 1).unwrap();
+            f.mark_spent(0).unwrap();
+            f.mark_spent(1).unwrap();
             for i in 0..2 {
                 let p = f.inference(i, &requests(), &model).unwrap();
                 assert_eq!(p.party(), party);
@@ -487,7 +509,10 @@ mod tests {
                 let framing = enc[k][1 + i as usize].len() as u64 - p.offline_bytes();
                 assert!(framing < 200, "{framing} bytes of framing");
             }
-            assert!(matches!(f.mark_spent(1, COUNT), Err(DeployError::Exhausted { .. })));
+            assert!(matches!(f.mark_spent(COUNT), Err(DeployError::Exhausted { .. })));
+            // The lock: a second open while this one is held is refused, naming the file.
+            let e = reason(DealerFile::open(&path, party).unwrap_err());
+            assert!(e.contains("in use"), "{e}");
             drop(f);
             // The flags are on disk: a reopened file and `read_spent` see them.
             assert_eq!(read_spent(&path).unwrap(), vec![true, true, false]);
@@ -506,18 +531,19 @@ mod tests {
         assert_eq!(&bytes[..8], FILE_MAGIC);
         assert_eq!(bytes[8..12], FILE_VERSION.to_le_bytes());
         assert_eq!(bytes[12..16], 1u32.to_le_bytes(), "party P1");
-        assert_eq!(bytes[16..48], [9; 32]);
-        assert_eq!(bytes[48..52], 16u32.to_le_bytes());
-        assert_eq!(bytes[52..56], 32u32.to_le_bytes());
-        assert_eq!(bytes[56..60], 1u32.to_le_bytes(), "compact mode");
-        assert_eq!(bytes[60..68], 2u64.to_le_bytes());
-        assert_eq!(bytes[68..76], COUNT.to_le_bytes());
-        assert_eq!(bytes[76..76 + k], vec![0; k], "fresh flags");
+        assert_eq!(bytes[16..32], [5; 16], "pair id");
+        assert_eq!(bytes[32..64], [9; 32]);
+        assert_eq!(bytes[64..68], 16u32.to_le_bytes());
+        assert_eq!(bytes[68..72], 32u32.to_le_bytes());
+        assert_eq!(bytes[72..76], 1u32.to_le_bytes(), "compact mode");
+        assert_eq!(bytes[76..84], 2u64.to_le_bytes());
+        assert_eq!(bytes[84..92], COUNT.to_le_bytes());
+        assert_eq!(bytes[92..92 + k], vec![0; k], "fresh flags");
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
-        assert_eq!(u64_at(76 + k), COUNT + 1, "table length prefix");
-        let mut at = 100 + 17 * k as u64;
+        assert_eq!(u64_at(92 + k), COUNT + 1, "table length prefix");
+        let mut at = 116 + 17 * k as u64;
         for (i, section) in enc[1].iter().enumerate() {
-            let entry = 76 + k + 8 + 16 * i;
+            let entry = 92 + k + 8 + 16 * i;
             assert_eq!((u64_at(entry), u64_at(entry + 8)), (at, section.len() as u64), "entry {i}");
             assert_eq!(&bytes[at as usize..at as usize + section.len()], &section[..]);
             at += section.len() as u64;
@@ -530,14 +556,14 @@ mod tests {
         let (dir, _) = deal();
         let good = std::fs::read(dir.path().join("p0.bin")).unwrap();
         let k = COUNT as usize;
-        let table = 76 + k;
+        let table = 92 + k;
         let path = dir.path().join("damaged.bin");
         let open = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
             DealerFile::open(&path, Party::P0).and_then(|f| {
                 let model = f.model_material()?;
                 let mut f = f;
-                f.mark_spent(0, COUNT - 1)?;
+                (0..COUNT).try_for_each(|i| f.mark_spent(i))?;
                 (0..COUNT).try_for_each(|i| f.inference(i, &requests(), &model).map(|_| ()))
             })
         };
@@ -551,17 +577,17 @@ mod tests {
             ("magic", patch(0, b"MASQPRF\0"), "bad magic"),
             ("version", patch(8, &1u32.to_le_bytes()), "format version 1"),
             ("party", patch(12, &7u32.to_le_bytes()), "party field 7"),
-            ("count 0", patch(68, &0u64.to_le_bytes()), "inference count 0"),
-            ("count 2^60", patch(68, &(1u64 << 60).to_le_bytes()), "exceeds the maximum"),
-            ("count beyond the file", patch(68, &(1u64 << 20).to_le_bytes()), "does not fit"),
-            ("batch", patch(60, &0u64.to_le_bytes()), "batch 0"),
-            ("mode", patch(56, &5u32.to_le_bytes()), "comparison mode field 5"),
-            ("flag", patch(77, &[2]), "spent flag of inference 1 is 2"),
+            ("count 0", patch(84, &0u64.to_le_bytes()), "inference count 0"),
+            ("count 2^60", patch(84, &(1u64 << 60).to_le_bytes()), "exceeds the maximum"),
+            ("count beyond the file", patch(84, &(1u64 << 20).to_le_bytes()), "does not fit"),
+            ("batch", patch(76, &0u64.to_le_bytes()), "batch 0"),
+            ("mode", patch(72, &5u32.to_le_bytes()), "comparison mode field 5"),
+            ("flag", patch(93, &[2]), "spent flag of inference 1 is 2"),
             ("table length", patch(table, &(1u64 << 60).to_le_bytes()), "section table of"),
             ("section offset", patch(table + 8 + 16, &u64::MAX.to_le_bytes()), "section 1"),
             ("section length", patch(table + 8 + 16 + 8, &(1u64 << 40).to_le_bytes()), "lies outside"),
             ("section bytes", patch(good.len() - 40, &[0xff; 40]), "inference 2:"),
-            ("model bytes", patch(100 + 17 * k + 8, &(1u64 << 60).to_le_bytes()), "model material:"),
+            ("model bytes", patch(116 + 17 * k + 8, &(1u64 << 60).to_le_bytes()), "model material:"),
             ("short", good[..50].to_vec(), "too short"),
         ];
         for (what, bytes, expect) in cases {

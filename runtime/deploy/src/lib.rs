@@ -6,10 +6,11 @@
 //!   masq deal  ──▶ DIR/p0.bin (server)   DIR/p1.bin (client)      trusted dealer, offline, K inferences
 //!   masq serve (P0: weights + p0.bin)  ⇄ TCP (or any Transport) ⇄  masq query (P1: input + p1.bin)
 //!       1. auth (optional): HMAC-SHA256 challenge-response on a shared key
-//!       2. hello: protocol version, model hash, fixed point, comparison bits, batch, first unspent
-//!          inference; the server also sends the public model (the client plans from it)
-//!       3. both mark inference i = max(first unspent) spent (fsync), then run it:
-//!          model load, offline precomputation, online pass, reveal to the client
+//!       2. hello: protocol version, pair id, model hash, fixed point, comparison bits, batch, and
+//!          the inference the server offers (its first slot neither spent nor reserved by another
+//!          session); the server also sends the public model (the client plans from it)
+//!       3. the client accepts the slot only if it is unspent in p1.bin; both mark it spent
+//!          (fsync), then run it: model load, offline precomputation, online pass, reveal
 //! ```
 //!
 //! - [`public`]: the public part of a model (structure, shapes, masks, public constants; linear
@@ -43,7 +44,7 @@ pub use public::PublicModel;
 pub use session::{Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
 
 /// Version of the wire protocol (handshake and message layout).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Errors of deployment: files, keys, handshakes and sessions.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,9 @@ pub enum DeployError {
     /// No unspent inference is left on one side.
     #[error("preprocessing exhausted: {reason}")]
     Exhausted { reason: String },
+    /// The server has as many sessions in progress as it allows.
+    #[error("server busy: {reason}")]
+    Busy { reason: String },
     /// The peer refused the session and said why.
     #[error("refused by the peer: {reason}")]
     Refused { reason: String },
@@ -146,8 +150,11 @@ pub fn deal(graph: &Graph, cfg: &SecureConfig, batch: usize, count: u64, dir: &P
     let mut dealer = Dealer::new(cfg.seed);
     let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
     let (m0, m1) = dealer.setup_model(&kinds).map_err(mpc_err("dealer (model load)"))?;
+    // Binds the two files of this deal to each other (checked in the handshake).
+    let pair_id: [u8; 16] = rand::random();
     let header = |party| FileHeader {
         party,
+        pair_id,
         model_hash: public.hash,
         frac_bits: cfg.frac_bits,
         cmp_bits: cfg.cmp_bits,

@@ -6,21 +6,37 @@
 //!   S → C  Auth { version, required, nonce ns }
 //!   C → S  Proof { nonce nc, HMAC(key, "masq-client"||ns||nc) }        (when required)
 //!   S → C  ServerProof { HMAC(key, "masq-server"||nc||ns) }            (or Refuse)
-//!   S → C  Hello { version, model hash, frac bits, cmp bits, batch, K, first unspent; public model }
-//!   C → S  Hello { the same fields from p1.bin }                      (or Refuse)
-//!   S → C  Go { index = max(first unspent of both) }                 (or Refuse, saying why)
-//!          both mark inference `index` (and any they skip) spent, then run it
+//!   C → S  Hello { version, pair id, model hash, frac bits, cmp bits, batch, K; slot: first unspent }
+//!   S → C  Hello { the same fields from p0.bin, slot i offered; public model }   (or Refuse)
+//!   C → S  Accept { i }                                              (or Refuse, saying why)
+//!   S → C  Go { index = i }                                          (or Refuse)
+//!          both mark inference `i` (and only it) spent, then run it
 //!   S → C  Summary (the server's per-step rounds and times)  C → S  Summary
 //! ```
 //! Both sides check the hello fields with the same function, so a mismatch is reported with the
 //! same words on both sides.
+//!
+//! The slot: the server alone decides it, from its own file, once the client's hello has
+//! arrived and matched: its first inference neither spent nor reserved by a concurrent session
+//! (a connection that sends nothing reserves nothing). The client's slot field is only
+//! informational. The client accepts it only if the same slot is unspent
+//! in its `p1.bin` (an earlier slot it holds unspent stays unspent: the server has spent it,
+//! so it is never offered again). No peer can make the other skip or burn material: a session
+//! that fails before `Go` releases its reservation and spends nothing. The server marks the slot
+//! spent before it sends `Go`, the client when it receives `Go`, so the client's spent slots are
+//! always among the server's.
+//!
+//! Until `Go`, the server accepts frames of at most [`HANDSHAKE_MAX_FRAME_BYTES`] and waits at
+//! most the handshake timeout for each message; the session's own limits apply from `Go` on.
 //!
 //! Both sides run over any [`Transport`] ([`Server::serve_over`], [`Client::query_over`]); the
 //! TCP entry points ([`Server::serve`] on an accepted connection, [`query`] connecting to an
 //! address) only open the connection with the options' timeout and frame limit. Over another
 //! transport, its own timeout and frame limit apply.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bincode::{Decode, Encode};
@@ -33,7 +49,7 @@ use masq_mpc::protocols::{Ctx, StepRecord};
 use masq_mpc::transport::{DEFAULT_MAX_FRAME_BYTES, TcpOptions, TcpTransport, Transport};
 
 use crate::auth::{Key, NONCE_BYTES, nonce};
-use crate::file::DealerFile;
+use crate::file::{DealerFile, FileHeader};
 use crate::public::{PublicModel, sha256};
 use crate::{DeployError, PROTOCOL_VERSION, Result, hex, mpc_err};
 use masq_ir::Graph;
@@ -54,7 +70,16 @@ pub struct SessionOptions {
     pub material_budget_bytes: u64,
     /// Threads this party's comparison (DCF) evaluation may use (at least 1).
     pub threads: usize,
+    /// Longest wait for each message of the handshake (server: before the client's hello).
+    pub handshake_timeout: Duration,
+    /// Server: most sessions past authentication at once (in their handshake or running);
+    /// one more is refused as busy. 0: no limit.
+    pub max_concurrent: usize,
 }
+
+/// Largest frame the server accepts before the client has authenticated and sent its hello
+/// (the client's messages until then are a few hundred bytes).
+pub const HANDSHAKE_MAX_FRAME_BYTES: usize = 16 * 1024;
 
 impl Default for SessionOptions {
     fn default() -> Self {
@@ -64,6 +89,8 @@ impl Default for SessionOptions {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             material_budget_bytes: 1 << 30,
             threads: 1,
+            handshake_timeout: Duration::from_secs(10),
+            max_concurrent: 0,
         }
     }
 }
@@ -83,27 +110,29 @@ pub type QueryOptions = SessionOptions;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 struct Hello {
     version: u32,
+    pair_id: [u8; 16],
     model_hash: [u8; 32],
     frac_bits: u32,
     cmp_bits: u32,
     cmp_mode: CmpMode,
     batch: u64,
     count: u64,
-    first_unspent: u64,
+    /// The inference the server offers (the client echoes it).
+    slot: u64,
 }
 
 impl Hello {
-    fn of(file: &DealerFile) -> Hello {
-        let h = file.header();
+    fn of(h: &FileHeader, slot: u64) -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
+            pair_id: h.pair_id,
             model_hash: h.model_hash,
             frac_bits: h.frac_bits,
             cmp_bits: h.cmp_bits,
             cmp_mode: h.cmp_mode,
             batch: h.batch,
             count: h.count,
-            first_unspent: file.first_unspent(),
+            slot,
         }
     }
 }
@@ -122,6 +151,7 @@ enum Msg {
     Proof { nonce: [u8; NONCE_BYTES], mac: [u8; 32] },
     ServerProof { mac: [u8; 32] },
     Hello { hello: Hello, public_model: Vec<u8> },
+    Accept { index: u64 },
     Go { index: u64 },
     Refuse { reason: String },
     Summary(Summary),
@@ -134,6 +164,7 @@ impl Msg {
             Msg::Proof { .. } => "Proof",
             Msg::ServerProof { .. } => "ServerProof",
             Msg::Hello { .. } => "Hello",
+            Msg::Accept { .. } => "Accept",
             Msg::Go { .. } => "Go",
             Msg::Refuse { .. } => "Refuse",
             Msg::Summary(_) => "Summary",
@@ -157,10 +188,6 @@ fn refuse<T: Transport>(t: &mut T, e: DeployError) -> DeployError {
 
 fn unexpected(during: &'static str, expected: &str, got: &Msg) -> DeployError {
     DeployError::Protocol { during, reason: format!("expected {expected}, got {}", got.name()) }
-}
-
-fn short(h: &[u8; 32]) -> String {
-    hex(&h[..8])
 }
 
 /// The server's side of the greeting and of authentication (when it has a key): nothing else is
@@ -190,6 +217,7 @@ fn greet<T: Transport>(t: &mut T, key: Option<&Key>) -> Result<()> {
 fn greeted_by<T: Transport>(t: &mut T, key: Option<&Key>) -> Result<()> {
     let (version, required, ns) = match recv(t, "greeting")? {
         Msg::Auth { version, required, nonce } => (version, required, nonce),
+        Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
         m => return Err(refuse(t, unexpected("greeting", "Auth", &m))),
     };
     if version != PROTOCOL_VERSION {
@@ -241,8 +269,8 @@ fn check(server: &Hello, client: &Hello) -> Result<()> {
     if server.model_hash != client.model_hash {
         return m(
             "model (hash of the public model; the preprocessing was dealt for another model)",
-            short(&server.model_hash),
-            short(&client.model_hash),
+            hex(&server.model_hash),
+            hex(&client.model_hash),
         );
     }
     if server.frac_bits != client.frac_bits {
@@ -257,22 +285,35 @@ fn check(server: &Hello, client: &Hello) -> Result<()> {
     if server.batch != client.batch {
         return m("batch", server.batch.to_string(), client.batch.to_string());
     }
+    // Last: files of two deals with the same settings (a torn or mixed-up pair) differ only here.
+    if server.pair_id != client.pair_id {
+        return m(
+            "pair id (p0.bin and p1.bin come from different `masq deal` runs: deal a new pair)",
+            hex(&server.pair_id),
+            hex(&client.pair_id),
+        );
+    }
     Ok(())
 }
 
-/// The inference both use: the larger first unspent index (each side skips what the other burned).
-fn choose(server: &Hello, client: &Hello) -> Result<u64> {
-    let i = server.first_unspent.max(client.first_unspent);
-    if i >= server.count || i >= client.count {
-        let side = if i >= server.count { "server's p0.bin" } else { "client's p1.bin" };
+/// The client's acceptance of the slot the server offers: it must exist and be unspent here.
+fn accept_slot(server: &Hello, file: &DealerFile) -> Result<u64> {
+    let i = server.slot;
+    if i >= file.header().count {
         return Err(DeployError::Exhausted {
             reason: format!(
-                "all inferences of the {side} are spent (server {} of {} left, client {} of {} left from index {i}); \
-                 deal more with `masq deal`",
-                server.count.saturating_sub(i),
-                server.count,
-                client.count.saturating_sub(i),
-                client.count
+                "the server offers inference {i}, but the client's p1.bin holds {} inferences",
+                file.header().count
+            ),
+        });
+    }
+    if file.is_spent(i) {
+        return Err(DeployError::Exhausted {
+            reason: format!(
+                "the server offers inference {i}, which the client's p1.bin has spent (its {} unspent \
+                 slots are all before the server's): the two files are out of step (a p0.bin restored \
+                 from a copy?); deal a new pair with `masq deal`",
+                file.remaining()
             ),
         });
     }
@@ -322,17 +363,58 @@ pub struct SessionReport {
     pub seconds: f64,
 }
 
-/// The model owner, P0: its plan, public model and preprocessing file.
+/// The slots of the server's file: which are spent (on disk) and which are reserved by a
+/// session in its handshake (in memory only: a failed handshake releases its slot).
+#[derive(Debug)]
+struct Slots {
+    file: DealerFile,
+    reserved: BTreeSet<u64>,
+    /// Sessions past `Go` and not yet ended.
+    running: usize,
+}
+
+impl Slots {
+    fn free(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.file.header().count).filter(|&i| !self.file.is_spent(i) && !self.reserved.contains(&i))
+    }
+}
+
+/// A slot reserved by one session: released when dropped unless the session spent it.
+struct Reservation<'a> {
+    server: &'a Server,
+    index: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.server.slots().reserved.remove(&self.index);
+    }
+}
+
+/// A running session: counted until dropped.
+struct Running<'a>(&'a Server);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.slots().running -= 1;
+    }
+}
+
+/// The model owner, P0: its plan, public model and preprocessing file. One `Server` serves any
+/// number of sessions at once ([`Server::serve_over`] takes `&self`); each draws its own slot.
 #[derive(Debug)]
 pub struct Server {
     plan: Plan,
     public: PublicModel,
-    file: DealerFile,
+    header: FileHeader,
+    path: PathBuf,
+    slots: Mutex<Slots>,
     opts: SessionOptions,
 }
 
 impl Server {
-    /// Plans `graph` as `preprocessing` (a `p0.bin`) was dealt, and checks that it was dealt for this model.
+    /// Plans `graph` as `preprocessing` (a `p0.bin`) was dealt, and checks that it was dealt for
+    /// this model. The file stays locked (exclusively) until the server is dropped.
     pub fn new(graph: &Graph, preprocessing: &Path, opts: SessionOptions) -> Result<Server> {
         let file = DealerFile::open(preprocessing, Party::P0)?;
         let h = *file.header();
@@ -350,18 +432,44 @@ impl Server {
                 path: preprocessing.to_path_buf(),
                 reason: format!(
                     "dealt for another model (file: model hash {}, this model: {})",
-                    short(&h.model_hash),
-                    short(&public.hash)
+                    hex(&h.model_hash),
+                    hex(&public.hash)
                 ),
             });
         }
         file.model_material()?;
-        Ok(Server { plan, public, file, opts })
+        let slots = Mutex::new(Slots { file, reserved: BTreeSet::new(), running: 0 });
+        Ok(Server { plan, public, header: h, path: preprocessing.to_path_buf(), slots, opts })
     }
 
-    /// The preprocessing file.
-    pub fn file(&self) -> &DealerFile {
-        &self.file
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        // Nothing panics while holding the lock; recover the guard anyway rather than panic.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The preprocessing file's header.
+    pub fn header(&self) -> &FileHeader {
+        &self.header
+    }
+
+    /// The preprocessing file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inferences neither spent nor reserved by a session in progress.
+    pub fn remaining(&self) -> u64 {
+        self.slots().free().count() as u64
+    }
+
+    /// Inferences not spent (reserved ones included).
+    pub fn unspent(&self) -> u64 {
+        self.slots().file.remaining()
+    }
+
+    /// The spent flags, one per inference.
+    pub fn spent(&self) -> Vec<bool> {
+        self.slots().file.spent().to_vec()
     }
 
     /// The options.
@@ -379,42 +487,105 @@ impl Server {
         &self.plan
     }
 
+    /// Sessions in their handshake (holding a slot) or running.
+    pub fn in_progress(&self) -> usize {
+        let slots = self.slots();
+        slots.reserved.len() + slots.running
+    }
+
+    /// Refuses a connection without a session (the server is full, or stopping), saying why.
+    pub fn turn_away<T: Transport>(&self, mut t: T, reason: &str) {
+        let _ = send(&mut t, &Msg::Refuse { reason: reason.to_string() }, "refusing");
+    }
+
+    fn reserve(&self) -> Result<Reservation<'_>> {
+        let mut slots = self.slots();
+        let busy = slots.reserved.len() + slots.running;
+        if self.opts.max_concurrent > 0 && busy >= self.opts.max_concurrent {
+            return Err(DeployError::Busy {
+                reason: format!("{busy} sessions in progress (the limit); try again later"),
+            });
+        }
+        let Some(index) = slots.free().next() else {
+            let (count, unspent) = (slots.file.header().count, slots.file.remaining());
+            return Err(DeployError::Exhausted {
+                reason: format!(
+                    "all {count} inferences of the server's p0.bin are spent or in use ({unspent} unspent, \
+                     {} reserved by sessions in progress); deal more with `masq deal`",
+                    slots.reserved.len()
+                ),
+            });
+        };
+        slots.reserved.insert(index);
+        Ok(Reservation { server: self, index })
+    }
+
     /// Runs one session with a client connected over TCP (accepted with
     /// [`SessionOptions::tcp`]): [`Server::serve_over`] with the peer's address.
-    pub fn serve(&mut self, t: TcpTransport, on_start: impl FnOnce(u64)) -> Result<SessionReport> {
+    pub fn serve(&self, t: TcpTransport, on_start: impl FnOnce(u64)) -> Result<SessionReport> {
         let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
         self.serve_over(t, &peer, on_start)
     }
 
     /// Runs one session with a client connected over `t` (`peer` names it in the report);
     /// `on_start(index)` is called once the inference is chosen and marked spent. Any failure
-    /// ends this session only.
-    pub fn serve_over<T: Transport>(
-        &mut self,
-        mut t: T,
-        peer: &str,
-        on_start: impl FnOnce(u64),
-    ) -> Result<SessionReport> {
+    /// ends this session only; a failure before the slot is spent leaves it for the next one.
+    pub fn serve_over<T: Transport>(&self, mut t: T, peer: &str, on_start: impl FnOnce(u64)) -> Result<SessionReport> {
         let start = Instant::now();
+        // Until the client has shown it belongs here: small frames, short waits.
+        t.set_max_frame_bytes(HANDSHAKE_MAX_FRAME_BYTES.min(self.opts.max_frame_bytes));
+        t.set_read_timeout(self.opts.handshake_timeout.min(self.opts.timeout));
         greet(&mut t, self.opts.key.as_ref())?;
-        let mine = Hello::of(&self.file);
-        send(&mut t, &Msg::Hello { hello: mine, public_model: self.public.bytes.clone() }, "handshake")?;
         let theirs = match recv(&mut t, "handshake")? {
             Msg::Hello { hello, .. } => hello,
             Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
             m => return Err(refuse(&mut t, unexpected("handshake", "Hello", &m))),
         };
-        let index = match check(&mine, &theirs).and_then(|_| choose(&mine, &theirs)) {
-            Ok(i) => i,
+        // The client's fields against this file's (the client runs the same check and reports
+        // the same words, so a mismatch reads the same on both sides).
+        let fields = Hello::of(&self.header, 0);
+        if let Err(e) = check(&fields, &theirs) {
+            let _ = send(&mut t, &Msg::Hello { hello: fields, public_model: Vec::new() }, "handshake");
+            return Err(e);
+        }
+        let slot = match self.reserve() {
+            Ok(r) => r,
             Err(e) => return Err(refuse(&mut t, e)),
         };
-        self.file.mark_spent(mine.first_unspent, index)?;
+        let mine = Hello::of(&self.header, slot.index);
+        send(&mut t, &Msg::Hello { hello: mine, public_model: self.public.bytes.clone() }, "handshake")?;
+        match recv(&mut t, "handshake")? {
+            Msg::Accept { index } if index == slot.index => {}
+            Msg::Accept { index } => {
+                let e = DeployError::Protocol {
+                    during: "handshake",
+                    reason: format!("the server offered inference {}, the client accepted {index}", slot.index),
+                };
+                return Err(refuse(&mut t, e));
+            }
+            Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
+            m => return Err(refuse(&mut t, unexpected("handshake", "Accept", &m))),
+        }
+        let index = slot.index;
+        let _running = {
+            let mut slots = self.slots();
+            slots.file.mark_spent(index)?;
+            slots.running += 1;
+            Running(self)
+        };
+        drop(slot);
+        t.set_max_frame_bytes(self.opts.max_frame_bytes);
+        t.set_read_timeout(self.opts.timeout);
         send(&mut t, &Msg::Go { index }, "handshake")?;
         on_start(index);
 
-        let model = self.file.model_material()?;
-        let budget = self.opts.material_budget_bytes;
-        let (pre, rest) = self.file.inference_stream(index, &self.plan.requests, &model, budget)?;
+        let (model, (pre, rest)) = {
+            let slots = self.slots();
+            let model = slots.file.model_material()?;
+            let budget = self.opts.material_budget_bytes;
+            let stream = slots.file.inference_stream(index, &self.plan.requests, &model, budget)?;
+            (model, stream)
+        };
         let mut ctx = Ctx::new(Party::P0, t, pre, self.plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
         ctx.set_threads(self.opts.threads);
@@ -518,11 +689,18 @@ impl Client {
     ) -> Result<QueryResult> {
         let (opts, file) = (&self.opts, &mut self.file);
         greeted_by(&mut t, opts.key.as_ref())?;
+        let first = Hello::of(file.header(), file.first_unspent());
+        send(&mut t, &Msg::Hello { hello: first, public_model: Vec::new() }, "handshake")?;
         let (server, public_model) = match recv(&mut t, "handshake")? {
             Msg::Hello { hello, public_model } => (hello, public_model),
             Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
             m => return Err(refuse(&mut t, unexpected("handshake", "Hello", &m))),
         };
+        let mine = Hello::of(file.header(), server.slot);
+        if let Err(e) = check(&server, &mine) {
+            // The server ran the same check on our hello and reports the same mismatch.
+            return Err(e);
+        }
         if sha256(&public_model) != server.model_hash {
             let e = DeployError::Protocol {
                 during: "handshake",
@@ -530,11 +708,8 @@ impl Client {
             };
             return Err(refuse(&mut t, e));
         }
-        let mine = Hello::of(file);
-        if let Err(e) = check(&server, &mine) {
-            // The server runs the same check on our hello and reports the same mismatch.
-            let _ = send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake");
-            return Err(e);
+        if let Err(e) = accept_slot(&server, file) {
+            return Err(refuse(&mut t, e));
         }
         // Plan the same computation from the public model, and check the input against it.
         let plan = (|| {
@@ -566,23 +741,20 @@ impl Client {
             Ok(p) => p,
             Err(e) => return Err(refuse(&mut t, e)),
         };
-        send(&mut t, &Msg::Hello { hello: mine, public_model: Vec::new() }, "handshake")?;
+        send(&mut t, &Msg::Accept { index: mine.slot }, "handshake")?;
         let index = match recv(&mut t, "handshake")? {
             Msg::Go { index } => index,
             Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
             m => return Err(refuse(&mut t, unexpected("handshake", "Go", &m))),
         };
-        if index < mine.first_unspent || index >= mine.count {
+        if index != mine.slot {
             let e = DeployError::Protocol {
                 during: "handshake",
-                reason: format!(
-                    "the server chose inference {index}, but {} is the first unspent here",
-                    mine.first_unspent
-                ),
+                reason: format!("the server offered inference {}, then started {index}", mine.slot),
             };
             return Err(refuse(&mut t, e));
         }
-        file.mark_spent(mine.first_unspent, index)?;
+        file.mark_spent(index)?;
         on_event(&format!("running inference {index}"));
 
         let model = file.model_material()?;
@@ -647,13 +819,14 @@ mod tests {
     fn hello() -> Hello {
         Hello {
             version: PROTOCOL_VERSION,
+            pair_id: [3; 16],
             model_hash: [7; 32],
             frac_bits: 16,
             cmp_bits: 64,
             cmp_mode: CmpMode::OneRound,
             batch: 1,
             count: 4,
-            first_unspent: 0,
+            slot: 0,
         }
     }
 
@@ -663,6 +836,7 @@ mod tests {
         assert!(check(&s, &s).is_ok());
         for (c, field) in [
             (Hello { model_hash: [8; 32], ..s }, "model"),
+            (Hello { pair_id: [4; 16], ..s }, "pair id"),
             (Hello { frac_bits: 12, ..s }, "frac bits"),
             (Hello { cmp_bits: 40, ..s }, "comparison bits"),
             (Hello { cmp_mode: CmpMode::Compact, ..s }, "comparison mode"),
@@ -672,15 +846,10 @@ mod tests {
             let e = check(&s, &c).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
-    }
-
-    #[test]
-    fn the_later_first_unspent_index_wins() {
-        let s = hello();
-        assert_eq!(choose(&Hello { first_unspent: 2, ..s }, &Hello { first_unspent: 1, ..s }).unwrap(), 2);
-        assert_eq!(choose(&s, &Hello { first_unspent: 3, ..s }).unwrap(), 3);
-        let e = choose(&Hello { first_unspent: 4, ..s }, &s).unwrap_err();
-        assert!(matches!(e, DeployError::Exhausted { .. }) && e.to_string().contains("server"), "{e}");
-        assert!(choose(&s, &Hello { count: 1, first_unspent: 1, ..s }).is_err());
+        // Hashes are printed whole: two hashes that agree on a prefix are still told apart.
+        let mut h = [7; 32];
+        h[31] = 8;
+        let e = check(&s, &Hello { model_hash: h, ..s }).unwrap_err().to_string();
+        assert!(e.contains(&hex(&h)) && e.contains(&hex(&[7; 32])), "{e}");
     }
 }

@@ -173,8 +173,9 @@ pub mod wire {
     pub const PROOF: u32 = 1;
     pub const SERVER_PROOF: u32 = 2;
     pub const HELLO: u32 = 3;
-    pub const GO: u32 = 4;
-    pub const REFUSE: u32 = 5;
+    pub const ACCEPT: u32 = 4;
+    pub const GO: u32 = 5;
+    pub const REFUSE: u32 = 6;
 
     fn enc(v: impl Encode) -> Vec<u8> {
         bincode::encode_to_vec(v, bincode::config::standard()).unwrap()
@@ -195,10 +196,30 @@ pub mod wire {
         enc((SERVER_PROOF, mac))
     }
 
-    /// The client's hello: version, model hash, frac bits, comparison bits, comparison mode
-    /// (0: one-round), batch, count, first unspent.
+    /// The client's hello: version, pair id, model hash, frac bits, comparison bits, comparison
+    /// mode (0: one-round), batch, count, slot.
     pub fn hello(version: u32) -> Vec<u8> {
-        enc((HELLO, (version, [7u8; 32], 16u32, 64u32, 0u32, 1u64, 1u64, 0u64), Vec::<u8>::new()))
+        hello_at(version, 0)
+    }
+
+    /// The client's hello answering for `slot`.
+    pub fn hello_at(version: u32, slot: u64) -> Vec<u8> {
+        enc((HELLO, (version, [5u8; 16], [7u8; 32], 16u32, 64u32, 0u32, 1u64, 1u64, slot), Vec::<u8>::new()))
+    }
+
+    /// A hello with the fields of a real file's header (a raw client that read its p1.bin).
+    pub fn hello_of(h: &masq_deploy::FileHeader, slot: u64) -> Vec<u8> {
+        let mode = match h.cmp_mode {
+            masq_mpc::dealer::CmpMode::OneRound => 0u32,
+            masq_mpc::dealer::CmpMode::Compact => 1u32,
+        };
+        let fields = (masq_deploy::PROTOCOL_VERSION, h.pair_id, h.model_hash, h.frac_bits, h.cmp_bits, mode);
+        enc((HELLO, (fields, h.batch, h.count, slot), Vec::<u8>::new()))
+    }
+
+    /// The client's acceptance of `slot`.
+    pub fn accept(slot: u64) -> Vec<u8> {
+        enc((ACCEPT, slot))
     }
 
     /// The variant index of a frame.

@@ -15,9 +15,9 @@ fn disconnected(e: &DeployError) -> bool {
 }
 
 /// The frames each side sends before the secure computation: the server's greeting, its proof
-/// (with a key), hello and go; the client's proof (with a key) and hello.
+/// (with a key), hello and go; the client's proof (with a key), hello and acceptance.
 fn handshake_frames(with_key: bool) -> (usize, usize) {
-    if with_key { (4, 2) } else { (3, 1) }
+    if with_key { (4, 3) } else { (3, 2) }
 }
 
 fn parties(d: &Dealt, with_key: bool) -> (Server, Client) {

@@ -5,6 +5,7 @@
 //! - [`auth`]: authentication happens before any protocol message;
 //! - [`disconnect`]: a peer that goes away mid-handshake is a typed error on the other side;
 //! - [`public_model`]: decoding a forged public model allocates no more than its bytes allow;
+//! - [`slots`]: which inference a session uses, file locks, torn pairs, concurrent sessions;
 //! - [`tcp`]: the TCP entry points run the same session over a socket.
 
 mod auth;
@@ -12,4 +13,5 @@ mod common;
 mod disconnect;
 mod handshake;
 mod public_model;
+mod slots;
 mod tcp;

@@ -14,7 +14,7 @@ fn a_session_over_tcp_gives_the_in_process_output() {
     let cfg = SecureConfig { seed: 9, ..SecureConfig::default() };
     let d = deal(&g, &cfg, 1, 1);
     let k = key("tcp");
-    let mut server = d.server(&g, Some(&k));
+    let server = d.server(&g, Some(&k));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let x = image();
