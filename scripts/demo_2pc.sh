@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== dealer: $K inferences of $MODEL =="
-"$MASQ" deal --model "$MODEL" --count "$K" --out "$WORK/deal" --seed 2024
+"$MASQ" deal --model "$MODEL" --count "$K" --out "$WORK/deal"
 
 # A fresh shared key for this demo (both processes authenticate each other with it).
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/key"

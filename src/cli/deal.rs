@@ -1,6 +1,13 @@
-//! `masq deal --model MODEL --count K --out DIR [--batch B] [--frac-bits F] [--bits 64] [--seed S] [--json]`:
-//! the trusted dealer's offline phase for K inferences, written as `DIR/p0.bin` (server) and
-//! `DIR/p1.bin` (client).
+//! `masq deal --model MODEL --count K --out DIR [--batch B] [--frac-bits F] [--bits 64] [--seed S]
+//! [--force] [--json]`: the trusted dealer's offline phase for K inferences, written as
+//! `DIR/p0.bin` (server) and `DIR/p1.bin` (client).
+//!
+//! The dealer's randomness comes from the operating system unless `--seed` is given (for
+//! reproducible tests: two deals with one seed hold the same material, and using both would
+//! reuse it). An existing pair in DIR is replaced only with `--force`. Each file is written to a
+//! temporary name and renamed into place; a deal killed between the two renames leaves a new
+//! `p0.bin` beside the old `p1.bin`, which the handshake refuses (their pair ids differ), and
+//! its leftover temporary files are removed by the next deal into DIR.
 
 use std::path::PathBuf;
 
@@ -37,9 +44,14 @@ pub struct DealArgs {
     /// run the mode their files were dealt for.
     #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
     pub cmp_mode: masq_mpc::dealer::CmpMode,
-    /// Seed of the dealer's randomness (keep it secret: it determines both parties' material).
-    #[arg(long, default_value_t = 0, value_name = "S")]
-    pub seed: u64,
+    /// Seed of the dealer's randomness, for reproducible deals only (tests): it determines both
+    /// parties' material, so two deals with one seed hold the same material. Default: fresh
+    /// randomness from the operating system for every deal.
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Replace a pair already in DIR (its unspent inferences are lost).
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON Lines instead of text; the last line is the result (p0_path, p1_path, model_hash,
     /// bytes, ...).
     #[arg(long)]
@@ -59,9 +71,10 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
     {
         bail!("--batch {}: {}; give --batch {}", args.batch, f.describe(&args.model), f.batch);
     }
+    refuse_overwrite(&args)?;
     let cfg = SecureConfig {
         frac_bits: args.frac_bits,
-        seed: args.seed,
+        seed: args.seed.unwrap_or_else(rand::random),
         cmp_bits: args.bits,
         cmp_mode: args.cmp_mode,
         ..SecureConfig::default()
@@ -81,5 +94,24 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
         fmt_bytes(s.predicted_setup_offline_bytes),
         fmt_bytes(s.dealt_offline_bytes)
     );
+    Ok(())
+}
+
+/// Refuses to replace a pair in `--out` without `--force`, saying what would be lost.
+fn refuse_overwrite(args: &DealArgs) -> anyhow::Result<()> {
+    if args.force {
+        return Ok(());
+    }
+    for name in ["p0.bin", "p1.bin"] {
+        let path = args.out.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let left = match masq_deploy::file::read_spent(&path) {
+            Ok(spent) => format!("{} of {} inferences unspent", spent.iter().filter(|s| !**s).count(), spent.len()),
+            Err(e) => format!("unreadable: {e}"),
+        };
+        bail!("{} exists ({left}); give --force to replace it, or another --out", path.display());
+    }
     Ok(())
 }

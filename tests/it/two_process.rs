@@ -417,3 +417,22 @@ fn exhausted_preprocessing_is_refused_and_stops_the_server() {
     assert!(server.log.text().contains("preprocessing exhausted: stopping"), "{}", server.log.text());
     assert_flags(&d, &[true]);
 }
+
+#[test]
+fn a_second_deal_needs_force_and_a_torn_pair_is_refused_on_both_sides() {
+    let (a, b) = (dir("redeal-a"), dir("redeal-b"));
+    deal(MODEL, &a, 1, 8, &[]);
+    let err = failure(&run(&["deal", "--model", MODEL, "--count", "1", "--out", s(&a)]));
+    assert!(err.contains("p0.bin exists (1 of 1 inferences unspent)") && err.contains("--force"), "{err}");
+    // Without --seed, two deals of the same model hold different material and pair ids.
+    ok(&run(&["deal", "--model", MODEL, "--count", "1", "--out", s(&b)]));
+    ok(&run(&["deal", "--model", MODEL, "--count", "1", "--out", s(&b), "--force"]));
+    // A torn pair: p0.bin of one deal beside p1.bin of another (a deal killed between its renames).
+    std::fs::copy(b.join("p0.bin"), a.join("p0.bin")).unwrap();
+    let server = Server::start(MODEL, &a.join("p0.bin"), &[]);
+    let x = input(&a, &[1, 1, 28, 28]);
+    let err = failure(&server.query(&a.join("p1.bin"), &x, &[]));
+    assert!(err.contains("handshake refused: pair id"), "{err}");
+    assert!(server.log.wait_for("session 1 failed: handshake refused: pair id"), "{}", server.log.text());
+    assert_flags(&a, &[false]);
+}

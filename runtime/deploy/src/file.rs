@@ -147,6 +147,19 @@ pub fn write_pair(
     mut next: impl FnMut(u64) -> Result<DealtPair>,
 ) -> Result<[(PathBuf, u64); 2]> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // One dealer at a time in `dir` (the lock is on the directory and goes with this function);
+    // then what a killed dealer left behind is removed.
+    let dir_lock = File::open(dir).map_err(io_err(dir))?;
+    if let Err(e) = dir_lock.try_lock() {
+        return Err(DeployError::BadFile {
+            path: dir.to_path_buf(),
+            reason: match e {
+                std::fs::TryLockError::WouldBlock => "another `masq deal` is writing into this directory".into(),
+                std::fs::TryLockError::Error(e) => format!("locking the directory: {e}"),
+            },
+        });
+    }
+    remove_stale_temporaries(dir)?;
     let count = headers[0].count;
     let paths = [dir.join("p0.bin"), dir.join("p1.bin")];
     // Temporary files beside the targets, removed when dropped unless persisted (renamed) below.
@@ -196,6 +209,26 @@ pub fn write_pair(
         let _ = d.sync_all();
     }
     Ok([(paths[0].clone(), sizes[0]), (paths[1].clone(), sizes[1])])
+}
+
+/// Whether `name` is one of `write_pair`'s temporary files (`.p0.bin.XXXXXX.tmp`, `.p1.bin.…`).
+fn is_deal_temporary(name: &str) -> bool {
+    (name.starts_with(".p0.bin.") || name.starts_with(".p1.bin.")) && name.ends_with(".tmp")
+}
+
+/// Removes the temporary files of a dealer that was killed in `dir` (the caller holds the
+/// directory's lock, so no dealer is writing them). Returns how many were removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(is_deal_temporary) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).map_err(io_err(&entry.path()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// An open preprocessing file (read and write: the flags change).
@@ -603,6 +636,31 @@ mod tests {
             b[i] ^= 0x81;
             let _ = open(&b);
         }
+    }
+
+    #[test]
+    fn a_killed_deals_temporaries_are_removed_by_the_next_deal_and_two_deals_cannot_share_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for stale in [".p0.bin.abc123.tmp", ".p1.bin.XyZ789.tmp"] {
+            std::fs::write(dir.path().join(stale), vec![0u8; 1000]).unwrap();
+        }
+        std::fs::write(dir.path().join("notes.tmp"), b"kept").unwrap();
+        let mut dealer = Dealer::new(2);
+        let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
+        let held = File::open(dir.path()).unwrap();
+        held.try_lock().unwrap();
+        let busy = write_pair(dir.path(), [header(Party::P0), header(Party::P1)], (&m0, &m1), |_| unreachable!());
+        assert!(reason(busy.unwrap_err()).contains("another `masq deal`"));
+        drop(held);
+        write_pair(dir.path(), [header(Party::P0), header(Party::P1)], (&m0, &m1), |i| {
+            let (p0, p1) = dealer.deal(&requests()).unwrap();
+            Ok(((p0, dealer.origin(Party::P0, i)), (p1, dealer.origin(Party::P1, i))))
+        })
+        .unwrap();
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["notes.tmp", "p0.bin", "p1.bin"]);
     }
 
     #[test]
