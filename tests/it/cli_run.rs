@@ -149,3 +149,34 @@ fn estimate_reports_masq_and_published_protocols() {
     assert!(err.contains("fast"), "{err}");
     failure(&masq(&["estimate", "zoo:resnet20", "--batch", "0"]));
 }
+
+#[test]
+fn mpc_refuses_an_input_beyond_the_fixed_point_range_naming_the_element() {
+    let d = std::env::temp_dir().join(format!("masq-cli-run-range-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let mut x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[1, 1, 28, 28]));
+    x[[0, 0, 3, 4]] = 1e7;
+    let p = d.join("big.npy");
+    masq_ir::npy::write(&p, &x).unwrap();
+    let masq = env!("CARGO_BIN_EXE_masq");
+    let out = std::process::Command::new(masq)
+        .args(["run", "zoo:mnist_cnn", "--input", p.to_str().unwrap(), "--mode", "mpc"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("element [0, 0, 3, 4] is 10000000"), "{err}");
+    // The same input in the clear is fine, and within the range 2PC runs.
+    let plain = std::process::Command::new(masq)
+        .args(["run", "zoo:mnist_cnn", "--input", p.to_str().unwrap(), "--mode", "plain"])
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    x[[0, 0, 3, 4]] = 1e4;
+    masq_ir::npy::write(&p, &x).unwrap();
+    let ok = std::process::Command::new(masq)
+        .args(["run", "zoo:mnist_cnn", "--input", p.to_str().unwrap(), "--mode", "mpc"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -735,6 +735,8 @@ impl Client {
                     .into(),
                 ));
             }
+            // Finite and within the fixed-point range, before anything is spent.
+            secure::check_input(&graph, &x, mine.frac_bits)?;
             Ok((plan, x))
         })();
         let (plan, x) = match plan {

@@ -102,7 +102,7 @@ pub fn run_with_progress(
     cfg: &SecureConfig,
     progress: Option<&(dyn Fn(Progress) + Sync)>,
 ) -> Result<SecureRun> {
-    check_input(graph, x)?;
+    check_input(graph, x, cfg.frac_bits)?;
     let batch = x.shape()[0];
     let chunk = chunk_size(graph, batch, cfg)?;
     if chunk >= batch {

@@ -207,3 +207,18 @@ fn an_input_of_the_wrong_shape_is_refused_before_anything_is_spent() {
     assert!(matches!(&e, DeployError::Refused { reason } if reason.contains("[1, 1, 28, 28]")), "{e}");
     assert_eq!(d.spent(), (vec![false], vec![false]));
 }
+
+#[test]
+fn an_input_beyond_the_fixed_point_range_is_refused_before_anything_is_spent() {
+    let g = model();
+    let d = deal(&g, &SecureConfig::default(), 1, 1);
+    let (mut server, mut client) = (d.server(&g, None), d.client(None));
+    // Pixel values scaled to 1e7: plaintext still classifies them, 2PC at 16 fractional bits would not.
+    let x = image().mapv(|v| v * 1e7);
+    let (ts, tc) = pair();
+    let (report, result) = session(&mut server, ts, &mut client, tc, &x);
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("values within ±262144 for 16 fractional bits") && e.contains("element [0, 0,"), "{e}");
+    assert!(report.is_err());
+    assert_eq!(d.spent(), (vec![false], vec![false]));
+}
