@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments quant-experiments fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments quant-experiments fault-trials serve-load fuzz fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -59,6 +59,25 @@ prune-experiments: build
 QUANT_OUT ?= runs/quant-experiments
 quant-experiments: build
 	OUT=$(QUANT_OUT) bash scripts/quant_experiments.sh
+
+# kill -9 of `masq deal`, `masq serve` and `masq query` at random points, TRIALS each, and the
+# rules that must hold afterwards (scripts/fault_trials.sh). About 5 minutes here.
+TRIALS ?= 20
+fault-trials: build
+	TRIALS=$(TRIALS) bash scripts/fault_trials.sh
+
+# `masq serve` under MASQ_SERVE_CLIENTS concurrent clients (the make test slice runs 8): all served
+# or refused busy, no slot used twice, the server's peak RSS printed.
+MASQ_SERVE_CLIENTS ?= 20
+serve-load: setup
+	MASQ_SERVE_CLIENTS=$(MASQ_SERVE_CLIENTS) $(CARGO) test --test it serve_concurrency::many_clients -- --nocapture
+
+# libFuzzer campaigns of fuzz/ (cargo-fuzz, installed under .masq/cargo), FUZZ_SECONDS per target;
+# the counts of the last campaign are in docs/FUZZING.md. Crashing inputs kept in fuzz/regressions/
+# are replayed by `make test` (tests/it/fuzz_regressions.rs).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 fmt:
 	$(CARGO) fmt --all

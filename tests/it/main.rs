@@ -8,6 +8,7 @@ mod cli_bench;
 mod cli_calibrate;
 mod cli_demo;
 mod cli_export;
+mod cli_hostile;
 mod cli_load_weights;
 #[cfg(feature = "train")]
 mod cli_prune;
@@ -18,6 +19,8 @@ mod cli_run;
 mod export_agreement;
 mod export_reduced_akamaster;
 mod fixed_batch;
+#[cfg(feature = "train")]
+mod fuzz_regressions;
 #[cfg(feature = "train")]
 mod lowering;
 mod relu_counts;

@@ -30,6 +30,10 @@ use super::request::{CmpMode, LayerId, Request};
 use crate::dcf::{BitDcfBatch, DcfKeyBatch, bit_key_bytes, key_bytes};
 use crate::party::Party;
 
+/// Most words of one linear layer's input or output mask: a file's layer shapes beyond it are
+/// refused rather than allocated.
+const MAX_LINEAR_WORDS: usize = 1 << 32;
+
 /// Where a party's seed-expanded material comes from: its stream key and the deal's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct Origin {
@@ -206,8 +210,13 @@ pub fn expand(
         }
         (Request::Linear { layer, input_shape }, Explicit::Linear { c }) => {
             let out = out_shape(*layer, input_shape).ok_or_else(|| format!("no linear layer {layer} in the model"))?;
-            let b = draw(rng, input_shape.iter().product());
-            let len: usize = out.iter().product();
+            let product = |dims: &[usize]| {
+                dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_LINEAR_WORDS).ok_or_else(
+                    || format!("linear layer {layer}: shape {dims:?} has more than {MAX_LINEAR_WORDS} elements"),
+                )
+            };
+            let b = draw(rng, product(input_shape)?);
+            let len = product(&out)?;
             let c = take(party, c, len, "C")?.unwrap_or_else(|| draw(rng, len));
             let b = ArrayD::from_shape_vec(IxDyn(input_shape), b).expect("planned length");
             let c = ArrayD::from_shape_vec(IxDyn(&out), c).expect("checked length");

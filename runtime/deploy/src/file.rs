@@ -355,6 +355,26 @@ impl DealerFile {
             .map_err(|e| DeployError::BadFile { path: self.path.clone(), reason: format!("model material: {e}") })
     }
 
+    /// The model-load material, checked against the linear layers of this party's plan (ids and
+    /// kinds in order): the shapes the inference sections are expanded to come from the plan,
+    /// never from the file alone.
+    pub fn model_material_for(&self, layers: &[(usize, masq_mpc::dealer::LinearKind)]) -> Result<ModelMaterial> {
+        let m = self.model_material()?;
+        let mismatch = m.layers.len() != layers.len()
+            || m.layers.iter().zip(layers).any(|(a, (id, kind))| a.0 != *id || a.1 != *kind);
+        if mismatch {
+            return Err(DeployError::BadFile {
+                path: self.path.clone(),
+                reason: format!(
+                    "model material for {} linear layers that do not match the model's {} (ids and kinds differ)",
+                    m.layers.len(),
+                    layers.len()
+                ),
+            });
+        }
+        Ok(m)
+    }
+
     /// Inference `i`'s preprocessing read piece by piece: the first segment (at most `budget`
     /// bytes of material, at least one request) and a refill hook that reads the rest as the
     /// online phase consumes it (`masq_mpc::dealer::section_reader`); otherwise as

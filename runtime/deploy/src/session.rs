@@ -409,6 +409,8 @@ pub struct Server {
     header: FileHeader,
     path: PathBuf,
     slots: Mutex<Slots>,
+    /// The plan's linear layers, which the file's model material must match.
+    kinds: Vec<(usize, masq_mpc::dealer::LinearKind)>,
     opts: SessionOptions,
 }
 
@@ -437,9 +439,10 @@ impl Server {
                 ),
             });
         }
-        file.model_material()?;
+        let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+        file.model_material_for(&kinds)?;
         let slots = Mutex::new(Slots { file, reserved: BTreeSet::new(), running: 0 });
-        Ok(Server { plan, public, header: h, path: preprocessing.to_path_buf(), slots, opts })
+        Ok(Server { plan, public, header: h, path: preprocessing.to_path_buf(), slots, kinds, opts })
     }
 
     fn slots(&self) -> MutexGuard<'_, Slots> {
@@ -581,7 +584,7 @@ impl Server {
 
         let (model, (pre, rest)) = {
             let slots = self.slots();
-            let model = slots.file.model_material()?;
+            let model = slots.file.model_material_for(&self.kinds)?;
             let budget = self.opts.material_budget_bytes;
             let stream = slots.file.inference_stream(index, &self.plan.requests, &model, budget)?;
             (model, stream)
@@ -743,6 +746,12 @@ impl Client {
             Ok(p) => p,
             Err(e) => return Err(refuse(&mut t, e)),
         };
+        // The file's model material must be for this plan's linear layers (checked before the
+        // slot is accepted, so a damaged file spends nothing).
+        let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+        if let Err(e) = file.model_material_for(&kinds) {
+            return Err(refuse(&mut t, e));
+        }
         send(&mut t, &Msg::Accept { index: mine.slot }, "handshake")?;
         let index = match recv(&mut t, "handshake")? {
             Msg::Go { index } => index,
@@ -759,7 +768,7 @@ impl Client {
         file.mark_spent(index)?;
         on_event(&format!("running inference {index}"));
 
-        let model = file.model_material()?;
+        let model = file.model_material_for(&kinds)?;
         let (pre, rest) = file.inference_stream(index, &plan.requests, &model, opts.material_budget_bytes)?;
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);

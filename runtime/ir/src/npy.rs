@@ -153,17 +153,19 @@ pub fn from_bytes(bytes: &[u8], name: &str) -> Result<NpyArray> {
     let arr = match descr {
         "<f4" => {
             let v = need(4)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-            NpyArray::F32(ArrayD::from_shape_vec(dim, v).expect("sizes agree"))
+            NpyArray::F32(ArrayD::from_shape_vec(dim, v).map_err(|e| bad(format!("shape {shape:?}: {e}")))?)
         }
         "<f8" => {
             let v = need(8)?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-            NpyArray::F64(ArrayD::from_shape_vec(dim, v).expect("sizes agree"))
+            NpyArray::F64(ArrayD::from_shape_vec(dim, v).map_err(|e| bad(format!("shape {shape:?}: {e}")))?)
         }
         "<i8" => {
             let v = need(8)?.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-            NpyArray::I64(ArrayD::from_shape_vec(dim, v).expect("sizes agree"))
+            NpyArray::I64(ArrayD::from_shape_vec(dim, v).map_err(|e| bad(format!("shape {shape:?}: {e}")))?)
         }
-        "|u1" | "<u1" | "|b1" => NpyArray::U8(ArrayD::from_shape_vec(dim, need(1)?.to_vec()).expect("sizes agree")),
+        "|u1" | "<u1" | "|b1" => NpyArray::U8(
+            ArrayD::from_shape_vec(dim, need(1)?.to_vec()).map_err(|e| bad(format!("shape {shape:?}: {e}")))?,
+        ),
         other => {
             return Err(bad(format!(
                 "element type {other:?} is not supported (use little-endian f32 '<f4', f64 '<f8', i64 '<i8' or u8 '|u1')"

@@ -3,38 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+use super::decode::decode_cifar;
 use super::{Dataset, DatasetKind, Split, read_maybe_gz};
 use crate::error::{Result, TrainerError};
-
-const PIXELS: usize = 3 * 32 * 32;
 
 /// Parse one record file.
 pub fn read_cifar_file(kind: DatasetKind, path: &Path) -> Result<Dataset> {
     let bytes = read_maybe_gz(path)?;
     let label_bytes = if kind == DatasetKind::Cifar100 { 2 } else { 1 };
-    let rec = label_bytes + PIXELS;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
-        return Err(TrainerError::DataFile {
-            file: path.to_path_buf(),
-            reason: format!("{} bytes is not a whole number of {rec}-byte records", bytes.len()),
-        });
-    }
-    let n = bytes.len() / rec;
     let classes = kind.classes();
-    let mut images = Vec::with_capacity(n * PIXELS);
-    let mut labels = Vec::with_capacity(n);
-    for (i, r) in bytes.chunks_exact(rec).enumerate() {
-        let label = r[label_bytes - 1] as usize;
-        if label >= classes {
-            return Err(TrainerError::DataFile {
-                file: path.to_path_buf(),
-                reason: format!("record {i}: label {label} out of range (classes {classes})"),
-            });
-        }
-        labels.push(label as i64);
-        images.extend_from_slice(&r[label_bytes..]);
-    }
-    Ok(Dataset { images, labels, shape: [3, 32, 32], classes })
+    let d = decode_cifar(&bytes, label_bytes, classes)
+        .map_err(|reason| TrainerError::DataFile { file: path.to_path_buf(), reason })?;
+    Ok(Dataset { images: d.images, labels: d.labels, shape: d.shape, classes })
 }
 
 fn existing(dir: &Path, names: &[String]) -> Vec<PathBuf> {

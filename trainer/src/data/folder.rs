@@ -14,9 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::DynamicImage;
-use image::imageops::FilterType;
-
+use super::decode::decode_image_bytes;
 use super::{Dataset, DatasetKind, Split};
 use crate::error::{Result, TrainerError};
 
@@ -66,31 +64,7 @@ pub(super) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decode one image file to RGB, centre-cropped and resized to `size` (height, width) when given.
 pub fn decode_image(path: &Path, size: Option<(usize, usize)>) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| TrainerError::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| TrainerError::DataFile {
-        file: path.to_path_buf(),
-        reason: format!("cannot decode image: {e}"),
-    })?;
-    let img = match size {
-        Some((h, w)) => fit(img, h as u32, w as u32),
-        None => img,
-    };
-    Ok(img.to_rgb8())
-}
-
-/// The largest centred crop with the aspect ratio `w:h`, resized to `w×h`.
-fn fit(img: DynamicImage, h: u32, w: u32) -> DynamicImage {
-    let (iw, ih) = (img.width(), img.height());
-    if (iw, ih) == (w, h) {
-        return img;
-    }
-    // Crop width cw and height ch with cw/ch = w/h, as large as fits.
-    let (cw, ch) = if (iw as u64) * (h as u64) > (ih as u64) * (w as u64) {
-        (((ih as u64 * w as u64) / h as u64).max(1) as u32, ih)
-    } else {
-        (iw, ((iw as u64 * h as u64) / w as u64).max(1) as u32)
-    };
-    let cropped = img.crop_imm((iw - cw) / 2, (ih - ch) / 2, cw, ch);
-    cropped.resize_exact(w, h, FilterType::Triangle)
+    decode_image_bytes(&bytes, size).map_err(|reason| TrainerError::DataFile { file: path.to_path_buf(), reason })
 }
 
 /// Decode `files` into one u8 NCHW dataset of `[3, h, w]` images. `size`: resize every image to

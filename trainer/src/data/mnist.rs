@@ -2,37 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
+use super::decode::{IdxFile, decode_idx_pair};
 use super::{Dataset, DatasetKind, Split, read_maybe_gz};
 use crate::error::{Result, TrainerError};
 
-fn be32(b: &[u8], at: usize) -> usize {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
-}
-
 /// Parse an images file (magic 2051) and a labels file (magic 2049).
 pub fn read_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<Dataset> {
-    let bad = |file: &Path, reason: String| TrainerError::DataFile { file: file.to_path_buf(), reason };
     let ib = read_maybe_gz(images)?;
     let lb = read_maybe_gz(labels)?;
-    if ib.len() < 16 || be32(&ib, 0) != 2051 {
-        return Err(bad(images, "not an IDX image file (magic 2051)".into()));
-    }
-    if lb.len() < 8 || be32(&lb, 0) != 2049 {
-        return Err(bad(labels, "not an IDX label file (magic 2049)".into()));
-    }
-    let (n, h, w) = (be32(&ib, 4), be32(&ib, 8), be32(&ib, 12));
-    if ib.len() != 16 + n * h * w {
-        return Err(bad(images, format!("{} bytes, header says {n}×{h}×{w}", ib.len())));
-    }
-    let nl = be32(&lb, 4);
-    if nl != n || lb.len() != 8 + n {
-        return Err(bad(labels, format!("{nl} labels for {n} images")));
-    }
-    let labels_v: Vec<i64> = lb[8..].iter().map(|&l| l as i64).collect();
-    if let Some((i, l)) = labels_v.iter().enumerate().find(|(_, l)| **l as usize >= classes) {
-        return Err(bad(labels, format!("label {l} at {i} out of range")));
-    }
-    Ok(Dataset { images: ib[16..].to_vec(), labels: labels_v, shape: [1, h, w], classes })
+    let d = decode_idx_pair(&ib, &lb, classes).map_err(|(which, reason)| {
+        let file = match which {
+            IdxFile::Images => images,
+            IdxFile::Labels => labels,
+        };
+        TrainerError::DataFile { file: file.to_path_buf(), reason }
+    })?;
+    Ok(Dataset { images: d.images, labels: d.labels, shape: d.shape, classes })
 }
 
 fn find(dir: &Path, stem: &str) -> Option<PathBuf> {

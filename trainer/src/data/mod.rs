@@ -12,13 +12,13 @@
 //! ```
 
 mod cifar;
+pub mod decode;
 mod folder;
 mod loader;
 mod mnist;
 mod synthetic;
 mod tiny_imagenet;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use cifar::{read_cifar_file, resolve_cifar_files};
@@ -210,15 +210,7 @@ impl DatasetKind {
 /// Read a whole file, gunzipping it when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| TrainerError::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| TrainerError::DataFile { file: path.to_path_buf(), reason: format!("gzip: {e}") })?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
+    decode::gunzip_if_gz(raw).map_err(|reason| TrainerError::DataFile { file: path.to_path_buf(), reason })
 }
 
 /// The directory to read a dataset from: `dir` itself, or `dir/<name>` when that exists (so both

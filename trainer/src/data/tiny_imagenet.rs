@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::decode::{parse_val_annotations, parse_wnids};
 use super::folder::{image_files, read_images};
 use super::{Dataset, DatasetKind, Split};
 use crate::error::{Result, TrainerError};
@@ -35,15 +36,7 @@ pub fn read_wnids(dir: &Path) -> Result<Vec<String>> {
         )));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| TrainerError::io(&path, e))?;
-    let mut wnids: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    wnids.sort();
-    if wnids.is_empty() {
-        return Err(TrainerError::DataFile { file: path, reason: "no WordNet ids".into() });
-    }
-    if let Some(w) = wnids.windows(2).find(|w| w[0] == w[1]) {
-        return Err(TrainerError::DataFile { file: path, reason: format!("{} is listed twice", w[0]) });
-    }
-    Ok(wnids)
+    parse_wnids(&text).map_err(|reason| TrainerError::DataFile { file: path, reason })
 }
 
 /// The files and labels of one split (no decoding), with the sorted WordNet ids.
@@ -73,27 +66,11 @@ pub fn tiny_imagenet_files(dir: &Path, split: Split) -> Result<(Vec<String>, Vec
             }
             let text = std::fs::read_to_string(&ann).map_err(|e| TrainerError::io(&ann, e))?;
             let images = dir.join("val").join("images");
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let bad = |reason: String| TrainerError::DataFile { file: ann.clone(), reason };
-                let mut cols = line.split('\t');
-                let (Some(file), Some(wnid)) = (cols.next(), cols.next()) else {
-                    return Err(bad(format!("line {}: expected FILE<TAB>WNID<TAB>..., got {line:?}", i + 1)));
-                };
-                let (file, wnid) = (file.trim(), wnid.trim());
-                if file.is_empty() || file.contains(['/', '\\']) || file == ".." {
-                    return Err(bad(format!("line {}: bad file name {file:?}", i + 1)));
-                }
-                let Ok(label) = wnids.binary_search_by(|w| w.as_str().cmp(wnid)) else {
-                    return Err(bad(format!("line {}: {wnid} is not in wnids.txt", i + 1)));
-                };
+            let ann =
+                parse_val_annotations(&text, &wnids).map_err(|reason| TrainerError::DataFile { file: ann, reason })?;
+            for (file, label) in ann {
                 files.push(images.join(file));
-                labels.push(label as i64);
-            }
-            if files.is_empty() {
-                return Err(TrainerError::DataFile { file: ann, reason: "no annotations".into() });
+                labels.push(label);
             }
         }
     }
