@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo-2pc`: encrypted inference between two real processes on this machine.
-#   dealer (offline, K=4)  ->  masq serve (P0, weights) in the background  <-TCP->  3 x masq query (P1, images)
+#   dealer (offline, K=5)  ->  masq serve (P0, weights) in the background  <-TCP->  3 x masq query (P1, images)
+# then one query each through `masq relay` shaped as the LAN and the WAN profile, measured beside
+# the cost model's estimate.
 # Real CIFAR-10 test images when $MASQ_DATA_DIR/cifar10 holds the binary test batch, seeded
 # synthetic images otherwise. Model: $DEMO_MODEL (default zoo:resnet20 with seeded random
 # weights; give an exported artifact directory for a trained one).
@@ -10,8 +12,9 @@ cd "$(dirname "$0")/.."
 MASQ=${MASQ:-./target/release/masq}
 MODEL=${DEMO_MODEL:-zoo:resnet20}
 PY=${PY:-.masq/python}
-K=4
 QUERIES=3
+# Two more inferences: one through a LAN-shaped relay, one through a WAN-shaped one.
+K=$((QUERIES + 2))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/masq-demo-2pc.XXXXXX")
 SERVER_PID=""
 cleanup() {
@@ -31,7 +34,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/key"
 
 echo "== server (P0) =="
 "$MASQ" serve --model "$MODEL" --preprocessing "$WORK/deal/p0.bin" --listen 127.0.0.1:0 \
-    --auth "$WORK/key" --max-sessions "$QUERIES" --timeout 120 >"$WORK/server.out" 2>"$WORK/server.log" &
+    --auth "$WORK/key" --max-sessions "$K" --timeout 120 >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=""
 for _ in $(seq 1 600); do
@@ -59,6 +62,21 @@ for i in $(seq 0 $((QUERIES - 1))); do
     "$MASQ" query --connect "$ADDR" --preprocessing "$WORK/deal/p1.bin" --input "$WORK/x$i.npy" \
         --auth "$WORK/key" --timeout 120 --json >"$WORK/q$i.json"
 done
+echo "== the same query through a shaping relay (masq relay): LAN and WAN profiles =="
+RELAY_PIDS=()
+for net in lan wan; do
+    "$MASQ" relay --listen 127.0.0.1:0 --to "$ADDR" --network "$net" >"$WORK/relay-$net.out" 2>&1 &
+    RELAY_PIDS+=($!)
+    RADDR=""
+    for _ in $(seq 1 100); do
+        RADDR=$(sed -n 's/^relaying \([^ ]*\) .*/\1/p' "$WORK/relay-$net.out" | head -n1)
+        [[ -n "$RADDR" ]] && break
+        sleep 0.05
+    done
+    "$MASQ" query --connect "$RADDR" --preprocessing "$WORK/deal/p1.bin" --input "$WORK/x0.npy" \
+        --auth "$WORK/key" --timeout 120 --json >"$WORK/q-$net.json"
+done
+kill "${RELAY_PIDS[@]}" 2>/dev/null || true
 wait "$SERVER_PID" || true
 SERVER_PID=""
 echo "== server log =="
@@ -80,4 +98,11 @@ for i, q in enumerate(rows):
 q = rows[0]
 print(f"{'cost model':>21} {mb(q['predicted_online_bytes_p0_to_p1']):>10} {mb(q['predicted_online_bytes_p1_to_p0']):>10} {q['predicted_rounds']:>6}")
 print(f"ReLUs per image {q['relu_count']} (comparisons per inference {q['comparisons_per_batch']}); model load {mb(q['setup_bytes'])}; formula: {q['formula']}")
+print()
+print("measured through the relay vs the estimate from the direct query (compute measured on loopback):")
+print(f"{'profile':>7} {'measured online s':>17} {'estimate s':>10} {'measured/est':>12} {'whole query s':>13}")
+for net in ("lan", "wan"):
+    m = json.load(open(f"{work}/q-{net}.json"))
+    est = q[f"est_{net}_seconds"]
+    print(f"{net:>7} {m['seconds']:>17.3f} {est:>10.3f} {m['seconds'] / est:>12.2f} {m['total_seconds']:>13.3f}")
 PYEOF

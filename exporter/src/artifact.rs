@@ -86,7 +86,8 @@ pub struct Manifest {
     pub format: String,
     pub format_version: u32,
     pub masq_version: String,
-    /// RFC 3339, UTC.
+    /// RFC 3339, UTC: the time of the export, or `SOURCE_DATE_EPOCH` when that is set (so two
+    /// exports of one model are byte-identical).
     pub created: String,
     pub architecture: String,
     pub dataset: Option<String>,
@@ -119,6 +120,12 @@ fn st_metadata(bytes: &[u8], path: &Path) -> Result<std::collections::HashMap<St
     }
 }
 
+/// Whether two copies of a weight agree: bit for bit, or (a value folded from an integer weight
+/// and its scale) within a relative 1e-6.
+fn same_value(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
+}
+
 fn malformed(file: &Path, reason: impl Into<String>) -> IrError {
     IrError::Malformed { file: file.to_path_buf(), reason: reason.into() }
 }
@@ -131,6 +138,17 @@ pub fn is_artifact_dir(dir: &Path) -> bool {
 /// Read and parse `manifest.json` of an artifact directory (no other checks).
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_JSON);
+    if let Some(old) = crate::recover::leftover_artifact(dir) {
+        return Err(malformed(
+            dir,
+            format!(
+                "missing: an interrupted export left the previous artifact in {}; the next masq export to {} \
+                 restores it (or rename it back)",
+                old.display(),
+                dir.display()
+            ),
+        ));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| IrError::io(&path, e))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| malformed(&path, format!("not a masq manifest: {e}")))?;
     if m.format != FORMAT {
@@ -176,12 +194,16 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
     let (onnx_path, onnx_bytes) = read_checked(dir, &manifest, MODEL_ONNX)?;
     let (st_path, st_bytes) = read_checked(dir, &manifest, MODEL_SAFETENSORS)?;
 
-    // The ONNX initializers' bytes come from the safetensors file just hashed, not from disk again.
-    let external = [(MODEL_SAFETENSORS, st_bytes.as_slice())];
-    let graph = masq_onnx::import_bytes_with(&onnx_bytes, &onnx_path, masq_onnx::external::Files::InMemory(&external))?;
     let st = SafeTensors::deserialize(&st_bytes).map_err(|e| malformed(&st_path, e.to_string()))?;
     let st_bad = |name: &str, reason: String| malformed(&st_path, format!("tensor {name}: {reason}"));
     st_metadata(&st_bytes, &st_path)?;
+    // The ONNX initializers' bytes come from the safetensors file just hashed, not from disk again.
+    // The import keeps the ONNX constants of the safetensors' f32 names for the cross-check below.
+    let external = [(MODEL_SAFETENSORS, st_bytes.as_slice())];
+    let weights: Vec<String> =
+        st.tensors().into_iter().filter(|(_, v)| v.dtype() != Dtype::U8).map(|(n, _)| n).collect();
+    let files = masq_onnx::external::Files::InMemory(&external);
+    let (graph, constants) = masq_onnx::import_keeping(&onnx_bytes, &onnx_path, files, &weights)?;
 
     // Masks: one `<site>.mask` per MaskedAct, equal to the mask recovered from the ONNX file.
     let shapes = graph.infer_shapes(1)?;
@@ -207,20 +229,30 @@ pub fn load_artifact(dir: impl AsRef<Path>) -> Result<(Graph, Manifest)> {
             return Err(st_bad(&key, format!("differs from the mask {} in {MODEL_ONNX}", c.mask)));
         }
     }
-    // Every other tensor is an initializer of the graph, with its dtype and shape. (From format 2
-    // on, the ONNX initializers are these very bytes: there is no second copy to compare.)
+    // Every other tensor is a weight of the model, with the values model.onnx gives it: its
+    // initializer of that name (bytes inline or external), the value a DequantizeLinear of an integer
+    // weight folds to, or (polynomial coefficients, written broadcast in ONNX) the imported graph's
+    // tensor of that name. A tensor found in neither is refused: the check must not pass by
+    // finding nothing to compare.
     for (name, view) in st.tensors() {
         if view.dtype() == Dtype::U8 {
             if !sites.contains(&name) {
                 return Err(st_bad(&name, "a mask of no masked activation in the model".into()));
             }
-        } else if let Some(t) = graph.initializers.get(&name)
-            && (view.dtype() != Dtype::F32 || view.shape() != t.shape())
-        {
-            return Err(st_bad(
-                &name,
-                format!("{:?} {:?}, the ONNX model has F32 {:?}", view.dtype(), view.shape(), t.shape()),
-            ));
+            continue;
+        }
+        if view.dtype() != Dtype::F32 {
+            return Err(st_bad(&name, format!("dtype {:?}, expected F32", view.dtype())));
+        }
+        let onnx = constants.get(&name).or_else(|| graph.initializers.get(&name)).ok_or_else(|| {
+            st_bad(&name, format!("not a tensor of {MODEL_ONNX} (no initializer or constant of that name)"))
+        })?;
+        if view.shape() != onnx.shape() {
+            return Err(st_bad(&name, format!("shape {:?}, {MODEL_ONNX} has {:?}", view.shape(), onnx.shape())));
+        }
+        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        if let Some((i, (a, b))) = values.zip(onnx.iter()).enumerate().find(|(_, (a, b))| !same_value(*a, **b)) {
+            return Err(st_bad(&name, format!("element {i} is {a} here but {b} in {MODEL_ONNX}")));
         }
     }
 

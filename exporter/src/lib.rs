@@ -27,6 +27,7 @@ pub mod artifact;
 mod error;
 pub mod masks;
 pub mod model_spec;
+mod recover;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};
@@ -238,7 +239,8 @@ fn encode_tensors(g: &Graph) -> Result<Vec<u8>, ExportError> {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-    safetensors::serialize(views, Some(meta)).map_err(|e| st_err("(file)", e))
+    // Sorted header keys: the metadata map's order would differ from one export to the next.
+    safetensors::serialize(views, Some(meta)).map(masq_ir::canonical::canonical_header).map_err(|e| st_err("(file)", e))
 }
 
 /// Point every f32 and BOOL initializer of the ONNX model at the identical bytes in the
@@ -249,11 +251,15 @@ fn point_into_safetensors(model: &mut masq_onnx::proto::ModelProto, st_bytes: &[
     use masq_onnx::proto::{StringStringEntryProto, data_type};
     let st = safetensors::SafeTensors::deserialize(st_bytes).map_err(|e| st_err("(file)", e))?;
     let base = st_bytes.as_ptr() as usize;
+    // Tensors with equal bytes (zero biases) all point at the first copy in the file, whatever
+    // order the reader lists the tensors in, so two exports write the same model.onnx.
+    let mut spans: Vec<(usize, &[u8])> =
+        st.tensors().into_iter().map(|(_, v)| v.data()).map(|d| (d.as_ptr() as usize - base, d)).collect();
+    spans.sort_unstable_by_key(|&(offset, d)| (offset, d.len()));
     let mut at: HashMap<&[u8], usize> = HashMap::new();
-    for (_, view) in st.tensors() {
-        let data = view.data();
+    for (offset, data) in spans {
         if !data.is_empty() {
-            at.entry(data).or_insert(data.as_ptr() as usize - base);
+            at.entry(data).or_insert(offset);
         }
     }
     let mut moved = 0;
@@ -291,6 +297,8 @@ pub fn export(
     out_dir: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportSummary, ExportError> {
+    // First repair what a killed export to this path left behind (docs/RELIABILITY.md).
+    recover::recover(out_dir)?;
     write::check_target(out_dir, opts.force)?;
     check(graph, facts)?;
     if !masq_onnx::export::OPSETS.contains(&opts.opset) {
@@ -341,7 +349,7 @@ pub fn export(
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         masq_version: env!("CARGO_PKG_VERSION").into(),
-        created: write::rfc3339_now(),
+        created: write::created()?,
         architecture: facts.architecture.clone(),
         dataset: facts.dataset.clone(),
         classes: facts.classes.clone(),

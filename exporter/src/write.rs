@@ -1,10 +1,12 @@
-//! Atomic directory writes (temporary sibling directory, verify, rename) and the creation timestamp.
+//! Atomic directory writes (temporary sibling directory, verify, rename; [`crate::recover`] repairs
+//! what a killed write leaves) and the creation timestamp.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
 use crate::artifact::MANIFEST_JSON;
+use crate::recover::{self, OLD, TMP};
 
 use crate::error::ExportError;
 
@@ -26,13 +28,14 @@ pub(crate) fn check_target(out: &Path, force: bool) -> Result<(), ExportError> {
     Ok(())
 }
 
+/// A new empty sibling `.OUT.<tag>-<pid>-<random>`: the process id tells the next export whether
+/// its owner is still running ([`crate::recover`]).
 fn sibling(out: &Path, tag: &str) -> Result<tempfile::TempDir, ExportError> {
-    let name = out
-        .file_name()
+    let prefix = recover::prefix(out, tag)
         .ok_or_else(|| ExportError::invalid(format!("output path {} has no directory name", out.display())))?;
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     tempfile::Builder::new()
-        .prefix(&format!(".{}.{tag}-", name.to_string_lossy()))
+        .prefix(&format!("{prefix}{}-", std::process::id()))
         .tempdir_in(parent)
         .map_err(|e| ExportError::io(parent, e))
 }
@@ -52,12 +55,13 @@ pub(crate) fn write_dir_atomic(
     force: bool,
     verify: impl FnOnce(&Path) -> Result<(), ExportError>,
 ) -> Result<(), ExportError> {
+    recover::recover(out)?;
     check_target(out, force)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
     }
     // Removed when dropped, unless it was renamed into place.
-    let tmp_dir = sibling(out, "masq-tmp")?;
+    let tmp_dir = sibling(out, TMP)?;
     let tmp = tmp_dir.path().to_path_buf();
     let result = (|| {
         for (name, bytes) in files {
@@ -68,7 +72,7 @@ pub(crate) fn write_dir_atomic(
             check_target(out, force)?;
             // An empty directory reserved beside `out`; renaming `out` over it moves the old
             // artifact away, and dropping it at the end deletes the old files.
-            let old_dir = sibling(out, "masq-old")?;
+            let old_dir = sibling(out, OLD)?;
             let old = old_dir.path().to_path_buf();
             std::fs::rename(out, &old).map_err(|e| ExportError::io(out, e))?;
             if let Err(e) = std::fs::rename(&tmp, out) {
@@ -99,6 +103,26 @@ pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The creation time a manifest records: `SOURCE_DATE_EPOCH` (seconds since 1970-01-01 UTC, the
+/// reproducible-builds convention) when set, so two exports of one model are byte-identical;
+/// otherwise now. A value that is not a whole number of seconds is an error naming it.
+pub(crate) fn created() -> Result<String, ExportError> {
+    created_at(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+}
+
+fn created_at(epoch: Option<&std::ffi::OsStr>) -> Result<String, ExportError> {
+    let Some(v) = epoch else { return Ok(rfc3339_now()) };
+    let text = v.to_string_lossy();
+    let secs: u64 = text.trim().parse().map_err(|_| {
+        ExportError::invalid(format!("SOURCE_DATE_EPOCH={text:?} is not a whole number of seconds since 1970"))
+    })?;
+    let t = SystemTime::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_secs(secs))
+        .filter(|&t| t <= SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799))
+        .ok_or_else(|| ExportError::invalid(format!("SOURCE_DATE_EPOCH={text:?} is past the year 9999")))?;
+    Ok(humantime::format_rfc3339_seconds(t).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +136,18 @@ mod tests {
         assert!(age.as_secs() < 5, "{now}");
         assert_eq!(now.len(), "2025-01-31T12:34:56Z".len(), "{now}");
         assert!(now.ends_with('Z'), "{now}");
+    }
+
+    #[test]
+    fn source_date_epoch_pins_the_creation_time() {
+        use std::ffi::OsStr;
+        assert_eq!(created_at(Some(OsStr::new("0"))).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(created_at(Some(OsStr::new("1700000000"))).unwrap(), "2023-11-14T22:13:20Z");
+        for bad in ["-1", "soon", "1e9", "99999999999999999999"] {
+            let e = created_at(Some(OsStr::new(bad))).unwrap_err().to_string();
+            assert!(e.contains("SOURCE_DATE_EPOCH") && e.contains(bad), "{e}");
+        }
+        assert_eq!(created_at(None).unwrap().len(), 20);
     }
 
     fn scratch(tag: &str) -> PathBuf {

@@ -24,6 +24,7 @@ mod quantize;
 mod query;
 #[cfg(feature = "train")]
 mod reduce;
+mod relay;
 mod run;
 mod serve;
 #[cfg(feature = "train")]
@@ -102,6 +103,9 @@ pub enum Command {
     /// Run one encrypted inference as the client, P1
     /// (`masq query --connect 127.0.0.1:7000 --preprocessing deal/p1.bin --input x.npy`).
     Query(query::QueryArgs),
+    /// Forward TCP connections with a network profile's delay and bandwidth, to measure LAN/WAN
+    /// latency on one machine (`masq relay --listen 127.0.0.1:7001 --to 127.0.0.1:7000 --network wan`).
+    Relay(relay::RelayArgs),
     /// Extract CIFAR-10 test images (binary format, optionally gzipped) as a normalised .npy (demo helper).
     #[command(hide = true)]
     CifarNpy(cifar_npy::CifarNpyArgs),
@@ -132,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deal(a) => deal::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Query(a) => query::run(a),
+        Command::Relay(a) => relay::run(a),
         Command::CifarNpy(a) => cifar_npy::run(a),
     }
 }

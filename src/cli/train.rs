@@ -36,32 +36,32 @@ pub struct TrainArgs {
     /// Directory of the dataset's files (or a parent holding e.g. cifar10/).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = args::positive_count)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = args::positive_count)]
     pub batch_size: usize,
     /// Peak learning rate (default: 0.1 for sgd, 1e-3 for adam).
-    #[arg(long)]
+    #[arg(long, value_parser = args::positive_number)]
     pub lr: Option<f64>,
     /// Final learning rate of the cosine schedule.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative_number)]
     pub min_lr: f64,
     /// The optimiser.
     #[arg(long, value_enum, ignore_case = true, default_value_t = Optimizer::Sgd)]
     pub optimizer: Optimizer,
     /// Momentum of sgd.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = args::unit_fraction)]
     pub momentum: f64,
     /// L2 weight decay (default: 5e-4 for sgd, 0 for adam).
-    #[arg(long)]
+    #[arg(long, value_parser = args::non_negative_number)]
     pub weight_decay: Option<f64>,
     /// Linear learning-rate warm-up, in epochs.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative_number)]
     pub warmup_epochs: f64,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::unit_fraction)]
     pub label_smoothing: f64,
     /// Clip the global gradient norm to this value.
-    #[arg(long)]
+    #[arg(long, value_parser = args::positive_number)]
     pub grad_clip: Option<f64>,
     /// No training augmentation (default for colour images: random crop with padding size/8, 4 for
     /// CIFAR, and horizontal flip).
@@ -72,8 +72,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its last.safetensors.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Start a new run in an --out that already holds one (its checkpoints and log are replaced).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub env: TrainEnv,
     /// Print JSON Lines: one line per epoch, and the last line is the result (accuracy,
@@ -82,15 +85,28 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
-    let (kind, device) = (a.dataset, a.env.device);
-    let optimizer = match a.optimizer {
-        Optimizer::Sgd => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
-        Optimizer::Adam => OptimizerKind::adam(),
-    };
-    let is_sgd = a.optimizer == Optimizer::Sgd;
-    let splits = a.env.prepare(kind, a.data.as_deref())?;
-    let graph = model::load_for_data(&a.model, splits.train.shape, splits.train.classes, a.env.seed)?.graph;
+/// Files of a run directory that a new run would replace.
+const RUN_FILES: &[&str] = &["best.safetensors", "last.safetensors", "log.jsonl"];
+
+/// Refuse to start a new run over an existing one unless `--resume` or `--force` says what to do
+/// with it.
+fn check_run_dir(out: &std::path::Path, resume: bool, force: bool) -> Result<()> {
+    if resume || force {
+        return Ok(());
+    }
+    let found: Vec<&str> = RUN_FILES.iter().copied().filter(|f| out.join(f).exists()).collect();
+    if !found.is_empty() {
+        bail!(
+            "{} already holds a run ({}): pass --resume to continue it or --force to replace it, or choose another --out",
+            out.display(),
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The run directory: `--out`, or `runs/<model>-<dataset>`.
+fn run_dir(a: &TrainArgs) -> PathBuf {
     let model_tag: String = a
         .model
         .to_string()
@@ -98,7 +114,21 @@ pub fn run(a: TrainArgs) -> Result<()> {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model_tag}-{}", kind.name())));
+    a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("{model_tag}-{}", a.dataset.name())))
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let (kind, device) = (a.dataset, a.env.device);
+    // Before any data or model is loaded.
+    let out = run_dir(&a);
+    check_run_dir(&out, a.resume, a.force)?;
+    let optimizer = match a.optimizer {
+        Optimizer::Sgd => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
+        Optimizer::Adam => OptimizerKind::adam(),
+    };
+    let is_sgd = a.optimizer == Optimizer::Sgd;
+    let splits = a.env.prepare(kind, a.data.as_deref())?;
+    let graph = model::load_for_data(&a.model, splits.train.shape, splits.train.classes, a.env.seed)?.graph;
 
     let mut cfg = TrainConfig::new(kind.name(), kind.default_norm(), kind.default_augment_for(splits.train.shape));
     if a.no_augment {

@@ -19,7 +19,8 @@
 //! - [`auth`]: the HMAC-SHA256 challenge-response;
 //! - [`session`]: the handshake and one session of each side over any transport
 //!   ([`Server::serve_over`], [`Client::query_over`]) and over TCP ([`Server::serve`], [`query`]);
-//! - [`deal`]: the dealer's offline phase for K inferences.
+//! - [`deal`]: the dealer's offline phase for K inferences;
+//! - [`relay`]: a shaping TCP relay (delay and bandwidth of a network profile) for measurements.
 //!
 //! Threat model: semi-honest parties, a trusted dealer, and public masks, shapes and structure.
 //! Authentication keeps strangers out; it does not make a dishonest peer honest.
@@ -27,6 +28,7 @@
 pub mod auth;
 pub mod file;
 pub mod public;
+pub mod relay;
 pub mod session;
 
 use std::path::{Path, PathBuf};

@@ -147,7 +147,7 @@ fn encode(graph: &Graph, facts: &Facts, extra: &BTreeMap<String, ArrayD<f32>>) -
         .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+    safetensors::serialize(views, Some(meta)).map(crate::canonical::canonical_header).map_err(|e| e.to_string())
 }
 
 /// Load a checkpoint's graph and facts (extra tensors are dropped; see [`read_checkpoint`]).
@@ -246,8 +246,15 @@ fn is_graph_tensor(graph: &Graph, name: &str) -> bool {
 /// activation they gate.
 fn check_shapes(path: &Path, graph: &Graph) -> Result<()> {
     let bad = |reason: String| IrError::Malformed { file: path.to_path_buf(), reason };
-    let defined: std::collections::HashSet<&str> =
-        graph.inputs.iter().map(|v| v.name.as_str()).chain(graph.nodes.iter().map(|n| n.outputs[0].as_str())).collect();
+    if graph.nodes.is_empty() {
+        return Err(bad(format!("{KEY_GRAPH}: the graph has no nodes")));
+    }
+    let defined: std::collections::HashSet<&str> = graph
+        .inputs
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(graph.nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)))
+        .collect();
     for node in &graph.nodes {
         for p in node.op.param_names() {
             if !graph.initializers.contains_key(p) {
@@ -265,19 +272,24 @@ fn check_shapes(path: &Path, graph: &Graph) -> Result<()> {
             return Err(bad(format!("mask {} (of node {}) is missing", c.mask, node.name)));
         }
     }
+    // Structure (one output per node, input counts, names defined before use): what the lookups
+    // below and every later pass index by.
+    graph.validate().map_err(|e| bad(format!("{KEY_GRAPH}: {e}")))?;
     let shapes = graph.infer_shapes(1).map_err(|e| bad(format!("tensor shapes do not fit the graph: {e}")))?;
     for node in &graph.nodes {
         if let crate::Op::MaskedAct(c) = &node.op {
-            let x = &shapes[&node.inputs[0]];
-            let m = graph.masks[&c.mask].shape();
+            let x = node.inputs.first().and_then(|i| shapes.get(i)).filter(|x| x.len() >= 2).ok_or_else(|| {
+                bad(format!("node {}: a masked activation needs an input of shape [N, C, ...]", node.name))
+            })?;
+            let m = graph.masks.get(&c.mask).map(|m| m.shape()).unwrap_or_default();
             if m != &x[1..] {
                 return Err(bad(format!("mask {}: shape {m:?}, the activation is {:?} per image", c.mask, &x[1..])));
             }
             if let crate::Replacement::Poly { c2, c1, c0 } = &c.replacement {
                 for n in [c2, c1, c0] {
-                    let t = &graph.initializers[n];
-                    if t.shape() != [x[1]] {
-                        return Err(bad(format!("tensor {n}: shape {:?}, expected [{}]", t.shape(), x[1])));
+                    let t = graph.initializers.get(n).map(|t| t.shape()).unwrap_or_default();
+                    if t != [x[1]] {
+                        return Err(bad(format!("tensor {n}: shape {t:?}, expected [{}]", x[1])));
                     }
                 }
             }

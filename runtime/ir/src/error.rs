@@ -120,6 +120,14 @@ pub enum IrError {
     #[error("{name}: {reason}")]
     InvalidParameter { name: &'static str, reason: String },
 
+    /// A tensor (a node's output, a graph input, a constant) with more elements than masq handles
+    /// in one tensor ([`crate::shape::MAX_ELEMENTS`]), or whose element count overflows.
+    #[error(
+        "{what}: shape {shape} has more than {limit} elements, the most masq allows in one tensor",
+        limit = crate::shape::MAX_ELEMENTS
+    )]
+    TooLarge { what: String, shape: String },
+
     /// A structural problem found by graph validation.
     #[error("invalid graph: {reason}")]
     InvalidGraph { reason: String },

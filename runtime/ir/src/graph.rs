@@ -182,9 +182,17 @@ impl Graph {
         Ok(())
     }
 
-    /// Structural checks: unique names, inputs defined before use, referenced tensors present,
-    /// calibrated comparison widths ([`Graph::check_cmp_bits`]).
+    /// Structural checks: at least one output and one node (unless every output is a constant),
+    /// unique names, inputs defined before use, referenced
+    /// tensors present, calibrated comparison widths ([`Graph::check_cmp_bits`]).
     pub fn validate(&self) -> Result<()> {
+        if self.outputs.is_empty() {
+            return Err(IrError::InvalidGraph { reason: "the graph has no outputs".into() });
+        }
+        // Only a graph that folded to constants (every output an initializer) may have no nodes.
+        if self.nodes.is_empty() && self.outputs.iter().any(|o| !self.initializers.contains_key(&o.name)) {
+            return Err(IrError::InvalidGraph { reason: "the graph has no nodes".into() });
+        }
         let mut defined: HashSet<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
         defined.extend(self.initializers.keys().map(String::as_str));
         let mut node_names = HashSet::new();
@@ -270,9 +278,14 @@ impl Graph {
             shapes.insert(name.clone(), t.shape().to_vec());
         }
         for input in &self.inputs {
-            shapes.insert(input.name.clone(), input.shape_at(batch));
+            let shape = input.shape_at(batch);
+            crate::shape::check_elements(|| format!("input {} at batch {batch}", input.name), &shape)?;
+            shapes.insert(input.name.clone(), shape);
         }
         for node in &self.nodes {
+            let output = node.outputs.first().ok_or_else(|| IrError::InvalidGraph {
+                reason: format!("node {} ({}) has no output", node.name, node.op.name()),
+            })?;
             let ins: Vec<&[usize]> = node
                 .inputs
                 .iter()
@@ -285,7 +298,7 @@ impl Graph {
                 })
                 .collect::<Result<_>>()?;
             let out = crate::shape::infer_node(self, node, &ins)?;
-            shapes.insert(node.outputs[0].clone(), out);
+            shapes.insert(output.clone(), out);
         }
         Ok(shapes)
     }

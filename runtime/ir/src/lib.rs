@@ -22,6 +22,7 @@
 pub mod approx;
 pub mod atomic;
 pub mod batch;
+pub mod canonical;
 pub mod checkpoint;
 pub mod cost;
 pub mod error;

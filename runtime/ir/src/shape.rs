@@ -12,7 +12,26 @@ fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> IrError 
     }
 }
 
-/// Output length of a sliding window along one axis; `None` when the window does not fit.
+/// The most elements one tensor may have: every shape masq infers (node outputs, graph inputs,
+/// decoded and folded constants) is checked against it, so a hostile file fails at import with
+/// an error naming the node or tensor instead of asking for an allocation of its choosing.
+/// 2^31 elements (8 GiB of f32).
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The element count of `shape` when it is within [`MAX_ELEMENTS`]. Axes of length 0 count as 1
+/// for the bound, so `[0, 2^40, 2^40]` is refused too (no array library accepts it).
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1)).filter(|&n| n <= MAX_ELEMENTS))?;
+    Some(shape.iter().product())
+}
+
+/// [`element_count`] as an error naming `what` (a node's output, a tensor, an input).
+pub fn check_elements(what: impl FnOnce() -> String, shape: &[usize]) -> Result<usize> {
+    element_count(shape).ok_or_else(|| IrError::TooLarge { what: what(), shape: format!("{shape:?}") })
+}
+
+/// Output length of a sliding window along one axis; `None` when the window does not fit (or
+/// its arithmetic overflows).
 pub fn window_out(
     len: usize,
     pad: (usize, usize),
@@ -21,8 +40,8 @@ pub fn window_out(
     dilation: usize,
     ceil: bool,
 ) -> Option<usize> {
-    let padded = len + pad.0 + pad.1;
-    let span = dilation * (kernel.max(1) - 1) + 1;
+    let padded = len.checked_add(pad.0)?.checked_add(pad.1)?;
+    let span = dilation.checked_mul(kernel.max(1) - 1)?.checked_add(1)?;
     if padded < span || stride == 0 {
         return None;
     }
@@ -64,11 +83,11 @@ pub fn reshape_target(input: &[usize], target: &[i64]) -> Option<Vec<usize>> {
                 out.push(1);
             }
             0 => out.push(*input.get(i)?),
-            t if t > 0 => out.push(t as usize),
+            t if t > 0 => out.push(usize::try_from(t).ok()?),
             _ => return None,
         }
     }
-    let known: usize = out.iter().product();
+    let known = out.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
     if let Some(i) = infer {
         if known == 0 || !total.is_multiple_of(known) {
             return None;
@@ -106,8 +125,22 @@ pub fn gathered_shape(x: &[usize], axis: usize, indices_shape: &[usize]) -> Vec<
     out
 }
 
-/// Infer the output shape of one node from its input shapes.
+/// Infer the output shape of one node from its input shapes. An output of more than
+/// [`MAX_ELEMENTS`] elements is an error naming this node (so a later node is never blamed for a
+/// size that overflowed here); so is an input list shorter than the op needs.
 pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<usize>> {
+    let need = node.op.arity().unwrap_or(1);
+    if ins.len() < need {
+        return Err(IrError::InvalidGraph {
+            reason: format!("node {} ({}) has {} inputs, needs {need}", node.name, node.op.name(), ins.len()),
+        });
+    }
+    let out = infer_rule(graph, node, ins)?;
+    check_elements(|| format!("node {} ({}): output", node.name, node.op.name()), &out)?;
+    Ok(out)
+}
+
+fn infer_rule(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<usize>> {
     let x = ins.first().copied().unwrap_or(&[]);
     match &node.op {
         Op::Conv(c) => {
@@ -115,10 +148,11 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
             if x.len() != 4 || w.len() != 4 {
                 return Err(mismatch(node, "4-D input [N, C, H, W] and 4-D weight", x));
             }
-            if c.groups == 0 || x[1] != w[1] * c.groups || w[0] % c.groups != 0 || [w[2], w[3]] != c.kernel {
+            let channels = w[1].checked_mul(c.groups);
+            if c.groups == 0 || channels != Some(x[1]) || w[0] % c.groups != 0 || [w[2], w[3]] != c.kernel {
                 return Err(mismatch(
                     node,
-                    format!("C = {} (weight {:?}, groups {})", w[1] * c.groups, w, c.groups),
+                    format!("C = {} (weight {:?}, groups {})", w[1].saturating_mul(c.groups), w, c.groups),
                     x,
                 ));
             }
@@ -260,7 +294,9 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
                 if !same {
                     return Err(mismatch(node, format!("{x:?} except on axis {}", c.axis), other));
                 }
-                out[c.axis] += other[c.axis];
+                out[c.axis] = out[c.axis]
+                    .checked_add(other[c.axis])
+                    .ok_or_else(|| mismatch(node, "a concatenated length that fits", other))?;
             }
             Ok(out)
         }
@@ -268,7 +304,11 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
             if c.pads.len() != x.len() {
                 return Err(mismatch(node, format!("rank {}", c.pads.len()), x));
             }
-            Ok(x.iter().zip(&c.pads).map(|(d, (a, b))| d + a + b).collect())
+            x.iter()
+                .zip(&c.pads)
+                .map(|(&d, &(a, b))| d.checked_add(a).and_then(|d| d.checked_add(b)))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| mismatch(node, format!("pads {:?} that fit", c.pads), x))
         }
         Op::Slice(c) => {
             let mut out = x.to_vec();
@@ -287,7 +327,7 @@ pub fn infer_node(graph: &Graph, node: &Node, ins: &[&[usize]]) -> Result<Vec<us
         }
         Op::Gather(c) => {
             if c.axis >= x.len()
-                || c.indices.len() != c.indices_shape.iter().product::<usize>()
+                || element_count(&c.indices_shape) != Some(c.indices.len())
                 || c.indices.iter().any(|&i| i >= x[c.axis])
             {
                 return Err(mismatch(

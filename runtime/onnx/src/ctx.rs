@@ -166,7 +166,16 @@ pub(crate) struct Ctx {
     /// Set when a node refused to read across a symbolic batch axis ([`Ctx::batch_guard`]): the
     /// import is then retried with the batch pinned to 1.
     pub batch_refused: std::cell::Cell<bool>,
+    /// Elements constant folding may still create ([`Ctx::charge_fold`]).
+    pub fold_budget: std::cell::Cell<usize>,
 }
+
+/// Elements constant folding may create in one import beyond [`FOLD_PER_WEIGHT`] per initializer
+/// element of the file: 2^26 (512 MiB of folded f64 values).
+pub const FOLD_BASE: usize = 1 << 26;
+/// Folded elements allowed per initializer element of the file (a folded Mul, Cast or Transpose of
+/// each weight costs one).
+pub const FOLD_PER_WEIGHT: usize = 4;
 
 impl Ctx {
     pub fn new(file: PathBuf, graph: Graph) -> Self {
@@ -181,7 +190,31 @@ impl Ctx {
             consumers: HashMap::new(),
             quantized: HashMap::new(),
             batch_refused: std::cell::Cell::new(false),
+            fold_budget: std::cell::Cell::new(FOLD_BASE),
         }
+    }
+
+    /// Check, before it is computed, that a folded result of `shape` fits: at most
+    /// [`masq_ir::shape::MAX_ELEMENTS`] elements and within what is left of the import's folding
+    /// budget ([`FOLD_BASE`] plus [`FOLD_PER_WEIGHT`] per initializer element). Errors name the
+    /// node and the shape.
+    pub fn check_fold(&self, n: &OnnxNode, shape: &[usize]) -> Result<usize> {
+        let count = masq_ir::shape::check_elements(|| format!("node {} ({}): folded constant", n.name, n.op()), shape)?;
+        let left = self.fold_budget.get();
+        if count > left {
+            return Err(n.unsupported(format!(
+                "folding it makes a constant of shape {shape:?} ({count} elements), more than the {left} elements \
+                 left of this import's folding budget ({FOLD_BASE} plus {FOLD_PER_WEIGHT} per weight element)"
+            )));
+        }
+        Ok(count)
+    }
+
+    /// [`Ctx::check_fold`], then take the elements from the budget.
+    pub fn charge_fold(&self, n: &OnnxNode, shape: &[usize]) -> Result<()> {
+        let count = self.check_fold(n, shape)?;
+        self.fold_budget.set(self.fold_budget.get() - count);
+        Ok(())
     }
 
     /// Refuse `what` (something that reads across axis 0) when the graph input has a symbolic

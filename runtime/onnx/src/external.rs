@@ -2,7 +2,8 @@
 //! `data_location = EXTERNAL` with `location`, `offset` and `length` entries). The importer
 //! resolves them into `raw_data` before it builds the graph, reading each file once.
 //!
-//! A location must be a relative path that stays inside the model's directory; the byte range
+//! A location must be a relative path that stays inside the model's directory, also once symbolic
+//! links are resolved, and name a regular file; the byte range
 //! must lie inside the file. masq's own artifacts point `model.onnx`'s initializers into
 //! `model.safetensors` (see `docs/FORMATS.md`), and hand the bytes they already read and hashed
 //! in with [`Files::InMemory`].
@@ -82,10 +83,33 @@ pub fn slice<'d>(t: &TensorProto, r: &Reference, data: &'d [u8], file: &Path) ->
     }
 }
 
-/// Read one external file from the model's directory.
+/// Read one external file from the model's directory. The location is resolved (symbolic links
+/// followed) and must still lie inside the resolved model directory and be a regular file: a link
+/// beside the model pointing at `/etc/passwd` or a device is refused, not read.
 fn read(file: &Path, location: &str) -> Result<Vec<u8>> {
-    let path = file.parent().unwrap_or(Path::new(".")).join(location);
-    std::fs::read(&path).map_err(|e| bad(&path, format!("external data file (referenced by {}): {e}", file.display())))
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let path = dir.join(location);
+    let io_err = |e: std::io::Error| bad(&path, format!("external data file (referenced by {}): {e}", file.display()));
+    let real_dir = dir.canonicalize().map_err(|e| IrError::io(dir, e))?;
+    let real = path.canonicalize().map_err(io_err)?;
+    if !real.starts_with(&real_dir) {
+        return Err(bad(
+            file,
+            format!(
+                "external data location {location:?} resolves to {}, outside the model directory {}",
+                real.display(),
+                real_dir.display()
+            ),
+        ));
+    }
+    let meta = std::fs::metadata(&real).map_err(io_err)?;
+    if !meta.is_file() {
+        return Err(bad(file, format!("external data location {location:?} is not a regular file")));
+    }
+    std::fs::read(&real).map_err(io_err)
 }
 
 /// Bytes of one tensor's external data, read from disk (for callers outside an import).

@@ -96,10 +96,21 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         return Ok(None);
     }
     let x = || ctx.require_const(n, 0, "data");
+    let out = fold_op(ctx, n, op, x)?;
+    if let Some(c) = &out {
+        // Every folded result is charged to the import's budget; ops whose result can be larger
+        // than their inputs checked it before computing.
+        ctx.charge_fold(n, c.data.shape())?;
+    }
+    Ok(out)
+}
+
+fn fold_op<'c>(ctx: &'c Ctx, n: &OnnxNode, op: &str, x: impl Fn() -> Result<&'c Const>) -> Result<Option<Const>> {
     let out = match op {
         "Constant" => constant(ctx, n)?,
         "ConstantOfShape" => {
             let shape: Vec<usize> = x()?.to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
+            ctx.check_fold(n, &shape)?;
             let value = match n.attr_opt::<TensorProto>("value")? {
                 Some(t) => decode_tensor(&t, &ctx.file)?,
                 None => Const::new(DType::F32, ArrayD::zeros(vec![1])),
@@ -118,8 +129,16 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
         "Gather" => {
             let data = x()?;
             let idx = ctx.require_const(n, 1, "indices")?;
+            if data.data.ndim() == 0 {
+                return Err(n.unsupported("Gather of a scalar"));
+            }
             let axis = n.axis("axis", n.attr_or("axis", 0i64)?, data.data.ndim())?;
             let len = data.data.shape()[axis] as i64;
+            // Output shape: data.shape[..axis] + indices.shape + data.shape[axis+1..].
+            let mut shape = data.data.shape()[..axis].to_vec();
+            shape.extend_from_slice(idx.data.shape());
+            shape.extend_from_slice(&data.data.shape()[axis + 1..]);
+            ctx.check_fold(n, &shape)?;
             let picks: Vec<usize> = idx
                 .to_i64_vec()
                 .iter()
@@ -133,10 +152,6 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 })
                 .collect::<Result<_>>()?;
             let sel = data.data.select(Axis(axis), &picks);
-            // Output shape: data.shape[..axis] + indices.shape + data.shape[axis+1..].
-            let mut shape = data.data.shape()[..axis].to_vec();
-            shape.extend_from_slice(idx.data.shape());
-            shape.extend_from_slice(&data.data.shape()[axis + 1..]);
             let values: Vec<f64> = sel.iter().copied().collect();
             let batch = data.batch.as_ref().filter(|_| axis == 0).map(|b| picks.iter().map(|&p| b[p]).collect());
             data.moved(ArrayD::from_shape_vec(shape, values).expect("sizes agree"), batch)
@@ -212,6 +227,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
                 ctx.require_const(n, 1, "shape")?.to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
             let shape = broadcast(src.data.shape(), &target)
                 .ok_or_else(|| n.unsupported(format!("cannot expand {:?} to {target:?}", src.data.shape())))?;
+            ctx.check_fold(n, &shape)?;
             let data = src.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
             src.moved(data, None)
         }
@@ -222,7 +238,13 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             if reps.len() != s.len() || reps.iter().any(|&r| r < 0) {
                 return Err(n.unsupported(format!("repeats {reps:?} for a rank-{} input", s.len())));
             }
-            let shape: Vec<usize> = s.iter().zip(&reps).map(|(&d, &r)| d * r as usize).collect();
+            let shape: Vec<usize> = s
+                .iter()
+                .zip(&reps)
+                .map(|(&d, &r)| usize::try_from(r).ok().and_then(|r| d.checked_mul(r)))
+                .collect::<Option<_>>()
+                .ok_or_else(|| n.unsupported(format!("repeats {reps:?} of {s:?} overflow")))?;
+            ctx.check_fold(n, &shape)?;
             let data = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
                 let src_ix: Vec<usize> = (0..s.len()).map(|i| ix[i] % s[i]).collect();
                 src.data[IxDyn(&src_ix)]
@@ -240,7 +262,12 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             if delta == 0.0 {
                 return Err(n.unsupported("Range with delta 0"));
             }
-            let count = ((limit - start) / delta).ceil().max(0.0) as usize;
+            let steps = ((limit - start) / delta).ceil().max(0.0);
+            if !steps.is_finite() {
+                return Err(n.unsupported(format!("Range from {start} to {limit} by {delta}")));
+            }
+            let count = steps as usize;
+            ctx.check_fold(n, &[count])?;
             let values: Vec<f64> = (0..count).map(|i| dtype.coerce(start + i as f64 * delta)).collect();
             Const::new(dtype, ArrayD::from_shape_vec(vec![count], values).expect("1-D"))
         }
@@ -249,6 +276,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let shape = broadcast(c.data.shape(), a.data.shape())
                 .and_then(|s| broadcast(&s, b.data.shape()))
                 .ok_or_else(|| n.unsupported("condition, X and Y do not broadcast together"))?;
+            ctx.check_fold(n, &shape)?;
             let v = |t: &Const| t.data.broadcast(IxDyn(&shape)).expect("checked").to_owned();
             let (cv, av, bv) = (v(c), v(a), v(b));
             let data = Zip::from(&cv).and(&av).and(&bv).map_collect(|&c, &a, &b| if c != 0.0 { a } else { b });
@@ -270,7 +298,7 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             let fmod = n.attr_or("fmod", 0i64)? != 0;
             let int = a.dtype != DType::F32;
             let dtype = a.dtype;
-            let data = zip2(n, a, b, |x, y| match op {
+            let data = zip2(ctx, n, a, b, |x, y| match op {
                 "Add" => x + y,
                 "Sub" => x - y,
                 "Mul" => x * y,
@@ -289,14 +317,14 @@ pub(crate) fn try_fold(ctx: &Ctx, n: &OnnxNode) -> Result<Option<Const>> {
             acc.batch = None;
             for i in 1..n.proto.input.len() {
                 let b = ctx.require_const(n, i, "input")?;
-                let data = zip2(n, &acc, b, |x, y| if op == "Min" { x.min(y) } else { x.max(y) })?;
+                let data = zip2(ctx, n, &acc, b, |x, y| if op == "Min" { x.min(y) } else { x.max(y) })?;
                 acc = Const::new(acc.dtype, data);
             }
             acc
         }
         "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => {
             let (a, b) = (x()?, ctx.require_const(n, 1, "B")?);
-            let data = zip2(n, a, b, |x, y| {
+            let data = zip2(ctx, n, a, b, |x, y| {
                 let t = match op {
                     "Equal" => x == y,
                     "Less" => x < y,
@@ -349,9 +377,10 @@ fn unary(c: &Const, f: impl Fn(f64) -> f64) -> Const {
 }
 
 /// `f` element-wise over two constants broadcast together.
-fn zip2(n: &OnnxNode, a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Result<ArrayD<f64>> {
+fn zip2(ctx: &Ctx, n: &OnnxNode, a: &Const, b: &Const, f: impl Fn(f64, f64) -> f64) -> Result<ArrayD<f64>> {
     let shape = broadcast(a.data.shape(), b.data.shape())
         .ok_or_else(|| n.unsupported(format!("cannot broadcast {:?} with {:?}", a.data.shape(), b.data.shape())))?;
+    ctx.check_fold(n, &shape)?;
     let (av, bv) =
         (a.data.broadcast(IxDyn(&shape)).expect("checked"), b.data.broadcast(IxDyn(&shape)).expect("checked"));
     Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))

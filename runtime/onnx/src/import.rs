@@ -44,9 +44,19 @@ pub fn import_bytes(bytes: &[u8], file: &Path) -> Result<Graph> {
 
 /// Import ONNX bytes whose external data comes from `files` (see [`crate::external`]).
 pub fn import_bytes_with(bytes: &[u8], file: &Path, files: Files<'_>) -> Result<Graph> {
+    Ok(import_keeping(bytes, file, files, &[])?.0)
+}
+
+/// The constant values of an import, by ONNX value name: initializers and what the importer folded
+/// (a DequantizeLinear of an integer weight is its f32 values), as f32.
+pub type Constants = std::collections::BTreeMap<String, ndarray::ArrayD<f32>>;
+
+/// [`import_bytes_with`], also returning the constant values named in `keep` that the model has
+/// (so a caller can compare them with another copy of the weights, as the artifact loader does).
+pub fn import_keeping(bytes: &[u8], file: &Path, files: Files<'_>, keep: &[String]) -> Result<(Graph, Constants)> {
     let mut model = decode(bytes, file)?;
     external::resolve(&mut model, file, files)?;
-    let mut graph = build(&model, file)?;
+    let (mut graph, kept) = build(&model, file, keep)?;
     graph.infer_shapes(1)?;
     fold(&mut graph);
     graph.finalize()?;
@@ -55,7 +65,7 @@ pub fn import_bytes_with(bytes: &[u8], file: &Path, files: Files<'_>) -> Result<
     masq_ir::batch::generalise(&mut graph)?;
     graph.cmp_bits = cmp_bits(&model, file)?;
     graph.check_cmp_bits().map_err(|e| IrError::Malformed { file: file.to_path_buf(), reason: e.to_string() })?;
-    Ok(graph)
+    Ok((graph, kept))
 }
 
 /// Key of the calibrated comparison widths in `metadata_props` (a JSON object: node name to bits).
@@ -89,8 +99,8 @@ pub fn opset(model: &ModelProto, file: &Path) -> Result<i64> {
     })
 }
 
-/// Phase 2: build the IR graph.
-fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
+/// Phase 2: build the IR graph (and keep the constants named in `keep`).
+fn build(model: &ModelProto, file: &Path, keep: &[String]) -> Result<(Graph, Constants)> {
     let opset = opset(model, file)?;
     if !OPSETS.contains(&opset) {
         return Err(IrError::Malformed {
@@ -110,10 +120,10 @@ fn build(model: &ModelProto, file: &Path) -> Result<Graph> {
         return Err(IrError::UnsupportedOps { nodes: unsupported });
     }
 
-    match translate(g, file, opset, &registry, false) {
+    match translate(g, file, opset, &registry, false, keep) {
         // A node that reads across axis 0 of a graph with a symbolic batch: import it at batch 1
         // (fixed inputs), as if exported without dynamic axes.
-        (Err(_), true) => translate(g, file, opset, &registry, true).0,
+        (Err(_), true) => translate(g, file, opset, &registry, true, keep).0,
         (result, _) => result,
     }
 }
@@ -126,7 +136,8 @@ fn translate(
     opset: i64,
     registry: &HashMap<&'static str, builders::BuildFn>,
     fixed: bool,
-) -> (Result<Graph>, bool) {
+    keep: &[String],
+) -> (Result<(Graph, Constants)>, bool) {
     let name = if g.name.is_empty() {
         file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     } else {
@@ -135,7 +146,11 @@ fn translate(
     let mut ctx = Ctx::new(file.to_path_buf(), Graph::new(name));
     let result = fill(&mut ctx, g, file, opset, registry, fixed);
     let refused = ctx.batch_refused.get();
-    (result.map(|()| ctx.graph), refused)
+    let result = result.map(|()| {
+        let kept = keep.iter().filter_map(|k| ctx.consts.get(k).map(|c| (k.clone(), c.to_f32()))).collect();
+        (ctx.graph, kept)
+    });
+    (result, refused)
 }
 
 fn fill(
@@ -158,11 +173,15 @@ fn fill(
         let c = Consumer { op: Consumer::GRAPH_OUTPUT.into(), node: out.name.clone() };
         ctx.consumers.entry(out.name.clone()).or_default().push(c);
     }
+    let mut weights = 0usize;
     for t in &g.initializer {
         let mut c = decode_tensor(t, file)?;
         c.quant = crate::qdq::initializer_grid(t, &c, file)?;
+        weights = weights.saturating_add(c.data.len());
         ctx.consts.insert(t.name.clone(), c);
     }
+    let per_weight = weights.saturating_mul(crate::ctx::FOLD_PER_WEIGHT);
+    ctx.fold_budget.set(crate::ctx::FOLD_BASE.saturating_add(per_weight));
     for input in &g.input {
         if ctx.consts.contains_key(&input.name) {
             continue;
@@ -171,6 +190,7 @@ fn fill(
         if fixed {
             info.shape = info.shape_at(1).into_iter().map(Dim::Fixed).collect();
         }
+        masq_ir::shape::check_elements(|| format!("{}: input {}", file.display(), info.name), &info.shape_at(1))?;
         ctx.has_batch |= info.shape.first() == Some(&Dim::Batch);
         ctx.shapes.insert(info.name.clone(), info.shape_at(1));
         ctx.graph.inputs.push(info);
@@ -301,7 +321,9 @@ fn input_info(v: &proto::ValueInfoProto, file: &Path) -> Result<ValueInfo> {
     let mut dims = Vec::new();
     for (i, d) in shape.dim.iter().enumerate() {
         match d.dim_value {
-            Some(v) if v > 0 => dims.push(Dim::Fixed(v as usize)),
+            Some(v) if v > 0 => {
+                dims.push(Dim::Fixed(usize::try_from(v).map_err(|_| bad(format!("dimension {i} is {v}")))?))
+            }
             _ if i == 0 => dims.push(Dim::Batch),
             _ => return Err(bad(format!("dimension {i} is symbolic ({:?}); only the batch may be", d.dim_param))),
         }

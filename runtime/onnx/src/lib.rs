@@ -32,4 +32,4 @@ pub mod qdq;
 pub mod tensor;
 
 pub use annotation::MaskedActAnnotation;
-pub use import::{OPSETS, import_bytes, import_bytes_with, import_file};
+pub use import::{OPSETS, import_bytes, import_bytes_with, import_file, import_keeping};

@@ -141,9 +141,14 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
         t.dims.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<_, _>>().map_err(|_| {
             IrError::Malformed { file: file.to_path_buf(), reason: format!("tensor {}: negative dimension", t.name) }
         })?;
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| IrError::Malformed {
+    let count = masq_ir::shape::element_count(&shape).ok_or_else(|| IrError::Malformed {
         file: file.to_path_buf(),
-        reason: format!("tensor {}: dimensions {:?} overflow the element count", t.name, t.dims),
+        reason: format!(
+            "tensor {}: dimensions {:?} overflow the element count (at most {} elements per tensor)",
+            t.name,
+            t.dims,
+            masq_ir::shape::MAX_ELEMENTS
+        ),
     })?;
     let raw = if t.data_location == crate::external::EXTERNAL {
         Some(crate::external::read_tensor_bytes(t, file)?)
@@ -205,6 +210,14 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
             reason: format!("tensor {}: value {v} outside the range of {}", t.name, type_name(t.data_type)),
         });
     }
+    if t.data_type == data_type::BOOL
+        && let Some(v) = values.iter().find(|&&v| v != 0.0 && v != 1.0)
+    {
+        return Err(IrError::Malformed {
+            file: file.to_path_buf(),
+            reason: format!("tensor {}: value {v} in a BOOL tensor (only 0 and 1)", t.name),
+        });
+    }
     if values.len() != count {
         return Err(IrError::Malformed {
             file: file.to_path_buf(),
@@ -212,7 +225,10 @@ pub fn decode_tensor(t: &TensorProto, file: &Path) -> Result<Const> {
         });
     }
     let values = values.into_iter().map(|v| dtype.coerce(v)).collect();
-    let data = ArrayD::from_shape_vec(IxDyn(&shape), values).expect("sizes agree");
+    let data = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| IrError::Malformed {
+        file: file.to_path_buf(),
+        reason: format!("tensor {}: shape {shape:?}: {e}", t.name),
+    })?;
     Ok(Const { elem: t.data_type, ..Const::new(dtype, data) })
 }
 

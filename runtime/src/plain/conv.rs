@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, Array4, ArrayD, Axis, Ix4, s};
 
-use masq_ir::shape::window_out;
+use masq_ir::shape::{check_elements, window_out};
 use masq_ir::{ConvConfig, Graph, Node};
 use masq_ir::{IrError, Result};
 
@@ -25,10 +25,10 @@ pub(super) fn conv2d(graph: &Graph, node: &Node, c: &ConvConfig, x: &ArrayD<f32>
     let bad = || IrError::ShapeMismatch {
         node: node.name.clone(),
         op: "Conv".to_string(),
-        expected: format!("C = {} for weight {:?}", cg * g, w.shape()),
+        expected: format!("C = {} for weight {:?}", cg.saturating_mul(g), w.shape()),
         got: x.shape().to_vec(),
     };
-    if g == 0 || cin != cg * g || cout % g != 0 {
+    if g == 0 || cg.checked_mul(g) != Some(cin) || cout % g != 0 {
         return Err(bad());
     }
     let og = cout / g;
@@ -39,8 +39,12 @@ pub(super) fn conv2d(graph: &Graph, node: &Node, c: &ConvConfig, x: &ArrayD<f32>
         Some(b) => Some(graph.initializer(node, b)?),
         None => None,
     };
-    let mut out = Array4::<f32>::zeros((n, cout, oh, ow));
+    // Both buffers are bounded by masq's tensor limit before they are allocated.
+    let what = || format!("node {} (Conv): output", node.name);
+    check_elements(what, &[n, cout, oh, ow])?;
     let k = cg * kh * kw;
+    check_elements(|| format!("node {} (Conv): im2col buffer", node.name), &[k, oh, ow])?;
+    let mut out = Array4::<f32>::zeros((n, cout, oh, ow));
     let mut cols = Array2::<f32>::zeros((k, oh * ow));
     for b in 0..n {
         for gi in 0..g {

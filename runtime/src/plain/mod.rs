@@ -44,6 +44,12 @@ fn value<'a>(
 
 /// Evaluate one node on its input values.
 pub fn eval_node(graph: &Graph, node: &Node, ins: &[&ArrayD<f32>]) -> Result<ArrayD<f32>> {
+    let need = node.op.arity().unwrap_or(1);
+    if ins.len() < need {
+        return Err(IrError::InvalidGraph {
+            reason: format!("node {} ({}) has {} inputs, needs {need}", node.name, node.op.name(), ins.len()),
+        });
+    }
     let x = ins[0];
     let out = match &node.op {
         Op::Conv(c) => conv::conv2d(graph, node, c, x)?,
@@ -106,6 +112,10 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
             });
         }
     }
+    // Every value's shape at this batch, before any work: a node whose output would exceed
+    // `masq_ir::shape::MAX_ELEMENTS` (a Conv padded by 1e9, a Pad to 1e6 x 1e6) is an error naming
+    // it, not an allocation of the file's choosing.
+    graph.infer_shapes(batch)?;
     // Free each intermediate after its last use.
     let mut last_use: HashMap<&str, usize> = HashMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -123,7 +133,10 @@ pub fn run(graph: &Graph, inputs: HashMap<String, ArrayD<f32>>) -> Result<HashMa
                 env.remove(input);
             }
         }
-        env.insert(node.outputs[0].clone(), out);
+        let output = node.outputs.first().ok_or_else(|| IrError::InvalidGraph {
+            reason: format!("node {} ({}) has no output", node.name, node.op.name()),
+        })?;
+        env.insert(output.clone(), out);
     }
     graph
         .outputs

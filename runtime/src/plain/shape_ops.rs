@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use masq_ir::shape::{gathered_shape, reshape_target};
+use masq_ir::shape::{check_elements, gathered_shape, reshape_target};
 use masq_ir::{
     ConcatConfig, FlattenConfig, GatherConfig, Node, PadConfig, ReshapeConfig, SliceConfig, TransposeConfig,
 };
@@ -50,7 +50,14 @@ pub(super) fn pad(node: &Node, c: &PadConfig, x: &ArrayD<f32>) -> Result<ArrayD<
     if c.pads.len() != x.ndim() {
         return Err(mismatch(node, format!("rank {}", c.pads.len()), x.shape()));
     }
-    let shape: Vec<usize> = x.shape().iter().zip(&c.pads).map(|(d, (a, b))| d + a + b).collect();
+    let shape: Vec<usize> = x
+        .shape()
+        .iter()
+        .zip(&c.pads)
+        .map(|(&d, &(a, b))| d.checked_add(a).and_then(|d| d.checked_add(b)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| mismatch(node, format!("pads {:?} that fit", c.pads), x.shape()))?;
+    check_elements(|| format!("node {} (Pad): output", node.name), &shape)?;
     let mut out = ArrayD::from_elem(IxDyn(&shape), c.value);
     let mut view = out.view_mut();
     for (axis, (&d, &(a, _))) in x.shape().iter().zip(&c.pads).enumerate() {

@@ -7,6 +7,8 @@ mod akamaster;
 mod batch_pass;
 mod calibrate;
 mod common;
+mod hostile_checkpoint;
+mod hostile_onnx;
 mod onnx_import;
 mod onnx_mnist;
 mod onnx_node_conformance;

@@ -18,6 +18,43 @@ where
     PossibleValuesParser::new(names).try_map(|s: String| s.parse::<T>())
 }
 
+/// A finite number greater than 0 (`--lr`, `--grad-clip`): NaN, infinities, 0 and negatives are
+/// usage errors naming the flag and the value.
+pub fn positive_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number greater than 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number of at least 0 (`--min-lr`, `--weight-decay`, `--warmup-epochs`).
+pub fn non_negative_number(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number of at least 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A number in [0, 1) (`--momentum`, `--label-smoothing`).
+pub fn unit_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be at least 0 and less than 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A whole number of at least 1 (`--batch-size`, `--epochs`).
+pub fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A trained model: a masq checkpoint (`.safetensors`) or an artifact directory.
 #[cfg(feature = "train")]
 pub fn trained_model(s: &str) -> Result<masq_exporter::ModelSpec, String> {
@@ -56,6 +93,27 @@ pub fn reduce_replacement(s: &str) -> Result<masq_trainer::reduce::ReplacementKi
 #[cfg(feature = "train")]
 pub fn gate(s: &str) -> Result<masq_trainer::reduce::GateKind, String> {
     masq_trainer::reduce::GateKind::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_out_of_range_say_why() {
+        assert_eq!(positive_number("0.1"), Ok(0.1));
+        for bad in ["NaN", "nan", "inf", "-inf", "0", "-1"] {
+            assert!(positive_number(bad).unwrap_err().contains("finite number greater than 0"), "{bad}");
+        }
+        assert!(positive_number("fast").is_err());
+        assert_eq!(non_negative_number("0"), Ok(0.0));
+        assert!(non_negative_number("NaN").is_err() && non_negative_number("-0.5").is_err());
+        assert_eq!(unit_fraction("0.9"), Ok(0.9));
+        assert!(unit_fraction("1").is_err() && unit_fraction("NaN").is_err());
+        assert_eq!(positive_count("128"), Ok(128));
+        assert!(positive_count("0").unwrap_err().contains("at least 1"));
+        assert!(positive_count("-3").is_err());
+    }
 }
 
 #[cfg(all(test, feature = "train"))]

@@ -109,6 +109,11 @@ fn poly_of(ctx: &Ctx, value: &str, x: &str, c: usize, rank: usize, depth: usize)
 fn where_(ctx: &mut Ctx, n: &OnnxNode) -> Result<()> {
     let not_masked = |why: &str| n.unsupported(format!("Where is only supported as Where(mask, Relu(x), g(x)): {why}"));
     let cond = ctx.require_const(n, 0, "condition")?.clone();
+    // A mask holds 0 and 1 only: any other value (a UINT8 2) is a corrupt mask, not "true".
+    if let Some(v) = cond.data.iter().find(|&&v| v != 0.0 && v != 1.0) {
+        let name = n.input(0).unwrap_or_default();
+        return Err(n.unsupported(format!("mask {name} holds the value {v}; masks hold only 0 and 1")));
+    }
     let then = n.input(1).ok_or_else(|| not_masked("missing X"))?.to_string();
     // X is Relu(x), or Clip(x, 0, c) for a capped (ReLU6) site.
     let (relu, cap) = ctx

@@ -69,8 +69,8 @@ pub(crate) fn window(n: &OnnxNode, input_hw: [usize; 2], kernel: [usize; 2]) -> 
             let mut p = [0; 4];
             for i in 0..2 {
                 let out = input_hw[i].div_ceil(stride[i]);
-                let span = (kernel[i] - 1) * dilation[i] + 1;
-                let total = ((out.max(1) - 1) * stride[i] + span).saturating_sub(input_hw[i]);
+                let span = (kernel[i] - 1).saturating_mul(dilation[i]).saturating_add(1);
+                let total = ((out.max(1) - 1) * stride[i]).saturating_add(span).saturating_sub(input_hw[i]);
                 let small = total / 2;
                 let (begin, end) =
                     if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
