@@ -118,7 +118,8 @@ pub fn estimate(
         r.max_direction_bytes = e.max_direction_bytes;
         r.rounds = e.rounds;
         r.offline_bytes = e.offline_bytes;
-        r.est_seconds = e.rounds as f64 * network.rtt_s + e.max_direction_bytes * 8.0 / network.bandwidth_bps;
+        r.est_seconds = masq_mpc::cost::latency::rounds_seconds(e.rounds as f64, network)
+            + e.max_direction_bytes * 8.0 / network.bandwidth_bps;
     }
     Ok(r)
 }
