@@ -5,26 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::scratch::{entries, scratch};
 use masq_exporter::artifact::{MANIFEST_JSON, load_artifact, read_manifest};
 use masq_exporter::{ExportError, ExportFacts, ExportOptions, export};
 use masq_ir::{Graph, zoo};
 
 /// A process id no process can have (Linux caps pids at 2^22).
 const DEAD: u32 = 99_999_999;
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("masq-exporter-crash-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
 
 fn model(arch: &str) -> (Graph, ExportFacts) {
     (zoo::build("mnist_cnn", None, 0).unwrap(), ExportFacts::new(arch))
@@ -55,7 +42,7 @@ fn move_aside(out: &Path, tag: &str, pid: u32) -> PathBuf {
 
 #[test]
 fn killed_while_writing_the_temporary_directory() {
-    let root = scratch("writing");
+    let root = scratch("crash-writing");
     let out = artifact(&root, "old");
     let tmp = root.join(format!(".art.masq-tmp-{DEAD}-AbCdEf"));
     std::fs::create_dir(&tmp).unwrap();
@@ -71,7 +58,7 @@ fn killed_while_writing_the_temporary_directory() {
 
 #[test]
 fn killed_after_reserving_the_old_name() {
-    let root = scratch("reserved");
+    let root = scratch("crash-reserved");
     let out = artifact(&root, "old");
     // A complete new artifact in the temporary directory and an empty reserved old directory.
     let (g, f) = model("new");
@@ -88,7 +75,7 @@ fn killed_after_reserving_the_old_name() {
 
 #[test]
 fn killed_between_the_two_renames_the_old_artifact_is_restored() {
-    let root = scratch("between");
+    let root = scratch("crash-between");
     let out = artifact(&root, "old");
     let old = move_aside(&out, "masq-old", DEAD);
     let (g, f) = model("new");
@@ -115,7 +102,7 @@ fn killed_between_the_two_renames_the_old_artifact_is_restored() {
 #[test]
 fn an_old_name_without_a_process_id_is_restored_too() {
     // The layout of earlier masq versions: `.OUT.masq-old-<random>`.
-    let root = scratch("legacy");
+    let root = scratch("crash-legacy");
     let out = artifact(&root, "old");
     std::fs::rename(&out, root.join(".art.masq-old-q1W2e3")).unwrap();
     let (g, f) = model("new");
@@ -128,7 +115,7 @@ fn an_old_name_without_a_process_id_is_restored_too() {
 #[test]
 fn killed_while_deleting_the_old_artifact() {
     // The new artifact is in place; the old one, half deleted, is still in its hidden sibling.
-    let root = scratch("deleting");
+    let root = scratch("crash-deleting");
     let out = artifact(&root, "old");
     let old = move_aside(&out, "masq-old", DEAD);
     std::fs::remove_file(old.join(MANIFEST_JSON)).unwrap();
@@ -144,7 +131,7 @@ fn killed_while_deleting_the_old_artifact() {
 
 #[test]
 fn siblings_of_a_live_export_and_unloadable_old_copies_are_kept() {
-    let root = scratch("live");
+    let root = scratch("crash-live");
     let out = artifact(&root, "old");
     // Our own process id: a concurrent export still running.
     let mine = root.join(format!(".art.masq-tmp-{}-AbCdEf", std::process::id()));

@@ -3,20 +3,14 @@
 //! masked, quantized) passes. The tampered artifacts get fresh manifest hashes, so only the
 //! cross-check can catch them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::scratch::scratch;
 use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, load_artifact};
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
 use masq_ir::zoo;
 use masq_onnx::proto::{ModelProto, TensorProto, data_type};
 use prost::Message;
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("masq-exporter-xcheck-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Rewrite model.onnx with `edit` and put its new hash and size in the manifest.
 fn tamper(dir: &Path, edit: impl FnOnce(&mut ModelProto)) {
@@ -46,7 +40,7 @@ fn inline_scaled(t: &mut TensorProto, st: &[u8], dir: &Path, by: f32) {
 
 #[test]
 fn weights_that_differ_between_the_two_files_are_refused() {
-    let root = scratch("weights");
+    let root = scratch("xcheck-weights");
     let g = zoo::build("mnist_cnn", None, 0).unwrap();
     let dir = root.join("art");
     export(&g, &ExportFacts::new("mnist_cnn"), &dir, &ExportOptions::default()).unwrap();
@@ -66,7 +60,7 @@ fn weights_that_differ_between_the_two_files_are_refused() {
 
 #[test]
 fn an_initializer_pointed_at_another_tensors_bytes_is_refused() {
-    let root = scratch("offset");
+    let root = scratch("xcheck-offset");
     let g = zoo::build("mnist_cnn", None, 0).unwrap();
     let dir = root.join("art");
     export(&g, &ExportFacts::new("mnist_cnn"), &dir, &ExportOptions::default()).unwrap();
@@ -89,7 +83,7 @@ fn an_initializer_pointed_at_another_tensors_bytes_is_refused() {
 
 #[test]
 fn masked_and_quantized_artifacts_still_pass_the_cross_check() {
-    let root = scratch("good");
+    let root = scratch("xcheck-good");
     let mut g = zoo::build("mnist_cnn", None, 1).unwrap();
     attach_random_masks(&mut g, &RandomMasks { density: 0.3, replacement: ReplacementKind::Poly2, seed: 2 }).unwrap();
     let dir = root.join("masked");

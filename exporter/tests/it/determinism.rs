@@ -4,20 +4,14 @@
 
 use std::path::PathBuf;
 
+use crate::scratch::scratch;
 use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS};
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
 use masq_ir::zoo;
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("masq-exporter-det-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn two_exports_of_one_model_are_byte_identical() {
-    let root = scratch("twice");
+    let root = scratch("det-twice");
     // Masks and polynomial coefficients (many tensors with equal bytes: zero biases, equal
     // coefficients), so any order-dependent choice shows.
     let mut g = zoo::build("cnn_small", None, 3).unwrap();

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::scratch::{entries, scratch};
 use masq_exporter::artifact::{MANIFEST_JSON, MODEL_ONNX, MODEL_SAFETENSORS, load_artifact};
 use masq_exporter::{
     ExportError, ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export,
@@ -11,20 +12,6 @@ use masq_ir::atomic::sha256_hex;
 use masq_ir::{Graph, zoo};
 use safetensors::SafeTensors;
 use safetensors::tensor::TensorView;
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("masq-exporter-err-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    v.sort();
-    v
-}
 
 fn masked(model: &str) -> Graph {
     let mut g = zoo::build(model, None, 1).unwrap();
@@ -35,7 +22,7 @@ fn masked(model: &str) -> Graph {
 
 #[test]
 fn masks_other_than_zero_one_are_refused_and_nothing_is_written() {
-    let root = scratch("mask");
+    let root = scratch("err-mask");
     let mut g = masked("mnist_cnn");
     let m = g.masks.get_mut("relu2.mask").unwrap();
     m[[3, 1, 2]] = 2;
@@ -56,7 +43,7 @@ fn masks_other_than_zero_one_are_refused_and_nothing_is_written() {
 
 #[test]
 fn graph_and_tensor_shapes_that_disagree_are_refused() {
-    let root = scratch("shape");
+    let root = scratch("err-shape");
     let mut g = zoo::build("mnist_cnn", None, 0).unwrap();
     g.initializers.insert("conv2.weight".into(), ndarray::ArrayD::zeros(vec![16, 7, 5, 5]));
     let err = export(&g, &ExportFacts::new("m"), &root.join("art"), &ExportOptions::default()).unwrap_err();
@@ -114,7 +101,7 @@ fn with_mask_value(st: &[u8], name: &str, value: u8) -> Vec<u8> {
 
 #[test]
 fn corrupted_artifacts_are_refused_with_the_file_named() {
-    let root = scratch("corrupt");
+    let root = scratch("err-corrupt");
 
     let (dir, onnx, _) = fresh_artifact(&root, "flip");
     let mut bad = onnx.clone();

@@ -8,3 +8,4 @@ mod cross_check;
 mod determinism;
 mod errors;
 mod roundtrip;
+mod scratch;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::scratch::scratch;
 use masq_exporter::artifact::{MODEL_ONNX, load_artifact};
 use masq_exporter::{ExportFacts, ExportOptions, RandomMasks, ReplacementKind, attach_random_masks, export};
 use masq_ir::{Graph, report, zoo};
@@ -12,13 +13,6 @@ use masq_runtime::plain;
 use ndarray::ArrayD;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("masq-exporter-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The project's Python with onnx and onnxruntime, if set up (`make setup`).
 fn python() -> Option<PathBuf> {

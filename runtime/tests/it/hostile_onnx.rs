@@ -13,24 +13,10 @@ use masq_onnx::proto::*;
 use masq_onnx::tensor::{encode_f32, encode_i64, encode_int};
 use masq_runtime::plain;
 use ndarray::ArrayD;
-use prost::Message;
 
-/// Opset 17, input `x` of shape `input`, output `y`.
+/// Opset 17, input `x` of shape `input`, output `y` (`ort_backend::model`).
 fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: &[i64]) -> Vec<u8> {
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
-        graph: Some(GraphProto {
-            name: "hostile".into(),
-            node: nodes,
-            initializer: inits,
-            input: vec![value("x", Some(input))],
-            output: vec![value("y", None)],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    crate::ort_backend::model(17, nodes, inits, input)
 }
 
 fn import_err(bytes: &[u8]) -> IrError {
