@@ -749,9 +749,10 @@ impl Client {
         // The file's model material must be for this plan's linear layers (checked before the
         // slot is accepted, so a damaged file spends nothing).
         let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
-        if let Err(e) = file.model_material_for(&kinds) {
-            return Err(refuse(&mut t, e));
-        }
+        let model = match file.model_material_for(&kinds) {
+            Ok(m) => m,
+            Err(e) => return Err(refuse(&mut t, e)),
+        };
         send(&mut t, &Msg::Accept { index: mine.slot }, "handshake")?;
         let index = match recv(&mut t, "handshake")? {
             Msg::Go { index } => index,
@@ -768,7 +769,6 @@ impl Client {
         file.mark_spent(index)?;
         on_event(&format!("running inference {index}"));
 
-        let model = file.model_material_for(&kinds)?;
         let (pre, rest) = file.inference_stream(index, &plan.requests, &model, opts.material_budget_bytes)?;
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
