@@ -27,7 +27,7 @@ DEMO_ARGS ?=
 demo: build
 	./target/release/masq demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
-# Encrypted inference between two real processes: deal K=4, serve in the background, 3 queries
+# Encrypted inference between two real processes: deal K=5, serve in the background, 3 queries, then one each through a LAN- and a WAN-shaped `masq relay`
 # (CIFAR-10 test images if $$MASQ_DATA_DIR/cifar10 exists), measured vs estimated figures.
 # DEMO_MODEL=path/to/artifact-dir picks another model (default zoo:resnet20, random weights).
 demo-2pc: build
