@@ -264,6 +264,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         clip_comparisons: l.clip_comparisons,
                         leaky_relu_comparisons: l.leaky_relu_comparisons,
                         sigmoid_comparisons: l.sigmoid_comparisons,
+                        approx_comparisons: l.approx_comparisons,
                         poly_elements: l.poly_elements,
                     },
                     online_bytes_p0_to_p1: 0,

@@ -269,6 +269,7 @@ const SAME_FIELDS: &[&str] = &[
     "clip_comparisons",
     "leaky_relu_comparisons",
     "sigmoid_comparisons",
+    "approx_comparisons",
     "comparisons",
     "comparisons_per_batch",
     "poly_elements",

@@ -12,6 +12,6 @@ mod steps;
 pub use latency::{Network, estimate_seconds};
 pub use published::{Protocol, Workload};
 pub use steps::{
-    Cost, cmp, deal_overhead, exchange, frame_bytes, linear, linear_setup, masked_act, maxpool, mul, open, reveal,
-    square,
+    Cost, cmp, deal_overhead, exchange, frame_bytes, linear, linear_setup, masked_act, matmul, maxpool, mul, open,
+    reveal, square,
 };

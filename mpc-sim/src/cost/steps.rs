@@ -102,6 +102,13 @@ pub fn mul(n: usize) -> Cost {
     with_offline(exchange(2 * n), &Request::Mul { n })
 }
 
+/// A product of two secret tensors `[batch, m, k]·[batch, k, n]` ([`crate::protocols::matmul`]):
+/// one exchange of `E` and `F`, `batch·(m·k + k·n)` words each way, in one round; offline
+/// `C1`, `8·batch·m·n` bytes to P1 (P0's material is all seed-expanded).
+pub fn matmul(batch: usize, m: usize, k: usize, n: usize) -> Cost {
+    with_offline(exchange(batch * (m * k + k * n)), &Request::MatMul { batch, m, k, n })
+}
+
 /// `n` Beaver squares.
 pub fn square(n: usize) -> Cost {
     with_offline(exchange(n), &Request::Square { n })

@@ -15,6 +15,9 @@
 //! Header  { offline_bytes: u64, count: u64 }
 //! Item    enum, u32 tag: 0 Mul { a, b, c } | 1 Square { a, a2 } | 2 Cmp(Cmp)
 //!         | 3 MaskedAct { cmp: Cmp, a, a2 } | 4 Linear { layer: u64, input_shape: Vec<usize>, b: Tensor, c: Tensor }
+//!         | 5 MatMul { batch: u64, m: u64, k: u64, n: u64, a, b, c }
+//!                                  (a product of two secret tensors: `a` is batch·m·k words,
+//!                                   `b` batch·k·n, `c` batch·m·n, row-major per batch)
 //! Cmp     { bits: u32, r, keys: CmpKeys }
 //! CmpKeys enum, u32 tag: 0 OneRound { mr, mrr, keys: bytes }    (`r.len()` DCF keys on `bits - 1`
 //!                                   bits, as `DcfKeyBatch::to_bytes` writes them)
@@ -25,7 +28,14 @@
 //! ```
 //!
 //! where `a, b, c, a2, r, mr, mrr, lam, lamr, words` are word vectors. A linear item's `eb = op(E, [B])` is
-//! the party's own offline product, recomputed after loading and never stored.
+//! the party's own offline product, recomputed after loading and never stored. A matmul item's
+//! dimensions are checked against its three vector lengths; nothing is sized from them.
+//!
+//! A **seed-expanded** section ([`encode_preprocessing_seeded`]) is the `Header`, the `Origin`
+//! `{ key: [u8; 32], deal: u64 }`, then per request only what the party cannot expand
+//! ([`super::expand`]), an enum with the same tags: `0 Mul { c } | 1 Square { a2 } | 2 Cmp |
+//! 3 MaskedAct { cmp, a2 } | 4 Linear { c } | 5 MatMul { c }` (word vectors empty at P0, except
+//! that DCF keys are explicit for both). Its sizes come from the reader's plan, never the file.
 //!
 //! **Untrusted input.** Decoding never panics and never reserves memory for a length field that
 //! the input cannot back: every value is decoded with a bincode limit
@@ -88,6 +98,7 @@ enum Item<W, K> {
     Cmp(Cmp<W, K>),
     MaskedAct { cmp: Cmp<W, K>, a: W, a2: W },
     Linear { layer: u64, input_shape: Vec<usize>, b: Tensor<W>, c: Tensor<W> },
+    MatMul { batch: u64, m: u64, k: u64, n: u64, a: W, b: W, c: W },
 }
 
 /// Comparison material: the DCF keys are `r.len()` keys on `bits - 1` bits.
@@ -163,6 +174,10 @@ pub fn encode_material(m: &Material, out: &mut Vec<u8>) {
                 c: Tensor { shape: c.shape().to_vec(), words: &cw },
             };
             put(out, &item);
+        }
+        Material::MatMul { batch, m, k, n, a, b, c } => {
+            let [batch, m, k, n] = [*batch, *m, *k, *n].map(|d| d as u64);
+            put::<ItemOut>(out, &Item::MatMul { batch, m, k, n, a, b, c });
         }
     }
 }
@@ -464,6 +479,22 @@ fn material(party: Party, item: ItemIn<'_>) -> std::result::Result<Material, Str
             }
             Material::Linear { layer, input_shape, b, c, eb: None }
         }
+        Item::MatMul { batch, m, k, n, a, b, c } => {
+            // The dimensions only label the vectors: nothing is sized from them.
+            let dims = [batch, m, k, n].map(usize::try_from);
+            let [Ok(batch), Ok(m), Ok(k), Ok(n)] = dims else {
+                return Err(format!("matmul dimensions {:?} do not fit in usize", [batch, m, k, n]));
+            };
+            if super::request::matmul_words(batch, m, k, n) != Some((a.len(), b.len(), c.len())) {
+                return Err(format!(
+                    "matmul [{batch}, {m}, {k}] · [{batch}, {k}, {n}] with vectors of {}, {} and {} words",
+                    a.len(),
+                    b.len(),
+                    c.len()
+                ));
+            }
+            Material::MatMul { batch, m, k, n, a, b, c }
+        }
     })
 }
 
@@ -480,6 +511,7 @@ pub fn requests_of(p: &Preprocessing) -> Vec<Request> {
             Material::Linear { layer, input_shape, .. } => {
                 Request::Linear { layer: *layer, input_shape: input_shape.clone() }
             }
+            &Material::MatMul { batch, m, k, n, .. } => Request::MatMul { batch, m, k, n },
         })
         .collect()
 }

@@ -15,6 +15,7 @@
 //! Cmp compact  r, μ (one word per bit), λ, λ·r   r           μ (packed bits), λ, λ·r
 //! MaskedAct    its Cmp part, then a, a2     Cmp part, a      Cmp part, a2
 //! Linear       B, C                         B                C
+//! MatMul       A, B, C                      A, B             C        (C = A·B per batch)
 //! ```
 //! DCF keys are explicit for both parties (their correction words are common to both keys).
 //! Sizes come from the requests the reader expects (its own plan of the public model), never from
@@ -30,8 +31,8 @@ use super::request::{CmpMode, LayerId, Request};
 use crate::dcf::{BitDcfBatch, DcfKeyBatch, bit_key_bytes, key_bytes};
 use crate::party::Party;
 
-/// Most words of one linear layer's input or output mask: a file's layer shapes beyond it are
-/// refused rather than allocated.
+/// Most words of one linear layer's input or output mask, or of one operand of a product of two
+/// secret tensors: a plan's shapes beyond it are refused rather than allocated.
 const MAX_LINEAR_WORDS: usize = 1 << 32;
 
 /// Where a party's seed-expanded material comes from: its stream key and the deal's index.
@@ -67,6 +68,7 @@ pub enum Explicit<W, K> {
     Cmp(ExplicitCmp<W, K>),
     MaskedAct { cmp: ExplicitCmp<W, K>, a2: W },
     Linear { c: W },
+    MatMul { c: W },
 }
 
 /// The explicit part of comparison material.
@@ -119,6 +121,7 @@ pub fn explicit(party: Party, m: &Material) -> Explicit<&[u64], Vec<u8>> {
         Material::Linear { c, .. } => Explicit::Linear {
             c: if party == Party::P0 { &[] } else { c.as_slice().expect("dealt in standard layout") },
         },
+        Material::MatMul { c, .. } => Explicit::MatMul { c: none(party, c) },
     }
 }
 
@@ -221,6 +224,17 @@ pub fn expand(
             let b = ArrayD::from_shape_vec(IxDyn(input_shape), b).expect("planned length");
             let c = ArrayD::from_shape_vec(IxDyn(&out), c).expect("checked length");
             Material::Linear { layer: *layer, input_shape: input_shape.clone(), b, c, eb: None }
+        }
+        (&Request::MatMul { batch, m, k, n }, Explicit::MatMul { c }) => {
+            let (la, lb, lc) = super::request::matmul_words(batch, m, k, n)
+                .filter(|&(a, b, c)| a.max(b).max(c) <= MAX_LINEAR_WORDS)
+                .ok_or_else(|| {
+                    let dims = format!("[{batch}, {m}, {k}] · [{batch}, {k}, {n}]");
+                    format!("matmul {dims}: an operand has more than {MAX_LINEAR_WORDS} elements")
+                })?;
+            let (a, b) = (draw(rng, la), draw(rng, lb));
+            let c = take(party, c, lc, "C")?.unwrap_or_else(|| draw(rng, lc));
+            Material::MatMul { batch, m, k, n, a, b, c }
         }
         (req, _) => return Err(format!("an item of another kind, the plan needs {}", req.name())),
     })

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use ndarray::ArrayD;
 
 use crate::dcf::{BitDcfBatch, DcfKeyBatch};
-use crate::dealer::request::{CmpMode, LayerId, LinearKind, Request};
+use crate::dealer::request::{CmpMode, LayerId, LinearKind, Request, matmul_words};
 use crate::error::{MpcError, Result};
 use crate::party::Party;
 
@@ -80,6 +80,11 @@ pub enum Material {
     /// A linear layer's per-inference triple: shares of `B` (input-shaped) and `C = op(A, B)`;
     /// `eb` is `op(E, [B])`, filled in by the party itself offline ([`crate::protocols::precompute`]).
     Linear { layer: LayerId, input_shape: Vec<usize>, b: ArrayD<u64>, c: ArrayD<u64>, eb: Option<ArrayD<u64>> },
+    /// A matrix triple for a product of two secret tensors `[batch, m, k] · [batch, k, n]`:
+    /// shares of `a` (`batch·m·k` words), `b` (`batch·k·n`) and `c = a·b` per batch
+    /// (`batch·m·n`), all row-major. The dimensions are kept because the lengths alone do not
+    /// fix them (`[4, 1, 1, 1]` and `[1, 2, 2, 2]` have the same three lengths).
+    MatMul { batch: usize, m: usize, k: usize, n: usize, a: Vec<u64>, b: Vec<u64>, c: Vec<u64> },
 }
 
 impl Material {
@@ -99,6 +104,7 @@ impl Material {
                 )
             }
             Material::Linear { layer, input_shape, .. } => format!("linear (layer {layer}, input {input_shape:?})"),
+            Material::MatMul { batch, m, k, n, .. } => describe_matmul(*batch, *m, *k, *n),
         }
     }
 
@@ -114,6 +120,10 @@ impl Material {
             (Material::Linear { layer, input_shape, .. }, Request::Linear { layer: l, input_shape: s }) => {
                 layer == l && input_shape == s
             }
+            (Material::MatMul { batch, m, k, n, a, b, c }, Request::MatMul { batch: rb, m: rm, k: rk, n: rn }) => {
+                (batch, m, k, n) == (rb, rm, rk, rn)
+                    && matmul_words(*rb, *rm, *rk, *rn) == Some((a.len(), b.len(), c.len()))
+            }
             _ => false,
         }
     }
@@ -128,7 +138,12 @@ fn describe_request(req: &Request) -> String {
             format!("masked_act (relus = {relus}, squares = {squares}, bits = {bits}, {mode})")
         }
         Request::Linear { layer, input_shape } => format!("linear (layer {layer}, input {input_shape:?})"),
+        Request::MatMul { batch, m, k, n } => describe_matmul(*batch, *m, *k, *n),
     }
+}
+
+fn describe_matmul(batch: usize, m: usize, k: usize, n: usize) -> String {
+    format!("matmul (batch = {batch}, m = {m}, k = {k}, n = {n})")
 }
 
 /// One party's model-load material: its share of each linear layer's weight mask `A`.

@@ -8,7 +8,8 @@
 //!   D ─────────────────────────▶ P0      D ─────────────────────────────────▶ P1
 //!   │  P0's shares of a, b, c, r, m_r, A, B, C are expanded from seed_0
 //!   │  P1's shares of a, b, r, A, B are expanded from seed_1; c1 = ab - c0, m_r1, (m_r r)_1,
-//!   │  C1 = op(A,B) - C0 are sent explicitly
+//!   │  C1 = op(A,B) - C0 (and, for a product of two secret tensors, C1 = AB - C0) are sent
+//!   │  explicitly
 //!   └─ DCF keys: each party's root seed and the correction words (common to both keys) are sent to both
 //! ```
 //!
@@ -75,6 +76,8 @@ pub mod offline {
                 })?;
                 (0, 8 * out.iter().product::<usize>() as u64)
             }
+            // C1 = AB - C0 explicit to P1 (A, B and C0 seed-expanded).
+            Request::MatMul { batch, m, k, n } => (0, 8 * matmul_sizes(*batch, *m, *k, *n)?.2 as u64),
         })
     }
 
@@ -289,6 +292,18 @@ impl Dealer {
                     Material::Linear { layer: l, input_shape: input_shape.clone(), b: b1, c: c1, eb: None },
                 )
             }
+            &Request::MatMul { batch, m, k, n } => {
+                let (la, lb, lc) = matmul_sizes(batch, m, k, n)?;
+                let (a0, a1, a) = self.seeded_pair(la);
+                let (b0, b1, b) = self.seeded_pair(lb);
+                let mut c = vec![0u64; lc];
+                crate::kernel::gemm_batched(batch, m, k, n, &a, &b, &mut c, false)?;
+                let (c0, c1) = self.explicit_split(&c);
+                (
+                    Material::MatMul { batch, m, k, n, a: a0, b: b0, c: c0 },
+                    Material::MatMul { batch, m, k, n, a: a1, b: b1, c: c1 },
+                )
+            }
         })
     }
 
@@ -355,6 +370,16 @@ impl Dealer {
         };
         Ok((CmpMaterial { bits, r: r0, keys: k0 }, CmpMaterial { bits, r: r1, keys: k1 }))
     }
+}
+
+/// Words of a [`Request::MatMul`]'s `A`, `B`, `C` ([`request::matmul_words`]), or
+/// [`MpcError::InvalidParameter`] when they overflow.
+pub fn matmul_sizes(batch: usize, m: usize, k: usize, n: usize) -> Result<(usize, usize, usize)> {
+    request::matmul_words(batch, m, k, n).ok_or_else(|| MpcError::InvalidParameter {
+        name: "matmul dimensions",
+        value: format!("batch = {batch}, m = {m}, k = {k}, n = {n}"),
+        reason: "the operands have more elements than fit in usize".into(),
+    })
 }
 
 /// Checks a comparison bit width: 2 to 64.

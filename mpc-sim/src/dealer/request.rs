@@ -191,6 +191,9 @@ pub enum Request {
     MaskedAct { relus: usize, squares: usize, bits: u32, mode: CmpMode },
     /// Per-inference matrix triple of a linear layer for an input of `input_shape`.
     Linear { layer: LayerId, input_shape: Vec<usize> },
+    /// A fresh matrix triple `(A, B, C = A·B)` per batch for a product of two secret tensors
+    /// `[batch, m, k] · [batch, k, n]` (both masks fresh, nothing reused).
+    MatMul { batch: usize, m: usize, k: usize, n: usize },
 }
 
 impl Request {
@@ -202,6 +205,14 @@ impl Request {
             Request::Cmp { .. } => "cmp",
             Request::MaskedAct { .. } => "masked_act",
             Request::Linear { .. } => "linear",
+            Request::MatMul { .. } => "matmul",
         }
     }
+}
+
+/// Words of a [`Request::MatMul`]'s `A`, `B` and `C` (`batch·m·k`, `batch·k·n`, `batch·m·n`);
+/// `None` when one of them overflows `usize`.
+pub fn matmul_words(batch: usize, m: usize, k: usize, n: usize) -> Option<(usize, usize, usize)> {
+    let words = |p: usize, q: usize| batch.checked_mul(p)?.checked_mul(q);
+    Some((words(m, k)?, words(k, n)?, words(m, n)?))
 }

@@ -52,6 +52,7 @@ pub type StreamStart = (Preprocessing, Box<dyn Refill>);
 /// process, so they count once (the larger party's dealer bytes, which include them and that
 /// party's seeds and corrections), plus each party's mask share and two correlation vectors
 /// (`48 n`). Linear: each party's `B` (input-shaped), `C` and `op(E, [B])` (output-shaped).
+/// MatMul: each party's `A`, `B` and `C` (`16 (bmk + bkn + bmn)`).
 pub fn resident_bytes(req: &Request, out_shape: &dyn Fn(LayerId) -> Option<Vec<usize>>) -> Result<u64> {
     Ok(match req {
         Request::Mul { n } => 48 * *n as u64,
@@ -69,6 +70,10 @@ pub fn resident_bytes(req: &Request, out_shape: &dyn Fn(LayerId) -> Option<Vec<u
             let (_, b1) = offline::bytes(req, out_shape)?;
             let out = b1 / 8;
             16 * (input_shape.iter().product::<usize>() as u64 + 2 * out)
+        }
+        Request::MatMul { batch, m, k, n } => {
+            let (a, b, c) = super::matmul_sizes(*batch, *m, *k, *n)?;
+            16 * (a as u64 + b as u64 + c as u64)
         }
     })
 }

@@ -6,6 +6,8 @@
 //!
 //! - [`gemm`]: `C (=|+=) A·B`, and [`gemm_bt`]: `C (=|+=) A·Bᵀ` (what a Gemm layer computes, `x·Wᵀ`);
 //!   Products with fewer than 8 rows (batch-1 layers) skip packing and stream over B instead;
+//! - [`gemm_batched`]: [`gemm`] over a batch of consecutive matrices (products of two secret
+//!   tensors, `[batch, m, k]·[batch, k, n]`);
 //! - [`conv2d`]: 2-D convolution (NCHW input, OIHW weight) with stride, asymmetric padding,
 //!   dilation and groups (depthwise included), by im2col plus the GEMM (a 1×1 convolution with
 //!   stride 1 and no padding skips im2col; depthwise convolutions stream tap by tap);
@@ -66,6 +68,40 @@ pub fn gemm_with(
     let a = gemm::MatRef { data: a, rs: k, cs: 1 };
     let b = gemm::MatRef { data: b, rs: n, cs: 1 };
     gemm::run(kernel, m, k, n, a, b, c, n, accumulate);
+    Ok(())
+}
+
+/// `C_i[m×n] = A_i[m×k]·B_i[k×n]` for each of `batch` consecutive matrices (or `+=` when
+/// `accumulate`), wrapping, by [`gemm`] per batch: `a` is `[batch, m, k]`, `b` `[batch, k, n]`
+/// and `c` `[batch, m, n]`, row-major.
+///
+/// Fails with [`MpcError::ShapeMismatch`] when a slice length does not fit the dimensions.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched(
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    accumulate: bool,
+) -> Result<()> {
+    let per = |p: usize, q: usize, len: usize, name: &str| {
+        p.checked_mul(q).filter(|w| w.checked_mul(batch) == Some(len)).ok_or_else(|| MpcError::ShapeMismatch {
+            op: "gemm_batched".into(),
+            expected: format!("{name} of {batch}×{p}×{q} elements (batch={batch}, m={m}, k={k}, n={n})"),
+            got: format!("{name} of length {len}"),
+        })
+    };
+    let (sa, sb, sc) = (per(m, k, a.len(), "A")?, per(k, n, b.len(), "B")?, per(m, n, c.len(), "C")?);
+    if sc == 0 {
+        return Ok(());
+    }
+    for i in 0..batch {
+        let (a, b) = (&a[i * sa..(i + 1) * sa], &b[i * sb..(i + 1) * sb]);
+        gemm(m, k, n, a, b, &mut c[i * sc..(i + 1) * sc], accumulate)?;
+    }
     Ok(())
 }
 

@@ -6,6 +6,18 @@
 //!   [xy] = [c] + d·[b] + e·[a] + d·e (P0)     [x²] = [a²] + 2d·[a] + d² (P0)
 //! ```
 //! Both take one round; mul sends 2 words per element each way, square 1.
+//!
+//! [`matmul`] is the matrix form for a product of two secret tensors `X[batch, m, k]` and
+//! `Y[batch, k, n]` (e.g. `Q·Kᵀ`, attention·V), with a fresh matrix triple per call:
+//!
+//! ```text
+//!   D ──▶ P_b : [A] (batch·m·k), [B] (batch·k·n), [C = A·B per batch] (batch·m·n)
+//!   P0 ⇄ P1  : open E = X - A, F = Y - B       one message, batch·(m·k + k·n) words each way
+//!   [X·Y] = [C] + E·[B] + [A]·F + E·F (P0)     P0: [C] + E·([B] + F) + [A]·F   P1: [C] + E·[B] + [A]·F
+//! ```
+//! One round. `E` and `F` are uniformly random to each party because both masks are fresh for
+//! this call (unlike a linear layer's weight mask, nothing is reused).
+//!
 //! The results are exact ring products: for fixed-point inputs truncate afterwards
 //! ([`super::trunc::truncate`]).
 
@@ -14,6 +26,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::ctx::Ctx;
 use crate::dealer::{Material, Request};
 use crate::error::{MpcError, Result, fmt_shape};
+use crate::kernel;
 use crate::share::{Party, Share};
 use crate::transport::Transport;
 
@@ -48,6 +61,55 @@ pub fn mul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Share
             })
             .collect();
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), out).expect("same length")))
+    })
+}
+
+/// `[x·y]` per batch for `x` of shape `[batch, m, k]` and `y` of `[batch, k, n]`: the ring
+/// product `[batch, m, n]` (no truncation), with one fresh matrix triple
+/// ([`Request::MatMul`]) and one round.
+///
+/// Shapes other than two 3-D tensors with the same batch and a common inner dimension are a
+/// [`MpcError::ShapeMismatch`].
+pub fn matmul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Share> {
+    ctx.check_share("matmul", x)?;
+    ctx.check_share("matmul", y)?;
+    let (xs, ys) = (x.shape(), y.shape());
+    if xs.len() != 3 {
+        return Err(MpcError::ShapeMismatch {
+            op: "matmul".into(),
+            expected: "a left operand [batch, m, k]".into(),
+            got: fmt_shape(xs),
+        });
+    }
+    let (batch, m, k) = (xs[0], xs[1], xs[2]);
+    if ys.len() != 3 || ys[0] != batch || ys[1] != k {
+        return Err(MpcError::ShapeMismatch {
+            op: "matmul".into(),
+            expected: format!("a right operand [{batch}, {k}, n] for a left operand {}", fmt_shape(xs)),
+            got: fmt_shape(ys),
+        });
+    }
+    let n = ys[2];
+    let (_, _, out) = crate::dealer::matmul_sizes(batch, m, k, n)?;
+    let req = Request::MatMul { batch, m, k, n };
+    ctx.step("matmul", out, |ctx| {
+        let Material::MatMul { a, b, c, .. } = ctx.take("matmul", &req)? else { unreachable!("checked by take") };
+        let (la, lb) = (a.len(), b.len());
+        let mut msg = Vec::with_capacity(la + lb);
+        msg.extend(x.data().iter().zip(&a).map(|(x, a)| x.wrapping_sub(*a)));
+        msg.extend(y.data().iter().zip(&b).map(|(y, b)| y.wrapping_sub(*b)));
+        let theirs = ctx.exchange(&msg, "matmul")?;
+        let opened: Vec<u64> = msg.iter().zip(&theirs).map(|(p, q)| p.wrapping_add(*q)).collect();
+        let (e, f) = opened.split_at(la);
+        // P0 also adds E·F: it folds it into E·(B0 + F), so each party runs two products.
+        let right = match ctx.party() {
+            Party::P0 => b.iter().zip(f).map(|(b, f)| b.wrapping_add(*f)).collect(),
+            Party::P1 => b,
+        };
+        let mut z = c;
+        kernel::gemm_batched(batch, m, k, n, e, &right, &mut z, true)?;
+        kernel::gemm_batched(batch, m, k, n, &a, f, &mut z, true)?;
+        Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(&[batch, m, n]), z).expect("batch·m·n words")))
     })
 }
 

@@ -286,6 +286,7 @@ fn seeded_plan() -> Vec<Request> {
     let mut p = plan();
     p.push(Request::Cmp { n: 33, bits: 40, mode: CmpMode::OneRound });
     p.push(Request::MaskedAct { relus: 21, squares: 5, bits: 64, mode: CmpMode::Compact });
+    p.push(Request::MatMul { batch: 2, m: 3, k: 4, n: 5 });
     p
 }
 

@@ -8,6 +8,7 @@ mod codec;
 mod common;
 mod dcf;
 mod laws;
+mod matmul;
 mod privacy;
 mod protocols;
 mod tcp_protocol;

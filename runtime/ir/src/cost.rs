@@ -22,17 +22,23 @@
 //!   reductions' input elements, two per polynomial element, and one per multiplication of the
 //!   Sigmoid polynomials ([`crate::approx::Piecewise::multiplications`]) per element.
 //!
-//! Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal and LayerNorm have no secure protocol yet (the
-//! transformers issue); they cost no comparisons here and `estimate` refuses them.
+//! - `approx_comparisons`: the transformer ops' approximations ([`crate::approx::transformer`]):
+//!   GELU and Erf two per element (their clamp), Tanh six (the sigmoid's), Exp two, Reciprocal
+//!   and a division by a computed value one per range bit of the divisor, Sqrt one per range
+//!   bit; LayerNorm one per range bit of each normalised row's `1/√(var + ε)`; Softmax over rows
+//!   of `L` elements `L − 1` for the maximum, `L` for the exponential's clamp and the range bits
+//!   of the row sum's reciprocal, per row.
 //!
-//! Softmax and LogSoftmax cost nothing here: under 2PC they run at the output, in the clear, at
-//! the client after the reveal. A per-batch total is `batch ×` these figures.
+//! A Softmax or LogSoftmax whose output is a graph output and feeds no node costs nothing: under
+//! 2PC it runs in the clear at the client after the reveal ([`runs_at_client`]). LogSoftmax has
+//! no secure protocol elsewhere. A per-batch total is `batch ×` these figures.
 
 use std::collections::HashMap;
 use std::ops::{Add, AddAssign};
 
 use serde::{Deserialize, Serialize};
 
+use crate::approx::transformer as approx;
 use crate::error::{IrError, Result};
 use crate::{Graph, Node, Op, PoolConfig, Replacement};
 
@@ -45,6 +51,9 @@ pub struct NodeCost {
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
     pub sigmoid_comparisons: u64,
+    /// Comparisons of the transformer ops' approximations (clamps, range bits, Softmax maxima).
+    #[serde(default)]
+    pub approx_comparisons: u64,
     pub poly_elements: u64,
 }
 
@@ -56,6 +65,7 @@ impl NodeCost {
             + self.clip_comparisons
             + self.leaky_relu_comparisons
             + self.sigmoid_comparisons
+            + self.approx_comparisons
     }
 
     /// The figures of `batch` images.
@@ -67,6 +77,7 @@ impl NodeCost {
             clip_comparisons: self.clip_comparisons * batch,
             leaky_relu_comparisons: self.leaky_relu_comparisons * batch,
             sigmoid_comparisons: self.sigmoid_comparisons * batch,
+            approx_comparisons: self.approx_comparisons * batch,
             poly_elements: self.poly_elements * batch,
         }
     }
@@ -82,6 +93,7 @@ impl Add for NodeCost {
             clip_comparisons: self.clip_comparisons + o.clip_comparisons,
             leaky_relu_comparisons: self.leaky_relu_comparisons + o.leaky_relu_comparisons,
             sigmoid_comparisons: self.sigmoid_comparisons + o.sigmoid_comparisons,
+            approx_comparisons: self.approx_comparisons + o.approx_comparisons,
             poly_elements: self.poly_elements + o.poly_elements,
         }
     }
@@ -110,6 +122,9 @@ pub struct ModelCounts {
     pub leaky_relu_comparisons: u64,
     #[serde(default)]
     pub sigmoid_comparisons: u64,
+    /// Comparisons of the transformer ops' approximations.
+    #[serde(default)]
+    pub approx_comparisons: u64,
     /// Every secure comparison per image.
     pub comparisons: u64,
     pub poly_elements: u64,
@@ -124,11 +139,21 @@ impl From<NodeCost> for ModelCounts {
             clip_comparisons: c.clip_comparisons,
             leaky_relu_comparisons: c.leaky_relu_comparisons,
             sigmoid_comparisons: c.sigmoid_comparisons,
+            approx_comparisons: c.approx_comparisons,
             comparisons: c.comparisons(),
             poly_elements: c.poly_elements,
             macs: c.macs,
         }
     }
+}
+
+/// Whether `node` runs in the clear at the client after the reveal: a Softmax or LogSoftmax
+/// whose output is a graph output that no node reads.
+pub fn runs_at_client(graph: &Graph, node: &Node) -> bool {
+    let out = &node.outputs[0];
+    matches!(node.op, Op::Softmax(_) | Op::LogSoftmax(_))
+        && graph.outputs.iter().any(|o| &o.name == out)
+        && !graph.nodes.iter().any(|n| n.inputs.contains(out))
 }
 
 /// Figures of every node of `graph` for one image, in node order.
@@ -180,7 +205,55 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
             c.macs = out_elems * w[1] as u64;
         }
         Op::MatMul(_) => c.macs = out_elems * input.last().copied().unwrap_or(0) as u64,
-        Op::BatchNorm(_) | Op::Mul(_) | Op::Div(_) | Op::Pow(_) | Op::LayerNorm(_) => c.macs = out_elems,
+        Op::BatchNorm(_) | Op::Mul(_) | Op::Pow(_) => c.macs = out_elems,
+        Op::Div(_) => {
+            c.macs = out_elems;
+            // A computed divisor: its reciprocal, then a product.
+            if let Some(d) = node.inputs.get(1).filter(|d| !graph.initializers.contains_key(*d)) {
+                let n = elems(shape_of(d)?);
+                let r = approx::reciprocal();
+                c.approx_comparisons = r.comparisons() * n;
+                c.macs += r.multiplications() * n;
+            }
+        }
+        Op::LayerNorm(cfg) => {
+            let rows = elems(&input[..cfg.axis.min(input.len())]);
+            let r = approx::rsqrt();
+            c.approx_comparisons = r.comparisons() * rows;
+            c.macs = 3 * out_elems + r.multiplications() * rows;
+        }
+        Op::Softmax(cfg) if !runs_at_client(graph, node) => {
+            let len = input.get(cfg.axis).copied().unwrap_or(1) as u64;
+            let rows = in_elems / len.max(1);
+            let e = approx::softmax_exp();
+            let r = approx::Reciprocal::softmax(len as usize);
+            c.approx_comparisons = rows * ((len - 1) + len * e.comparisons() + r.comparisons());
+            c.macs = in_elems * (e.multiplications() + 1) + rows * r.multiplications();
+        }
+        Op::Gelu(_) => {
+            c.approx_comparisons = approx::gelu().comparisons() * in_elems;
+            c.macs = approx::gelu().multiplications() * in_elems;
+        }
+        Op::Erf => {
+            c.approx_comparisons = approx::erf_approx().comparisons() * in_elems;
+            c.macs = approx::erf_approx().multiplications() * in_elems;
+        }
+        Op::Tanh => {
+            c.approx_comparisons = crate::approx::SIGMOID.comparisons() * in_elems;
+            c.macs = crate::approx::SIGMOID.multiplications() * in_elems;
+        }
+        Op::Exp => {
+            c.approx_comparisons = approx::exp().comparisons() * in_elems;
+            c.macs = approx::exp().multiplications() * in_elems;
+        }
+        Op::Reciprocal => {
+            c.approx_comparisons = approx::reciprocal().comparisons() * in_elems;
+            c.macs = approx::reciprocal().multiplications() * in_elems;
+        }
+        Op::Sqrt => {
+            c.approx_comparisons = approx::rsqrt().comparisons() * in_elems;
+            c.macs = (approx::rsqrt().multiplications() + 1) * in_elems;
+        }
         Op::HardSigmoid(_) => c.clip_comparisons = 2 * in_elems,
         Op::HardSwish => {
             c.clip_comparisons = 2 * in_elems;
@@ -247,13 +320,7 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         | Op::Slice(_)
         | Op::Gather(_)
         | Op::Identity
-        | Op::FakeQuant(_)
-        | Op::Tanh
-        | Op::Erf
-        | Op::Gelu(_)
-        | Op::Exp
-        | Op::Sqrt
-        | Op::Reciprocal => {}
+        | Op::FakeQuant(_) => {}
     }
     Ok(c)
 }

@@ -22,6 +22,8 @@ pub struct LayerReport {
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
     pub sigmoid_comparisons: u64,
+    /// Comparisons of the transformer ops' approximations.
+    pub approx_comparisons: u64,
     pub poly_elements: u64,
 }
 
@@ -41,7 +43,8 @@ pub struct Report {
     pub clip_comparisons: u64,
     pub leaky_relu_comparisons: u64,
     pub sigmoid_comparisons: u64,
-    /// Every secure comparison per image: ReLUs plus the four kinds above.
+    pub approx_comparisons: u64,
+    /// Every secure comparison per image: ReLUs plus the five kinds above.
     pub comparisons: u64,
     pub poly_elements: u64,
     pub layers: Vec<LayerReport>,
@@ -57,6 +60,7 @@ impl Report {
             clip_comparisons: self.clip_comparisons,
             leaky_relu_comparisons: self.leaky_relu_comparisons,
             sigmoid_comparisons: self.sigmoid_comparisons,
+            approx_comparisons: self.approx_comparisons,
             poly_elements: self.poly_elements,
         }
     }
@@ -81,6 +85,7 @@ pub fn report(graph: &Graph) -> Result<Report> {
             clip_comparisons: c.clip_comparisons,
             leaky_relu_comparisons: c.leaky_relu_comparisons,
             sigmoid_comparisons: c.sigmoid_comparisons,
+            approx_comparisons: c.approx_comparisons,
             poly_elements: c.poly_elements,
         })
         .collect();
@@ -97,6 +102,7 @@ pub fn report(graph: &Graph) -> Result<Report> {
         clip_comparisons: t.clip_comparisons,
         leaky_relu_comparisons: t.leaky_relu_comparisons,
         sigmoid_comparisons: t.sigmoid_comparisons,
+        approx_comparisons: t.approx_comparisons,
         comparisons: t.comparisons(),
         poly_elements: t.poly_elements,
         layers,
@@ -149,14 +155,15 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "total: params {}, MACs {}, ReLUs {}, max-pool comparisons {}, Clip comparisons {}, LeakyReLU comparisons {}, Sigmoid comparisons {}",
+            "total: params {}, MACs {}, ReLUs {}, max-pool comparisons {}, Clip comparisons {}, LeakyReLU comparisons {}, Sigmoid comparisons {}, approximation comparisons {}",
             thousands(self.params),
             thousands(self.macs),
             thousands(self.relu_count),
             thousands(self.maxpool_comparisons),
             thousands(self.clip_comparisons),
             thousands(self.leaky_relu_comparisons),
-            thousands(self.sigmoid_comparisons)
+            thousands(self.sigmoid_comparisons),
+            thousands(self.approx_comparisons)
         );
         s
     }

@@ -137,6 +137,16 @@ impl<T: Transport> Backend for Exec<'_, T> {
         Ok(protocols::square(self.ctx, &x)?.into_data())
     }
 
+    fn drelu(&mut self, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
+        let x = self.share(x);
+        Ok(protocols::drelu(self.ctx, &x, self.bits, self.plan.cmp_mode)?.into_data())
+    }
+
+    fn matmul(&mut self, x: ArrayD<u64>, y: &ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
+        let (x, y) = (self.share(x), self.share(y.clone()));
+        Ok(protocols::matmul(self.ctx, &x, &y)?.into_data())
+    }
+
     fn masked_act(&mut self, x: ArrayD<u64>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
         Ok(protocols::masked_act(self.ctx, &x, mask, r, self.bits, self.plan.cmp_mode)?.into_data())

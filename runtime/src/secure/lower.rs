@@ -31,6 +31,7 @@ use masq_mpc::kernel::Conv2dParams;
 use masq_mpc::protocols::{PoolParams, Replacement as MpcReplacement};
 use masq_mpc::{FixedPoint, MpcError};
 
+use super::transformer;
 use crate::error::{IrError, Result, RuntimeError};
 use masq_ir::approx::{self, Clamped, Piecewise};
 use masq_ir::shape::{broadcast, reduced_shape, reshape_target, window_out};
@@ -74,6 +75,11 @@ pub(crate) trait Backend {
     fn mul(&mut self, x: ArrayD<Self::T>, y: &ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// `[x²]` element-wise (Beaver square: half the words of `mul(x, x)`).
     fn square(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
+    /// `[1{x ≥ 0}]` as integer 0/1 shares (not fixed point): a comparison whose bit is kept.
+    fn drelu(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
+    /// `[x·y]` for two secret tensors, `x` `[B, M, K]` and `y` `[B, K, N]` (Beaver matrix
+    /// triple; exact ring product).
+    fn matmul(&mut self, x: ArrayD<Self::T>, y: &ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// Masked activation over `[batch, ...]`.
     fn masked_act(&mut self, x: ArrayD<Self::T>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// Max pooling (NCHW).
@@ -99,11 +105,11 @@ pub(crate) enum Operand<'g, T> {
     Const(&'g ArrayD<f32>),
 }
 
-fn unsupported(node: &Node, reason: impl Into<String>) -> RuntimeError {
+pub(super) fn unsupported(node: &Node, reason: impl Into<String>) -> RuntimeError {
     IrError::UnsupportedConfig { node: node.name.clone(), op: node.op.name().to_string(), reason: reason.into() }.into()
 }
 
-fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> RuntimeError {
+pub(super) fn mismatch(node: &Node, expected: impl Into<String>, got: &[usize]) -> RuntimeError {
     IrError::ShapeMismatch {
         node: node.name.clone(),
         op: node.op.name().to_string(),
@@ -118,11 +124,11 @@ pub(crate) fn mpc_err(node: &Node) -> impl FnOnce(MpcError) -> RuntimeError + '_
     move |source| RuntimeError::Mpc { at: format!("node {} ({})", node.name, node.op.name()), source }
 }
 
-fn encode(fp: FixedPoint, c: &ArrayD<f32>) -> ArrayD<u64> {
+pub(super) fn encode(fp: FixedPoint, c: &ArrayD<f32>) -> ArrayD<u64> {
     c.mapv(|v| fp.encode(v as f64))
 }
 
-fn standard<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
+pub(super) fn standard<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
     if v.is_standard_layout() { v.to_owned() } else { v.as_standard_layout().into_owned() }
 }
 
@@ -140,11 +146,11 @@ pub(crate) fn reshape<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> Option<ArrayD<
     a.into_shape_with_order(IxDyn(shape)).ok()
 }
 
-fn permute<T: Clone>(a: ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
+pub(super) fn permute<T: Clone>(a: ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
     standard(a.view().permuted_axes(IxDyn(perm)))
 }
 
-fn concat<T: Clone>(parts: &[ArrayD<T>], axis: usize) -> Option<ArrayD<T>> {
+pub(super) fn concat<T: Clone>(parts: &[ArrayD<T>], axis: usize) -> Option<ArrayD<T>> {
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     let out = ndarray::concatenate(Axis(axis), &views).ok()?;
     Some(if out.is_standard_layout() { out } else { standard(out.view()) })
@@ -196,13 +202,13 @@ fn pool_params(node: &Node, c: &PoolConfig, x: &[usize]) -> Result<(PoolParams, 
 }
 
 /// The concatenation of `parts`, each flattened (row-major).
-fn flat_concat<T: Clone>(parts: &[ArrayD<T>]) -> ArrayD<T> {
+pub(super) fn flat_concat<T: Clone>(parts: &[ArrayD<T>]) -> ArrayD<T> {
     let flat: Vec<ArrayD<T>> = parts.iter().map(|p| reshape(p.clone(), &[p.len()]).expect("flat")).collect();
     concat(&flat, 0).expect("1-D parts concatenate")
 }
 
 /// Splits a flat `all` into consecutive parts of `shapes`.
-fn split<T: Clone>(all: &ArrayD<T>, shapes: &[Vec<usize>]) -> Vec<ArrayD<T>> {
+pub(super) fn split<T: Clone>(all: &ArrayD<T>, shapes: &[Vec<usize>]) -> Vec<ArrayD<T>> {
     let mut at = 0;
     shapes
         .iter()
@@ -220,25 +226,29 @@ fn shapes_of<T>(parts: &[ArrayD<T>]) -> Vec<Vec<usize>> {
 }
 
 /// ReLUs of all `parts` in one call (one round), split back into the parts' shapes.
-fn relu_all<B: Backend>(b: &mut B, parts: &[ArrayD<B::T>]) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
+pub(super) fn relu_all<B: Backend>(b: &mut B, parts: &[ArrayD<B::T>]) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
     let r = b.relu(flat_concat(parts))?;
     Ok(split(&r, &shapes_of(parts)))
 }
 
 /// Products `xᵢ·yᵢ` of all pairs in one Beaver call (one round), in the parts' shapes.
-fn mul_all<B: Backend>(b: &mut B, xs: &[ArrayD<B::T>], ys: &[ArrayD<B::T>]) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
+pub(super) fn mul_all<B: Backend>(
+    b: &mut B,
+    xs: &[ArrayD<B::T>],
+    ys: &[ArrayD<B::T>],
+) -> masq_mpc::Result<Vec<ArrayD<B::T>>> {
     debug_assert_eq!(shapes_of(xs), shapes_of(ys));
     let z = b.mul(flat_concat(xs), &flat_concat(ys))?;
     Ok(split(&z, &shapes_of(xs)))
 }
 
 /// The public value `v` (encoded) as a share of `shape`.
-fn scalar<B: Backend>(b: &B, fp: FixedPoint, v: f64, shape: &[usize]) -> ArrayD<B::T> {
+pub(super) fn scalar<B: Backend>(b: &B, fp: FixedPoint, v: f64, shape: &[usize]) -> ArrayD<B::T> {
     broadcast_to(b.public(&ndarray::arr0(fp.encode(v)).into_dyn()), shape).expect("scalar broadcasts")
 }
 
 /// ONNX Clip on shares: one bound is a ReLU of the shifted value, two a clamp.
-fn clip<B: Backend>(
+pub(super) fn clip<B: Backend>(
     b: &mut B,
     node: &Node,
     fp: FixedPoint,
@@ -266,7 +276,7 @@ fn clip<B: Backend>(
 }
 
 /// `c·[x]` for a public real `c`, truncated.
-fn scale<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
+pub(super) fn scale<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
     let y = b.mul_public(x, &ndarray::arr0(fp.encode(c)).into_dyn());
     b.truncate(y)
 }
@@ -275,7 +285,7 @@ fn scale<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> Arra
 /// many elements would otherwise be off by up to `count / 2^(f+1)` relative): with
 /// `c·2^f = q₁ + q₂/2^f`, `[x]·c = trunc([x]·q₁ + trunc([x]·q₂))`, two local truncations,
 /// at most about one unit in the last place off.
-fn scale_fine<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
+pub(super) fn scale_fine<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) -> ArrayD<B::T> {
     let one = fp.encode(1.0) as f64;
     let q1 = (c * one).floor();
     let q2 = ((c * one - q1) * one).round();
@@ -289,7 +299,7 @@ fn scale_fine<B: Backend>(b: &mut B, fp: FixedPoint, x: ArrayD<B::T>, c: f64) ->
 
 /// `clamp(x, lo, hi)` = `lo + ReLU(x − lo) − ReLU(x − hi)`: both ReLUs in one call (one round,
 /// two comparisons per element).
-fn clamp<B: Backend>(
+pub(super) fn clamp<B: Backend>(
     b: &mut B,
     node: &Node,
     fp: FixedPoint,
@@ -354,7 +364,7 @@ fn clamped_poly<B: Backend>(
 /// the tail interval) in one ReLU call (one round, six comparisons per element), the middle
 /// piece by [`clamped_poly`], the two tails together by Horner in `w` (the first step public),
 /// then `mid + tail(x) − tail(−x)`.
-fn piecewise<B: Backend>(
+pub(super) fn piecewise<B: Backend>(
     b: &mut B,
     node: &Node,
     fp: FixedPoint,
@@ -406,7 +416,7 @@ fn piecewise<B: Backend>(
 }
 
 /// `Σ` of `x` along `axis` (local additions of shares), the axis removed.
-fn sum_axis<B: Backend>(b: &mut B, x: &ArrayD<B::T>, axis: usize) -> ArrayD<B::T> {
+pub(super) fn sum_axis<B: Backend>(b: &mut B, x: &ArrayD<B::T>, axis: usize) -> ArrayD<B::T> {
     let len = x.shape()[axis];
     if len == 0 {
         let mut shape = x.shape().to_vec();
@@ -520,8 +530,12 @@ pub(crate) fn lower<'g, B: Backend>(
             }
         }
         Op::MatMul(_) => {
-            let (Operand::Secret(x), Operand::Const(w)) = (ins.remove(0), ins.remove(0)) else {
-                return Err(unsupported(node, "only a computed left operand times a constant right operand"));
+            let (x, w) = match (ins.remove(0), ins.remove(0)) {
+                (Operand::Secret(x), Operand::Const(w)) => (x, w),
+                (Operand::Secret(x), Operand::Secret(y)) => return transformer::matmul(b, node, x, y),
+                _ => {
+                    return Err(unsupported(node, "a constant left operand times a computed right operand"));
+                }
             };
             if w.ndim() != 2 {
                 return Err(unsupported(node, "a batched (more than 2-D) constant right operand"));
@@ -564,7 +578,8 @@ pub(crate) fn lower<'g, B: Backend>(
                     let z = b.mul(x, &y).map_err(mpc_err(node))?;
                     return Ok(b.truncate(z));
                 }
-                _ => return Err(unsupported(node, "the divisor must be a constant")),
+                (Operand::Secret(x), Operand::Secret(d)) => return transformer::divide(b, node, fp, x, d),
+                _ => return Err(unsupported(node, "a constant divided by a computed value")),
             };
             let c = constant.expect("set above");
             let shape = broadcast(x.shape(), c.shape())
@@ -776,12 +791,40 @@ pub(crate) fn lower<'g, B: Backend>(
             let x = first(&mut ins)?;
             reduce(b, node, fp, x, c, false)
         }
-        Op::Tanh | Op::Erf | Op::Gelu(_) | Op::Exp | Op::Sqrt | Op::Reciprocal | Op::LayerNorm(_) => Err(unsupported(
-            node,
-            "no secure protocol yet: Tanh, Erf, Gelu, Exp, Sqrt, Reciprocal and LayerNormalization wait for the \
-             transformer work (CNN ops only so far)",
-        )),
-        Op::Softmax(_) | Op::LogSoftmax(_) => {
+        Op::Tanh => {
+            let x = first(&mut ins)?;
+            transformer::tanh(b, node, fp, x)
+        }
+        Op::Erf => {
+            let x = first(&mut ins)?;
+            transformer::erf(b, node, fp, x)
+        }
+        // Both forms map to one approximation (the tanh form is within 5e-4 of the exact one).
+        Op::Gelu(_) => {
+            let x = first(&mut ins)?;
+            transformer::gelu(b, node, fp, x)
+        }
+        Op::Exp => {
+            let x = first(&mut ins)?;
+            transformer::exp(b, node, fp, x, approx::transformer::exp())
+        }
+        Op::Sqrt => {
+            let x = first(&mut ins)?;
+            transformer::sqrt(b, node, fp, x)
+        }
+        Op::Reciprocal => {
+            let x = first(&mut ins)?;
+            transformer::reciprocal(b, node, fp, x, approx::transformer::reciprocal())
+        }
+        Op::LayerNorm(c) => {
+            let x = first(&mut ins)?;
+            transformer::layer_norm(b, graph, node, fp, x, c)
+        }
+        Op::Softmax(c) => {
+            let x = first(&mut ins)?;
+            transformer::softmax(b, node, fp, x, c.axis)
+        }
+        Op::LogSoftmax(_) => {
             Err(unsupported(node, "only at the model output (the client computes it after the reveal)"))
         }
         Op::MaskedAct(c) => {

@@ -37,6 +37,7 @@ pub mod lower;
 mod plan;
 pub mod probe;
 mod program;
+mod transformer;
 
 use std::collections::HashMap;
 use std::sync::{Barrier, Mutex};

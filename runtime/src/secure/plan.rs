@@ -284,6 +284,33 @@ impl Backend for Planner {
         Ok(x)
     }
 
+    fn drelu(&mut self, x: ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
+        self.cmp(x.len());
+        Ok(x)
+    }
+
+    fn matmul(&mut self, x: ArrayD<()>, y: &ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
+        let (&[batch, m, k], &[b2, k2, n]) = (x.shape(), y.shape()) else {
+            return Err(MpcError::ShapeMismatch {
+                op: "matmul".into(),
+                expected: "[B, M, K] and [B, K, N]".into(),
+                got: format!("{:?} and {:?}", x.shape(), y.shape()),
+            });
+        };
+        if batch != b2 || k != k2 {
+            return Err(MpcError::ShapeMismatch {
+                op: "matmul".into(),
+                expected: format!("[{batch}, {k}, N] for the right operand"),
+                got: format!("{:?}", y.shape()),
+            });
+        }
+        self.requests.push(Request::MatMul { batch, m, k, n });
+        self.add(0, cost::matmul(batch, m, k, n));
+        // Other protocols' estimates see it as a linear layer whose "weight" is the right operand.
+        self.workload.linear_layers.push(LinearWork { weights: y.len(), inputs: x.len(), outputs: batch * m * n });
+        Ok(shape_only(&[batch, m, n]))
+    }
+
     fn masked_act(&mut self, x: ArrayD<()>, mask: &[u8], r: &MpcReplacement) -> masq_mpc::Result<ArrayD<()>> {
         let batch = x.shape()[0];
         let req = protocols::masked_act_request(mask, r, batch, self.bits, self.mode);

@@ -8,7 +8,7 @@ use ndarray::ArrayD;
 
 use super::lower::{Backend, Operand, lower};
 use crate::error::{IrError, Result, RuntimeError};
-use masq_ir::{Graph, Op, ShapeMap};
+use masq_ir::{Graph, ShapeMap};
 
 /// One graph output: the secret value revealed to the client, and the client-side node
 /// (Softmax / LogSoftmax) applied to it afterwards, if any.
@@ -56,7 +56,7 @@ impl Program {
             let mut r = Reveal { output: out.name.clone(), value: out.name.clone(), tail: None };
             if let Some(&i) = producer.get(out.name.as_str()) {
                 let node = &graph.nodes[i];
-                if matches!(node.op, Op::Softmax(_) | Op::LogSoftmax(_)) && !readers.contains_key(out.name.as_str()) {
+                if masq_ir::cost::runs_at_client(graph, node) {
                     tails[i] = true;
                     r = Reveal { output: out.name.clone(), value: node.inputs[0].clone(), tail: Some(i) };
                 }

@@ -25,4 +25,5 @@ mod secure_fold;
 mod secure_ops;
 mod secure_props;
 mod secure_stream;
+mod secure_transformer;
 mod zoo;

@@ -8,6 +8,14 @@
 //! were fitted (iteratively re-weighted least squares toward the minimax fit, on Chebyshev nodes)
 //! offline; [`Clamped::max_error`] is the largest error over the whole real line, measured in
 //! this module's tests on a dense grid and in the tails, before fixed-point rounding.
+//!
+//! The transformer ops' approximations (exp, reciprocal, 1/√x, GELU, erf) are in [`transformer`],
+//! on polynomials fitted at run time ([`poly::Poly`]).
+
+pub mod poly;
+pub mod transformer;
+
+pub use poly::Poly;
 
 /// `f(x) ≈ constant + u·Σ odd[i]·u^(2i)`, `u = clamp(x, −bound, bound) / bound`.
 #[derive(Debug, Clone, Copy, PartialEq)]

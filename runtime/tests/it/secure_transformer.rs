@@ -1,0 +1,230 @@
+//! The transformer ops under 2PC against the plaintext interpreter, over each approximation's
+//! stated range (`masq_ir::approx::transformer`): random shapes and values; every case also
+//! checks prediction == measurement (bytes per direction, rounds, dealer bytes).
+
+use masq_ir::approx::transformer::{self as approx, bounds};
+use masq_ir::*;
+use masq_runtime::secure::{self, SecureConfig};
+use ndarray::ArrayD;
+use proptest::prelude::*;
+
+const ULP: f64 = 1.0 / 65536.0;
+
+/// `x` through `nodes` (the last one's output `y` read by an Identity, so that no op is the
+/// client-side tail of the graph), with the given initializers.
+fn graph(dims: &[usize], nodes: Vec<Node>, inits: Vec<(&str, ArrayD<f32>)>) -> Graph {
+    let mut g = Graph::new("transformer-prop");
+    g.inputs.push(ValueInfo::batched("x", dims));
+    for (name, t) in inits {
+        g.initializers.insert(name.into(), t);
+    }
+    g.nodes.extend(nodes);
+    g.nodes.push(Node::new("out", Op::Identity, &["y"], &["z"]));
+    g.outputs.push(ValueInfo::new("z", vec![]));
+    g.finalize().unwrap();
+    g
+}
+
+fn one(op: Op, dims: &[usize]) -> Graph {
+    graph(dims, vec![Node::new("op", op, &["x"], &["y"])], vec![])
+}
+
+/// Runs `g` under 2PC: (secure output, plaintext output) after checking the planner.
+fn run(g: &Graph, x: &ArrayD<f32>, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let cfg = SecureConfig { seed, ..SecureConfig::default() };
+    let run = secure::run(g, x, &cfg).unwrap();
+    let plan = secure::plan(g, x.shape()[0], &cfg).unwrap();
+    assert_eq!(run.report.measured, plan.total(), "prediction == measurement");
+    assert_eq!(run.report.per_image.comparisons, plan.per_image().comparisons);
+    let plain = masq_runtime::plain::run_single(g, x.clone()).unwrap();
+    (run.report.output.clone(), plain.iter().copied().collect())
+}
+
+/// Largest `|secure − plain| / (1 + |plain|·relative)`: absolute where `relative` is 0.
+fn worst(s: &[f32], p: &[f32], relative: bool) -> f64 {
+    s.iter()
+        .zip(p)
+        .map(|(&a, &b)| {
+            let d = (a as f64 - b as f64).abs();
+            if relative { d / (b as f64).abs() } else { d }
+        })
+        .fold(0.0, f64::max)
+}
+
+fn input(batch: usize, dims: &[usize], values: &[f32]) -> ArrayD<f32> {
+    let mut shape = vec![batch];
+    shape.extend_from_slice(dims);
+    let n: usize = shape.iter().product();
+    ArrayD::from_shape_vec(shape, (0..n).map(|i| values[i % values.len()]).collect()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gelu_erf_and_tanh_match_plaintext_on_all_reals(
+        batch in 1usize..3,
+        dims in prop::collection::vec(1usize..5, 1..3),
+        values in prop::collection::vec(-30.0f32..30.0, 1..48),
+        which in 0usize..3,
+        seed in any::<u64>(),
+    ) {
+        let (op, bound) = match which {
+            0 => (Op::Gelu(GeluConfig { tanh: false }), bounds::GELU + 12.0 * ULP),
+            1 => (Op::Erf, bounds::ERF + 16.0 * ULP),
+            _ => (Op::Tanh, 2.0 * masq_ir::approx::SIGMOID.max_error + 40.0 * ULP),
+        };
+        let (s, p) = run(&one(op, &dims), &input(batch, &dims, &values), seed);
+        let e = worst(&s, &p, false);
+        prop_assert!(e <= bound, "error {e} > {bound}");
+    }
+
+    #[test]
+    fn exp_matches_plaintext_on_its_range(
+        dims in prop::collection::vec(1usize..5, 1..3),
+        values in prop::collection::vec(-16.0f32..4.0, 1..48),
+        seed in any::<u64>(),
+    ) {
+        let (s, p) = run(&one(Op::Exp, &dims), &input(1, &dims, &values), seed);
+        // Relative: the three squarings multiply the polynomial's rounding by 8.
+        for (&a, &b) in s.iter().zip(&p) {
+            let d = (a as f64 - b as f64).abs();
+            prop_assert!(d <= 2e-3 * b as f64 + 16.0 * ULP, "e^x {b}: secure {a}");
+        }
+    }
+
+    #[test]
+    fn reciprocal_and_sqrt_match_plaintext_on_their_ranges(
+        dims in prop::collection::vec(1usize..5, 1..3),
+        exps in prop::collection::vec(-5.5f64..13.5, 1..48),
+        sqrt in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let values: Vec<f32> = exps.iter().map(|&e| 2f64.powf(e) as f32).collect();
+        let x = input(1, &dims, &values);
+        let op = if sqrt { Op::Sqrt } else { Op::Reciprocal };
+        let (s, p) = run(&one(op, &dims), &x, seed);
+        // Relative, plus the output's own rounding to 2^-16 and the input's (amplified by 1/x² for
+        // the reciprocal of a small x).
+        for ((&a, &b), &xi) in s.iter().zip(&p).zip(x.iter()) {
+            let d = (a as f64 - b as f64).abs();
+            let input_rounding = if sqrt { ULP / (xi as f64).sqrt() } else { ULP / (xi as f64 * xi as f64) };
+            prop_assert!(d <= 2e-3 * (b as f64).abs() + 2.0 * ULP + input_rounding, "x {xi}: {b} vs secure {a}");
+        }
+    }
+
+    #[test]
+    fn softmax_matches_plaintext_on_any_axis(
+        batch in 1usize..3,
+        dims in prop::collection::vec(1usize..9, 1..4),
+        values in prop::collection::vec(-8.0f32..8.0, 1..64),
+        axis_pick in any::<usize>(),
+        seed in any::<u64>(),
+    ) {
+        let axis = 1 + axis_pick % dims.len();
+        let (s, p) = run(&one(Op::Softmax(SoftmaxConfig { axis }), &dims), &input(batch, &dims, &values), seed);
+        let e = worst(&s, &p, false);
+        prop_assert!(e <= 2e-3, "error {e}");
+    }
+
+    #[test]
+    fn layer_norm_matches_plaintext(
+        batch in 1usize..3,
+        rows in 1usize..5,
+        n in 2usize..24,
+        values in prop::collection::vec(-6.0f32..6.0, 2..64),
+        shift in -20.0f32..20.0,
+        params in prop::collection::vec(-2.0f32..2.0, 24),
+        seed in any::<u64>(),
+    ) {
+        let dims = [rows, n];
+        let mut vals: Vec<f32> = values.iter().map(|v| v + shift).collect();
+        // At least two distinct values per row, so the variance is in range.
+        vals[0] = shift - 1.0;
+        vals[1] = shift + 1.0;
+        let x = input(batch, &dims, &vals);
+        let scale = ArrayD::from_shape_vec(vec![n], params[..n].to_vec()).unwrap();
+        let bias = ArrayD::from_shape_vec(vec![n], params[24 - n..].to_vec()).unwrap();
+        let op = Op::LayerNorm(LayerNormConfig { axis: 2, epsilon: 1e-5, scale: Some("s".into()), bias: Some("b".into()) });
+        let g = graph(&dims, vec![Node::new("ln", op, &["x"], &["y"])], vec![("s", scale), ("b", bias)]);
+        let (s, p) = run(&g, &x, seed);
+        let e = worst(&s, &p, false);
+        prop_assert!(e <= 5e-3, "error {e}");
+    }
+
+    #[test]
+    fn products_and_quotients_of_two_computed_values_match_plaintext(
+        batch in 1usize..3,
+        m in 1usize..6,
+        k in 1usize..9,
+        values in prop::collection::vec(-3.0f32..3.0, 1..64),
+        seed in any::<u64>(),
+    ) {
+        // y = x · xᵀ (a [B, m, m] product of two secret tensors), then y / (1 + y²).
+        let dims = [m, k];
+        let nodes = vec![
+            Node::new("t", Op::Transpose(TransposeConfig { perm: vec![0, 2, 1] }), &["x"], &["xt"]),
+            Node::new("mm", Op::MatMul(MatMulConfig {}), &["x", "xt"], &["p"]),
+            Node::new("sq", Op::Mul(BinaryConfig {}), &["p", "p"], &["p2"]),
+            Node::new("one", Op::Add(BinaryConfig {}), &["p2", "c1"], &["d"]),
+            Node::new("div", Op::Div(BinaryConfig {}), &["p", "d"], &["y"]),
+        ];
+        let g = graph(&dims, nodes, vec![("c1", ArrayD::from_elem(vec![1], 1.0))]);
+        let x = input(batch, &dims, &values);
+        let (s, p) = run(&g, &x, seed);
+        let e = worst(&s, &p, false);
+        // p has k·9 in magnitude at most: its rounding is k·2^-16, amplified at most 1× by t/(1+t²).
+        prop_assert!(e <= 1e-3 + (k as f64) * 4.0 * ULP, "error {e}");
+    }
+}
+
+#[test]
+fn a_secret_product_costs_both_openings_and_one_round() {
+    // [1, 3, 4] × [1, 4, 3]: 12 + 12 words each way, in one round; 9 words of C to P1.
+    let nodes = vec![
+        Node::new("t", Op::Transpose(TransposeConfig { perm: vec![0, 2, 1] }), &["x"], &["xt"]),
+        Node::new("mm", Op::MatMul(MatMulConfig {}), &["x", "xt"], &["y"]),
+    ];
+    let g = graph(&[3, 4], nodes, vec![]);
+    let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
+    let mm = plan.nodes.iter().find(|n| n.name == "mm").unwrap();
+    assert_eq!(mm.cost.rounds, 1);
+    assert_eq!(mm.cost.p0_to_p1, masq_mpc::cost::frame_bytes(24));
+    assert_eq!(mm.cost.offline_p1, 8 * 9);
+    assert_eq!(mm.per_image.comparisons(), 0);
+}
+
+#[test]
+fn softmax_and_layer_norm_cost_what_the_table_says() {
+    // Softmax over rows of 10: 9 + 10 + (4 + 1) comparisons per row; 3 rows.
+    let g = one(Op::Softmax(SoftmaxConfig { axis: 2 }), &[3, 10]);
+    let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
+    let sm = plan.nodes.iter().find(|n| n.name == "op").unwrap();
+    assert_eq!(sm.per_image.approx_comparisons, 3 * (9 + 10 + 5));
+    assert_eq!(sm.cost.rounds, 4 + 19, "⌈log₂10⌉ + 19 rounds");
+    // LayerNorm over rows of 8: one 1/√ per row, 14 comparisons each, 13 rounds.
+    let op = Op::LayerNorm(LayerNormConfig { axis: 2, epsilon: 1e-5, scale: None, bias: None });
+    let g = one(op, &[5, 8]);
+    let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
+    let ln = plan.nodes.iter().find(|n| n.name == "op").unwrap();
+    assert_eq!(ln.per_image.approx_comparisons, 5 * approx::rsqrt().comparisons());
+    assert_eq!(ln.cost.rounds, 13);
+    // A Softmax at the output is the client's (no comparisons, no rounds).
+    let mut g = Graph::new("tail");
+    g.inputs.push(ValueInfo::batched("x", &[3, 10]));
+    g.nodes.push(Node::new("sm", Op::Softmax(SoftmaxConfig { axis: 2 }), &["x"], &["y"]));
+    g.outputs.push(ValueInfo::new("y", vec![]));
+    g.finalize().unwrap();
+    let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
+    assert_eq!(plan.per_image().comparisons, 0);
+    assert_eq!(masq_ir::report::report(&g).unwrap().comparisons, 0);
+}
+
+#[test]
+fn gelu_and_erf_rounds_are_the_tables() {
+    for (op, rounds) in [(Op::Gelu(GeluConfig { tanh: true }), 11), (Op::Erf, 13), (Op::Exp, 11), (Op::Reciprocal, 8)] {
+        let g = one(op.clone(), &[4]);
+        let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
+        assert_eq!(plan.nodes[0].cost.rounds, rounds, "{}", op.name());
+    }
+}
