@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# `make fault-trials`: kill -9 of `masq deal`, `masq serve` and `masq query` at random points,
-# TRIALS times each (default 20), and what must hold afterwards:
-#   deal:  the directory holds the old pair or the new one (one pair id, a session works), or a
-#          torn pair that the handshake refuses; the next `masq deal --force` succeeds and leaves
-#          no temporary file;
+# `make fault-trials`: kill -9 of `masq deal`, `masq serve`, `masq query` and `masq train` at random
+# points, TRIALS times each (default 20), and what must hold afterwards:
+#   deal:  once the server has opened p0.bin (which settles a killed deal's journal), both files
+#          hold one pair id, the old one or the new one, no journal is left, and a session works;
+#          a torn pair is a failure. The next `masq deal --force` succeeds and leaves no temporary;
 #   serve: the client fails with an error (no panic), every slot the client spent is spent at the
 #          server too, and a restarted server serves the next client;
-#   query: the server keeps serving, the flags stay consistent, and the next client is served.
-# Prints one line per trial and a summary; exits 1 if any trial broke a rule.
+#   query: the server keeps serving, the flags stay consistent, and the next client is served;
+#   train: the run directory holds only run files (best.safetensors, last.safetensors, log.jsonl)
+#          and temporaries of atomic writes, every checkpoint loads (`masq inspect`), every line of
+#          the log is JSON; `--resume` continues the run (or, with no last.safetensors yet, refuses
+#          clearly and `--force` starts it again) and finishes with best.safetensors and
+#          last.safetensors byte-identical to an uninterrupted run's, and no temporary left.
+# FAULT_SECTIONS picks sections (default "deal serve query train"). Prints one line per trial and
+# a summary with each section's passed trials; exits 1 if any trial broke a rule.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +21,8 @@ MASQ=${MASQ:-./target/release/masq}
 PY=${PY:-.masq/python}
 TRIALS=${TRIALS:-20}
 MODEL=${FAULT_MODEL:-zoo:mnist_cnn}
+WANT=" ${FAULT_SECTIONS:-deal serve query train} "
+want() { [[ "$WANT" == *" $1 "* ]]; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/masq-fault-trials.XXXXXX")
 SERVER_PID=""
 cleanup() {
@@ -25,9 +33,14 @@ trap cleanup EXIT
 
 broken=0
 ok_count=0
+# Trials passed and rules broken per section (deal, serve, query, train), for the summary.
+SECTION=""
+SECTIONS=()
+declare -A passed=() failed=()
+section() { SECTION=$1; SECTIONS+=("$1"); passed[$1]=0; failed[$1]=0; }
 note() { echo "$*"; }
-bad() { echo "BROKEN: $*"; broken=$((broken + 1)); }
-good() { ok_count=$((ok_count + 1)); }
+bad() { echo "BROKEN: $*"; broken=$((broken + 1)); failed[$SECTION]=$((${failed[$SECTION]} + 1)); }
+good() { ok_count=$((ok_count + 1)); passed[$SECTION]=$((${passed[$SECTION]} + 1)); }
 
 # A random pause of 0 to $1 milliseconds.
 pause() { sleep "$(awk -v ms="$((RANDOM % $1))" 'BEGIN { printf "%.3f", ms / 1000 }')"; }
@@ -53,6 +66,10 @@ consistent() {
 start_server() { # p0.bin, extra args...
     local p0=$1
     shift
+    # Emptied here, not by the redirection below: that one runs in the background process, which
+    # may not have run yet when the loop first reads the file (and would find the last server's
+    # address).
+    : > "$W/serve.out"
     "$MASQ" serve --model "$MODEL" --preprocessing "$p0" --listen 127.0.0.1:0 --timeout 5 "$@" \
         > "$W/serve.out" 2> "$W/serve.err" &
     SERVER_PID=$!
@@ -77,7 +94,10 @@ no_panic() { ! grep -q panicked "$@"; }
 [[ -x "$MASQ" ]] || { echo "no $MASQ: run make build first"; exit 2; }
 "$PY" -c "import numpy as np; np.save('$W/x.npy', (np.arange(784) % 23 / 23.0 - 0.4).reshape(1, 1, 28, 28).astype(np.float32))"
 
+if want deal; then
 echo "== deal: kill -9 while replacing a pair ($TRIALS trials) =="
+section deal
+declare -A deal_states=()
 # A small model for the deals (the kill lands anywhere in a whole deal, its renames included).
 DEAL_MODEL=${FAULT_DEAL_MODEL:-zoo:mnist_cnn@8x8}
 "$PY" -c "import numpy as np; np.save('$W/x8.npy', (np.arange(64) % 23 / 23.0 - 0.4).reshape(1, 1, 8, 8).astype(np.float32))"
@@ -85,37 +105,60 @@ t0=$(date +%s%N)
 "$MASQ" deal --model "$DEAL_MODEL" --count 8 --out "$W/timing" > /dev/null
 deal_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 rm -rf "$W/timing"
-note "a whole deal takes ${deal_ms} ms; kills land in 0 to $((deal_ms * 12 / 10)) ms"
+note "a whole deal takes ${deal_ms} ms; kills land in 0 to $((deal_ms * 12 / 10)) ms (odd trials), or when its" \
+    "journal appears and up to about a millisecond later, among its renames (even trials)"
 for t in $(seq "$TRIALS"); do
     d="$W/deal$t"
     "$MASQ" deal --model "$DEAL_MODEL" --count 1 --out "$d" > /dev/null || { bad "deal $t: setup"; continue; }
     old=$(pair_id "$d/p0.bin")
     "$MASQ" deal --model "$DEAL_MODEL" --count 8 --out "$d" --force > /dev/null 2>&1 &
     pid=$!
-    pause $((deal_ms * 12 / 10 + 1))
+    if ((t % 2)); then pause $((deal_ms * 12 / 10 + 1)); else
+        # As soon as its journal appears (the commit), then 0 to about 1 ms more: among its renames.
+        until [[ -e "$d/.masq-deal.journal" ]] || ! kill -0 "$pid" 2>/dev/null; do :; done
+        for ((i = RANDOM % 500; i > 0; i--)); do :; done
+    fi
     kill -9 "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    # What the kill left, before anyone opened the directory.
+    left="$(find "$d" -name '.p*.tmp' | wc -l) temporaries$([[ -e "$d/.masq-deal.journal" ]] && echo ", journal")"
+    left+=", ids $(pair_id "$d/p0.bin" | cut -c1-8)/$(pair_id "$d/p1.bin" | cut -c1-8)"
+    # The server's open settles a journal (finishes the renames or removes the temporaries).
+    MODEL=$DEAL_MODEL start_server "$d/p0.bin" || { bad "deal $t: server: $(cat "$W/serve.err")"; continue; }
     a=$(pair_id "$d/p0.bin")
     b=$(pair_id "$d/p1.bin")
-    MODEL=$DEAL_MODEL start_server "$d/p0.bin" || { bad "deal $t: server"; continue; }
     "$MASQ" query --connect "$ADDR" --preprocessing "$d/p1.bin" --input "$W/x8.npy" --timeout 10 \
         > "$W/q.out" 2> "$W/q.err"
     st=$?
     if [[ "$a" == "$b" ]]; then
         state=$([[ "$a" == "$old" ]] && echo old || echo new)
-        if [[ $st -eq 0 ]]; then good; else bad "deal $t: $state pair not served: $(cat "$W/q.err")"; fi
+        if [[ -e "$d/.masq-deal.journal" ]]; then
+            bad "deal $t: the server's open left the journal"
+        elif [[ $st -eq 0 ]]; then
+            good
+        else
+            bad "deal $t: $state pair not served: $(cat "$W/q.err")"
+        fi
     else
         state=torn
-        if [[ $st -ne 0 ]] && grep -q "pair id" "$W/q.err"; then good; else bad "deal $t: torn pair accepted"; fi
+        bad "deal $t: torn pair after the server's open (p0 $a, p1 $b; left: $left)"
     fi
     stop_server
     if "$MASQ" deal --model "$DEAL_MODEL" --count 1 --out "$d" --force > /dev/null 2>&1 \
-        && [[ -z "$(find "$d" -name '.p*.tmp')" ]]; then :; else bad "deal $t: next deal failed or left temporaries"; fi
-    note "deal $t: killed -> $state pair"
+        && [[ -z "$(find "$d" -name '.*.tmp' -o -name '.masq-deal.journal')" ]]; then :; else
+        bad "deal $t: next deal failed or left temporaries"
+    fi
+    note "deal $t: killed ($left) -> $state pair"
+    deal_states[$state]=$((${deal_states[$state]:-0} + 1))
     rm -rf "$d"
 done
 
+note "deal: old pair ${deal_states[old]:-0}, new pair ${deal_states[new]:-0}, torn ${deal_states[torn]:-0}"
+fi
+
+if want serve; then
 echo "== serve: kill -9 of the server during a session ($TRIALS trials) =="
+section serve
 d="$W/serve"
 "$MASQ" deal --model "$MODEL" --count $((2 * TRIALS + 2)) --out "$d" --batch 4 > /dev/null
 "$PY" -c "import numpy as np; np.save('$W/x.npy', (np.arange(4*784) % 23 / 23.0 - 0.4).reshape(4, 1, 28, 28).astype(np.float32))"
@@ -136,7 +179,11 @@ for t in $(seq "$TRIALS"); do
     note "serve $t: $outcome; flags $(flags "$d/p0.bin") / $(flags "$d/p1.bin")"
 done
 
+fi
+
+if want query; then
 echo "== query: kill -9 of the client during a session ($TRIALS trials) =="
+section query
 d="$W/query"
 "$MASQ" deal --model "$MODEL" --count $((2 * TRIALS + 2)) --out "$d" --batch 4 > /dev/null
 start_server "$d/p0.bin" || exit 1
@@ -154,6 +201,104 @@ for t in $(seq "$TRIALS"); do
 done
 no_panic "$W/serve.err" || bad "the server panicked"
 stop_server
+fi
 
-echo "== $((3 * TRIALS)) trials: $ok_count passed, $broken broken =="
+if want train; then
+echo "== train: kill -9 of \`masq train\` ($TRIALS trials) =="
+section train
+declare -A train_states=()
+TRAIN_EPOCHS=${FAULT_TRAIN_EPOCHS:-6}
+TRAIN=(train --model zoo:cnn_small --dataset synthetic --epochs "$TRAIN_EPOCHS" --max-batches 8 --batch-size 32
+    --test-limit 200 --device cpu --threads 1 --json)
+# The epoch a checkpoint holds (its masq.epoch), "?" if its header does not read.
+ck_epoch() {
+    "$PY" - "$1" << 'PYEOF' 2> /dev/null || echo "?"
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    print(json.loads(f.read(n))["__metadata__"]["masq.epoch"])
+PYEOF
+}
+# Every line of a log is a JSON object, and the log ends with a newline.
+log_ok() {
+    "$PY" - "$1" << 'PYEOF'
+import json, sys
+data = open(sys.argv[1], "rb").read()
+if data and not data.endswith(b"\n"):
+    tail = data.rsplit(b"\n", 1)[-1][:60]
+    sys.exit(f"a partial last line: {tail!r}")
+for i, line in enumerate(data.split(b"\n")[:-1], 1):
+    try:
+        assert isinstance(json.loads(line), dict)
+    except Exception:
+        sys.exit(f"line {i} is not a JSON object: {line[:60]!r}")
+PYEOF
+}
+# The rules for a run directory ($1; $2 = "final" after the run finished: no temporaries either).
+check_run() {
+    local o=$1 f n
+    [[ -d "$o" ]] || return 0
+    for f in "$o"/* "$o"/.[!.]*; do
+        [[ -e "$f" ]] || continue
+        n=$(basename "$f")
+        case "$n" in
+            best.safetensors | last.safetensors)
+                "$MASQ" inspect "$f" --json > /dev/null 2> "$W/i.err" \
+                    || bad "train $t: $n does not load: $(tail -1 "$W/i.err")" ;;
+            log.jsonl) log_ok "$f" 2> "$W/l.err" || bad "train $t: torn log: $(tail -1 "$W/l.err")" ;;
+            .masq-tmp-*) [[ "${2:-}" != final ]] || bad "train $t: temporary $n left after the run" ;;
+            *) bad "train $t: unexpected file $n in the run directory" ;;
+        esac
+    done
+}
+if ! "$MASQ" train --help > /dev/null 2>&1; then
+    note "skipped: $MASQ has no train command (built without the train feature)"
+else
+t0=$(date +%s%N)
+"$MASQ" "${TRAIN[@]}" --out "$W/train-ref" > /dev/null 2> "$W/t.err" || { echo "reference run failed: $(cat "$W/t.err")"; exit 1; }
+train_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+note "a whole run ($TRAIN_EPOCHS epochs) takes ${train_ms} ms; kills land in 0 to $((train_ms * 12 / 10)) ms"
+for t in $(seq "$TRIALS"); do
+    o="$W/train$t"
+    b0=$broken
+    "$MASQ" "${TRAIN[@]}" --out "$o" > /dev/null 2>&1 &
+    pid=$!
+    pause $((train_ms * 12 / 10 + 1))
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    tmps=$(find "$o" -name '.masq-tmp-*' 2> /dev/null | wc -l)
+    check_run "$o"
+    if [[ -e "$o/last.safetensors" ]]; then
+        state="after epoch $(ck_epoch "$o/last.safetensors")"
+        "$MASQ" "${TRAIN[@]}" --out "$o" --resume > /dev/null 2> "$W/t.err" \
+            || bad "train $t: --resume $state failed: $(tail -1 "$W/t.err")"
+    else
+        state=$([[ -d "$o" ]] && echo "no checkpoint yet" || echo "no run directory")
+        if "$MASQ" "${TRAIN[@]}" --out "$o" --resume > /dev/null 2> "$W/t.err"; then
+            bad "train $t: --resume without a checkpoint succeeded"
+        elif ! grep -q "holds no last.safetensors" "$W/t.err" || ! no_panic "$W/t.err"; then
+            bad "train $t: --resume without a checkpoint: $(tail -1 "$W/t.err")"
+        fi
+        "$MASQ" "${TRAIN[@]}" --out "$o" --force > /dev/null 2> "$W/t.err" \
+            || bad "train $t: --force after $state failed: $(tail -1 "$W/t.err")"
+    fi
+    check_run "$o" final
+    [[ "$(ck_epoch "$o/last.safetensors")" == "$TRAIN_EPOCHS" ]] || bad "train $t: the run did not finish"
+    for f in best.safetensors last.safetensors; do
+        cmp -s "$o/$f" "$W/train-ref/$f" || bad "train $t: $f differs from the uninterrupted run's"
+    done
+    [[ $broken -eq $b0 ]] && good
+    note "train $t: killed $state ($tmps temporaries) -> finished"
+    train_states[$state]=$((${train_states[$state]:-0} + 1))
+    rm -rf "$o"
+done
+summary=()
+for s in "${!train_states[@]}"; do summary+=("$s: ${train_states[$s]}"); done
+note "train: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
+fi
+fi
+
+summary=()
+for s in "${SECTIONS[@]}"; do summary+=("$s ${passed[$s]}/$TRIALS"); done
+echo "== $(IFS=,; echo "${summary[*]}" | sed 's/,/, /g'); $ok_count passed, $broken rules broken =="
 [[ $broken -eq 0 ]]

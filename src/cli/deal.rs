@@ -4,10 +4,11 @@
 //!
 //! The dealer's randomness comes from the operating system unless `--seed` is given (for
 //! reproducible tests: two deals with one seed hold the same material, and using both would
-//! reuse it). An existing pair in DIR is replaced only with `--force`. Each file is written to a
-//! temporary name and renamed into place; a deal killed between the two renames leaves a new
-//! `p0.bin` beside the old `p1.bin`, which the handshake refuses (their pair ids differ), and
-//! its leftover temporary files are removed by the next deal into DIR.
+//! reuse it). An existing pair in DIR is replaced only with `--force`, and as a pair: both files
+//! are written to temporary names and synced, a journal in DIR commits their two renames, and a
+//! deal killed at any point leaves the complete old pair (killed before the commit) or the
+//! complete new one (after it) to the next `masq serve`, `masq query` or `masq deal` that opens
+//! DIR, which finishes the renames or removes the leftovers (`masq_deploy::file::journal`).
 
 use std::path::PathBuf;
 

@@ -89,8 +89,15 @@ pub struct TrainArgs {
 const RUN_FILES: &[&str] = &["best.safetensors", "last.safetensors", "log.jsonl"];
 
 /// Refuse to start a new run over an existing one unless `--resume` or `--force` says what to do
-/// with it.
+/// with it, and `--resume` of a directory without `last.safetensors`.
 fn check_run_dir(out: &std::path::Path, resume: bool, force: bool) -> Result<()> {
+    if resume && !out.join("last.safetensors").exists() {
+        bail!(
+            "{} holds no last.safetensors to resume (a run saves it at the end of each epoch; one \
+             stopped before its first epoch ended has none): start it again with --force",
+            out.display()
+        );
+    }
     if resume || force {
         return Ok(());
     }
@@ -103,6 +110,48 @@ fn check_run_dir(out: &std::path::Path, resume: bool, force: bool) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// `--force`: removes the run in `out` just before the new one starts (data and model loaded), so
+/// that a new run stopped before its first checkpoint leaves no checkpoint of the old one for
+/// `--resume` to continue. `last.safetensors` goes first: a kill in between leaves no run to resume.
+fn replace_run(out: &std::path::Path) -> Result<()> {
+    for name in ["last.safetensors", "best.safetensors", "log.jsonl"] {
+        let path = out.join(name);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("replacing the run in {}: {}", out.display(), path.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on the run directory (created if missing) for the whole command, so
+/// two `masq train` cannot write one run, and removes what a killed run's atomic writes left:
+/// temporary files `.masq-tmp-*` (a checkpoint being written when the run was killed; the
+/// checkpoint itself is the old one or the new one, never part of either).
+fn lock_run_dir(out: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let lock = std::fs::File::open(out).with_context(|| format!("opening {}", out.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("{}: another `masq train` is writing into this run directory", out.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", out.display()));
+        }
+    }
+    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", out.display()))?;
+        let stale = entry.file_name().to_str().is_some_and(|n| n.starts_with(".masq-tmp-"));
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(lock)
 }
 
 /// The run directory: `--out`, or `runs/<model>-<dataset>`.
@@ -122,6 +171,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     // Before any data or model is loaded.
     let out = run_dir(&a);
     check_run_dir(&out, a.resume, a.force)?;
+    let _lock = lock_run_dir(&out)?;
     let optimizer = match a.optimizer {
         Optimizer::Sgd => OptimizerKind::Sgd { momentum: a.momentum, nesterov: false },
         Optimizer::Adam => OptimizerKind::adam(),
@@ -205,6 +255,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
             }
         }
     };
+    if a.force {
+        replace_run(&out)?;
+    }
     let (_model, s) = train(&graph, &splits, &cfg, device, &mut on_event).context("training")?;
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -427,7 +427,7 @@ fn a_second_deal_needs_force_and_a_torn_pair_is_refused_on_both_sides() {
     // Without --seed, two deals of the same model hold different material and pair ids.
     ok(&run(&["deal", "--model", MODEL, "--count", "1", "--out", s(&b)]));
     ok(&run(&["deal", "--model", MODEL, "--count", "1", "--out", s(&b), "--force"]));
-    // A torn pair: p0.bin of one deal beside p1.bin of another (a deal killed between its renames).
+    // A mixed pair: p0.bin of one deal beside p1.bin of another (copied by hand; a killed deal no longer leaves one).
     std::fs::copy(b.join("p0.bin"), a.join("p0.bin")).unwrap();
     let server = Server::start(MODEL, &a.join("p0.bin"), &[]);
     let x = input(&a, &[1, 1, 28, 28]);

@@ -168,10 +168,32 @@ pub fn evaluate(model: &TchModel, data: &Dataset, norm: &Normalisation, batch: u
     Ok(EvalResult { accuracy: correct as f64 / n as f64, loss: loss_sum / n as f64, images: data.len() })
 }
 
+/// Appends `v` as one line. The line goes out in one `write` (`writeln!` on the file wrote each
+/// JSON token with its own system call, so a killed run left half a line), and the log is
+/// synced, so a kill leaves whole lines only.
 fn append_log(path: &Path, v: &Value) -> Result<()> {
     let mut f =
         std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainerError::io(path, e))?;
-    writeln!(f, "{v}").map_err(|e| TrainerError::io(path, e))
+    let line = format!("{v}\n");
+    f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).map_err(|e| TrainerError::io(path, e))
+}
+
+/// Drops a partial last line of the log (a run killed while it wrote one, before lines were
+/// written whole), so the lines appended after it stay lines. Returns whether it did.
+fn repair_log(path: &Path) -> Result<bool> {
+    let io = |e| TrainerError::io(path, e);
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(false);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+    f.set_len(keep as u64).and_then(|_| f.sync_data()).map_err(io)?;
+    Ok(true)
 }
 
 /// Train `graph` on `data` and return the trained model and a summary.
@@ -237,6 +259,7 @@ pub fn train(
     let warmup = (cfg.warmup_epochs * per_epoch as f64).round() as usize;
     let relu_count = model.relu_count()?;
     if let Some(p) = &log_path {
+        repair_log(p)?;
         append_log(
             p,
             &json!({"event": if cfg.resume { "resume" } else { "start" }, "start_epoch": start_epoch,
@@ -349,4 +372,35 @@ pub fn train(
         images_per_second: imgs_total as f64 / secs_total.max(1e-9),
     };
     Ok((model, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_whole_and_a_torn_last_line_is_dropped_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.jsonl");
+        assert!(!repair_log(&log).unwrap(), "no log: nothing to do");
+        append_log(&log, &json!({"event": "start", "n": 1})).unwrap();
+        append_log(&log, &json!({"event": "epoch", "epoch": 1})).unwrap();
+        let whole = std::fs::read(&log).unwrap();
+        assert!(!repair_log(&log).unwrap());
+        // A run killed in the middle of its third line (as `writeln!`, token by token, left them).
+        let mut torn = whole.clone();
+        torn.extend_from_slice(br#"{"event":"epoch","epo"#);
+        std::fs::write(&log, &torn).unwrap();
+        assert!(repair_log(&log).unwrap());
+        assert_eq!(std::fs::read(&log).unwrap(), whole);
+        append_log(&log, &json!({"event": "resume"})).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[2]["event"], "resume");
+        // Only a partial line: the log becomes empty.
+        std::fs::write(&log, b"{\"ev").unwrap();
+        assert!(repair_log(&log).unwrap());
+        assert_eq!(std::fs::read(&log).unwrap(), b"");
+    }
 }

@@ -25,10 +25,11 @@
 //! Bytes 0..92 are the bincode encoding of `(magic, version, FileHeader)`. Before a party uses
 //! inference `i`, it sets flag `i` and syncs the file ([`DealerFile::mark_spent`]), so material is
 //! never used twice, even after a crash in the middle of a protocol. Files are written to a
-//! temporary name, synced, and renamed into place, so a crashed dealer leaves no half file.
+//! temporary name, synced, and renamed into place, so a crashed dealer leaves no half file; a
+//! pair is replaced as a pair: a journal commits both renames before the first one ([`journal`]),
+//! and the next open of the directory finishes them (or, before the commit, the old pair stays).
 //! The pair id binds the two files of one deal: a `p0.bin` and a `p1.bin` of different deals
-//! (a dealer killed between its two renames, or files mixed up by hand) are refused in the
-//! handshake. An open file holds an exclusive advisory lock (`flock`) for as long as it is open,
+//! (files mixed up by hand) are refused in the handshake. An open file holds an exclusive advisory lock (`flock`) for as long as it is open,
 //! so two processes can never draw on one file's material at the same time.
 //! Opening checks the magic, version, party, count, every table entry against the file's size;
 //! a section is read (lazily, per inference) only within those bounds and decoded with a bincode
@@ -50,6 +51,10 @@ use masq_mpc::dealer::stream::Refill;
 use masq_mpc::dealer::{CmpMode, ModelMaterial, Preprocessing, Request};
 
 use crate::{DeployError, Result, io_err};
+
+pub mod journal;
+
+pub use journal::{JOURNAL, Recovery};
 
 /// First bytes of every preprocessing file.
 pub const FILE_MAGIC: &[u8; 8] = b"MASQPRE\0";
@@ -140,46 +145,44 @@ pub type DealtPair = ((Preprocessing, Origin), (Preprocessing, Origin));
 /// `headers[0].count` inferences from `next(i)`, seed-expanded (each section holds the party's
 /// stream key and deal index, its explicit values and its DCF keys; see
 /// `masq_mpc::dealer::expand`). Returns each file's path and size.
+///
+/// The pair is replaced as a pair ([`journal`]): both temporaries are written in full and synced,
+/// a journal naming them commits the replacement, then both are renamed and the journal removed.
+/// First, under the directory's lock (held until this returns; a second dealer is refused), what
+/// a killed dealer left is finished or undone and its temporaries are removed.
 pub fn write_pair(
     dir: &Path,
     headers: [FileHeader; 2],
     model: (&ModelMaterial, &ModelMaterial),
     mut next: impl FnMut(u64) -> Result<DealtPair>,
 ) -> Result<[(PathBuf, u64); 2]> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    // One dealer at a time in `dir` (the lock is on the directory and goes with this function);
-    // then what a killed dealer left behind is removed.
-    let dir_lock = File::open(dir).map_err(io_err(dir))?;
-    if let Err(e) = dir_lock.try_lock() {
+    if headers[0].pair_id != headers[1].pair_id || headers[0].count != headers[1].count {
         return Err(DeployError::BadFile {
             path: dir.to_path_buf(),
-            reason: match e {
-                std::fs::TryLockError::WouldBlock => "another `masq deal` is writing into this directory".into(),
-                std::fs::TryLockError::Error(e) => format!("locking the directory: {e}"),
-            },
+            reason: "the two files of a pair need one pair id and one count".into(),
         });
     }
-    remove_stale_temporaries(dir)?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // One dealer at a time in `dir` (the lock is on the directory and goes with this function);
+    // then what a killed dealer left behind is finished or removed.
+    let _dir_lock = journal::try_lock_dir(dir)?;
+    journal::recover_locked(dir)?;
     let count = headers[0].count;
     let paths = [dir.join("p0.bin"), dir.join("p1.bin")];
-    // Temporary files beside the targets, removed when dropped unless persisted (renamed) below.
-    let tmps = paths
-        .iter()
-        .map(|p| {
-            let name = p.file_name().expect("a file name").to_string_lossy().into_owned();
-            tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(io_err(p))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // Temporary files beside the targets, removed when `tmps` is dropped unless disarmed (once the
+    // journal owns them).
+    let tmps = Temporaries::create(dir, &paths)?;
     let mut files = Vec::with_capacity(2);
-    for (tmp, h) in tmps.iter().zip(&headers) {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        w.write_all(&h.encode()).map_err(io_err(tmp.path()))?;
-        w.write_all(&vec![0u8; (h.header_len() - FIXED_HEADER) as usize]).map_err(io_err(tmp.path()))?;
+    for ((f, path), h) in tmps.files.iter().zip(&headers) {
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        w.write_all(&h.encode()).map_err(io_err(path))?;
+        w.write_all(&vec![0u8; (h.header_len() - FIXED_HEADER) as usize]).map_err(io_err(path))?;
         files.push((w, h.header_len(), Vec::with_capacity(count as usize + 1)));
     }
+    let tmp_paths = [tmps.files[0].1.clone(), tmps.files[1].1.clone()];
     let mut put = |k: usize, bytes: &[u8]| -> Result<()> {
         let (w, at, table) = &mut files[k];
-        w.write_all(bytes).map_err(io_err(tmps[k].path()))?;
+        w.write_all(bytes).map_err(io_err(&tmp_paths[k]))?;
         table.push((*at, bytes.len() as u64));
         *at += bytes.len() as u64;
         Ok(())
@@ -187,14 +190,18 @@ pub fn write_pair(
     put(0, &encode_model_material(model.0))?;
     put(1, &encode_model_material(model.1))?;
     for i in 0..count {
+        if i == 1 && crash_at(Crash::Writing) {
+            tmps.disarm();
+            return Err(simulated_crash());
+        }
         let ((p0, o0), (p1, o1)) = next(i)?;
         put(0, &encode_preprocessing_seeded(&p0, &o0))?;
         put(1, &encode_preprocessing_seeded(&p1, &o1))?;
     }
     let mut sizes = [0u64; 2];
     for (k, (w, at, table)) in files.into_iter().enumerate() {
-        let tmp = tmps[k].path();
-        let mut f = w.into_inner().map_err(|e| DeployError::Io { path: tmp.to_path_buf(), source: e.into_error() })?;
+        let tmp = &tmp_paths[k];
+        let mut f = w.into_inner().map_err(|e| DeployError::Io { path: tmp.clone(), source: e.into_error() })?;
         let raw = bincode::encode_to_vec(&table, CONFIG).expect("in-memory encoding");
         debug_assert_eq!(raw.len() as u64, headers[k].table_len());
         f.seek(SeekFrom::Start(headers[k].table_at())).map_err(io_err(tmp))?;
@@ -202,23 +209,129 @@ pub fn write_pair(
         f.sync_all().map_err(io_err(tmp))?;
         sizes[k] = at;
     }
-    for (tmp, path) in tmps.into_iter().zip(&paths) {
-        tmp.persist(path).map_err(|e| DeployError::Io { path: path.clone(), source: e.error })?;
+    if crash_at(Crash::Written) {
+        tmps.disarm();
+        return Err(simulated_crash());
     }
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    // The commit: from here on, the next open of the directory finishes the renames.
+    let name = |k: usize| tmp_paths[k].file_name().expect("a file name").to_string_lossy().into_owned();
+    let j = journal::Journal { pair_id: headers[0].pair_id, temps: [(name(0), sizes[0]), (name(1), sizes[1])] };
+    let crash = crash_at(Crash::JournalWritten);
+    if crash {
+        tmps.disarm();
     }
+    journal::write_journal(dir, &j, crash)?;
+    tmps.disarm();
+    if crash_at(Crash::Committed) {
+        return Err(simulated_crash());
+    }
+    for k in 0..2 {
+        std::fs::rename(&tmp_paths[k], &paths[k]).map_err(io_err(&paths[k]))?;
+        if k == 0 && crash_at(Crash::FirstRenamed) {
+            return Err(simulated_crash());
+        }
+    }
+    journal::sync_dir(dir)?;
+    if crash_at(Crash::Renamed) {
+        return Err(simulated_crash());
+    }
+    let jpath = dir.join(JOURNAL);
+    std::fs::remove_file(&jpath).map_err(io_err(&jpath))?;
+    journal::sync_dir(dir)?;
     Ok([(paths[0].clone(), sizes[0]), (paths[1].clone(), sizes[1])])
 }
 
-/// Whether `name` is one of `write_pair`'s temporary files (`.p0.bin.XXXXXX.tmp`, `.p1.bin.…`).
+/// `write_pair`'s two temporary files (`.p0.bin.XXXXXX.tmp`, `.p1.bin.XXXXXX.tmp`), removed when
+/// dropped unless disarmed.
+struct Temporaries {
+    files: Vec<(File, PathBuf)>,
+    armed: std::cell::Cell<bool>,
+}
+
+impl Temporaries {
+    fn create(dir: &Path, targets: &[PathBuf; 2]) -> Result<Temporaries> {
+        let mut t = Temporaries { files: Vec::with_capacity(2), armed: std::cell::Cell::new(true) };
+        for p in targets {
+            let name = p.file_name().expect("a file name").to_string_lossy().into_owned();
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".tmp")
+                .tempfile_in(dir)
+                .map_err(io_err(p))?;
+            t.files.push(tmp.keep().map_err(|e| DeployError::Io { path: p.clone(), source: e.error })?);
+        }
+        Ok(t)
+    }
+
+    fn disarm(&self) {
+        self.armed.set(false);
+    }
+}
+
+impl Drop for Temporaries {
+    fn drop(&mut self) {
+        if self.armed.get() {
+            for (_, path) in &self.files {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// Where a test makes `write_pair` stop as if killed: every file it wrote stays as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crash {
+    /// After the model material and the first inference went to the temporaries.
+    Writing,
+    /// Both temporaries complete and synced; no journal.
+    Written,
+    /// The journal's temporary written and synced, not renamed.
+    JournalWritten,
+    /// The journal in place (committed), nothing renamed.
+    Committed,
+    /// `p0.bin` renamed, `p1.bin` not.
+    FirstRenamed,
+    /// Both renamed, the journal still there.
+    Renamed,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The point where this thread's next `write_pair` stops.
+    pub(crate) static CRASH_AT: std::cell::Cell<Option<Crash>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+fn crash_at(at: Crash) -> bool {
+    CRASH_AT.get() == Some(at)
+}
+
+#[cfg(not(test))]
+fn crash_at(_: Crash) -> bool {
+    false
+}
+
+fn simulated_crash() -> DeployError {
+    DeployError::Io { path: PathBuf::from("(test)"), source: std::io::Error::other("simulated crash") }
+}
+
+/// Whether `name` is one of `write_pair`'s temporary files (`.p0.bin.XXXXXX.tmp`, `.p1.bin.…`,
+/// or the journal's `.masq-deal.journal.XXXXXX.tmp`).
 fn is_deal_temporary(name: &str) -> bool {
-    (name.starts_with(".p0.bin.") || name.starts_with(".p1.bin.")) && name.ends_with(".tmp")
+    ((name.starts_with(".p0.bin.") || name.starts_with(".p1.bin.")) && name.ends_with(".tmp"))
+        || journal::is_journal_temporary(name)
 }
 
 /// Removes the temporary files of a dealer that was killed in `dir` (the caller holds the
-/// directory's lock, so no dealer is writing them). Returns how many were removed.
+/// directory's lock, so no dealer is writing them, and has settled any journal first: a
+/// committed journal's temporaries are the new pair). Returns how many were removed.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
+    if dir.join(JOURNAL).exists() {
+        return Err(DeployError::BadFile {
+            path: dir.join(JOURNAL),
+            reason: "an interrupted deal's journal: open the pair (or deal again) to settle it first".into(),
+        });
+    }
     let mut removed = 0;
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
@@ -244,7 +357,12 @@ pub struct DealerFile {
 
 impl DealerFile {
     /// Opens and checks a file (layout, bounds of every section); `party` is the party it must be for.
+    ///
+    /// If the file's directory holds a deal journal (a `masq deal` was killed while it replaced
+    /// the pair), the replacement is first finished or undone under the directory's lock (see
+    /// [`journal`]); the file's own lock is taken only after that lock is released.
     pub fn open(path: &Path, party: Party) -> Result<DealerFile> {
+        journal::finish_interrupted_deal(path)?;
         let bad = |reason: String| DeployError::BadFile { path: path.to_path_buf(), reason };
         let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err(path))?;
         match file.try_lock() {
@@ -661,7 +779,7 @@ mod tests {
     #[test]
     fn a_killed_deals_temporaries_are_removed_by_the_next_deal_and_two_deals_cannot_share_a_directory() {
         let dir = tempfile::tempdir().unwrap();
-        for stale in [".p0.bin.abc123.tmp", ".p1.bin.XyZ789.tmp"] {
+        for stale in [".p0.bin.abc123.tmp", ".p1.bin.XyZ789.tmp", ".masq-deal.journal.Qw3rty.tmp"] {
             std::fs::write(dir.path().join(stale), vec![0u8; 1000]).unwrap();
         }
         std::fs::write(dir.path().join("notes.tmp"), b"kept").unwrap();
@@ -697,5 +815,192 @@ mod tests {
         });
         assert!(matches!(res, Err(DeployError::Exhausted { .. })));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Deals a pair with `pair_id` and `count` inferences into `dir`, stopping as if killed at
+    /// `crash` (then the error is the simulated crash).
+    fn deal_into(dir: &Path, pair_id: u8, count: u64, crash: Option<Crash>) -> Result<[(PathBuf, u64); 2]> {
+        let mut dealer = Dealer::new(pair_id as u64);
+        let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
+        let h = |party| FileHeader { pair_id: [pair_id; 16], count, ..header(party) };
+        CRASH_AT.set(crash);
+        let res = write_pair(dir, [h(Party::P0), h(Party::P1)], (&m0, &m1), |i| {
+            let (p0, p1) = dealer.deal(&requests()).unwrap();
+            Ok(((p0, dealer.origin(Party::P0, i)), (p1, dealer.origin(Party::P1, i))))
+        });
+        CRASH_AT.set(None);
+        res
+    }
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        n.sort();
+        n
+    }
+
+    /// Both files of `dir` open, agree on their pair id and count, and serve their material;
+    /// returns the pair id's first byte.
+    fn pair_in(dir: &Path) -> (u8, u64) {
+        let mut ids = Vec::new();
+        for (k, party) in Party::BOTH.into_iter().enumerate() {
+            let mut f = DealerFile::open(&dir.join(format!("p{k}.bin")), party).unwrap();
+            let model = f.model_material().unwrap();
+            let last = f.header().count - 1;
+            f.mark_spent(last).unwrap();
+            f.inference(last, &requests(), &model).unwrap();
+            ids.push((f.header().pair_id, f.header().count));
+        }
+        assert_eq!(ids[0], ids[1], "one pair in both files");
+        (ids[0].0[0], ids[0].1)
+    }
+
+    const POINTS: [(Crash, bool); 6] = [
+        (Crash::Writing, false),
+        (Crash::Written, false),
+        (Crash::JournalWritten, false),
+        (Crash::Committed, true),
+        (Crash::FirstRenamed, true),
+        (Crash::Renamed, true),
+    ];
+
+    #[test]
+    fn a_deal_killed_at_any_point_leaves_the_old_or_the_new_pair_for_the_next_open() {
+        // The next opener: the server's file, the client's file, or the next deal (which settles
+        // the directory before it writes; here it fails at once, so what it settled stays).
+        for opener in ["p0", "p1", "deal"] {
+            for (point, new) in POINTS {
+                let dir = tempfile::tempdir().unwrap();
+                let d = dir.path();
+                deal_into(d, 1, 2, None).unwrap();
+                let e = deal_into(d, 2, 3, Some(point)).unwrap_err();
+                assert!(e.to_string().contains("simulated crash"), "{e}");
+                let left = names(d);
+                assert!(left.len() > 2, "{point:?}: the crash left its files: {left:?}");
+                match opener {
+                    "p0" => drop(DealerFile::open(&d.join("p0.bin"), Party::P0).unwrap()),
+                    "p1" => drop(DealerFile::open(&d.join("p1.bin"), Party::P1).unwrap()),
+                    _ => {
+                        let mut dealer = Dealer::new(3);
+                        let (m0, m1) = dealer.setup_model(&[(0, LinearKind::MatMul { k: 4, n: 3 })]).unwrap();
+                        let h = |party| FileHeader { pair_id: [3; 16], ..header(party) };
+                        let stop = write_pair(d, [h(Party::P0), h(Party::P1)], (&m0, &m1), |_| {
+                            Err(DeployError::Exhausted { reason: "stopped".into() })
+                        });
+                        assert!(matches!(stop, Err(DeployError::Exhausted { .. })), "{point:?}");
+                    }
+                }
+                // No journal is left. Without one, an open takes no lock and leaves temporaries
+                // (a dealer may be writing them) to the next deal, which removes them.
+                let now = names(d);
+                if opener == "deal" || new {
+                    assert_eq!(now, ["p0.bin", "p1.bin"], "{opener} after {point:?} (left {left:?})");
+                } else {
+                    assert_eq!(now, left, "{opener} after {point:?}");
+                    assert!(!now.contains(&JOURNAL.to_string()));
+                }
+                let want = if new { (2, 3) } else { (1, 2) };
+                assert_eq!(pair_in(d), want, "{opener} after {point:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_journal_whose_temporaries_are_gone_or_changed_keeps_the_old_pair() {
+        for damage in ["remove both", "remove p1's", "truncate p0's", "other pair id in p1's"] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            deal_into(d, 1, 2, None).unwrap();
+            deal_into(d, 2, 3, Some(Crash::Committed)).unwrap_err();
+            let j = journal::read_journal(d).unwrap().unwrap();
+            let (t0, t1) = (d.join(&j.temps[0].0), d.join(&j.temps[1].0));
+            match damage {
+                "remove both" => {
+                    std::fs::remove_file(&t0).unwrap();
+                    std::fs::remove_file(&t1).unwrap();
+                }
+                "remove p1's" => std::fs::remove_file(&t1).unwrap(),
+                "truncate p0's" => File::options().write(true).open(&t0).unwrap().set_len(200).unwrap(),
+                _ => File::options().write(true).open(&t1).unwrap().write_all_at(&[9; 16], 16).unwrap(),
+            }
+            let lock = journal::try_lock_dir(d).unwrap();
+            assert_eq!(journal::recover_locked(d).unwrap(), Recovery::RolledBack, "{damage}");
+            drop(lock);
+            assert_eq!(names(d), ["p0.bin", "p1.bin"], "{damage}");
+            assert_eq!(pair_in(d), (1, 2), "{damage}");
+        }
+        // One file renamed and the other's temporary gone (only a hand can do this): the journal
+        // is dropped and the handshake's pair-id check is what refuses the two files.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        deal_into(d, 1, 2, None).unwrap();
+        deal_into(d, 2, 3, Some(Crash::FirstRenamed)).unwrap_err();
+        let j = journal::read_journal(d).unwrap().unwrap();
+        std::fs::remove_file(d.join(&j.temps[1].0)).unwrap();
+        let lock = journal::try_lock_dir(d).unwrap();
+        assert_eq!(journal::recover_locked(d).unwrap(), Recovery::Abandoned);
+        drop(lock);
+        assert_eq!(names(d), ["p0.bin", "p1.bin"]);
+        let ids = [read_header(&d.join("p0.bin")).pair_id[0], read_header(&d.join("p1.bin")).pair_id[0]];
+        assert_eq!(ids, [2, 1]);
+        // A clean directory: nothing to do.
+        let lock = journal::try_lock_dir(d).unwrap();
+        assert_eq!(journal::recover_locked(d).unwrap(), Recovery::Clean);
+        drop(lock);
+    }
+
+    fn read_header(path: &Path) -> FileHeader {
+        let bytes = std::fs::read(path).unwrap();
+        FileHeader::decode(&bytes[..FIXED_HEADER as usize], &|r| panic!("{r}")).unwrap()
+    }
+
+    #[test]
+    fn a_served_file_does_not_block_a_roll_forward_and_an_open_waits_for_the_dealer() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        deal_into(d, 1, 2, None).unwrap();
+        // A server holds the old p0.bin (its lock) while a deal is killed after its commit; the
+        // client's open rolls the deal forward without waiting for the server.
+        let served = DealerFile::open(&d.join("p0.bin"), Party::P0).unwrap();
+        deal_into(d, 2, 3, Some(Crash::Committed)).unwrap_err();
+        let client = DealerFile::open(&d.join("p1.bin"), Party::P1).unwrap();
+        assert_eq!(client.header().pair_id, [2; 16]);
+        assert_eq!(served.header().pair_id, [1; 16], "the server keeps drawing on the old file");
+        assert_eq!(read_header(&d.join("p0.bin")).pair_id, [2; 16]);
+        assert_eq!(names(d), ["p0.bin", "p1.bin"]);
+        drop((served, client));
+
+        // A journal while a dealer holds the directory's lock: the open waits for it.
+        deal_into(d, 3, 2, Some(Crash::FirstRenamed)).unwrap_err();
+        let dealer = File::open(d).unwrap();
+        dealer.try_lock().unwrap();
+        let p0 = d.join("p0.bin");
+        let opener = std::thread::spawn(move || DealerFile::open(&p0, Party::P0).map(|f| f.header().pair_id));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!opener.is_finished(), "the open waits for the directory's lock");
+        drop(dealer);
+        assert_eq!(opener.join().unwrap().unwrap(), [3; 16]);
+        assert_eq!(pair_in(d), (3, 2));
+    }
+
+    #[test]
+    fn a_garbage_journal_stops_opens_and_deals_with_an_error_naming_it() {
+        let (dir, _) = deal();
+        let d = dir.path();
+        let path = d.join(JOURNAL);
+        std::fs::write(&path, vec![0xAB; 300]).unwrap();
+        for e in [
+            DealerFile::open(&d.join("p0.bin"), Party::P0).unwrap_err(),
+            DealerFile::open(&d.join("p1.bin"), Party::P1).unwrap_err(),
+            deal_into(d, 4, 2, None).unwrap_err(),
+            remove_stale_temporaries(d).unwrap_err(),
+        ] {
+            let DeployError::BadFile { path: p, reason } = &e else { panic!("{e}") };
+            assert_eq!(p, &path, "{reason}");
+        }
+        // Removing it by hand, as the error says, leaves the pair as it was.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(pair_in(d), (5, COUNT));
     }
 }
