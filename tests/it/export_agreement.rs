@@ -91,3 +91,46 @@ fn trainer_runtime_onnxruntime_and_2pc_agree_on_exported_artifacts() {
         }
     }
 }
+
+#[test]
+fn vit_cifar_trainer_runtime_and_onnxruntime_agree() {
+    let ort_ok = if std::env::var_os("MASQ_SKIP_ORT").is_some() {
+        eprintln!("MASQ_SKIP_ORT set: checking trainer and plain only");
+        false
+    } else {
+        masq_runtime::ort_backend::available().expect("onnxruntime loads (run `make setup`)");
+        true
+    };
+    let mut g = zoo::build("vit_cifar", None, 7).unwrap();
+    // Biases, LayerNorm scales and shifts away from their initial 0 and 1, and logits of order 1
+    // (the seeded head has std 0.02), so that every parameter shows in the outputs.
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(5);
+    for (name, t) in g.initializers.iter_mut() {
+        if t.ndim() == 1 && !name.ends_with("sqrt_head_dim") {
+            t.mapv_inplace(|v| v + rng.random_range(-0.2f32..0.2));
+        }
+    }
+    g.initializers.get_mut("head.weight").unwrap().mapv_inplace(|v| 50.0 * v);
+    let dir = tmpdir("vit_cifar");
+    let summary = export(&g, &ExportFacts::new("vit_cifar"), &dir, &ExportOptions::default()).unwrap();
+    assert_eq!(summary.relu_count, 0);
+    let art = masq_exporter::load_model(dir.to_str().unwrap()).unwrap();
+    let x = input(&g, 2, 3);
+    let yp = plain::run_single(&art, x.clone()).unwrap();
+    assert_eq!(yp.shape(), &[2, 10]);
+    let peak = yp.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(peak > 0.5, "logits too small to compare: {peak}");
+    let d = rel_diff(&plain::run_single(&g, x.clone()).unwrap(), &yp);
+    assert!(d < 1e-5, "runtime plain, graph vs its artifact: {d:e}");
+    let tm = TchModel::from_graph(&g, Device::Cpu).unwrap();
+    let yt = to_array(&tm.forward(&to_tensor(&x, Device::Cpu), false).unwrap()).unwrap();
+    let d = rel_diff(&yt, &yp);
+    assert!(d < 1e-5, "trainer vs runtime plain on the artifact: {d:e}");
+    if ort_ok {
+        let name = art.data_inputs().next().unwrap().name.clone();
+        let out = masq_runtime::ort_backend::run_onnx(&dir.join("model.onnx"), &[(name, x.clone())]).unwrap();
+        let d = rel_diff(&out[0].1, &yp);
+        assert!(d < 1e-5, "onnxruntime vs runtime plain: {d:e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -256,7 +256,7 @@ fn every_op_matches_the_plaintext_interpreter() {
         check(name, c, r, 1e-5);
     }
     // The zoo's networks end to end.
-    for name in ["resnet20", "mnist_cnn", "resnet18_small"] {
+    for name in ["resnet20", "mnist_cnn", "resnet18_small", "vit_cifar"] {
         let g = masq_ir::zoo::build(name, None, 3).unwrap();
         let input = g.inputs[0].shape_at(2);
         check(name, &Case { graph: g, input }, r, 1e-4);

@@ -86,6 +86,10 @@ fn check(spec: &str, input: (usize, usize, usize)) -> Vec<u64> {
 #[test]
 fn every_zoo_model_reports_the_same_counts_everywhere() {
     for (name, (c, h, w)) in masq_ir::zoo::MODELS {
+        // No ReLU (every model here must have some); its transformer ops' counts are issue #19's.
+        if *name == "vit_cifar" {
+            continue;
+        }
         // Small inputs keep the 2PC runs and their dealer material small; the fully connected
         // heads of vgg16_cifar and mnist_cnn fix their input size.
         let (spec, hw) = match *name {

@@ -73,23 +73,7 @@ pub fn mul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Share
 pub fn matmul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Share> {
     ctx.check_share("matmul", x)?;
     ctx.check_share("matmul", y)?;
-    let (xs, ys) = (x.shape(), y.shape());
-    if xs.len() != 3 {
-        return Err(MpcError::ShapeMismatch {
-            op: "matmul".into(),
-            expected: "a left operand [batch, m, k]".into(),
-            got: fmt_shape(xs),
-        });
-    }
-    let (batch, m, k) = (xs[0], xs[1], xs[2]);
-    if ys.len() != 3 || ys[0] != batch || ys[1] != k {
-        return Err(MpcError::ShapeMismatch {
-            op: "matmul".into(),
-            expected: format!("a right operand [{batch}, {k}, n] for a left operand {}", fmt_shape(xs)),
-            got: fmt_shape(ys),
-        });
-    }
-    let n = ys[2];
+    let (batch, m, k, n) = matmul_dims(x.shape(), y.shape())?;
     let (_, _, out) = crate::dealer::matmul_sizes(batch, m, k, n)?;
     let req = Request::MatMul { batch, m, k, n };
     ctx.step("matmul", out, |ctx| {
@@ -111,6 +95,27 @@ pub fn matmul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Sh
         kernel::gemm_batched(batch, m, k, n, &a, f, &mut z, true)?;
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(&[batch, m, n]), z).expect("batch·m·n words")))
     })
+}
+
+/// `(batch, m, k, n)` of a [`matmul`] of `xs` `[batch, m, k]` by `ys` `[batch, k, n]`, or a
+/// [`MpcError::ShapeMismatch`] naming "matmul".
+pub fn matmul_dims(xs: &[usize], ys: &[usize]) -> Result<(usize, usize, usize, usize)> {
+    if xs.len() != 3 {
+        return Err(MpcError::ShapeMismatch {
+            op: "matmul".into(),
+            expected: "a left operand [batch, m, k]".into(),
+            got: fmt_shape(xs),
+        });
+    }
+    let (batch, m, k) = (xs[0], xs[1], xs[2]);
+    if ys.len() != 3 || ys[0] != batch || ys[1] != k {
+        return Err(MpcError::ShapeMismatch {
+            op: "matmul".into(),
+            expected: format!("a right operand [{batch}, {k}, n] for a left operand {}", fmt_shape(xs)),
+            got: fmt_shape(ys),
+        });
+    }
+    Ok((batch, m, k, ys[2]))
 }
 
 /// `[x²]` element-wise (ring product, no truncation).

@@ -13,7 +13,7 @@ pub mod relu;
 pub mod trunc;
 
 pub use crate::dealer::CmpMode;
-pub use beaver::{matmul, mul, square};
+pub use beaver::{matmul, matmul_dims, mul, square};
 pub use ctx::{Ctx, StepRecord};
 pub use linear::{linear, precompute, setup_layers};
 pub use open::{open, reveal};

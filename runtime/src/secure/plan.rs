@@ -290,20 +290,7 @@ impl Backend for Planner {
     }
 
     fn matmul(&mut self, x: ArrayD<()>, y: &ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
-        let (&[batch, m, k], &[b2, k2, n]) = (x.shape(), y.shape()) else {
-            return Err(MpcError::ShapeMismatch {
-                op: "matmul".into(),
-                expected: "[B, M, K] and [B, K, N]".into(),
-                got: format!("{:?} and {:?}", x.shape(), y.shape()),
-            });
-        };
-        if batch != b2 || k != k2 {
-            return Err(MpcError::ShapeMismatch {
-                op: "matmul".into(),
-                expected: format!("[{batch}, {k}, N] for the right operand"),
-                got: format!("{:?}", y.shape()),
-            });
-        }
+        let (batch, m, k, n) = protocols::matmul_dims(x.shape(), y.shape())?;
         self.requests.push(Request::MatMul { batch, m, k, n });
         self.add(0, cost::matmul(batch, m, k, n));
         // Other protocols' estimates see it as a linear layer whose "weight" is the right operand.

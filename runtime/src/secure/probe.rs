@@ -248,34 +248,9 @@ impl Backend for Probe<'_> {
     }
 
     fn matmul(&mut self, x: ArrayD<u64>, y: &ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
-        let (&[b, m, k], &[b2, k2, n]) = (x.shape(), y.shape()) else {
-            return Err(MpcError::ShapeMismatch {
-                op: "matmul".into(),
-                expected: "[B, M, K] and [B, K, N]".into(),
-                got: format!("{:?} and {:?}", x.shape(), y.shape()),
-            });
-        };
-        if b != b2 || k != k2 {
-            return Err(MpcError::ShapeMismatch {
-                op: "matmul".into(),
-                expected: format!("[{b}, {k}, N] for the right operand"),
-                got: format!("{:?}", y.shape()),
-            });
-        }
-        let (xs, ys) = (flat(&x), flat(y));
+        let (b, m, k, n) = masq_mpc::protocols::matmul_dims(x.shape(), y.shape())?;
         let mut out = vec![0u64; b * m * n];
-        for bi in 0..b {
-            for i in 0..m {
-                for p in 0..k {
-                    let a = xs[(bi * m + i) * k + p];
-                    let row = &ys[(bi * k + p) * n..(bi * k + p + 1) * n];
-                    let o = &mut out[(bi * m + i) * n..(bi * m + i + 1) * n];
-                    for (o, &w) in o.iter_mut().zip(row) {
-                        *o = o.wrapping_add(a.wrapping_mul(w));
-                    }
-                }
-            }
-        }
+        masq_mpc::kernel::gemm_batched(b, m, k, n, &flat(&x), &flat(y), &mut out, false)?;
         Ok(shaped(&[b, m, n], out))
     }
 

@@ -1,4 +1,4 @@
-//! ONNX protobuf builders shared by the tests that hand-build small models.
+//! ONNX protobuf builders shared by the tests that hand-build small models, and input helpers.
 #![allow(dead_code)]
 
 use masq_onnx::proto::*;
@@ -66,4 +66,12 @@ pub fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = shape.iter().product();
     ArrayD::from_shape_vec(shape.to_vec(), (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()).unwrap()
+}
+
+/// `[batch, dims...]` filled with `values` repeated in order.
+pub fn repeated(batch: usize, dims: &[usize], values: &[f32]) -> ArrayD<f32> {
+    let mut shape = vec![batch];
+    shape.extend_from_slice(dims);
+    let n: usize = shape.iter().product();
+    ArrayD::from_shape_vec(shape, (0..n).map(|i| values[i % values.len()]).collect()).unwrap()
 }

@@ -161,6 +161,10 @@ fn check_size(name: &str) -> Option<(usize, usize)> {
 fn every_zoo_model_prunes_to_the_function_of_its_zeroed_filters() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for (name, _) in zoo::MODELS {
+        // A transformer: its one conv (the patch embedding) feeds a Reshape, not a prunable site.
+        if *name == "vit_cifar" {
+            continue;
+        }
         let hw = check_size(name);
         let g = zoo::build(name, hw, 3).unwrap();
         let sites = conv_sites(&g).unwrap();

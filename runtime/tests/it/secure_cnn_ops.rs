@@ -312,7 +312,7 @@ fn ceil_mode_pools_with_partial_windows_match_plaintext() {
 }
 
 #[test]
-fn unsupported_exponents_and_transformer_ops_are_refused_by_name() {
+fn unsupported_exponents_and_constant_left_products_are_refused_by_name() {
     let mut g = G::new("pow3", &[4]);
     let c = g.init("e", ArrayD::from_elem(vec![], 3.0));
     let y = g.push("cube", Op::Pow(BinaryConfig {}), &["x", &c]);
@@ -322,16 +322,25 @@ fn unsupported_exponents_and_transformer_ops_are_refused_by_name() {
             if node == "cube" && op == "Pow" && reason.contains("exponent") && reason.contains("1 or 2")),
         "{e}"
     );
-    for op in [Op::Tanh, Op::Exp, Op::Sqrt, Op::Reciprocal, Op::Erf, Op::Gelu(GeluConfig { tanh: false })] {
-        let name = op.name();
-        let g = single("transformer", &[4], op);
-        let e = secure::plan(&g, 1, &SecureConfig::default()).unwrap_err();
-        assert!(
-            matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, reason, .. })
-                if node == "op" && reason.contains("transformer")),
-            "{name}: {e}"
-        );
-    }
+    // A constant divided by a computed value, and a constant matrix times a computed one.
+    let mut g = G::new("const_div", &[4]);
+    let c = g.init("c", ArrayD::from_elem(vec![4], 2.0));
+    let y = g.push("div", Op::Div(BinaryConfig {}), &[&c, "x"]);
+    let e = secure::plan(&g.finish(&y), 1, &SecureConfig::default()).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, reason, .. })
+            if node == "div" && reason.contains("constant divided")),
+        "{e}"
+    );
+    let mut g = G::new("const_matmul", &[4, 3]);
+    let c = g.init("w", ArrayD::from_elem(vec![2, 4], 0.5));
+    let y = g.push("mm", Op::MatMul(MatMulConfig {}), &[&c, "x"]);
+    let e = secure::plan(&g.finish(&y), 1, &SecureConfig::default()).unwrap_err();
+    assert!(
+        matches!(&e, RuntimeError::Model(IrError::UnsupportedConfig { node, reason, .. })
+            if node == "mm" && reason.contains("constant left operand")),
+        "{e}"
+    );
 }
 
 /// A small CNN of every new op: Conv → HardSwish → ceil-mode MaxPool (8×8 → 4×4, partial last

@@ -7,6 +7,8 @@ use masq_runtime::secure::{self, SecureConfig};
 use ndarray::ArrayD;
 use proptest::prelude::*;
 
+use crate::common::repeated as input;
+
 const ULP: f64 = 1.0 / 65536.0;
 
 fn graph(dims: &[usize], op: Op, mask: Option<ArrayD<u8>>) -> Graph {
@@ -28,13 +30,6 @@ fn error(g: &Graph, x: &ArrayD<f32>, seed: u64) -> f64 {
     let plan = secure::plan(g, x.shape()[0], &cfg).unwrap();
     assert_eq!(run.report.measured, plan.total(), "prediction == measurement");
     run.report.max_abs_error
-}
-
-fn input(batch: usize, dims: &[usize], values: &[f32]) -> ArrayD<f32> {
-    let mut shape = vec![batch];
-    shape.extend_from_slice(dims);
-    let n: usize = shape.iter().product();
-    ArrayD::from_shape_vec(shape, (0..n).map(|i| values[i % values.len()]).collect()).unwrap()
 }
 
 proptest! {

@@ -8,6 +8,8 @@ use masq_runtime::secure::{self, SecureConfig};
 use ndarray::ArrayD;
 use proptest::prelude::*;
 
+use crate::common::repeated as input;
+
 const ULP: f64 = 1.0 / 65536.0;
 
 /// `x` through `nodes` (the last one's output `y` read by an Identity, so that no op is the
@@ -49,13 +51,6 @@ fn worst(s: &[f32], p: &[f32], relative: bool) -> f64 {
             if relative { d / (b as f64).abs() } else { d }
         })
         .fold(0.0, f64::max)
-}
-
-fn input(batch: usize, dims: &[usize], values: &[f32]) -> ArrayD<f32> {
-    let mut shape = vec![batch];
-    shape.extend_from_slice(dims);
-    let n: usize = shape.iter().product();
-    ArrayD::from_shape_vec(shape, (0..n).map(|i| values[i % values.len()]).collect()).unwrap()
 }
 
 proptest! {
@@ -226,5 +221,76 @@ fn gelu_and_erf_rounds_are_the_tables() {
         let g = one(op.clone(), &[4]);
         let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();
         assert_eq!(plan.nodes[0].cost.rounds, rounds, "{}", op.name());
+    }
+}
+
+/// The README's per-op table ("Transformers under 2PC"): each op family on 64 rows of 64
+/// elements, its cost per element (per row for the row-wise ones) and its measured error, with
+/// prediction == measurement. `cargo test -p masq-runtime --test it op_table -- --nocapture`.
+#[test]
+fn op_table() {
+    let (rows, n) = (64usize, 64usize);
+    let values: Vec<f32> = (0..rows * n).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 8.0).collect();
+    let x = input(1, &[rows, n], &values);
+    let mm = vec![
+        Node::new("t", Op::Transpose(TransposeConfig { perm: vec![0, 2, 1] }), &["x"], &["xt"]),
+        Node::new("op", Op::MatMul(MatMulConfig {}), &["x", "xt"], &["y"]),
+    ];
+    let ln = Op::LayerNorm(LayerNormConfig { axis: 2, epsilon: 1e-5, scale: None, bias: None });
+    let cases: Vec<(&str, Graph, f64)> = vec![
+        ("MatMul (secret × secret, 64×64 · 64×64)", graph(&[rows, n], mm, vec![]), f64::NAN),
+        ("Softmax (rows of 64)", one(Op::Softmax(SoftmaxConfig { axis: 2 }), &[rows, n]), f64::NAN),
+        ("LayerNorm (rows of 64)", one(ln, &[rows, n]), f64::NAN),
+        ("GELU", one(Op::Gelu(GeluConfig { tanh: false }), &[rows, n]), bounds::GELU),
+        ("Erf", one(Op::Erf, &[rows, n]), bounds::ERF),
+        ("Tanh", one(Op::Tanh, &[rows, n]), 2.0 * masq_ir::approx::SIGMOID.max_error),
+    ];
+    println!(
+        "| op | comparisons | online bytes | rounds | dealer bytes | max error (measured) | bound (exact arithmetic) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, g, bound) in cases {
+        let cfg = SecureConfig { seed: 7, ..SecureConfig::default() };
+        let run = secure::run(&g, &x, &cfg).unwrap();
+        let plan = secure::plan(&g, 1, &cfg).unwrap();
+        assert_eq!(run.report.measured, plan.total(), "{name}: prediction == measurement");
+        let node = plan.nodes.iter().find(|p| p.name == "op").unwrap();
+        let per = if name.starts_with("MatMul") || name.contains("rows") { rows } else { rows * n };
+        let unit = if per == rows { "row" } else { "element" };
+        let e = run.report.max_abs_error;
+        if bound.is_finite() {
+            assert!(e <= bound + 64.0 * ULP, "{name}: {e}");
+        }
+        println!(
+            "| {name} | {:.2} per {unit} | {:.1} per {unit} | {} | {:.1} per {unit} | {e:.1e} | {} |",
+            node.per_image.comparisons() as f64 / per as f64,
+            node.cost.online_bytes() as f64 / per as f64,
+            node.cost.rounds,
+            node.cost.offline_bytes() as f64 / per as f64,
+            if bound.is_finite() { format!("{bound:.1e}") } else { "—".into() },
+        );
+    }
+}
+
+/// The zoo's small ViT (random weights, two images) under 2PC: the estimate is the measured run,
+/// and the logits stay within 1e-2 of plaintext relative to their largest magnitude.
+#[test]
+fn the_zoo_vit_runs_under_2pc_as_estimated() {
+    let g = masq_ir::zoo::build("vit_cifar", None, 3).unwrap();
+    let values: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 1.5).collect();
+    let x = ArrayD::from_shape_vec(vec![2, 3, 32, 32], values).unwrap();
+    let cfg = SecureConfig { seed: 11, ..SecureConfig::default() };
+    let run = secure::run(&g, &x, &cfg).unwrap();
+    let plan = secure::plan(&g, 2, &cfg).unwrap();
+    assert_eq!(run.report.measured, plan.total(), "prediction == measurement");
+    assert_eq!(run.report.range_overflows, 0);
+    let plain = masq_runtime::plain::run_single(&g, x).unwrap();
+    let scale = plain.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    assert!(scale > 1e-3, "logits {scale}");
+    assert!(run.report.max_abs_error / scale <= 1e-2, "relative error {}", run.report.max_abs_error / scale);
+    // Every op family is there: products of two secrets, Softmax, LayerNorm, GELU.
+    let ops: Vec<&str> = plan.nodes.iter().filter(|n| n.cost.rounds > 0).map(|n| n.op.as_str()).collect();
+    for op in ["MatMul", "Softmax", "LayerNormalization", "Gelu"] {
+        assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
 }

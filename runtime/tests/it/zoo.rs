@@ -181,3 +181,53 @@ fn graph_structure_round_trips_through_json() {
     back.initializers = g.initializers.clone();
     assert_eq!(back, g);
 }
+
+#[test]
+fn vit_cifar_runs_image_by_image_at_any_batch() {
+    let mut g = load_model("zoo:vit_cifar").unwrap();
+    assert_eq!(g.inputs[0].shape, vec![Dim::Batch, Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]);
+    assert_eq!(g.outputs[0].shape, vec![Dim::Batch, Dim::Fixed(10)]);
+    for key in [
+        "patch_embed.proj.weight",
+        "pos_embed",
+        "blocks.0.norm1.weight",
+        "blocks.0.attn.qkv.weight",
+        "blocks.3.attn.proj.bias",
+        "blocks.3.norm2.bias",
+        "blocks.3.mlp.fc2.weight",
+        "norm.weight",
+        "head.weight",
+    ] {
+        assert!(g.initializers.contains_key(key), "{key}");
+    }
+    // Patch conv (2), pos_embed; per block 2 norms, qkv, proj, fc1, fc2 (2 each) and the √32
+    // divisor; the final norm and the head.
+    assert_eq!(g.initializers.len(), 3 + 4 * 13 + 4);
+    let count = |op: &str| g.nodes.iter().filter(|n| n.op.name() == op).count();
+    assert_eq!(count("Relu"), 0);
+    assert_eq!((count("LayerNormalization"), count("Softmax"), count("Gelu")), (9, 4, 4));
+    // Q·Kᵀ and attention·V multiply two computed tensors.
+    let products = g
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::MatMul(_)) && n.inputs.iter().all(|i| !g.initializers.contains_key(i)));
+    assert_eq!(products.count(), 8);
+    // Logits of order 1 (the seeded head has std 0.02).
+    g.initializers.get_mut("head.weight").unwrap().mapv_inplace(|v| 50.0 * v);
+    let x = random_input(&[3, 3, 32, 32], 4);
+    let y = plain::run_single(&g, x.clone()).unwrap();
+    assert_eq!(y.shape(), &[3, 10]);
+    assert!(y.iter().all(|v| v.is_finite()));
+    let peak = y.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(peak > 0.1, "logits too small to compare: {peak}");
+    for i in 0..3 {
+        let xi = x.index_axis(Axis(0), i).insert_axis(Axis(0)).to_owned();
+        let yi = plain::run_single(&g, xi).unwrap();
+        assert_eq!(yi.shape(), &[1, 10]);
+        for (a, b) in yi.iter().zip(y.index_axis(Axis(0), i).iter()) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "image {i}: {a} vs {b}");
+        }
+    }
+    // The images are told apart.
+    assert_ne!(y.index_axis(Axis(0), 0), y.index_axis(Axis(0), 1));
+}

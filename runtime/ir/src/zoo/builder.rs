@@ -40,13 +40,45 @@ impl Builder {
         Ok(name.to_string())
     }
 
-    fn uniform(&mut self, name: &str, shape: &[usize], lo: f32, hi: f32) -> String {
+    pub(crate) fn uniform(&mut self, name: &str, shape: &[usize], lo: f32, hi: f32) -> String {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| self.rng.random_range(lo..hi)).collect();
         self.graph
             .initializers
             .insert(name.to_string(), ArrayD::from_shape_vec(shape.to_vec(), v).expect("sizes agree"));
         name.to_string()
+    }
+
+    /// A given tensor as an initializer (its shape is known to [`Builder::push`], so nodes may
+    /// take it as an input).
+    pub(crate) fn tensor(&mut self, name: &str, value: ArrayD<f32>) -> String {
+        self.shapes.insert(name.to_string(), value.shape().to_vec());
+        self.graph.initializers.insert(name.to_string(), value);
+        name.to_string()
+    }
+
+    /// A tensor filled with `value`.
+    pub(crate) fn filled(&mut self, name: &str, shape: &[usize], value: f32) -> String {
+        self.tensor(name, ArrayD::from_elem(shape.to_vec(), value))
+    }
+
+    /// Normal(0, std²) samples truncated to ±2·std (redrawn outside), by Box-Muller on the seeded
+    /// generator.
+    pub(crate) fn trunc_normal(&mut self, name: &str, shape: &[usize], std: f32) -> String {
+        let n: usize = shape.iter().product();
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            let u1: f64 = 1.0 - self.rng.random::<f64>(); // (0, 1]
+            let u2: f64 = self.rng.random::<f64>();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = 2.0 * std::f64::consts::PI * u2;
+            for z in [r * t.cos(), r * t.sin()] {
+                if z.abs() <= 2.0 && v.len() < n {
+                    v.push(z as f32 * std);
+                }
+            }
+        }
+        self.tensor(name, ArrayD::from_shape_vec(shape.to_vec(), v).expect("sizes agree"))
     }
 
     /// He-uniform weight: variance 2 / fan_in.

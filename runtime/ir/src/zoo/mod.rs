@@ -2,9 +2,10 @@
 //!
 //! Names pin the ReLU convention (docs/ALGORITHMS.md §9, §11): `resnet18_cifar`, `resnet18_in`,
 //! `resnet18_small`, `resnet20`/`32`/`44`/`56`, `wrn22_8`, `wrn16_4`, `wrn40_4`, `vgg16_cifar`,
-//! `mnist_cnn`, `cnn_small`, `cnn4`, `mobilenetv2_cifar`. Parameter names follow the PyTorch reference implementations
-//! (for `resnet20`..`56`: the akamaster checkpoint keys without `module.`), so checkpoints load with
-//! [`apply_weights`].
+//! `mnist_cnn`, `cnn_small`, `cnn4`, `mobilenetv2_cifar`, and one transformer, `vit_cifar` (no ReLU:
+//! LayerNorm, Softmax and Gelu). Parameter names follow the PyTorch reference implementations
+//! (for `resnet20`..`56`: the akamaster checkpoint keys without `module.`; for `vit_cifar` timm's,
+//! with MatMul weights stored `[in, out]`), so checkpoints load with [`apply_weights`].
 //!
 //! ```
 //! use masq_ir::zoo;
@@ -22,6 +23,7 @@ mod mobilenetv2;
 mod resnet18;
 mod resnet_cifar;
 mod vgg;
+mod vit;
 mod wrn;
 
 use std::collections::BTreeMap;
@@ -50,6 +52,7 @@ pub const MODELS: &[(&str, (usize, usize, usize))] = &[
     ("cnn_small", (3, 32, 32)),
     ("cnn4", (3, 32, 32)),
     ("mobilenetv2_cifar", (3, 32, 32)),
+    ("vit_cifar", (3, 32, 32)),
 ];
 
 /// A parsed `NAME[@HxW]` (the part after `zoo:`).
@@ -140,6 +143,7 @@ pub fn build_with(cfg: &ZooConfig) -> Result<Graph> {
         "cnn_small" => cnn_small::build(&mut b, k)?,
         "cnn4" => cnn4::build(&mut b, k)?,
         "mobilenetv2_cifar" => mobilenetv2::build(&mut b, k)?,
+        "vit_cifar" => vit::build(&mut b, k)?,
         other => return Err(IrError::BadSpec { spec: other.to_string(), reason: "unknown zoo model".into() }),
     }
     b.finish()
