@@ -60,7 +60,7 @@ QUANT_OUT ?= runs/quant-experiments
 quant-experiments: build
 	OUT=$(QUANT_OUT) bash scripts/quant_experiments.sh
 
-# kill -9 of `masq deal`, `masq serve`, `masq query` and `masq train` at random points, TRIALS each,
+# kill -9 of `masq deal`, `masq serve`, `masq query`, `masq train` and `masq export` at random points, TRIALS each,
 # and the rules that must hold afterwards (scripts/fault_trials.sh; FAULT_SECTIONS="deal train" runs
 # some). About 6 minutes here.
 TRIALS ?= 20

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make fault-trials`: kill -9 of `masq deal`, `masq serve`, `masq query` and `masq train` at random
-# points, TRIALS times each (default 20), and what must hold afterwards:
+# `make fault-trials`: kill -9 of `masq deal`, `masq serve`, `masq query`, `masq train` and
+# `masq export` at random points, TRIALS times each (default 20), and what must hold afterwards:
 #   deal:  once the server has opened p0.bin (which settles a killed deal's journal), both files
 #          hold one pair id, the old one or the new one, no journal is left, and a session works;
 #          a torn pair is a failure. The next `masq deal --force` succeeds and leaves no temporary;
@@ -11,8 +11,12 @@
 #          and temporaries of atomic writes, every checkpoint loads (`masq inspect`), every line of
 #          the log is JSON; `--resume` continues the run (or, with no last.safetensors yet, refuses
 #          clearly and `--force` starts it again) and finishes with best.safetensors and
-#          last.safetensors byte-identical to an uninterrupted run's, and no temporary left.
-# FAULT_SECTIONS picks sections (default "deal serve query train"). Prints one line per trial and
+#          last.safetensors byte-identical to an uninterrupted run's, and no temporary left;
+#   export: `export --force` of a new model over an old artifact: OUT is then the complete old or
+#          the complete new artifact (file by file), or absent with the old one whole in its hidden
+#          `.OUT.masq-old-*` sibling; the next export restores or replaces it, leaves exactly the
+#          new artifact and no sibling.
+# FAULT_SECTIONS picks sections (default "deal serve query train export"). Prints one line per trial and
 # a summary with each section's passed trials; exits 1 if any trial broke a rule.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +25,7 @@ MASQ=${MASQ:-./target/release/masq}
 PY=${PY:-.masq/python}
 TRIALS=${TRIALS:-20}
 MODEL=${FAULT_MODEL:-zoo:mnist_cnn}
-WANT=" ${FAULT_SECTIONS:-deal serve query train} "
+WANT=" ${FAULT_SECTIONS:-deal serve query train export} "
 want() { [[ "$WANT" == *" $1 "* ]]; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/masq-fault-trials.XXXXXX")
 SERVER_PID=""
@@ -296,6 +300,70 @@ summary=()
 for s in "${!train_states[@]}"; do summary+=("$s: ${train_states[$s]}"); done
 note "train: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
 fi
+fi
+
+if want export; then
+echo "== export: kill -9 of \`masq export --force\` ($TRIALS trials) =="
+section export
+declare -A export_states=()
+# Exports are byte-identical at a fixed SOURCE_DATE_EPOCH, so a state is "old" or "new" exactly.
+export SOURCE_DATE_EPOCH=1700000000
+"$MASQ" export --from zoo:cnn_small --out "$W/exp-old" > /dev/null 2> "$W/e.err" || { echo "export failed: $(cat "$W/e.err")"; exit 1; }
+t0=$(date +%s%N)
+"$MASQ" export --from zoo:mnist_cnn --out "$W/exp-new" > /dev/null 2> "$W/e.err" || { echo "export failed: $(cat "$W/e.err")"; exit 1; }
+export_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+note "a whole export takes ${export_ms} ms; kills land in 0 to $((export_ms * 12 / 10)) ms"
+same() { diff -rq "$1" "$2" > /dev/null 2>&1; }
+for t in $(seq "$TRIALS"); do
+    d="$W/exp$t"
+    mkdir -p "$d"
+    o="$d/art"
+    cp -a "$W/exp-old" "$o"
+    b0=$broken
+    "$MASQ" export --from zoo:mnist_cnn --out "$o" --force > /dev/null 2>&1 &
+    pid=$!
+    if ((t % 2 == 0)); then
+        # Even trials aim at the renames: kill as soon as the old name is reserved.
+        for _ in $(seq 20000); do
+            compgen -G "$d/.art.masq-old-*" > /dev/null && break
+            kill -0 "$pid" 2>/dev/null || break
+        done
+        pause 2
+    else
+        pause $((export_ms * 12 / 10 + 1))
+    fi
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    olds=$(find "$d" -maxdepth 1 -name '.art.masq-old-*' | wc -l)
+    if [[ -d "$o" ]] && same "$o" "$W/exp-old"; then
+        state="old artifact"
+    elif [[ -d "$o" ]] && same "$o" "$W/exp-new"; then
+        state="new artifact"
+    elif [[ ! -e "$o" ]]; then
+        state="no OUT, old in its sibling"
+        found=0
+        for sib in "$d"/.art.masq-old-*; do same "$sib" "$W/exp-old" && found=1; done
+        [[ $found == 1 ]] || bad "export $t: OUT gone and no sibling holds the old artifact"
+        "$MASQ" inspect "$o" > /dev/null 2> "$W/e.err" && bad "export $t: a missing OUT was read"
+        no_panic "$W/e.err" || bad "export $t: inspect panicked"
+    else
+        state="torn"
+        bad "export $t: OUT is neither the old nor the new artifact"
+    fi
+    "$MASQ" export --from zoo:mnist_cnn --out "$o" --force > /dev/null 2> "$W/e.err" \
+        || bad "export $t: the next export failed: $(tail -1 "$W/e.err")"
+    same "$o" "$W/exp-new" || bad "export $t: the next export did not leave the new artifact"
+    left=$(find "$d" -maxdepth 1 -name '.art.masq-*' | wc -l)
+    [[ $left -eq 0 ]] || bad "export $t: $left hidden siblings left after the next export"
+    [[ $broken -eq $b0 ]] && good
+    note "export $t: killed -> $state ($olds old siblings) -> new"
+    export_states[$state]=$((${export_states[$state]:-0} + 1))
+    rm -rf "$d"
+done
+summary=()
+for s in "${!export_states[@]}"; do summary+=("$s: ${export_states[$s]}"); done
+note "export: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
+unset SOURCE_DATE_EPOCH
 fi
 
 summary=()

@@ -24,8 +24,8 @@
 //!
 //! - `approx_comparisons`: the transformer ops' approximations ([`crate::approx::transformer`]):
 //!   GELU and Erf two per element (their clamp), Tanh six (the sigmoid's), Exp two, Reciprocal
-//!   and a division by a computed value one per range bit of the divisor, Sqrt one per range
-//!   bit; LayerNorm one per range bit of each normalised row's `1/√(var + ε)`; Softmax over rows
+//!   and a division by a computed value one per range bit of the divisor plus its sign, Sqrt one
+//!   per range bit; LayerNorm one per range bit of each normalised row's `1/√(var + ε)`; Softmax over rows
 //!   of `L` elements `L − 1` for the maximum, `L` for the exponential's clamp and the range bits
 //!   of the row sum's reciprocal, per row.
 //!

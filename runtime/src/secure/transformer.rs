@@ -17,8 +17,8 @@
 //!   Erf                     u·h(u²), u = clamp(x, ±3.5)/3.5                 2 comparisons   13 rounds
 //!   Tanh                    2σ(2x) − 1 (the Sigmoid protocol)               6 comparisons   13 rounds
 //!   Exp                     clamp(x, −16, 4), p(x/8)⁸                        2 comparisons   11 rounds
-//!   Reciprocal              range bits, polynomial, 2 Newton steps         20 comparisons    8 rounds
-//!   Div by a computed value a × 1/d                                        20 comparisons    9 rounds
+//!   Reciprocal              sign, range bits, polynomial, 2 Newton steps   21 comparisons   10 rounds
+//!   Div by a computed value a × 1/d                                        21 comparisons   11 rounds
 //!   Sqrt                    x × 1/√x                                       14 comparisons   12 rounds
 //! ```
 //! Every product of fixed-point values is truncated once (local truncation).
@@ -157,11 +157,33 @@ pub(super) fn reciprocal<B: Backend>(
     r: &Reciprocal,
 ) -> Result<ArrayD<B::T>> {
     let shape = x.shape().to_vec();
+    // The sign as an integer share s = 2·[x ≥ 0] − 1, and |x| = x·s (exact: no truncation).
+    let sign = if r.signed {
+        let bit = b.drelu(x.clone()).map_err(mpc_err(node))?;
+        let two = b.mul_public(bit, &ndarray::arr0(2u64).into_dyn());
+        let one = broadcast_to(b.public(&ndarray::arr0(1u64).into_dyn()), &shape).expect("scalar broadcasts");
+        Some(b.sub(two, &one))
+    } else {
+        None
+    };
+    let x = match &sign {
+        Some(s) => b.mul(x, s).map_err(mpc_err(node))?,
+        None => x,
+    };
     let js: Vec<i32> = r.thresholds().collect();
     let bits = range_bits(b, node, fp, &x, 2.0, &js)?;
     let weights: Vec<f64> = js.iter().map(|&j| 2f64.powi(-j)).collect();
     let c = bits_combination(b, fp, &shape, 2f64.powi(-r.jlo), &bits, &weights);
-    let xs = mul_t(b, node, x, &c)?;
+    // x' = |x|·c, and c·s (exact) in the same round.
+    let (xs, c) = match &sign {
+        Some(s) => {
+            let mut v = super::lower::mul_all(b, &[x, c.clone()], &[c, s.clone()]).map_err(mpc_err(node))?;
+            let cs = v.pop().expect("two parts");
+            let xs = v.pop().expect("two parts");
+            (b.truncate(xs), cs)
+        }
+        None => (mul_t(b, node, x, &c)?, c),
+    };
     let mut y = poly_at(b, node, fp, xs.clone(), &r.poly, 1.0)?;
     for _ in 0..r.newton {
         let e = mul_t(b, node, xs.clone(), &y)?;

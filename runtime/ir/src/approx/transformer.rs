@@ -7,9 +7,9 @@
 //! |---|---|---|---|---|---|---|
 //! | `exp` in Softmax | `max(x, −16)`, then `p(x/4)⁴`, `p` degree 8 on [−4, 0] | 1 | 9 | 10 | x ≤ 0 | 4.1e-6 |
 //! | `exp` (Exp op) | `clamp(x, −16, 4)`, then `p(x/8)⁸`, `p` degree 8 on [−2, 0.5] | 2 | 10 | 11 | [−16, 4] | 2.0e-5 relative |
-//! | `1/x` | bits `x ≥ 2^j` give `c = 2^−⌊log₂x⌋`; `p(xc)` degree 2 on [1, 2]; 2 Newton steps; `× c` | `jhi − jlo` | 7 | 8 | [2^jlo, 2^jhi] | 2e-8 relative |
+//! | `1/x` | sign `s`, bits `abs(x) ≥ 2^j` give `c = 2^−⌊log₂abs(x)⌋`; `p(abs(x)c)` degree 2 on [1, 2]; 2 Newton steps; `× cs` | `jhi − jlo + 1` | 9 | 10 | `abs(x)` in [2^jlo, 2^jhi] | 2e-8 relative |
 //! | `1/√x` | bits `x ≥ 4^j` give `c = 4^−k`, `c' = 2^−k`; `p(xc)` degree 3 on [1, 4]; 2 Newton steps; `× c'` | `jhi − jlo` | 10 | 11 | [4^jlo, 4^jhi] | 1e-7 relative |
-//! | GELU | `x/2 + E(clamp(x, ±4.5)) + (|x| − 4.5)⁺/2`, `E(x) = x·erf(x/√2)/2` even, degree 10 in x² | 2 | 10 | 11 | all reals | 2.5e-5 |
+//! | GELU | `x/2 + E(clamp(x, ±4.5)) + (abs(x) − 4.5)⁺/2`, `E(x) = x·erf(x/√2)/2` even, degree 10 in x² | 2 | 10 | 11 | all reals | 2.5e-5 |
 //! | erf | `u·h(u²)`, `u = clamp(x, ±3.5)/3.5`, `h` degree 11 | 2 | 12 | 13 | all reals | 5.5e-6 |
 //!
 //! Rounds count the products' rounds plus one for each batch of comparisons; the table in
@@ -72,14 +72,18 @@ pub fn exp() -> &'static Exp {
     E.get_or_init(|| Exp::new(-16.0, Some(4.0), 4.0, 3, 8))
 }
 
-/// `1/x` for `x ∈ [2^jlo, 2^jhi]`: comparisons `b_j = [x ≥ 2^j]` for `j = jlo+1 ..= jhi` give
-/// `c = 2^jlo·… = 2^−⌊log₂ x⌋ = 2^−jlo − Σ b_j 2^−j` (linear in the bits, no products), then
-/// `x' = x·c ∈ [1, 2)`, `y = p(x')`, `newton` steps `y ← y(2 − x'y)`, and `1/x = y·c`.
+/// `1/x` for `|x| ∈ [2^jlo, 2^jhi]`: comparisons `b_j = [|x| ≥ 2^j]` for `j = jlo+1 ..= jhi`
+/// give `c = 2^−⌊log₂|x|⌋ = 2^−jlo − Σ b_j 2^−j` (linear in the bits, no products), then
+/// `x' = |x|·c ∈ [1, 2)`, `y = p(x')`, `newton` steps `y ← y(2 − x'y)`, and `1/x = y·c·sign(x)`.
+/// With `signed`, the sign `s = 2·[x ≥ 0] − 1` costs one comparison and `|x| = x·s` one product
+/// (both exact: `s` is an integer share) and `c·s` shares the round of `x'`; without it (a
+/// Softmax's sum) the input is taken as positive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reciprocal {
     pub jlo: i32,
     pub jhi: i32,
     pub newton: u32,
+    pub signed: bool,
     pub poly: Poly,
 }
 
@@ -87,13 +91,13 @@ impl Reciprocal {
     /// Over `[2^jlo, 2^jhi]`.
     pub fn new(jlo: i32, jhi: i32) -> Reciprocal {
         assert!(jhi > jlo, "a range [2^{jlo}, 2^{jhi}]");
-        Reciprocal { jlo, jhi, newton: 2, poly: Poly::fit(|x| 1.0 / x, 1.0, 2.0, 2) }
+        Reciprocal { jlo, jhi, newton: 2, signed: true, poly: Poly::fit(|x| 1.0 / x, 1.0, 2.0, 2) }
     }
 
-    /// For a Softmax over `len` elements: its sum is in `[1 − ε, len]`.
+    /// For a Softmax over `len` elements: its sum is positive, in `[1 − ε, len]`.
     pub fn softmax(len: usize) -> Reciprocal {
         let top = (len.max(2) as f64).log2().ceil() as i32;
-        Reciprocal::new(-1, top)
+        Reciprocal { signed: false, ..Reciprocal::new(-1, top) }
     }
 
     /// The exponents `j` compared against (`x ≥ 2^j`).
@@ -102,27 +106,29 @@ impl Reciprocal {
     }
 
     pub fn eval(&self, x: f64) -> f64 {
+        let s = if self.signed && x < 0.0 { -1.0 } else { 1.0 };
+        let a = x * s;
         let c: f64 =
-            2f64.powi(-self.jlo) - self.thresholds().filter(|&j| x >= 2f64.powi(j)).map(|j| 2f64.powi(-j)).sum::<f64>();
-        let xs = x * c;
+            2f64.powi(-self.jlo) - self.thresholds().filter(|&j| a >= 2f64.powi(j)).map(|j| 2f64.powi(-j)).sum::<f64>();
+        let xs = a * c;
         let mut y = self.poly.eval(xs);
         for _ in 0..self.newton {
             y *= 2.0 - xs * y;
         }
-        y * c
+        y * c * s
     }
 
     pub fn comparisons(&self) -> u64 {
-        (self.jhi - self.jlo) as u64
+        (self.jhi - self.jlo) as u64 + u64::from(self.signed)
     }
 
-    /// `x·c`, the polynomial, two per Newton step, `y·c`.
+    /// (`x·s`, `c·s`,) `x·c`, the polynomial, two per Newton step, `y·c`.
     pub fn multiplications(&self) -> u64 {
-        2 + self.poly.multiplications() + 2 * u64::from(self.newton)
+        2 + self.poly.multiplications() + 2 * u64::from(self.newton) + 2 * u64::from(self.signed)
     }
 }
 
-/// The Reciprocal op and a division by a computed value: `[2^−6, 2^14]`.
+/// The Reciprocal op and a division by a computed value: `|x|` in `[2^−6, 2^14]`, either sign.
 pub fn reciprocal() -> &'static Reciprocal {
     static R: OnceLock<Reciprocal> = OnceLock::new();
     R.get_or_init(|| Reciprocal::new(-6, 14))
@@ -324,7 +330,10 @@ mod tests {
         let worst =
             xs.iter().filter(|&&x| x >= lo && x <= hi).map(|&x| (r.eval(x) * x - 1.0).abs()).fold(0.0, f64::max);
         assert!(worst <= bounds::RECIPROCAL_RELATIVE, "worst {worst:e}");
-        assert_eq!(r.comparisons(), 20);
+        assert_eq!(r.comparisons(), 21);
+        for x in [-4.0, -3e-2, -1000.0] {
+            assert!((r.eval(x) * x - 1.0).abs() <= bounds::RECIPROCAL_RELATIVE, "1/{x}");
+        }
         let s = Reciprocal::softmax(65);
         assert_eq!((s.jlo, s.jhi), (-1, 7));
         assert!((s.eval(0.9995) * 0.9995 - 1.0).abs() < 1e-8 && (s.eval(65.0) * 65.0 - 1.0).abs() < 1e-8);
