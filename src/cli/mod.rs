@@ -9,6 +9,7 @@ mod calibrate;
 mod cifar_npy;
 mod common;
 mod deal;
+mod dealer;
 #[cfg(feature = "train")]
 mod demo;
 mod estimate;
@@ -16,6 +17,7 @@ mod estimate;
 mod eval;
 mod export;
 mod inspect;
+mod keygen;
 mod load_weights;
 #[cfg(feature = "train")]
 mod prune;
@@ -97,6 +99,12 @@ pub enum Command {
     /// The trusted dealer's offline phase for K encrypted inferences: writes DIR/p0.bin (server)
     /// and DIR/p1.bin (client) (`masq deal --model zoo:resnet20 --count 4 --out deal/`).
     Deal(deal::DealArgs),
+    /// The trusted dealer as a service: deals each inference when a server opens it and streams
+    /// each party its own half (`masq dealer --model zoo:resnet20 --state dealer/ --listen 0.0.0.0:7100`).
+    Dealer(dealer::DealerArgs),
+    /// Make the keys of encrypted, authenticated channels (TLS): a project CA and a certificate
+    /// and key per role, for `--tls DIR` of serve, query and dealer (`masq keygen --out keys/`).
+    Keygen(keygen::KeygenArgs),
     /// Serve encrypted inference as the model owner, P0
     /// (`masq serve --model zoo:resnet20 --preprocessing deal/p0.bin --listen 127.0.0.1:7000`).
     Serve(serve::ServeArgs),
@@ -134,6 +142,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quantize(a) => quantize::run(*a),
         Command::LoadWeights(a) => load_weights::run(a),
         Command::Deal(a) => deal::run(a),
+        Command::Dealer(a) => dealer::run(a),
+        Command::Keygen(a) => keygen::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Query(a) => query::run(a),
         Command::Relay(a) => relay::run(a),

@@ -135,7 +135,7 @@ type ItemOut<'a> = Item<&'a [u64], Vec<u8>>;
 type ItemIn<'a> = Item<Vec<u64>, &'a [u8]>;
 
 /// Appends `v` to `out` ([`CONFIG`]).
-fn put<T: bincode::Encode>(out: &mut Vec<u8>, v: &T) {
+pub(crate) fn put<T: bincode::Encode>(out: &mut Vec<u8>, v: &T) {
     bincode::encode_into_std_write(v, out, CONFIG).expect("encoding into memory cannot fail");
 }
 

@@ -31,6 +31,7 @@ pub mod material;
 pub mod request;
 pub mod section_reader;
 pub mod stream;
+pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -118,9 +119,19 @@ pub struct Dealer {
 }
 
 impl Dealer {
-    /// A dealer whose every output is determined by `seed`.
+    /// A dealer whose every output is determined by `seed` (64 bits: for reproducible runs and
+    /// tests; a deployment's dealer uses [`Dealer::from_key`]).
     pub fn new(seed: u64) -> Dealer {
-        let mut root = ChaCha12Rng::seed_from_u64(seed);
+        Dealer::from_root(ChaCha12Rng::seed_from_u64(seed))
+    }
+
+    /// A dealer whose every output is determined by a 256-bit secret `key` (e.g. drawn from the
+    /// operating system, or derived per inference by a dealer service).
+    pub fn from_key(key: [u8; 32]) -> Dealer {
+        Dealer::from_root(ChaCha12Rng::from_seed(key))
+    }
+
+    fn from_root(mut root: ChaCha12Rng) -> Dealer {
         let mut fork = || {
             let mut s = [0u8; 32];
             root.fill_bytes(&mut s);

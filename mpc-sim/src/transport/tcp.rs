@@ -13,13 +13,18 @@
 //!   send -> BufWriter -> socket    socket -> FrameReader -> queue -> recv (timeout)
 //! ```
 //!
+//! The two halves need not be the raw socket: [`TcpTransport::from_halves`] runs the same
+//! framing, queue and timeouts over any read and write halves of a connected socket (an
+//! encrypted channel, say), keeping the socket itself for its addresses, its timeouts and the
+//! shutdown on drop that ends the reader thread.
+//!
 //! Errors: a peer that closes or resets the connection is [`MpcError::PeerDisconnected`] (at a
 //! frame boundary) or [`MpcError::TruncatedFrame`] (inside a frame); a peer that goes silent
 //! is [`MpcError::Timeout`]; oversized frames are [`MpcError::FrameTooLarge`] on either side.
 //! After a send error the connection refuses further sends (its framing may be broken).
 
 use std::collections::VecDeque;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -112,7 +117,7 @@ fn queue_cost(len: usize) -> usize {
     len + QUEUE_ENTRY_BYTES
 }
 
-fn reader_loop(mut stream: TcpStream, inbox: Arc<Inbox>, max_frame: Arc<AtomicUsize>, budget: usize) {
+fn reader_loop(mut stream: Box<dyn Read + Send>, inbox: Arc<Inbox>, max_frame: Arc<AtomicUsize>, budget: usize) {
     let mut frames = FrameReader::with_shared_max(max_frame);
     loop {
         {
@@ -149,9 +154,10 @@ fn reader_loop(mut stream: TcpStream, inbox: Arc<Inbox>, max_frame: Arc<AtomicUs
 }
 
 /// One end of a TCP connection between the two parties.
-#[derive(Debug)]
 pub struct TcpTransport {
-    writer: BufWriter<TcpStream>,
+    /// The connection: its addresses, and its shutdown on drop (which wakes the reader thread).
+    socket: TcpStream,
+    writer: BufWriter<Box<dyn Write + Send>>,
     inbox: Arc<Inbox>,
     reader: Option<JoinHandle<()>>,
     opts: TcpOptions,
@@ -159,6 +165,16 @@ pub struct TcpTransport {
     recv_max: Arc<AtomicUsize>,
     /// A send failed part-way: the peer may have half a frame, so nothing more may be sent.
     send_broken: bool,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("socket", &self.socket)
+            .field("opts", &self.opts)
+            .field("send_broken", &self.send_broken)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TcpTransport {
@@ -170,12 +186,32 @@ impl TcpTransport {
     /// Wraps a connected stream: sets `TCP_NODELAY`, blocking mode and the write timeout, and
     /// starts the reader thread.
     pub fn from_stream_with(stream: TcpStream, opts: TcpOptions) -> Result<Self> {
-        opts.validate()?;
-        stream.set_nonblocking(false)?;
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(opts.write_timeout))?;
-        stream.set_read_timeout(None)?;
         let read_half = stream.try_clone()?;
+        let write_half = stream.try_clone()?;
+        Self::from_halves(stream, Box::new(read_half), Box::new(write_half), opts)
+    }
+
+    /// Runs the transport over `reader` and `writer`, two halves of the connection `socket`
+    /// (an encrypted channel over it, say) instead of the socket itself. `socket` gets the
+    /// settings of [`TcpTransport::from_stream_with`] (`TCP_NODELAY`, blocking mode, the write
+    /// timeout, no read timeout), which the halves see if they read and write through clones of
+    /// it; it gives [`TcpTransport::peer_addr`] and is shut down on drop, which must make a
+    /// blocked `reader` return (end of stream or an error) so that the reader thread ends.
+    ///
+    /// `reader` is read on the reader thread only, `writer` on the caller's thread only.
+    /// `reader` should not return `WouldBlock` / `TimedOut` (it would be retried at once).
+    pub fn from_halves(
+        socket: TcpStream,
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        opts: TcpOptions,
+    ) -> Result<Self> {
+        opts.validate()?;
+        socket.set_nonblocking(false)?;
+        socket.set_nodelay(true)?;
+        socket.set_write_timeout(Some(opts.write_timeout))?;
+        socket.set_read_timeout(None)?;
+        let read_half = reader;
         let inbox = Arc::new(Inbox::default());
         let thread_inbox = Arc::clone(&inbox);
         let recv_max = Arc::new(AtomicUsize::new(opts.max_frame_bytes));
@@ -184,7 +220,8 @@ impl TcpTransport {
             .name("masq-tcp-reader".into())
             .spawn(move || reader_loop(read_half, thread_inbox, max, budget))?;
         Ok(Self {
-            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream),
+            socket,
+            writer: BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer),
             inbox,
             reader: Some(reader),
             opts,
@@ -241,12 +278,21 @@ impl TcpTransport {
     /// mode and put back into blocking mode before returning.
     pub fn accept_with(listener: &TcpListener, timeout: Duration, opts: TcpOptions) -> Result<Self> {
         opts.validate()?;
+        Self::from_stream_with(Self::accept_stream(listener, timeout)?, opts)
+    }
+
+    /// The connection [`TcpTransport::accept_with`] would wrap, unwrapped (for a caller that
+    /// sets up something over the socket first, such as an encrypted channel for
+    /// [`TcpTransport::from_halves`]). The listener is polled in non-blocking mode and put
+    /// back into blocking mode before returning; the stream returned is in blocking mode.
+    pub fn accept_stream(listener: &TcpListener, timeout: Duration) -> Result<TcpStream> {
         listener.set_nonblocking(true)?;
         let accepted = poll_accept(listener, timeout);
         let restored = listener.set_nonblocking(false);
         let stream = accepted?;
         restored?;
-        Self::from_stream_with(stream, opts)
+        stream.set_nonblocking(false)?;
+        Ok(stream)
     }
 
     /// The options this transport was built with.
@@ -256,12 +302,12 @@ impl TcpTransport {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
-        Ok(self.writer.get_ref().peer_addr()?)
+        Ok(self.socket.peer_addr()?)
     }
 
     /// This end's address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.writer.get_ref().local_addr()?)
+        Ok(self.socket.local_addr()?)
     }
 
     fn check_sendable(&self) -> Result<()> {
@@ -385,7 +431,7 @@ impl Drop for TcpTransport {
             self.inbox.changed.notify_all();
         }
         // Wakes the reader thread out of its blocking read.
-        let _ = self.writer.get_ref().shutdown(Shutdown::Both);
+        let _ = self.socket.shutdown(Shutdown::Both);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -458,6 +504,87 @@ mod tests {
         let got_a = a.exchange_u64s(&xs2, "big").unwrap();
         assert_eq!(got_a, ys);
         assert_eq!(t.join().unwrap(), xs);
+    }
+
+    /// Halves that scramble every byte (a stand-in for an encrypted channel over the socket).
+    struct Xor<S>(S);
+
+    impl Read for Xor<TcpStream> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf)?;
+            buf[..n].iter_mut().for_each(|b| *b ^= 0x5A);
+            Ok(n)
+        }
+    }
+
+    impl Write for Xor<TcpStream> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let scrambled: Vec<u8> = buf.iter().map(|b| b ^ 0x5A).collect();
+            self.0.write_all(&scrambled)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    fn over_halves(stream: TcpStream, opts: TcpOptions) -> TcpTransport {
+        let (r, w) = (stream.try_clone().unwrap(), stream.try_clone().unwrap());
+        TcpTransport::from_halves(stream, Box::new(Xor(r)), Box::new(Xor(w)), opts).unwrap()
+    }
+
+    #[test]
+    fn transports_over_other_halves_frame_queue_and_close_the_same_way() {
+        let opts = TcpOptions::with_timeout(Duration::from_secs(5));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let raw = std::thread::spawn(move || TcpStream::connect(addr).unwrap());
+        let (accepted, _) = listener.accept().unwrap();
+        let raw = raw.join().unwrap();
+        // What goes over the wire is scrambled: a plain reader sees other bytes.
+        let mut peek = raw.try_clone().unwrap();
+        let mut a = over_halves(accepted, opts);
+        a.send(b"hi").unwrap();
+        a.flush().unwrap();
+        let mut wire = [0u8; 6];
+        peek.read_exact(&mut wire).unwrap();
+        assert_eq!(wire, [2 ^ 0x5A, 0x5A, 0x5A, 0x5A, b'h' ^ 0x5A, b'i' ^ 0x5A]);
+        let mut b = over_halves(raw, opts);
+        assert_eq!(b.peer_addr().unwrap(), a.local_addr().unwrap());
+        // Both push 24 MB before reading: the reader threads keep the halves from deadlocking.
+        let xs: Vec<u64> = (0..3_000_000u64).collect();
+        let ys: Vec<u64> = xs.iter().map(|x| x ^ 0xFFFF).collect();
+        let (xs2, ys2) = (xs.clone(), ys.clone());
+        let t = std::thread::spawn(move || (b.exchange_u64s(&ys2, "big").unwrap(), b));
+        assert_eq!(a.exchange_u64s(&xs2, "big").unwrap(), ys);
+        let (got, mut b) = t.join().unwrap();
+        assert_eq!(got, xs);
+        // Frame limits apply to the decoded stream.
+        b.set_max_frame_bytes(4);
+        a.send(&[1; 5]).unwrap();
+        a.flush().unwrap();
+        assert!(matches!(b.recv(), Err(MpcError::FrameTooLarge { len: 5, max: 4 })), "over the limit");
+        // Dropping one end shuts the socket down: the other sees the peer go, and no thread hangs.
+        let (mut c, d) = pair_over_halves(opts);
+        drop(d);
+        assert!(matches!(c.recv(), Err(MpcError::PeerDisconnected { .. })));
+        drop(c);
+    }
+
+    fn pair_over_halves(opts: TcpOptions) -> (TcpTransport, TcpTransport) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let raw = std::thread::spawn(move || TcpStream::connect(addr).unwrap());
+        let (accepted, _) = listener.accept().unwrap();
+        (over_halves(accepted, opts), over_halves(raw.join().unwrap(), opts))
+    }
+
+    #[test]
+    fn a_silent_peer_over_other_halves_times_out() {
+        let (mut a, _b) = pair_over_halves(TcpOptions::with_timeout(Duration::from_millis(100)));
+        let start = Instant::now();
+        assert!(matches!(a.recv(), Err(MpcError::Timeout { .. })));
+        assert!(start.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -13,3 +13,4 @@ mod privacy;
 mod protocols;
 mod tcp_protocol;
 mod transport_tcp;
+mod wire;

@@ -17,6 +17,7 @@
 //!   weights and biases replaced by their shapes) and its hash;
 //! - [`file`](mod@file): the dealer's per-party preprocessing file with crash-safe "spent" flags;
 //! - [`auth`]: the HMAC-SHA256 challenge-response;
+//! - [`tls`]: mutually authenticated TLS 1.3 channels with a project CA, and `masq keygen`'s keys;
 //! - [`session`]: the handshake and one session of each side over any transport
 //!   ([`Server::serve_over`], [`Client::query_over`]) and over TCP ([`Server::serve`], [`query`]);
 //! - [`deal`]: the dealer's offline phase for K inferences;
@@ -26,10 +27,12 @@
 //! Authentication keeps strangers out; it does not make a dishonest peer honest.
 
 pub mod auth;
+pub mod dealer;
 pub mod file;
 pub mod public;
 pub mod relay;
 pub mod session;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,7 +49,7 @@ pub use public::PublicModel;
 pub use session::{Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
 
 /// Version of the wire protocol (handshake and message layout).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Errors of deployment: files, keys, handshakes and sessions.
 #[derive(Debug, thiserror::Error)]

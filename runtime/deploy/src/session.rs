@@ -49,7 +49,11 @@ use masq_mpc::protocols::{Ctx, StepRecord};
 use masq_mpc::transport::{DEFAULT_MAX_FRAME_BYTES, TcpOptions, TcpTransport, Transport};
 
 use crate::auth::{Key, NONCE_BYTES, nonce};
+use crate::dealer::{DealerLink, Grant, Params};
 use crate::file::{DealerFile, FileHeader};
+use masq_mpc::dealer::section_reader::SectionPlan;
+use masq_mpc::dealer::stream::Refill;
+use masq_mpc::dealer::{ModelMaterial, Preprocessing, wire};
 use crate::public::{PublicModel, sha256};
 use crate::{DeployError, PROTOCOL_VERSION, Result, hex, mpc_err};
 use masq_ir::Graph;
@@ -75,6 +79,10 @@ pub struct SessionOptions {
     /// Server: most sessions past authentication at once (in their handshake or running);
     /// one more is refused as busy. 0: no limit.
     pub max_concurrent: usize,
+    /// This side's TLS identity: the TCP entry points that connect ([`query`]) then run over
+    /// mutually authenticated TLS (see [`crate::tls`]); the server's accept loop does the same
+    /// with [`crate::tls::accept`]. Independent of `key`: either, both or neither.
+    pub tls: Option<crate::tls::Identity>,
 }
 
 /// Largest frame the server accepts before the client has authenticated and sent its hello
@@ -91,6 +99,7 @@ impl Default for SessionOptions {
             threads: 1,
             handshake_timeout: Duration::from_secs(10),
             max_concurrent: 0,
+            tls: None,
         }
     }
 }
@@ -119,6 +128,9 @@ struct Hello {
     count: u64,
     /// The inference the server offers (the client echoes it).
     slot: u64,
+    /// With a dealer service: the ticket the dealer gave the server for `slot`, which the client
+    /// presents to fetch its half (zero with files).
+    ticket: [u8; 32],
 }
 
 impl Hello {
@@ -133,6 +145,7 @@ impl Hello {
             batch: h.batch,
             count: h.count,
             slot,
+            ticket: [0; 32],
         }
     }
 }
@@ -320,6 +333,48 @@ fn accept_slot(server: &Hello, file: &DealerFile) -> Result<u64> {
     Ok(i)
 }
 
+/// The plan and public model of `graph` as a dealer service deals it.
+fn plan_for(graph: &Graph, params: &Params) -> Result<(Plan, PublicModel)> {
+    let cfg = SecureConfig {
+        frac_bits: params.frac_bits,
+        cmp_bits: params.cmp_bits,
+        cmp_mode: params.cmp_mode,
+        seed: 0,
+        ..SecureConfig::default()
+    };
+    let plan = secure::plan(graph, params.batch as usize, &cfg)?;
+    let public = PublicModel::of(&plan.graph)?;
+    Ok((plan, public))
+}
+
+/// The hello fields of a party served by a dealer service (its id stands for the pair id).
+fn header_of(party: Party, params: &Params, dealer_id: [u8; 16]) -> FileHeader {
+    FileHeader {
+        party,
+        pair_id: dealer_id,
+        model_hash: params.model_hash,
+        frac_bits: params.frac_bits,
+        cmp_bits: params.cmp_bits,
+        cmp_mode: params.cmp_mode,
+        batch: params.batch,
+        count: 0,
+    }
+}
+
+/// A party's half of an inference from the dealer service: the model material and the first
+/// segment now, the rest as the online phase consumes it.
+fn fetched(
+    grant: Grant,
+    party: Party,
+    plan: &Plan,
+    kinds: &[(usize, masq_mpc::dealer::LinearKind)],
+    budget: u64,
+    name: String,
+) -> Result<(ModelMaterial, Preprocessing, Box<dyn Refill>)> {
+    let sp = SectionPlan { party, requests: plan.requests.clone(), layers: kinds.to_vec(), budget, name };
+    wire::receive_deal(grant.transport, sp).map_err(mpc_err("receiving preprocessing from the dealer"))
+}
+
 fn summary_of(log: &[StepRecord], online_seconds: f64) -> Summary {
     Summary {
         step_ops: log.iter().map(|s| s.op.to_string()).collect(),
@@ -367,15 +422,33 @@ pub struct SessionReport {
 /// session in its handshake (in memory only: a failed handshake releases its slot).
 #[derive(Debug)]
 struct Slots {
-    file: DealerFile,
+    /// The preprocessing file (none with a dealer service).
+    file: Option<DealerFile>,
     reserved: BTreeSet<u64>,
+    /// Sessions in their handshake with an inference opened at the dealer service.
+    opening: usize,
     /// Sessions past `Go` and not yet ended.
     running: usize,
 }
 
 impl Slots {
     fn free(&self) -> impl Iterator<Item = u64> + '_ {
-        (0..self.file.header().count).filter(|&i| !self.file.is_spent(i) && !self.reserved.contains(&i))
+        let file = self.file.as_ref();
+        let count = file.map_or(0, |f| f.header().count);
+        (0..count).filter(move |&i| file.is_some_and(|f| !f.is_spent(i)) && !self.reserved.contains(&i))
+    }
+
+    fn busy(&self) -> usize {
+        self.reserved.len() + self.opening + self.running
+    }
+}
+
+/// A session in its handshake holding an inference opened at the dealer service.
+struct Opening<'a>(&'a Server);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.slots().opening -= 1;
     }
 }
 
@@ -412,6 +485,8 @@ pub struct Server {
     /// The plan's linear layers, which the file's model material must match.
     kinds: Vec<(usize, masq_mpc::dealer::LinearKind)>,
     opts: SessionOptions,
+    /// The dealer service and what it deals (none: the file's inferences).
+    dealer: Option<(DealerLink, Params)>,
 }
 
 impl Server {
@@ -441,8 +516,27 @@ impl Server {
         }
         let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
         file.model_material_for(&kinds)?;
-        let slots = Mutex::new(Slots { file, reserved: BTreeSet::new(), running: 0 });
-        Ok(Server { plan, public, header: h, path: preprocessing.to_path_buf(), slots, kinds, opts })
+        let slots = Mutex::new(Slots { file: Some(file), reserved: BTreeSet::new(), opening: 0, running: 0 });
+        Ok(Server { plan, public, header: h, path: preprocessing.to_path_buf(), slots, kinds, opts, dealer: None })
+    }
+
+    /// Plans `graph` as the dealer service at `link` deals (asked once, now), and checks that
+    /// it deals this model. Each session then opens a new inference there.
+    pub fn with_dealer(graph: &Graph, link: DealerLink, opts: SessionOptions) -> Result<Server> {
+        let (params, dealer_id) = link.info()?;
+        let (plan, public) = plan_for(graph, &params)?;
+        if public.hash != params.model_hash {
+            return Err(DeployError::Mismatch {
+                field: "model (hash of the public model)",
+                server: format!("this model {}", hex(&public.hash)),
+                client: format!("the dealer at {} deals {}", link.addr, hex(&params.model_hash)),
+            });
+        }
+        let header = header_of(Party::P0, &params, dealer_id);
+        let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+        let slots = Mutex::new(Slots { file: None, reserved: BTreeSet::new(), opening: 0, running: 0 });
+        let path = PathBuf::from(format!("dealer {}", link.addr));
+        Ok(Server { plan, public, header, path, slots, kinds, opts, dealer: Some((link, params)) })
     }
 
     fn slots(&self) -> MutexGuard<'_, Slots> {
@@ -460,19 +554,28 @@ impl Server {
         &self.path
     }
 
-    /// Inferences neither spent nor reserved by a session in progress.
+    /// Inferences neither spent nor reserved by a session in progress (`u64::MAX` with a
+    /// dealer service: it deals on request).
     pub fn remaining(&self) -> u64 {
+        if self.dealer.is_some() {
+            return u64::MAX;
+        }
         self.slots().free().count() as u64
     }
 
-    /// Inferences not spent (reserved ones included).
+    /// Inferences not spent (reserved ones included; `u64::MAX` with a dealer service).
     pub fn unspent(&self) -> u64 {
-        self.slots().file.remaining()
+        self.slots().file.as_ref().map_or(u64::MAX, |f| f.remaining())
     }
 
-    /// The spent flags, one per inference.
+    /// The spent flags, one per inference (empty with a dealer service).
     pub fn spent(&self) -> Vec<bool> {
-        self.slots().file.spent().to_vec()
+        self.slots().file.as_ref().map_or_else(Vec::new, |f| f.spent().to_vec())
+    }
+
+    /// The dealer service's address, if the server uses one.
+    pub fn dealer(&self) -> Option<&str> {
+        self.dealer.as_ref().map(|d| d.0.addr.as_str())
     }
 
     /// The options.
@@ -492,8 +595,7 @@ impl Server {
 
     /// Sessions in their handshake (holding a slot) or running.
     pub fn in_progress(&self) -> usize {
-        let slots = self.slots();
-        slots.reserved.len() + slots.running
+        self.slots().busy()
     }
 
     /// Refuses a connection without a session (the server is full, or stopping), saying why.
@@ -503,14 +605,9 @@ impl Server {
 
     fn reserve(&self) -> Result<Reservation<'_>> {
         let mut slots = self.slots();
-        let busy = slots.reserved.len() + slots.running;
-        if self.opts.max_concurrent > 0 && busy >= self.opts.max_concurrent {
-            return Err(DeployError::Busy {
-                reason: format!("{busy} sessions in progress (the limit); try again later"),
-            });
-        }
+        self.check_busy(&slots)?;
         let Some(index) = slots.free().next() else {
-            let (count, unspent) = (slots.file.header().count, slots.file.remaining());
+            let (count, unspent) = slots.file.as_ref().map_or((0, 0), |f| (f.header().count, f.remaining()));
             return Err(DeployError::Exhausted {
                 reason: format!(
                     "all {count} inferences of the server's p0.bin are spent or in use ({unspent} unspent, \
@@ -521,6 +618,39 @@ impl Server {
         };
         slots.reserved.insert(index);
         Ok(Reservation { server: self, index })
+    }
+
+    fn check_busy(&self, slots: &Slots) -> Result<()> {
+        let busy = slots.busy();
+        if self.opts.max_concurrent > 0 && busy >= self.opts.max_concurrent {
+            return Err(DeployError::Busy {
+                reason: format!("{busy} sessions in progress (the limit); try again later"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens a new inference at the dealer service for one session.
+    fn open_at_dealer(&self, link: &DealerLink, params: &Params) -> Result<(Opening<'_>, Grant)> {
+        {
+            let mut slots = self.slots();
+            self.check_busy(&slots)?;
+            slots.opening += 1;
+        }
+        let opening = Opening(self);
+        let grant = link.open(*params)?;
+        if grant.dealer_id != self.header.pair_id {
+            return Err(DeployError::Protocol {
+                during: "opening an inference",
+                reason: format!(
+                    "the dealer at {} now has id {}, not {} (another dealer on that address?)",
+                    link.addr,
+                    hex(&grant.dealer_id),
+                    hex(&self.header.pair_id)
+                ),
+            });
+        }
+        Ok((opening, grant))
     }
 
     /// Runs one session with a client connected over TCP (accepted with
@@ -551,43 +681,73 @@ impl Server {
             let _ = send(&mut t, &Msg::Hello { hello: fields, public_model: Vec::new() }, "handshake");
             return Err(e);
         }
-        let slot = match self.reserve() {
-            Ok(r) => r,
-            Err(e) => return Err(refuse(&mut t, e)),
+        // A slot of the file, or a new inference at the dealer service.
+        let (reservation, opened, index, ticket) = match &self.dealer {
+            None => match self.reserve() {
+                Ok(r) => {
+                    let index = r.index;
+                    (Some(r), None, index, [0; 32])
+                }
+                Err(e) => return Err(refuse(&mut t, e)),
+            },
+            Some((link, params)) => match self.open_at_dealer(link, params) {
+                Ok(o) => {
+                    let (index, ticket) = (o.1.slot, o.1.ticket);
+                    (None, Some(o), index, ticket)
+                }
+                Err(e) => return Err(refuse(&mut t, e)),
+            },
         };
-        let mine = Hello::of(&self.header, slot.index);
+        let mut mine = Hello::of(&self.header, index);
+        mine.ticket = ticket;
         send(&mut t, &Msg::Hello { hello: mine, public_model: self.public.bytes.clone() }, "handshake")?;
         match recv(&mut t, "handshake")? {
-            Msg::Accept { index } if index == slot.index => {}
-            Msg::Accept { index } => {
+            Msg::Accept { index: i } if i == index => {}
+            Msg::Accept { index: i } => {
                 let e = DeployError::Protocol {
                     during: "handshake",
-                    reason: format!("the server offered inference {}, the client accepted {index}", slot.index),
+                    reason: format!("the server offered inference {index}, the client accepted {i}"),
                 };
                 return Err(refuse(&mut t, e));
             }
             Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
             m => return Err(refuse(&mut t, unexpected("handshake", "Accept", &m))),
         }
-        let index = slot.index;
         let _running = {
             let mut slots = self.slots();
-            slots.file.mark_spent(index)?;
+            if let (Some(file), Some(_)) = (slots.file.as_mut(), &reservation) {
+                file.mark_spent(index)?;
+            }
             slots.running += 1;
             Running(self)
         };
-        drop(slot);
+        drop(reservation);
+        let grant = opened.map(|(opening, grant)| {
+            drop(opening);
+            grant
+        });
         t.set_max_frame_bytes(self.opts.max_frame_bytes);
         t.set_read_timeout(self.opts.timeout);
         send(&mut t, &Msg::Go { index }, "handshake")?;
         on_start(index);
 
-        let (model, (pre, rest)) = {
-            let slots = self.slots();
-            let model = slots.file.model_material_for(&self.kinds)?;
-            let budget = self.opts.material_budget_bytes;
-            let stream = slots.file.inference_stream(index, &self.plan.requests, &model, budget)?;
-            (model, stream)
+        let budget = self.opts.material_budget_bytes;
+        let (model, (pre, rest)) = match grant {
+            None => {
+                let slots = self.slots();
+                let file = slots.file.as_ref().ok_or_else(|| DeployError::Protocol {
+                    during: "starting the session",
+                    reason: "no preprocessing file".into(),
+                })?;
+                let model = file.model_material_for(&self.kinds)?;
+                let stream = file.inference_stream(index, &self.plan.requests, &model, budget)?;
+                (model, stream)
+            }
+            Some(g) => {
+                let name = format!("{} inference {index}", self.path.display());
+                let (model, pre, rest) = fetched(g, Party::P0, &self.plan, &self.kinds, budget, name)?;
+                (model, (pre, rest))
+            }
         };
         let mut ctx = Ctx::new(Party::P0, t, pre, self.plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
@@ -650,19 +810,38 @@ pub struct QueryResult {
 /// The input owner, P1: its preprocessing file and options.
 #[derive(Debug)]
 pub struct Client {
-    file: DealerFile,
+    source: Source,
     opts: SessionOptions,
+}
+
+/// Where the client's preprocessing comes from.
+#[derive(Debug)]
+enum Source {
+    File(DealerFile),
+    /// A dealer service, what it deals, and the hello fields that follow from it.
+    Dealer { link: DealerLink, params: Params, header: FileHeader },
 }
 
 impl Client {
     /// Opens `preprocessing` (a `p1.bin`).
     pub fn new(preprocessing: &Path, opts: SessionOptions) -> Result<Client> {
-        Ok(Client { file: DealerFile::open(preprocessing, Party::P1)?, opts })
+        Ok(Client { source: Source::File(DealerFile::open(preprocessing, Party::P1)?), opts })
     }
 
-    /// The preprocessing file.
-    pub fn file(&self) -> &DealerFile {
-        &self.file
+    /// A client whose preprocessing comes from the dealer service at `link` (asked once, now,
+    /// what it deals; each query then fetches the half of the inference its server opened).
+    pub fn with_dealer(link: DealerLink, opts: SessionOptions) -> Result<Client> {
+        let (params, dealer_id) = link.info()?;
+        let header = header_of(Party::P1, &params, dealer_id);
+        Ok(Client { source: Source::Dealer { link, params, header }, opts })
+    }
+
+    /// The preprocessing file (none with a dealer service).
+    pub fn file(&self) -> Option<&DealerFile> {
+        match &self.source {
+            Source::File(f) => Some(f),
+            Source::Dealer { .. } => None,
+        }
     }
 
     /// The options.
@@ -690,16 +869,23 @@ impl Client {
         mut on_event: impl FnMut(&str),
         start: Instant,
     ) -> Result<QueryResult> {
-        let (opts, file) = (&self.opts, &mut self.file);
+        let (opts, source) = (&self.opts, &mut self.source);
+        let header = match source {
+            Source::File(f) => *f.header(),
+            Source::Dealer { header, .. } => *header,
+        };
         greeted_by(&mut t, opts.key.as_ref())?;
-        let first = Hello::of(file.header(), file.first_unspent());
-        send(&mut t, &Msg::Hello { hello: first, public_model: Vec::new() }, "handshake")?;
+        let first = match source {
+            Source::File(f) => f.first_unspent(),
+            Source::Dealer { .. } => 0,
+        };
+        send(&mut t, &Msg::Hello { hello: Hello::of(&header, first), public_model: Vec::new() }, "handshake")?;
         let (server, public_model) = match recv(&mut t, "handshake")? {
             Msg::Hello { hello, public_model } => (hello, public_model),
             Msg::Refuse { reason } => return Err(DeployError::Refused { reason }),
             m => return Err(refuse(&mut t, unexpected("handshake", "Hello", &m))),
         };
-        let mine = Hello::of(file.header(), server.slot);
+        let mine = Hello::of(&header, server.slot);
         if let Err(e) = check(&server, &mine) {
             // The server ran the same check on our hello and reports the same mismatch.
             return Err(e);
@@ -711,8 +897,10 @@ impl Client {
             };
             return Err(refuse(&mut t, e));
         }
-        if let Err(e) = accept_slot(&server, file) {
-            return Err(refuse(&mut t, e));
+        if let Source::File(file) = &*source {
+            if let Err(e) = accept_slot(&server, file) {
+                return Err(refuse(&mut t, e));
+            }
         }
         // Plan the same computation from the public model, and check the input against it.
         let plan = (|| {
@@ -747,11 +935,26 @@ impl Client {
             Err(e) => return Err(refuse(&mut t, e)),
         };
         // The file's model material must be for this plan's linear layers (checked before the
-        // slot is accepted, so a damaged file spends nothing).
+        // slot is accepted, so a damaged file spends nothing). From a dealer service, the
+        // client's half of the server's inference is fetched (with the server's ticket) before
+        // it accepts: a dealer that refuses leaves nothing spent but the server's number.
         let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
-        let model = match file.model_material_for(&kinds) {
-            Ok(m) => m,
-            Err(e) => return Err(refuse(&mut t, e)),
+        let budget = opts.material_budget_bytes;
+        let (model, mut from_dealer) = match &*source {
+            Source::File(file) => match file.model_material_for(&kinds) {
+                Ok(m) => (m, None),
+                Err(e) => return Err(refuse(&mut t, e)),
+            },
+            Source::Dealer { link, params, .. } => {
+                let got = link.fetch(*params, server.slot, server.ticket).and_then(|g| {
+                    let name = format!("dealer {} inference {}", link.addr, server.slot);
+                    fetched(g, Party::P1, &plan, &kinds, budget, name)
+                });
+                match got {
+                    Ok((m, pre, rest)) => (m, Some((pre, rest))),
+                    Err(e) => return Err(refuse(&mut t, e)),
+                }
+            }
         };
         send(&mut t, &Msg::Accept { index: mine.slot }, "handshake")?;
         let index = match recv(&mut t, "handshake")? {
@@ -766,10 +969,18 @@ impl Client {
             };
             return Err(refuse(&mut t, e));
         }
-        file.mark_spent(index)?;
+        if let Source::File(file) = source {
+            file.mark_spent(index)?;
+        }
         on_event(&format!("running inference {index}"));
 
-        let (pre, rest) = file.inference_stream(index, &plan.requests, &model, opts.material_budget_bytes)?;
+        let (pre, rest) = match (from_dealer.take(), &*source) {
+            (Some(stream), _) => stream,
+            (None, Source::File(file)) => file.inference_stream(index, &plan.requests, &model, budget)?,
+            (None, Source::Dealer { .. }) => {
+                return Err(DeployError::Protocol { during: "starting the session", reason: "no preprocessing".into() });
+            }
+        };
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
         ctx.set_refill(rest);
         ctx.set_threads(opts.threads);
@@ -808,7 +1019,8 @@ impl Client {
 }
 
 /// The client over TCP: opens `preprocessing` (a `p1.bin`), connects to `addr` (with
-/// [`SessionOptions::tcp`] and the options' timeout) and runs [`Client::query_over`].
+/// [`SessionOptions::tcp`] and the options' timeout; over TLS to a server certificate when the
+/// options carry an identity) and runs [`Client::query_over`].
 pub fn query(
     addr: &str,
     preprocessing: &Path,
@@ -818,8 +1030,11 @@ pub fn query(
 ) -> Result<QueryResult> {
     let start = Instant::now();
     let mut client = Client::new(preprocessing, opts.clone())?;
-    let t = TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?;
-    on_event(&format!("connected to {addr}"));
+    let t = match &opts.tls {
+        Some(id) => crate::tls::connect(addr, opts.timeout, opts.tcp(), id, crate::tls::Role::Server)?,
+        None => TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?,
+    };
+    on_event(&format!("connected to {addr}{}", if opts.tls.is_some() { " (TLS)" } else { "" }));
     client.run(t, x, on_event, start)
 }
 

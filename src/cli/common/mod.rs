@@ -8,6 +8,7 @@ pub mod json;
 pub mod model;
 pub mod predict;
 pub mod progress;
+pub mod signals;
 #[cfg(feature = "train")]
 pub mod training;
 pub mod units;

@@ -197,14 +197,14 @@ pub mod wire {
     }
 
     /// The client's hello: version, pair id, model hash, frac bits, comparison bits, comparison
-    /// mode (0: one-round), batch, count, slot.
+    /// mode (0: one-round), batch, count, slot, ticket (zero: no dealer service).
     pub fn hello(version: u32) -> Vec<u8> {
         hello_at(version, 0)
     }
 
     /// The client's hello answering for `slot`.
     pub fn hello_at(version: u32, slot: u64) -> Vec<u8> {
-        enc((HELLO, (version, [5u8; 16], [7u8; 32], 16u32, 64u32, 0u32, 1u64, 1u64, slot), Vec::<u8>::new()))
+        enc((HELLO, (version, [5u8; 16], [7u8; 32], 16u32, 64u32, 0u32, 1u64, 1u64, slot, [0u8; 32]), Vec::<u8>::new()))
     }
 
     /// A hello with the fields of a real file's header (a raw client that read its p1.bin).
@@ -214,7 +214,7 @@ pub mod wire {
             masq_mpc::dealer::CmpMode::Compact => 1u32,
         };
         let fields = (masq_deploy::PROTOCOL_VERSION, h.pair_id, h.model_hash, h.frac_bits, h.cmp_bits, mode);
-        enc((HELLO, (fields, h.batch, h.count, slot), Vec::<u8>::new()))
+        enc((HELLO, (fields, h.batch, h.count, slot, [0u8; 32]), Vec::<u8>::new()))
     }
 
     /// The client's acceptance of `slot`.
