@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test demo demo-2pc bench torchvision prune-experiments quant-experiments fault-trials serve-load fuzz fmt clippy clean-env
+.PHONY: setup build test demo demo-2pc three-hosts bench torchvision prune-experiments quant-experiments fault-trials serve-load fuzz fmt clippy clean-env
 
 # One idempotent set-up: the Python environment with libtorch and libonnxruntime, cached under
 # ~/.cache/masq keyed by the pinned versions (a second run takes seconds).
@@ -32,6 +32,16 @@ demo: build
 # DEMO_MODEL=path/to/artifact-dir picks another model (default zoo:resnet20, random weights).
 demo-2pc: build
 	@bash scripts/demo_2pc.sh
+
+# The dealer, the server (P0) and the client (P1) as three hosts: Linux network namespaces on a bridge
+# (needs root and `ip netns`; prints "skipped: ..." otherwise), mutual TLS from one `masq keygen`,
+# QUERIES queries (default 3) each unshaped and through `masq relay` on every link as LAN and WAN:
+# measured online seconds beside the cost model's estimate, answers checked against plaintext
+# (scripts/three_hosts.sh; MODEL=zoo:resnet20 by default, CIFAR-10 images if $$MASQ_DATA_DIR/cifar10).
+# THREE_HOSTS_ARGS=--require-netns makes a skip a failure. `cargo test --test it three_hosts` is the test.
+THREE_HOSTS_ARGS ?=
+three-hosts: build
+	@bash scripts/three_hosts.sh $(THREE_HOSTS_ARGS)
 
 bench: build
 	$(CARGO) bench -p masq-mpc

@@ -16,7 +16,11 @@
 #          the complete new artifact (file by file), or absent with the old one whole in its hidden
 #          `.OUT.masq-old-*` sibling; the next export restores or replaces it, leaves exactly the
 #          new artifact and no sibling.
-# FAULT_SECTIONS picks sections (default "deal serve query train export"). Prints one line per trial and
+#   dealer: a dealer service (TLS) with a server and clients: kill -9 of the dealer (restarted on
+#          its port and state), of the server, or of the client during a session: the others fail
+#          with an error (no panic) or finish, the dealer's next number never goes back, the next
+#          session works, and no half of any inference is sent twice, across every restart.
+# FAULT_SECTIONS picks sections (default "deal serve query train export dealer"). Prints one line per trial and
 # a summary with each section's passed trials; exits 1 if any trial broke a rule.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +29,7 @@ MASQ=${MASQ:-./target/release/masq}
 PY=${PY:-.masq/python}
 TRIALS=${TRIALS:-20}
 MODEL=${FAULT_MODEL:-zoo:mnist_cnn}
-WANT=" ${FAULT_SECTIONS:-deal serve query train export} "
+WANT=" ${FAULT_SECTIONS:-deal serve query train export dealer} "
 want() { [[ "$WANT" == *" $1 "* ]]; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/masq-fault-trials.XXXXXX")
 SERVER_PID=""
@@ -364,6 +368,132 @@ summary=()
 for s in "${!export_states[@]}"; do summary+=("$s: ${export_states[$s]}"); done
 note "export: $(IFS=';'; echo "${summary[*]}" | sed 's/;/; /g')"
 unset SOURCE_DATE_EPOCH
+fi
+
+if want dealer; then
+echo "== dealer service: kill -9 of the dealer, the server or the client ($TRIALS trials each) =="
+K3="$W/keys"
+"$MASQ" keygen --out "$K3" > /dev/null || { echo "keygen failed"; exit 1; }
+DS="$W/dealer-state"
+DEALER_PID=""
+: > "$W/dealer.jsonl"
+: > "$W/serve-d.err.all"
+"$PY" -c "import numpy as np; np.save('$W/x1.npy', (np.arange(784) % 23 / 23.0 - 0.4).reshape(1, 1, 28, 28).astype(np.float32))"
+start_dealer() { # [listen address]
+    : > "$W/dealer.out"
+    "$MASQ" dealer --model "$MODEL" --state "$DS" --listen "${1:-127.0.0.1:0}" --tls "$K3" --timeout 5 --json \
+        > "$W/dealer.out" 2>> "$W/dealer.err" &
+    DEALER_PID=$!
+    for _ in $(seq 200); do
+        DADDR=$(sed -n 's/.*"event":"listening".*"addr":"\([^"]*\)".*/\1/p; s/.*"addr":"\([^"]*\)".*"event":"listening".*/\1/p' "$W/dealer.out" | head -n1)
+        [[ -n "$DADDR" ]] && return 0
+        kill -0 "$DEALER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "dealer did not start: $(tail -3 "$W/dealer.err")"
+    return 1
+}
+stop_dealer() {
+    [[ -n "$DEALER_PID" ]] && kill -9 "$DEALER_PID" 2>/dev/null && wait "$DEALER_PID" 2>/dev/null
+    DEALER_PID=""
+    # Keep every answer the dealer printed, across its restarts.
+    grep '"event":"request"' "$W/dealer.out" >> "$W/dealer.jsonl" 2>/dev/null
+    : > "$W/dealer.out"
+}
+start_server_d() {
+    : > "$W/serve.out"
+    "$MASQ" serve --model "$MODEL" --dealer "$DADDR" --tls "$K3" --listen 127.0.0.1:0 --timeout 5 \
+        > "$W/serve.out" 2> "$W/serve.err" &
+    SERVER_PID=$!
+    for _ in $(seq 200); do
+        ADDR=$(sed -n 's/^listening on //p' "$W/serve.out")
+        [[ -n "$ADDR" ]] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "server did not start: $(cat "$W/serve.err")"
+    return 1
+}
+stop_server_d() { stop_server; cat "$W/serve.err" >> "$W/serve-d.err.all"; }
+query_d() {
+    "$MASQ" query --connect "$ADDR" --dealer "$DADDR" --tls "$K3" --input "$W/x1.npy" --timeout 10 \
+        > "$W/q.out" 2> "$W/q.err"
+}
+next_number() { sed -n 's/^masq-dealer-next //p' "$DS/next" 2>/dev/null || echo 0; }
+trap 'cleanup; [[ -n "$DEALER_PID" ]] && kill -9 "$DEALER_PID" 2>/dev/null' EXIT
+start_dealer || exit 1
+DPORT=${DADDR##*:}
+start_server_d || exit 1
+query_d || { echo "the first session failed: $(cat "$W/q.err")"; exit 1; }
+
+section dealer
+for t in $(seq "$TRIALS"); do
+    before=$(next_number)
+    query_d &
+    qpid=$!
+    pause 1500
+    stop_dealer
+    wait "$qpid"
+    st=$?
+    outcome=$([[ $st -eq 0 ]] && echo "finished first" || echo "client failed")
+    no_panic "$W/q.err" || bad "dealer $t: the client panicked"
+    kill -0 "$SERVER_PID" 2>/dev/null || bad "dealer $t: the server died with the dealer"
+    [[ $st -eq 0 ]] || grep -qi "dealer\|refused\|disconnect\|closed" "$W/q.err" \
+        || bad "dealer $t: the client's error does not say what happened: $(tail -1 "$W/q.err")"
+    start_dealer "127.0.0.1:$DPORT" || { bad "dealer $t: restart"; continue; }
+    after=$(next_number)
+    ((after >= before)) || bad "dealer $t: the next number went back ($before -> $after)"
+    if query_d; then good; else bad "dealer $t: no session after the dealer's restart: $(tail -1 "$W/q.err")"; fi
+    note "dealer $t: $outcome; numbers $before -> $(next_number)"
+done
+
+section serve+dealer
+for t in $(seq "$TRIALS"); do
+    query_d &
+    qpid=$!
+    pause 1500
+    stop_server_d
+    wait "$qpid"
+    st=$?
+    no_panic "$W/q.err" || bad "serve+dealer $t: the client panicked"
+    kill -0 "$DEALER_PID" 2>/dev/null || bad "serve+dealer $t: the dealer died with the server"
+    start_server_d || { bad "serve+dealer $t: restart"; continue; }
+    if query_d; then good; else bad "serve+dealer $t: restarted server did not serve: $(tail -1 "$W/q.err")"; fi
+    note "serve+dealer $t: $([[ $st -eq 0 ]] && echo "finished first" || echo "client failed"); next number $(next_number)"
+done
+
+section query+dealer
+for t in $(seq "$TRIALS"); do
+    "$MASQ" query --connect "$ADDR" --dealer "$DADDR" --tls "$K3" --input "$W/x1.npy" > /dev/null 2>&1 &
+    qpid=$!
+    pause 1500
+    kill -9 "$qpid" 2>/dev/null
+    wait "$qpid" 2>/dev/null
+    kill -0 "$SERVER_PID" 2>/dev/null || { bad "query+dealer $t: the server died"; break; }
+    kill -0 "$DEALER_PID" 2>/dev/null || { bad "query+dealer $t: the dealer died"; break; }
+    if query_d; then good; else bad "query+dealer $t: next client not served: $(tail -1 "$W/q.err")"; fi
+    note "query+dealer $t: next number $(next_number)"
+done
+stop_server_d
+stop_dealer
+no_panic "$W/serve-d.err.all" "$W/dealer.err" || bad "the server or the dealer panicked"
+# No half of any inference was sent twice, across every restart of the three.
+"$PY" - "$W/dealer.jsonl" <<'PYEOF' || bad "a half of an inference was sent twice"
+import json, sys
+seen, twice = set(), []
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e.get("ok") and "inference_index" in e:
+        k = (e["inference_index"], e["party"])
+        (twice if k in seen else [None]).append(k)
+        seen.add(k)
+twice = [k for k in twice if k]
+print(f"dealer: {len(seen)} halves sent, {len({k[0] for k in seen})} inferences, {len(twice)} sent twice")
+sys.exit(1 if twice else 0)
+PYEOF
+# The server started no inference number twice.
+dups=$(sed -n 's/.*inference \([0-9]*\) started.*/\1/p' "$W/serve-d.err.all" | sort | uniq -d | wc -l)
+[[ $dups -eq 0 ]] || bad "the server started $dups inference numbers twice"
 fi
 
 summary=()

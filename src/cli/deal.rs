@@ -2,7 +2,7 @@
 //! [--force] [--json]`: the trusted dealer's offline phase for K inferences, written as
 //! `DIR/p0.bin` (server) and `DIR/p1.bin` (client).
 //!
-//! The dealer's randomness comes from the operating system unless `--seed` is given (for
+//! The dealer's randomness is a 256-bit key from the operating system unless `--seed` is given (for
 //! reproducible tests: two deals with one seed hold the same material, and using both would
 //! reuse it). An existing pair in DIR is replaced only with `--force`, and as a pair: both files
 //! are written to temporary names and synced, a journal in DIR commits their two renames, and a
@@ -75,13 +75,16 @@ pub fn run(args: DealArgs) -> anyhow::Result<()> {
     refuse_overwrite(&args)?;
     let cfg = SecureConfig {
         frac_bits: args.frac_bits,
-        seed: args.seed.unwrap_or_else(rand::random),
+        seed: args.seed.unwrap_or(0),
         cmp_bits: args.bits,
         cmp_mode: args.cmp_mode,
         ..SecureConfig::default()
     };
-    let s = masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out)
-        .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
+    let s = match args.seed {
+        Some(_) => masq_deploy::deal(&graph, &cfg, args.batch, args.count, &args.out),
+        None => masq_deploy::deal_keyed(&graph, &cfg, args.batch, args.count, &args.out, rand::random()),
+    }
+    .with_context(|| format!("dealing {} inferences of {}", args.count, args.model))?;
     if args.json {
         return json::print(&s);
     }

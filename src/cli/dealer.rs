@@ -100,7 +100,9 @@ pub fn run(args: DealerArgs) -> anyhow::Result<()> {
             bail!("{flag} 0: must be at least 1 second");
         }
     }
-    for (flag, v) in [("--batch", args.batch), ("--max-connections", args.max_connections), ("--max-pending", args.max_pending)] {
+    for (flag, v) in
+        [("--batch", args.batch), ("--max-connections", args.max_connections), ("--max-pending", args.max_pending)]
+    {
         if v == 0 {
             bail!("{flag} 0: must be at least 1");
         }
@@ -203,7 +205,8 @@ pub fn run(args: DealerArgs) -> anyhow::Result<()> {
                     let result = (|| {
                         let (t, role) = match &tls {
                             Some(id) => {
-                                let (t, role) = masq_deploy::tls::accept(stream, tcp, id, &[Role::Server, Role::Client], timeout)?;
+                                let (t, role) =
+                                    masq_deploy::tls::accept(stream, tcp, id, &[Role::Server, Role::Client], timeout)?;
                                 (t, Some(role))
                             }
                             None => (
@@ -263,7 +266,9 @@ fn report(args: &DealerArgs, e: Ended) -> anyhow::Result<bool> {
         Ok(Served::Info) => {
             log(&format!("connection {n} ({peer}): told what this dealer deals"));
             if args.json {
-                json::print(&serde_json::json!({"event": "request", "connection": n, "ok": true, "peer": peer, "request": "info"}))?;
+                json::print(
+                    &serde_json::json!({"event": "request", "connection": n, "ok": true, "peer": peer, "request": "info"}),
+                )?;
             }
             Ok(false)
         }
@@ -288,7 +293,9 @@ fn report(args: &DealerArgs, e: Ended) -> anyhow::Result<bool> {
             let msg = format!("{:#}", anyhow::Error::from(e));
             log(&format!("connection {n} ({peer}) failed: {msg}"));
             if args.json {
-                json::print(&serde_json::json!({"event": "request", "connection": n, "ok": false, "peer": peer, "error": msg}))?;
+                json::print(
+                    &serde_json::json!({"event": "request", "connection": n, "ok": false, "peer": peer, "error": msg}),
+                )?;
             }
             Ok(false)
         }

@@ -8,24 +8,26 @@ use anyhow::Context;
 
 use super::common::json;
 
+/// Which file goes where (shown after the options by `masq keygen --help`).
+const AFTER_HELP: &str = "\
+Writes into DIR (created if missing) a project CA and, signed by it, one certificate and key per
+role. Each certificate names its role (server.masq, client.masq, dealer.masq), and that name is
+what the other side checks, whatever the hosts are called. Copy to each host ca.pem and its own
+role's pair, and give that folder as --tls DIR:
+
+  server (masq serve --tls DIR):   ca.pem  server.pem  server.key
+  client (masq query --tls DIR):   ca.pem  client.pem  client.key
+  dealer (masq dealer --tls DIR):  ca.pem  dealer.pem  dealer.key
+  ca.key: on no host; keep it offline (it only signs the certificates)
+
+.key files are private (mode 0600): never copy one to another role's host. A peer whose
+certificate is not from this CA, or is of another role than expected, is refused in the TLS
+handshake, before any protocol message. Keys of another `masq keygen` run do not work with these:
+after --force, copy the new files to every host.";
+
 /// Arguments of `masq keygen`.
-///
-/// Writes into DIR (created if missing) a project CA and, signed by it, one certificate and key
-/// per role; each certificate names its role (`server.masq`, `client.masq`, `dealer.masq`), which
-/// is what the other side checks, whatever the hosts are called. Copy to each host `ca.pem` and
-/// its own role's pair, and pass that folder as `--tls DIR`:
-///
-///   server (masq serve --tls DIR):   ca.pem  server.pem  server.key
-///   client (masq query --tls DIR):   ca.pem  client.pem  client.key
-///   dealer (masq dealer --tls DIR):  ca.pem  dealer.pem  dealer.key
-///   ca.key: nowhere; keep it offline (it only signs the certificates)
-///
-/// `.key` files are private (mode 0600): never copy one to another role's host. A peer whose
-/// certificate is not from this CA, or is of another role than expected, is refused in the TLS
-/// handshake, before any protocol message. Keys from another `masq keygen` run do not work with
-/// these: after `--force`, copy the new files to every host.
 #[derive(Debug, clap::Args)]
-#[command(verbatim_doc_comment)]
+#[command(after_help = AFTER_HELP)]
 pub struct KeygenArgs {
     /// Directory to write ca.pem, ca.key, server.pem, server.key, client.pem, client.key,
     /// dealer.pem and dealer.key into (created if missing).

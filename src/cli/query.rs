@@ -1,12 +1,15 @@
-//! `masq query --connect ADDR --preprocessing DIR/p1.bin --input X.npy [--auth KEYFILE]
+//! `masq query --connect ADDR (--preprocessing DIR/p1.bin | --dealer ADDR) --input X.npy [--auth KEYFILE] [--tls DIR]
 //! [--output Y.npy] [--timeout SECS] [--json]`: the client (P1). Gets the public model from the
 //! server, checks it against its preprocessing, runs one encrypted inference on its input and
-//! prints the prediction with the measured and estimated costs.
+//! prints the prediction with the measured and estimated costs. With `--tls DIR` the connection
+//! is mutually authenticated TLS 1.3 (`masq_deploy::tls`): the server must show a server
+//! certificate of the CA in `DIR/ca.pem`, and this side shows `DIR/client.pem`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use masq_deploy::tls::{Identity, Role};
 use masq_deploy::{self, SessionOptions, auth::Key};
 use masq_ir::npy;
 use serde::Serialize;
@@ -21,15 +24,25 @@ pub struct QueryArgs {
     /// The server's address (`HOST:PORT`).
     #[arg(long, value_name = "ADDR")]
     pub connect: String,
-    /// The client's preprocessing file (`p1.bin` from `masq deal`).
-    #[arg(long, value_name = "DIR/p1.bin")]
-    pub preprocessing: PathBuf,
+    /// The client's preprocessing file (`p1.bin` from `masq deal`). Give this or `--dealer`.
+    #[arg(long, value_name = "DIR/p1.bin", required_unless_present = "dealer", conflicts_with = "dealer")]
+    pub preprocessing: Option<PathBuf>,
+    /// A dealer service (`masq dealer`): the client fetches its half of the inference the server
+    /// opens there, with the ticket the server passes on. With `--tls`, the dealer must show a
+    /// dealer certificate of the same CA.
+    #[arg(long, value_name = "ADDR")]
+    pub dealer: Option<String>,
     /// Input tensor (`.npy`, float): `[N, C, H, W]` or one image `[C, H, W]`.
     #[arg(long, value_name = "X.npy")]
     pub input: PathBuf,
     /// Shared key file (the server must prove it holds the same key).
     #[arg(long, value_name = "KEYFILE")]
     pub auth: Option<PathBuf>,
+    /// TLS: directory with `ca.pem`, `client.pem` and `client.key` from `masq keygen`. The server
+    /// must present a server certificate of the same CA (`masq serve --tls`); otherwise the
+    /// query stops in the TLS handshake, before any protocol message.
+    #[arg(long, value_name = "DIR")]
+    pub tls: Option<PathBuf>,
     /// Write the (first) decoded output to this `.npy` file.
     #[arg(long, value_name = "Y.npy")]
     pub output: Option<PathBuf>,
@@ -92,6 +105,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         bail!("--timeout 0: must be at least 1 second");
     }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
+    let tls = args.tls.as_deref().map(|d| Identity::load(d, Role::Client)).transpose()?;
     let x = npy::read_f32(&args.input).with_context(|| format!("reading input {}", args.input.display()))?;
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         bail!("{}: element {i} is not a finite number", args.input.display());
@@ -101,14 +115,21 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         key,
         material_budget_bytes: args.material_budget,
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        tls,
         ..SessionOptions::default()
     };
     let quiet = args.json;
-    let r = masq_deploy::query(&args.connect, &args.preprocessing, &x, &opts, |m| {
+    let on_event = |m: &str| {
         if !quiet {
             eprintln!("[masq query] {m}");
         }
-    })
+    };
+    let r = match (&args.preprocessing, &args.dealer) {
+        (Some(p1), _) => masq_deploy::query(&args.connect, p1, &x, &opts, on_event).map_err(anyhow::Error::from),
+        (None, Some(dealer)) => masq_deploy::query_with_dealer(&args.connect, dealer, &x, &opts, on_event)
+            .with_context(|| format!("with the dealer at {dealer}")),
+        (None, None) => bail!("give --preprocessing DIR/p1.bin or --dealer ADDR"),
+    }
     .with_context(|| format!("encrypted inference with {}", args.connect))?;
     let y = r.outputs.first().map(|o| o.1.clone()).context("the model has no output")?;
     if let Some(path) = &args.output {

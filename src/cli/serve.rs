@@ -1,4 +1,4 @@
-//! `masq serve --model MODEL --preprocessing DIR/p0.bin --listen ADDR [--auth KEYFILE]
+//! `masq serve --model MODEL (--preprocessing DIR/p0.bin | --dealer ADDR) --listen ADDR [--auth KEYFILE] [--tls DIR]
 //! [--max-clients N] [--max-connections N] [--max-sessions N] [--timeout SECS] [--json]`: the
 //! model owner (P0). Serves clients concurrently, each session on its own thread with its own
 //! slot of the preprocessing file; a failed session is logged and the others go on.
@@ -10,6 +10,12 @@
 //! Memory: each running session holds at most `--material-budget` of preprocessing plus its
 //! activations, so the server's memory is bounded by `--max-clients` times that.
 //!
+//! With `--tls DIR`, every connection is mutually authenticated TLS 1.3 with the keys of `masq
+//! keygen` (`masq_deploy::tls`): the handshake runs on the session's thread (a client that stalls
+//! in it holds only its own thread, for at most `--handshake-timeout`), only a client certificate
+//! of the same CA is accepted, and a connection over `--max-connections` is closed unanswered
+//! (a refusal could only be sent after a handshake). `--auth` works with or without it.
+//!
 //! Prints `listening on ADDR` on stdout first (with the port the system chose for `:0`), then
 //! one log line per event on stderr. With `--json`, stdout is JSON Lines instead: a `listening`
 //! event, one `session` event per session, and last the result (sessions served and why it
@@ -18,19 +24,22 @@
 //! lets the sessions in flight finish (every wait in them is bounded by the timeout).
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use masq_deploy::dealer::DealerLink;
+use masq_deploy::tls::{Identity, Role};
 use masq_deploy::{self, DeployError, Server, SessionOptions, auth::Key};
 use masq_exporter::ModelSpec;
 use masq_mpc::MpcError;
+use masq_mpc::transport::TcpTransport;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
-use super::common::{json, model};
+use super::common::{json, model, signals};
 
 /// Arguments of `masq serve`.
 #[derive(Debug, clap::Args)]
@@ -39,15 +48,26 @@ pub struct ServeArgs {
     /// checkpoint (.safetensors) or an artifact directory.
     #[arg(long, value_name = "MODEL", value_parser = clap::value_parser!(ModelSpec))]
     pub model: ModelSpec,
-    /// The server's preprocessing file (`p0.bin` from `masq deal`).
-    #[arg(long, value_name = "DIR/p0.bin")]
-    pub preprocessing: PathBuf,
+    /// The server's preprocessing file (`p0.bin` from `masq deal`). Give this or `--dealer`.
+    #[arg(long, value_name = "DIR/p0.bin", required_unless_present = "dealer", conflicts_with = "dealer")]
+    pub preprocessing: Option<PathBuf>,
+    /// A dealer service (`masq dealer`): each session opens a new inference there and receives
+    /// the server's half while it runs; the client fetches the other half. Asked at start what it
+    /// deals (it must deal this model). With `--tls`, the dealer must show a dealer certificate of
+    /// the same CA.
+    #[arg(long, value_name = "ADDR")]
+    pub dealer: Option<String>,
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
     /// Shared key file: clients must prove they hold it (HMAC-SHA256 challenge-response).
     #[arg(long, value_name = "KEYFILE")]
     pub auth: Option<PathBuf>,
+    /// TLS: directory with `ca.pem`, `server.pem` and `server.key` from `masq keygen`. Clients
+    /// must then connect with `masq query --tls` and a client certificate of the same CA; anyone
+    /// else is refused in the TLS handshake.
+    #[arg(long, value_name = "DIR")]
+    pub tls: Option<PathBuf>,
     /// Stop after this many sessions (successful or not).
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<u64>,
@@ -81,25 +101,25 @@ pub struct ServeArgs {
     pub json: bool,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe; `signal`
-        // replaces the default disposition of a catchable signal and touches no other state.
-        unsafe {
-            libc::signal(sig, handler);
-        }
-    }
-}
-
 fn log(msg: &str) {
     eprintln!("[masq serve] {msg}");
+}
+
+/// An accepted connection: a transport, or (with `--tls`) the bare socket for the session's
+/// thread to set TLS up on.
+enum Conn {
+    Plain(TcpTransport),
+    Tls(TcpStream, Identity),
+}
+
+impl Conn {
+    fn peer(&self) -> String {
+        let addr = match self {
+            Conn::Plain(t) => t.peer_addr().ok(),
+            Conn::Tls(s, _) => s.peer_addr().ok(),
+        };
+        addr.map_or_else(|| "?".into(), |a| a.to_string())
+    }
 }
 
 /// What a session thread tells the main thread.
@@ -125,6 +145,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--max-connections {}: must be at least --max-clients ({})", args.max_connections, args.max_clients);
     }
     let key = args.auth.as_deref().map(Key::read).transpose()?;
+    let tls = args.tls.as_deref().map(|d| Identity::load(d, Role::Server)).transpose()?;
     let opts = SessionOptions {
         timeout: Duration::from_secs(args.timeout),
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
@@ -132,14 +153,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         material_budget_bytes: args.material_budget,
         threads: args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         max_concurrent: args.max_clients,
+        tls,
         ..SessionOptions::default()
     };
     let graph = model::load_graph(&args.model)?;
-    let server = Server::new(&graph, &args.preprocessing, opts)
-        .with_context(|| format!("preparing to serve {} with {}", args.model, args.preprocessing.display()))?;
+    let server = match (&args.preprocessing, &args.dealer) {
+        (Some(p0), _) => Server::new(&graph, p0, opts)
+            .with_context(|| format!("preparing to serve {} with {}", args.model, p0.display()))?,
+        (None, Some(d)) => Server::with_dealer(&graph, DealerLink::new(d, opts.clone()), opts)
+            .with_context(|| format!("preparing to serve {} with the dealer at {d}", args.model))?,
+        (None, None) => bail!("give --preprocessing DIR/p0.bin or --dealer ADDR"),
+    };
     let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    install_signal_handlers();
+    signals::install();
     if args.json {
         json::print(&serde_json::json!({"event": "listening", "addr": addr.to_string()}))?;
     } else {
@@ -148,16 +175,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::io::stdout().flush().context("writing to stdout")?;
     let h = server.header();
     log(&format!(
-        "model {} (hash {}), batch {}, {} of {} inferences left, authentication {}, up to {} clients at once",
+        "model {} (hash {}), batch {}, {}, authentication {}, TLS {}, up to {} clients at once",
         args.model,
         &masq_deploy::hex(&h.model_hash)[..16],
         h.batch,
-        server.remaining(),
-        h.count,
+        match server.dealer() {
+            Some(d) => format!("preprocessing from the dealer at {d} (id {})", masq_deploy::hex(&h.pair_id)),
+            None => format!("{} of {} inferences left", server.remaining(), h.count),
+        },
         if server.options().key.is_some() { "on" } else { "off" },
+        if server.options().tls.is_some() { "on" } else { "off" },
         args.max_clients
     ));
     let tcp = server.options().tcp();
+    let handshake_timeout = server.options().handshake_timeout.min(server.options().timeout);
     let open = AtomicUsize::new(0);
     let (tx, rx) = mpsc::channel::<Ended>();
     let (mut sessions, mut served, mut ended) = (0u64, 0u64, 0u64);
@@ -172,7 +203,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     stopped = Some("exhausted");
                 }
             }
-            if stopped.is_none() && STOP.load(Ordering::SeqCst) {
+            if stopped.is_none() && signals::stop_requested() {
                 log("stopping on a signal");
                 stopped = Some("signal");
             }
@@ -194,8 +225,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            let t = match masq_mpc::transport::TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp) {
-                Ok(t) => t,
+            let accepted = match &server.options().tls {
+                // TLS is set up on the session's thread, from the bare connection.
+                Some(id) => {
+                    TcpTransport::accept_stream(&listener, Duration::from_millis(200)).map(|s| Conn::Tls(s, id.clone()))
+                }
+                None => TcpTransport::accept_with(&listener, Duration::from_millis(200), tcp).map(Conn::Plain),
+            };
+            let conn = match accepted {
+                Ok(c) => c,
                 Err(MpcError::Timeout { .. }) => continue,
                 Err(e) => {
                     log(&format!("accepting a connection failed: {e}"));
@@ -203,10 +241,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     continue;
                 }
             };
-            let peer = t.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+            let peer = conn.peer();
             if open.load(Ordering::SeqCst) >= args.max_connections {
                 log(&format!("refused {peer}: {} connections open (--max-connections)", args.max_connections));
-                server.turn_away(t, "server busy: too many open connections; try again later");
+                match conn {
+                    Conn::Plain(t) => server.turn_away(t, "server busy: too many open connections; try again later"),
+                    // Nothing can be said before a handshake: the connection is closed.
+                    Conn::Tls(stream, _) => drop(stream),
+                }
                 continue;
             }
             open.fetch_add(1, Ordering::SeqCst);
@@ -217,7 +259,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name(format!("masq-session-{n}"))
                 .spawn_scoped(s, move || {
-                    let result = server.serve(t, |i| log(&format!("session {n}: inference {i} started")));
+                    let started = |i| log(&format!("session {n}: inference {i} started"));
+                    let result = match conn {
+                        Conn::Plain(t) => server.serve(t, started),
+                        Conn::Tls(stream, id) => {
+                            masq_deploy::tls::accept(stream, tcp, &id, &[Role::Client], handshake_timeout)
+                                .and_then(|(t, _)| server.serve(t, started))
+                        }
+                    };
                     open.fetch_sub(1, Ordering::SeqCst);
                     let _ = tx.send(Ended { n, peer, result });
                 })

@@ -9,6 +9,7 @@ mod cli_calibrate;
 mod cli_demo;
 mod cli_export;
 mod cli_hostile;
+mod cli_keygen;
 mod cli_load_weights;
 #[cfg(feature = "train")]
 mod cli_prune;
@@ -25,5 +26,7 @@ mod fuzz_regressions;
 mod lowering;
 mod relu_counts;
 mod serve_concurrency;
+/// Dealer, server and client as three hosts in network namespaces, over TLS (skipped without root).
+mod three_hosts;
 mod torchvision;
 mod two_process;

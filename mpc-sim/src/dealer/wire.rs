@@ -167,7 +167,9 @@ pub fn receive_deal<T: Transport + 'static>(
                 model.layers.push((got_id, got_kind, a))
             }
             Some((got_id, ..)) => {
-                return Err(err(format!("model layer {j} is layer {got_id}, not the plan's layer {id} of its kind and shape")));
+                return Err(err(format!(
+                    "model layer {j} is layer {got_id}, not the plan's layer {id} of its kind and shape"
+                )));
             }
             None => return Err(err(format!("model layer {j} is empty"))),
         }

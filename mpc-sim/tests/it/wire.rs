@@ -49,7 +49,10 @@ fn sent(party: Party, requests: Vec<Request>) -> masq_mpc::transport::MemTranspo
     rx
 }
 
-fn drain(first: Preprocessing, rest: &mut Box<dyn masq_mpc::dealer::stream::Refill>) -> masq_mpc::Result<(Preprocessing, usize)> {
+fn drain(
+    first: Preprocessing,
+    rest: &mut Box<dyn masq_mpc::dealer::stream::Refill>,
+) -> masq_mpc::Result<(Preprocessing, usize)> {
     let mut all = first;
     let mut count = 1;
     while let Some(s) = rest.refill()? {
@@ -66,7 +69,8 @@ fn a_deal_over_a_transport_is_the_dealt_material_in_bounded_segments() {
     let (p0, p1) = reference.deal(&requests()).unwrap();
     for (party, want, model) in [(Party::P0, p0, m0), (Party::P1, p1, m1)] {
         for budget in [1, 20_000, u64::MAX] {
-            let (got_model, first, mut rest) = receive_deal(sent(party, requests()), plan(party, requests(), budget)).unwrap();
+            let (got_model, first, mut rest) =
+                receive_deal(sent(party, requests()), plan(party, requests(), budget)).unwrap();
             assert_eq!(encode_model_material(&got_model), encode_model_material(&model), "{party}: model material");
             let (all, count) = drain(first, &mut rest).unwrap();
             for (i, (a, b)) in all.items().zip(want.items()).enumerate() {
@@ -150,6 +154,7 @@ fn a_sender_that_stops_mid_deal_is_an_error_not_a_hang() {
         }
         let _ = tx.flush();
     });
-    let r = receive_deal(rx, plan(Party::P1, requests(), 1)).and_then(|(_, first, mut rest)| drain(first, &mut rest).map(|_| ()));
+    let r = receive_deal(rx, plan(Party::P1, requests(), 1))
+        .and_then(|(_, first, mut rest)| drain(first, &mut rest).map(|_| ()));
     assert!(r.is_err());
 }

@@ -1,16 +1,20 @@
 //! # masq-deploy
 //!
-//! Deployment: encrypted inference between two real processes.
+//! Deployment: encrypted inference between two real processes, with preprocessing from dealer
+//! files or from a dealer service.
 //!
 //! ```text
 //!   masq deal  ──▶ DIR/p0.bin (server)   DIR/p1.bin (client)      trusted dealer, offline, K inferences
-//!   masq serve (P0: weights + p0.bin)  ⇄ TCP (or any Transport) ⇄  masq query (P1: input + p1.bin)
-//!       1. auth (optional): HMAC-SHA256 challenge-response on a shared key
-//!       2. hello: protocol version, pair id, model hash, fixed point, comparison bits, batch, and
-//!          the inference the server offers (its first slot neither spent nor reserved by another
-//!          session); the server also sends the public model (the client plans from it)
-//!       3. the client accepts the slot only if it is unspent in p1.bin; both mark it spent
-//!          (fsync), then run it: model load, offline precomputation, online pass, reveal
+//!   masq dealer (service) ──▶ each party its half of each inference, on request, over TLS
+//!   masq serve (P0: weights + p0.bin | --dealer)  ⇄ TCP/TLS (or any Transport) ⇄  masq query (P1: input + p1.bin | --dealer)
+//!       1. auth (optional): HMAC-SHA256 challenge-response on a shared key (TLS first, when on)
+//!       2. hello: protocol version, pair id (or dealer id), model hash, fixed point, comparison
+//!          bits, batch, and the inference the server offers (its first slot neither spent nor
+//!          reserved by another session, or a new one opened at the dealer, with its ticket);
+//!          the server also sends the public model (the client plans from it)
+//!       3. the client accepts the slot only if it is unspent in p1.bin (or once it has fetched its
+//!          half from the dealer with the ticket); both mark it spent (fsync), then run it: model
+//!          load, offline precomputation, online pass, reveal
 //! ```
 //!
 //! - [`public`]: the public part of a model (structure, shapes, masks, public constants; linear
@@ -21,6 +25,8 @@
 //! - [`session`]: the handshake and one session of each side over any transport
 //!   ([`Server::serve_over`], [`Client::query_over`]) and over TCP ([`Server::serve`], [`query`]);
 //! - [`deal`]: the dealer's offline phase for K inferences;
+//! - [`dealer`]: the dealer as a service (`masq dealer`): numbers made durable before use,
+//!   tickets, and each party's half streamed request by request;
 //! - [`relay`]: a shaping TCP relay (delay and bandwidth of a network profile) for measurements.
 //!
 //! Threat model: semi-honest parties, a trusted dealer, and public masks, shapes and structure.
@@ -46,7 +52,9 @@ use masq_runtime::secure::{SecureConfig, plan};
 
 pub use file::{DealerFile, FileHeader};
 pub use public::PublicModel;
-pub use session::{Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query};
+pub use session::{
+    Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query, query_with_dealer,
+};
 
 /// Version of the wire protocol (handshake and message layout).
 pub const PROTOCOL_VERSION: u32 = 4;
@@ -139,6 +147,30 @@ pub struct DealSummary {
 /// inferences with `Dealer::new(cfg.seed)` (inference 0 gets exactly the material an in-process
 /// [`masq_runtime::secure::run`] with the same seed deals), then writes `dir/p0.bin` and `dir/p1.bin`.
 pub fn deal(graph: &Graph, cfg: &SecureConfig, batch: usize, count: u64, dir: &Path) -> Result<DealSummary> {
+    deal_from(Dealer::new(cfg.seed), graph, cfg, batch, count, dir)
+}
+
+/// [`deal`] with the dealer's randomness determined by a 256-bit secret `key` instead of the
+/// 64-bit `cfg.seed` (`masq deal` without `--seed` draws it from the operating system).
+pub fn deal_keyed(
+    graph: &Graph,
+    cfg: &SecureConfig,
+    batch: usize,
+    count: u64,
+    dir: &Path,
+    key: [u8; 32],
+) -> Result<DealSummary> {
+    deal_from(Dealer::from_key(key), graph, cfg, batch, count, dir)
+}
+
+fn deal_from(
+    mut dealer: Dealer,
+    graph: &Graph,
+    cfg: &SecureConfig,
+    batch: usize,
+    count: u64,
+    dir: &Path,
+) -> Result<DealSummary> {
     if count == 0 {
         return Err(DeployError::Mpc {
             at: "deal".into(),
@@ -152,7 +184,6 @@ pub fn deal(graph: &Graph, cfg: &SecureConfig, batch: usize, count: u64, dir: &P
     let t = Instant::now();
     let plan = plan(graph, batch, cfg)?;
     let public = PublicModel::of(&plan.graph)?;
-    let mut dealer = Dealer::new(cfg.seed);
     let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
     let (m0, m1) = dealer.setup_model(&kinds).map_err(mpc_err("dealer (model load)"))?;
     // Binds the two files of this deal to each other (checked in the handshake).

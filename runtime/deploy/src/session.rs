@@ -51,12 +51,12 @@ use masq_mpc::transport::{DEFAULT_MAX_FRAME_BYTES, TcpOptions, TcpTransport, Tra
 use crate::auth::{Key, NONCE_BYTES, nonce};
 use crate::dealer::{DealerLink, Grant, Params};
 use crate::file::{DealerFile, FileHeader};
-use masq_mpc::dealer::section_reader::SectionPlan;
-use masq_mpc::dealer::stream::Refill;
-use masq_mpc::dealer::{ModelMaterial, Preprocessing, wire};
 use crate::public::{PublicModel, sha256};
 use crate::{DeployError, PROTOCOL_VERSION, Result, hex, mpc_err};
 use masq_ir::Graph;
+use masq_mpc::dealer::section_reader::SectionPlan;
+use masq_mpc::dealer::stream::Refill;
+use masq_mpc::dealer::{ModelMaterial, Preprocessing, wire};
 use masq_runtime::secure::{self, Plan, SecureConfig};
 
 /// Settings of a session (either side).
@@ -819,7 +819,11 @@ pub struct Client {
 enum Source {
     File(DealerFile),
     /// A dealer service, what it deals, and the hello fields that follow from it.
-    Dealer { link: DealerLink, params: Params, header: FileHeader },
+    Dealer {
+        link: DealerLink,
+        params: Params,
+        header: FileHeader,
+    },
 }
 
 impl Client {
@@ -978,7 +982,10 @@ impl Client {
             (Some(stream), _) => stream,
             (None, Source::File(file)) => file.inference_stream(index, &plan.requests, &model, budget)?,
             (None, Source::Dealer { .. }) => {
-                return Err(DeployError::Protocol { during: "starting the session", reason: "no preprocessing".into() });
+                return Err(DeployError::Protocol {
+                    during: "starting the session",
+                    reason: "no preprocessing".into(),
+                });
             }
         };
         let mut ctx = Ctx::new(Party::P1, t, pre, plan.fixed_point).map_err(mpc_err("context"))?;
@@ -1026,16 +1033,44 @@ pub fn query(
     preprocessing: &Path,
     x: &ArrayD<f32>,
     opts: &SessionOptions,
-    mut on_event: impl FnMut(&str),
+    on_event: impl FnMut(&str),
 ) -> Result<QueryResult> {
     let start = Instant::now();
     let mut client = Client::new(preprocessing, opts.clone())?;
-    let t = match &opts.tls {
-        Some(id) => crate::tls::connect(addr, opts.timeout, opts.tcp(), id, crate::tls::Role::Server)?,
-        None => TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?,
-    };
-    on_event(&format!("connected to {addr}{}", if opts.tls.is_some() { " (TLS)" } else { "" }));
-    client.run(t, x, on_event, start)
+    client.query_at(addr, x, on_event, start)
+}
+
+/// The client over TCP with its preprocessing from the dealer service at `dealer` (asked what it
+/// deals, then, during the handshake, for the half of the inference the server opened).
+pub fn query_with_dealer(
+    addr: &str,
+    dealer: &str,
+    x: &ArrayD<f32>,
+    opts: &SessionOptions,
+    on_event: impl FnMut(&str),
+) -> Result<QueryResult> {
+    let start = Instant::now();
+    let mut client = Client::with_dealer(DealerLink::new(dealer, opts.clone()), opts.clone())?;
+    client.query_at(addr, x, on_event, start)
+}
+
+impl Client {
+    /// Connects to `addr` (TLS when the options carry an identity) and runs one query.
+    fn query_at(
+        &mut self,
+        addr: &str,
+        x: &ArrayD<f32>,
+        mut on_event: impl FnMut(&str),
+        start: Instant,
+    ) -> Result<QueryResult> {
+        let opts = &self.opts;
+        let t = match &opts.tls {
+            Some(id) => crate::tls::connect(addr, opts.timeout, opts.tcp(), id, crate::tls::Role::Server)?,
+            None => TcpTransport::connect_with(addr, opts.timeout, opts.tcp()).map_err(mpc_err("connecting"))?,
+        };
+        on_event(&format!("connected to {addr}{}", if opts.tls.is_some() { " (TLS)" } else { "" }));
+        self.run(t, x, on_event, start)
+    }
 }
 
 #[cfg(test)]
@@ -1053,6 +1088,7 @@ mod tests {
             batch: 1,
             count: 4,
             slot: 0,
+            ticket: [0; 32],
         }
     }
 

@@ -84,14 +84,31 @@ impl Params {
 #[derive(Debug, Encode, Decode)]
 enum Msg {
     /// What do you deal? (no material)
-    Info { version: u32 },
+    Info {
+        version: u32,
+    },
     /// P0: a new inference.
-    Open { version: u32, want: Params },
+    Open {
+        version: u32,
+        want: Params,
+    },
     /// P1: its half of inference `slot`, opened by its server.
-    Fetch { version: u32, want: Params, slot: u64, ticket: [u8; 32] },
+    Fetch {
+        version: u32,
+        want: Params,
+        slot: u64,
+        ticket: [u8; 32],
+    },
     /// The answer; for `Open` and `Fetch` the party's material follows.
-    Granted { params: Params, dealer_id: [u8; 16], slot: u64, ticket: [u8; 32] },
-    Refuse { reason: String },
+    Granted {
+        params: Params,
+        dealer_id: [u8; 16],
+        slot: u64,
+        ticket: [u8; 32],
+    },
+    Refuse {
+        reason: String,
+    },
 }
 
 impl Msg {

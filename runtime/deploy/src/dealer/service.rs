@@ -84,7 +84,15 @@ impl DealerService {
         let kinds = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
         let state = State::open(state)?;
         let id = state.id();
-        Ok(DealerService { plan, params, kinds, state: Mutex::new(state), id, pending: Mutex::new(BTreeMap::new()), opts })
+        Ok(DealerService {
+            plan,
+            params,
+            kinds,
+            state: Mutex::new(state),
+            id,
+            pending: Mutex::new(BTreeMap::new()),
+            opts,
+        })
     }
 
     /// What this dealer deals.
@@ -129,9 +137,9 @@ impl DealerService {
                 let mut dealer = Dealer::from_key(lock(&self.state).slot_key(slot));
                 let (m0, m1) = dealer.setup_model(&self.kinds).map_err(mpc_err("dealer (model load)"))?;
                 let model = if party == Party::P0 { m0 } else { m1 };
-                let sent = dealer
-                    .send_deal(&mut t, party, &model, 0, &self.plan.requests)
-                    .map_err(|e| DeployError::Mpc { at: format!("sending {party}'s half of inference {slot}"), source: e })?;
+                let sent = dealer.send_deal(&mut t, party, &model, 0, &self.plan.requests).map_err(|e| {
+                    DeployError::Mpc { at: format!("sending {party}'s half of inference {slot}"), source: e }
+                })?;
                 Ok(Served::Deal {
                     slot,
                     party,

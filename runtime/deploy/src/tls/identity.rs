@@ -29,7 +29,6 @@ struct Inner {
     role: Role,
     dir: PathBuf,
     provider: Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
     key: Arc<CertifiedKey>,
     client: Arc<ClientConfig>,
     /// Verifies client certificates against the CA (wrapped per accept with the allowed roles).
@@ -166,7 +165,6 @@ impl Identity {
             role,
             dir: dir.to_path_buf(),
             provider,
-            roots,
             key: Arc::new(certified),
             client: Arc::new(client),
             clients,
@@ -181,11 +179,6 @@ impl Identity {
     /// The folder the files were loaded from.
     pub fn dir(&self) -> &Path {
         &self.0.dir
-    }
-
-    /// The CA certificates trusted.
-    pub fn roots(&self) -> &RootCertStore {
-        &self.0.roots
     }
 
     pub(super) fn client_config(&self) -> &Arc<ClientConfig> {

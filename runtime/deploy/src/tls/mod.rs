@@ -31,8 +31,10 @@
 //! and nothing needs writing after it but application data.
 //!
 //! After the handshake the channel runs under a [`TcpTransport`] (its reader thread, receive
-//! queue, timeouts and frame limits) via [`TcpTransport::from_halves`]: see [`stream`] for why the
-//! two halves cannot deadlock.
+//! queue, timeouts and frame limits) via [`TcpTransport::from_halves`]. The two halves share the
+//! rustls connection behind a lock that neither holds while it waits on the socket (the write
+//! half encrypts under it, then writes; the read half reads, then decrypts under it), so two
+//! parties that both send a large message before receiving cannot deadlock.
 
 mod identity;
 mod keygen;
@@ -115,6 +117,7 @@ pub fn connect(addr: &str, timeout: Duration, tcp: TcpOptions, id: &Identity, pe
     let start = Instant::now();
     let at = format!("TLS with the {} at {addr}", peer.stem());
     let mut sock = connect_tcp(addr, timeout).map_err(|source| DeployError::Mpc { at: at.clone(), source })?;
+    sock.set_nodelay(true).map_err(|e| DeployError::Mpc { at: at.clone(), source: MpcError::Io(e) })?;
     let deadline = start.checked_add(timeout);
     let conn = ClientConnection::new(Arc::clone(id.client_config()), peer.server_name())
         .map_err(|e| DeployError::Auth { reason: format!("{at}: cannot start TLS: {e}") })?;
@@ -144,7 +147,9 @@ pub fn accept(
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
     let at = format!("TLS with {peer}");
     let mut sock = stream;
-    sock.set_nonblocking(false).map_err(|e| DeployError::Mpc { at: at.clone(), source: MpcError::Io(e) })?;
+    sock.set_nonblocking(false)
+        .and_then(|()| sock.set_nodelay(true))
+        .map_err(|e| DeployError::Mpc { at: at.clone(), source: MpcError::Io(e) })?;
     let config = id.server_config(allowed)?;
     let conn = ServerConnection::new(config)
         .map_err(|e| DeployError::Auth { reason: format!("{at}: cannot start TLS: {e}") })?;

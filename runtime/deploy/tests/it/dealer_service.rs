@@ -35,7 +35,11 @@ impl Running {
                         let (stream, _) = listener.accept().unwrap();
                         let s = &s;
                         scope.spawn(move || {
-                            let t = TcpTransport::from_stream_with(stream, masq_mpc::transport::TcpOptions::with_timeout(TIMEOUT)).unwrap();
+                            let t = TcpTransport::from_stream_with(
+                                stream,
+                                masq_mpc::transport::TcpOptions::with_timeout(TIMEOUT),
+                            )
+                            .unwrap();
                             s.serve_over(t, None)
                         })
                     })

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use crate::common::{TIMEOUT, deal, image, key, model};
 
 /// The handshake limit of the refusal tests: a test that hangs fails well after it.
-const SHORT: Duration = Duration::from_secs(2);
+const SHORT: Duration = Duration::from_secs(5);
 
 fn keys() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -201,9 +201,8 @@ fn frames_go_both_ways_and_big_simultaneous_sends_do_not_deadlock() {
     a.send(&[1; 9]).unwrap();
     a.flush().unwrap();
     assert!(matches!(b.recv(), Err(MpcError::FrameTooLarge { len: 9, max: 8 })));
-    drop(a);
-    b.set_max_frame_bytes(1 << 20);
-    assert!(matches!(b.recv(), Err(MpcError::PeerDisconnected { .. } | MpcError::FrameTooLarge { .. })));
+    // The stream's framing is lost after that: the reader has stopped, and says so.
+    assert!(matches!(b.recv(), Err(MpcError::PeerDisconnected { .. })));
 }
 
 #[test]
