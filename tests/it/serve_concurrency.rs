@@ -96,6 +96,100 @@ fn many_clients_at_once_are_served_or_refused_busy_and_no_slot_is_used_twice() {
 }
 
 #[test]
+fn many_clients_with_a_dealer_service_are_served_or_refused_and_no_inference_is_used_twice() {
+    let d = dir("many-dealer");
+    let clients = clients();
+    let keys = d.join("keys");
+    ok(&run(&["keygen", "--out", s(&keys)]));
+    let x = input(&d, &[1, 1, 8, 8]);
+    let state = d.join("dealer-state");
+    let dealer = Server::spawn(&[
+        "dealer",
+        "--model",
+        SMALL,
+        "--state",
+        s(&state),
+        "--listen",
+        "127.0.0.1:0",
+        "--tls",
+        s(&keys),
+        "--cmp-mode",
+        "compact",
+    ]);
+    let mut server = Server::spawn(&[
+        "serve",
+        "--model",
+        SMALL,
+        "--dealer",
+        &dealer.addr,
+        "--tls",
+        s(&keys),
+        "--listen",
+        "127.0.0.1:0",
+        "--max-clients",
+        "4",
+        "--threads",
+        "1",
+        "--material-budget",
+        "16M",
+    ]);
+    let children: Vec<_> = (0..clients)
+        .map(|_| {
+            masq()
+                .args(["query", "--connect", &server.addr, "--dealer", &dealer.addr, "--tls", s(&keys)])
+                .args(["--input", s(&x), "--json", "--threads", "1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let y_plain = d.join("y-plain.npy");
+    let plain = json(&run(&["run", SMALL, "--input", s(&x), "--mode", "plain", "--json", "--output", s(&y_plain)]));
+    let want = plain["predictions"][0].as_u64().unwrap_or_else(|| panic!("{plain}"));
+    let logits: Vec<f64> = masq_ir::npy::read_f32(&y_plain).unwrap().iter().map(|&v| v as f64).collect();
+    let (mut used, mut busy, mut max_err) = (Vec::new(), 0, 0f64);
+    for (k, out) in outs.iter().enumerate() {
+        if out.status.success() {
+            let q = json(out);
+            assert_eq!(q["prediction"].as_u64().unwrap(), want, "client {k}");
+            let y: Vec<f64> = q["output"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(y.len(), logits.len(), "client {k}: output length");
+            max_err = y.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(max_err, f64::max);
+            used.push(q["inference_index"].as_u64().unwrap());
+        } else {
+            let err = failure(out);
+            assert!(err.contains("server busy"), "client {k}: {err}");
+            busy += 1;
+        }
+    }
+    assert!(max_err < 1e-2, "largest logit error against plaintext {max_err}");
+    let mut sorted = used.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), used.len(), "an inference was used twice: {used:?}");
+    assert!(!used.is_empty(), "nobody was served: {}", server.log.text());
+    // The dealer sent each half of each served inference once.
+    let log = dealer.log.text();
+    for i in &used {
+        for party in ["P0", "P1"] {
+            let n = log.matches(&format!("inference {i}: {party}'s half sent")).count();
+            assert_eq!(n, 1, "inference {i}, {party}: sent {n} times\n{log}");
+        }
+    }
+    if let (Some(s_kib), Some(d_kib)) = (peak_rss_kib(server.child.id()), peak_rss_kib(dealer.child.id())) {
+        eprintln!(
+            "{clients} clients, --max-clients 4, dealer service: {} served, {busy} refused busy; peak RSS server {:.1} MiB, dealer {:.1} MiB; max logit error {max_err:.2e}",
+            used.len(),
+            s_kib as f64 / 1024.0,
+            d_kib as f64 / 1024.0
+        );
+    }
+    assert!(server.alive());
+}
+
+#[test]
 fn an_idle_connection_delays_no_client_and_is_dropped_after_the_handshake_timeout() {
     let d = dir("idle");
     crate::two_process::deal(MODEL, &d, 1, 4, &[]);

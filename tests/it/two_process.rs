@@ -139,7 +139,12 @@ impl Server {
     pub(crate) fn start(model: &str, p0: &Path, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--model", model, "--preprocessing", s(p0), "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut child = masq().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        Server::spawn(&args)
+    }
+
+    /// Runs `masq ARGS` (a service that prints `listening on ADDR` first: serve, dealer).
+    pub(crate) fn spawn(args: &[&str]) -> Server {
+        let mut child = masq().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let log = Lines::collect(child.stderr.take().unwrap());
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
