@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# `make demo-2pc`: encrypted inference between two real processes on this machine.
-#   dealer (offline, K=5)  ->  masq serve (P0, weights) in the background  <-TCP->  3 x masq query (P1, images)
-# then one query each through `masq relay` shaped as the LAN and the WAN profile, measured beside
-# the cost model's estimate.
+# `make demo-2pc`: encrypted inference between three real processes on this machine, over mutual TLS.
+#   masq dealer (service)  ==TLS==>  masq serve --dealer (P0, weights)  <==TLS==>  3 x masq query --dealer (P1, images)
+#        \____________________________________________________________________________/  (each party fetches its half)
+# then one query each through `masq relay` shaped as the LAN and the WAN profile (the server link;
+# the dealer links stay unshaped), measured beside the cost model's estimate. The same on three
+# separate network-namespace hosts, with every link shaped: `make three-hosts`.
 # Real CIFAR-10 test images when $MASQ_DATA_DIR/cifar10 holds the binary test batch, seeded
 # synthetic images otherwise. Model: $DEMO_MODEL (default zoo:resnet20 with seeded random
 # weights; give an exported artifact directory for a trained one).
@@ -17,24 +19,43 @@ QUERIES=3
 K=$((QUERIES + 2))
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/masq-demo-2pc.XXXXXX")
 SERVER_PID=""
+DEALER_PID=""
 cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    for pid in "$SERVER_PID" "$DEALER_PID"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-echo "== dealer: $K inferences of $MODEL =="
-"$MASQ" deal --model "$MODEL" --count "$K" --out "$WORK/deal"
+wait_addr() { # file pid what -> prints the address after "listening on "
+    local a=""
+    for _ in $(seq 1 600); do
+        a=$(sed -n 's/^listening on //p' "$1" 2>/dev/null | head -n1)
+        [[ -n "$a" ]] && { echo "$a"; return 0; }
+        kill -0 "$2" 2>/dev/null || { echo "$3 failed to start" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "$3 did not start listening" >&2
+    return 1
+}
 
-# A fresh shared key for this demo (both processes authenticate each other with it).
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/key"
+echo "== keys (masq keygen): a CA and one certificate per role =="
+"$MASQ" keygen --out "$WORK/keys"
+
+echo "== dealer service: $MODEL =="
+"$MASQ" dealer --model "$MODEL" --state "$WORK/dealer" --listen 127.0.0.1:0 --tls "$WORK/keys" \
+    --timeout 120 >"$WORK/dealer.out" 2>"$WORK/dealer.log" &
+DEALER_PID=$!
+DADDR=$(wait_addr "$WORK/dealer.out" "$DEALER_PID" dealer) || { cat "$WORK/dealer.log"; exit 1; }
+echo "dealer listening on $DADDR"
 
 echo "== server (P0) =="
-"$MASQ" serve --model "$MODEL" --preprocessing "$WORK/deal/p0.bin" --listen 127.0.0.1:0 \
-    --auth "$WORK/key" --max-sessions "$K" --timeout 120 >"$WORK/server.out" 2>"$WORK/server.log" &
+"$MASQ" serve --model "$MODEL" --dealer "$DADDR" --tls "$WORK/keys" --listen 127.0.0.1:0 \
+    --max-sessions "$K" --timeout 120 >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 ADDR=""
 for _ in $(seq 1 600); do
@@ -59,8 +80,8 @@ if [[ -f "$CIFAR" ]]; then echo "inputs: CIFAR-10 test images 0..$((QUERIES - 1)
 
 echo "== client (P1): $QUERIES queries =="
 for i in $(seq 0 $((QUERIES - 1))); do
-    "$MASQ" query --connect "$ADDR" --preprocessing "$WORK/deal/p1.bin" --input "$WORK/x$i.npy" \
-        --auth "$WORK/key" --timeout 120 --json >"$WORK/q$i.json"
+    "$MASQ" query --connect "$ADDR" --dealer "$DADDR" --tls "$WORK/keys" --input "$WORK/x$i.npy" \
+        --timeout 120 --json >"$WORK/q$i.json"
 done
 echo "== the same query through a shaping relay (masq relay): LAN and WAN profiles =="
 RELAY_PIDS=()
@@ -73,12 +94,17 @@ for net in lan wan; do
         [[ -n "$RADDR" ]] && break
         sleep 0.05
     done
-    "$MASQ" query --connect "$RADDR" --preprocessing "$WORK/deal/p1.bin" --input "$WORK/x0.npy" \
-        --auth "$WORK/key" --timeout 120 --json >"$WORK/q-$net.json"
+    "$MASQ" query --connect "$RADDR" --dealer "$DADDR" --tls "$WORK/keys" --input "$WORK/x0.npy" \
+        --timeout 120 --json >"$WORK/q-$net.json"
 done
 kill "${RELAY_PIDS[@]}" 2>/dev/null || true
 wait "$SERVER_PID" || true
 SERVER_PID=""
+kill -TERM "$DEALER_PID" 2>/dev/null || true
+wait "$DEALER_PID" || true
+DEALER_PID=""
+echo "== dealer log =="
+cat "$WORK/dealer.log"
 echo "== server log =="
 cat "$WORK/server.log"
 
