@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("dealer_file", dealer_file),
     ("handshake", handshake),
     ("datasets", datasets),
+    ("dealer_stream", dealer_stream),
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -293,6 +294,32 @@ pub fn dealer_file(data: &[u8]) {
     let _ = masq_deploy::file::read_spent(&path);
 }
 
+/// [`Scripted`] owning its frames (for readers that keep the transport, such as a dealer stream).
+#[derive(Debug)]
+pub struct OwnedScript {
+    frames: std::vec::IntoIter<Vec<u8>>,
+}
+
+impl OwnedScript {
+    pub fn new(frames: Vec<Vec<u8>>) -> Self {
+        OwnedScript { frames: frames.into_iter() }
+    }
+}
+
+impl Transport for OwnedScript {
+    fn send(&mut self, _payload: &[u8]) -> masq_mpc::Result<()> {
+        Ok(())
+    }
+
+    fn recv(&mut self) -> masq_mpc::Result<Vec<u8>> {
+        self.frames.next().ok_or(MpcError::PeerDisconnected { during: "fuzz script" })
+    }
+
+    fn flush(&mut self) -> masq_mpc::Result<()> {
+        Ok(())
+    }
+}
+
 /// A transport that hands out scripted frames and swallows what is sent.
 #[derive(Debug)]
 pub struct Scripted<'a> {
@@ -360,6 +387,44 @@ pub fn handshake(data: &[u8]) {
         let Ok(server) = Server::new(&tiny_model(), &path, opts) else { return };
         let _ = server.serve_over(t, "fuzz", |_| {});
     }
+}
+
+/// The dealer service's protocol (`masq_deploy::dealer`): the first byte picks the side, modulo 3.
+/// 0 and 1: P0 or P1 reading its half of an inference of [`tiny_model`] from the frames
+/// (`masq_mpc::dealer::wire::receive_deal`, in segments of one request), every segment drained;
+/// 2: the dealer answering the frames as a request (its answer and material go nowhere).
+pub fn dealer_stream(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    if mode % 3 == 2 {
+        let _ = tiny_dealer_service().serve_over(Scripted::new(frames(rest)), None);
+        return;
+    }
+    let party = if mode % 3 == 0 { Party::P0 } else { Party::P1 };
+    let plan = tiny_dealer_service().plan();
+    let sp = masq_mpc::dealer::section_reader::SectionPlan {
+        party,
+        requests: plan.requests.clone(),
+        layers: plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect(),
+        budget: 1,
+        name: "fuzz stream".into(),
+    };
+    let owned = frames(rest).into_iter().map(<[u8]>::to_vec).collect();
+    if let Ok((_, first, mut more)) = masq_mpc::dealer::wire::receive_deal(OwnedScript::new(owned), sp) {
+        drop(first);
+        while let Ok(Some(_)) = more.refill() {}
+    }
+}
+
+/// A dealer service for [`tiny_model`] with [`tiny_config`], its state in a scratch directory
+/// (one per process).
+pub fn tiny_dealer_service() -> &'static masq_deploy::dealer::DealerService {
+    static SERVICE: OnceLock<masq_deploy::dealer::DealerService> = OnceLock::new();
+    SERVICE.get_or_init(|| {
+        let state = std::env::temp_dir().join(format!("masq-fuzz-dealer-{}", std::process::id()));
+        let opts = masq_deploy::dealer::DealerOptions::default();
+        masq_deploy::dealer::DealerService::new(&tiny_model(), &tiny_config(), 1, &state, opts)
+            .expect("a dealer service for the tiny model")
+    })
 }
 
 /// Dataset decoders: the first byte picks one (modulo 6): 0 an IDX images and labels pair

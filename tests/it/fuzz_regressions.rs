@@ -84,3 +84,8 @@ fn handshake() {
 fn datasets() {
     replay("datasets");
 }
+
+#[test]
+fn dealer_stream() {
+    replay("dealer_stream");
+}

@@ -195,6 +195,41 @@ fn main() {
         }
     }
 
+    // dealer_stream: each party's half of an inference of the tiny model as the dealer sends it,
+    // cut short, and the requests a party sends the dealer.
+    let service = entries::tiny_dealer_service();
+    let kinds: Vec<_> = service.plan().layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+    for (mode, party) in [(0u8, masq_mpc::Party::P0), (1, masq_mpc::Party::P1)] {
+        let mut dealer = masq_mpc::dealer::Dealer::from_key([9; 32]);
+        let (m0, m1) = dealer.setup_model(&kinds).expect("model material");
+        let model = if mode == 0 { m0 } else { m1 };
+        let (mut tx, mut rx) = mem_pair();
+        dealer.send_deal(&mut tx, party, &model, 0, &service.plan().requests).expect("sending a deal");
+        drop(tx);
+        let mut frames = Vec::new();
+        while let Ok(f) = rx.recv() {
+            frames.push(f);
+        }
+        let mut bytes = vec![mode];
+        bytes.extend(encode_frames(&frames));
+        add(&mut seeds, "dealer_stream", &format!("p{mode}-half"), bytes);
+        let mut first = vec![mode];
+        first.extend(encode_frames(&frames[..frames.len().min(3)]));
+        add(&mut seeds, "dealer_stream", &format!("p{mode}-start"), first);
+    }
+    let std_cfg = bincode::config::standard();
+    let params = service.params();
+    let requests = [
+        ("info", bincode::encode_to_vec((0u32, 1u32), std_cfg).expect("encoding")),
+        ("open", bincode::encode_to_vec((1u32, 1u32, params), std_cfg).expect("encoding")),
+        ("fetch", bincode::encode_to_vec((2u32, 1u32, params, 0u64, [0u8; 32]), std_cfg).expect("encoding")),
+    ];
+    for (name, frame) in requests {
+        let mut bytes = vec![2u8];
+        bytes.extend(encode_frames(&[frame]));
+        add(&mut seeds, "dealer_stream", &format!("request-{name}"), bytes);
+    }
+
     // datasets: one valid file of each decoder, some gzipped.
     let images = idx(2051, &[2, 3, 3], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
     let labels = idx(2049, &[2], &[3, 9]);
