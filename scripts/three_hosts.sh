@@ -128,11 +128,13 @@ in_ns() {
     ip netns exec "${NS[$r]}" "$@"
 }
 
-# Starts `in_ns ROLE CMD...` in the background, stdout to NAME.out, stderr to NAME.log.
+# Starts CMD... in ROLE's namespace in the background, stdout to NAME.out, stderr to NAME.log.
 start() {
     local name=$1 r=$2
     shift 2
-    in_ns "$r" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+    # A simple command, not a function, in the background: bash forks and execs `ip`, which execs
+    # masq, so $! is masq's own PID (a function would leave a subshell between them).
+    ip netns exec "${NS[$r]}" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use crate::two_process::{Lines, WAIT, dir, input, json, ok, run, s};
 
 const MODEL: &str = "zoo:mnist_cnn";
-/// Largest difference of a logit under 2PC (16 fractional bits) from plaintext.
-const TOLERANCE: f32 = 0.05;
+/// Largest difference of a logit under 2PC (16 fractional bits) from plaintext (2.0e-4 seen).
+const TOLERANCE: f32 = 5e-3;
 
 fn ip(args: &[&str]) -> Result<(), String> {
     match Command::new("ip").args(args).output() {
@@ -35,28 +35,38 @@ struct Netns {
 }
 
 impl Netns {
-    /// `dealer`, `server`, `client` at 10.213.X.1-3 on a bridge in a fourth namespace, or why not.
+    /// `dealer`, `server`, `client` at 10.213.X.1-3 on a bridge in a fourth namespace, or why
+    /// namespaces cannot be made here (the first `ip netns add` failed: not root, no `ip`, ...).
+    /// Any later failure is a test failure.
     fn create(tag: &str) -> Result<(Netns, Hosts), String> {
         let ns = |role: &str| format!("masq3t-{tag}-{role}");
-        let net = ns("net");
+        let names: Vec<String> = ["net", "dealer", "server", "client"].into_iter().map(ns).collect();
+        // Left by a killed test process that had this PID: ours to remove.
+        for name in &names {
+            if Path::new("/run/netns").join(name).exists() {
+                let _ = ip(&["netns", "del", name]);
+            }
+        }
+        let net = names[0].clone();
         ip(&["netns", "add", &net])?;
         let mut guard = Netns { names: vec![net.clone()] };
+        let must = |args: &[&str]| ip(args).unwrap_or_else(|e| panic!("{e}"));
         let sub = format!("10.213.{}", std::process::id() % 250);
-        ip(&["-n", &net, "link", "set", "lo", "up"])?;
-        ip(&["-n", &net, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &net, "link", "set", "br0", "up"])?;
+        must(&["-n", &net, "link", "set", "lo", "up"]);
+        must(&["-n", &net, "link", "add", "br0", "type", "bridge"]);
+        must(&["-n", &net, "link", "set", "br0", "up"]);
         let mut hosts = Vec::new();
         for (k, role) in ["dealer", "server", "client"].into_iter().enumerate() {
             let name = ns(role);
-            ip(&["netns", "add", &name])?;
+            must(&["netns", "add", &name]);
             guard.names.push(name.clone());
             let (veth, addr) = (format!("v-{role}"), format!("{sub}.{}", k + 1));
-            ip(&["-n", &name, "link", "set", "lo", "up"])?;
-            ip(&["-n", &net, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name])?;
-            ip(&["-n", &net, "link", "set", &veth, "master", "br0"])?;
-            ip(&["-n", &net, "link", "set", &veth, "up"])?;
-            ip(&["-n", &name, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-            ip(&["-n", &name, "link", "set", "eth0", "up"])?;
+            must(&["-n", &name, "link", "set", "lo", "up"]);
+            must(&["-n", &net, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &name]);
+            must(&["-n", &net, "link", "set", &veth, "master", "br0"]);
+            must(&["-n", &net, "link", "set", &veth, "up"]);
+            must(&["-n", &name, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            must(&["-n", &name, "link", "set", "eth0", "up"]);
             hosts.push(Host { ns: name, addr });
         }
         let [dealer, server, client] = <[Host; 3]>::try_from(hosts).unwrap();
@@ -232,17 +242,19 @@ fn dealer_server_and_client_on_three_hosts_over_tls_direct_and_through_lan_relay
     assert!(server_addr.starts_with(&h.server.addr), "{server_addr}");
     let direct = check("direct", &json(&query(&server_addr, &dealer_addr, &d.join("client"))));
 
-    // A client whose keys are of another keygen run: refused in the TLS handshake.
+    // A client whose keys are of another keygen run: refused in the TLS handshake. The client asks
+    // the dealer first (what it deals), so the dealer is the one that turns it away; it never
+    // reaches the server, and no inference is opened for it.
     let out = query(&server_addr, &dealer_addr, &d.join("rogue"));
     assert!(!out.status.success(), "the rogue client was served: {}", String::from_utf8_lossy(&out.stdout));
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains("TLS") && err.contains("not issued by this side's CA"), "{err}");
-    assert!(server.log.wait_for("session 2 failed"), "{}", server.log.text());
-    let log = server.log.text();
-    let line = log.lines().find(|l| l.contains("session 2 failed")).unwrap();
-    assert!(line.contains("TLS"), "the server's side of the refusal: {line}");
-    assert!(!log.contains("session 2: inference"), "the rogue session got an inference: {log}");
+    assert!(err.contains("TLS with the dealer") && err.contains("not issued by this side's CA"), "{err}");
+    assert!(dealer.log.wait_for("TLS alert"), "{}", dealer.log.text());
+    let log = dealer.log.text();
+    let line = log.lines().find(|l| l.contains("TLS alert")).unwrap();
+    assert!(line.contains("failed: authentication failed") && line.contains(&h.client.addr), "{line}");
+    assert!(!server.log.text().contains("session 2"), "the rogue client reached the server: {}", server.log.text());
     server.stop();
 
     // LAN: every link through a shaping relay on the connecting side's host.
@@ -254,7 +266,11 @@ fn dealer_server_and_client_on_three_hosts_over_tls_direct_and_through_lan_relay
     assert_ne!(direct, lan);
     server.stop();
 
-    // The dealer sent each inference's P0 and P1 half once, and nothing for the rogue client.
+    // The dealer sent each inference's P0 and P1 half once, and nothing for the rogue client (it
+    // logs a connection when it ends: wait for the last ones before stopping it).
+    for party in ["P0", "P1"] {
+        assert!(dealer.log.wait_for(&format!("inference {lan}: {party}'s half sent")), "{}", dealer.log.text());
+    }
     dealer.stop();
     let log = dealer.log.text();
     let mut halves: Vec<(u64, String)> = log
