@@ -46,7 +46,7 @@ max_len() {
         npy) echo 1024 ;;
         onnx_import | checkpoint) echo 4096 ;;
         artifact | handshake | datasets) echo 8192 ;;
-        dealer_file) echo 65536 ;;
+        dealer_file | dealer_stream) echo 65536 ;;
         *) echo 4096 ;;
     esac
 }
