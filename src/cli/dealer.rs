@@ -26,7 +26,8 @@ use masq_deploy::dealer::{DealerOptions, DealerService, Served};
 use masq_deploy::tls::{Identity, Role};
 use masq_deploy::{DeployError, hex};
 use masq_exporter::ModelSpec;
-use masq_mpc::transport::{TcpOptions, TcpTransport, Transport};
+use masq_mpc::MpcError;
+use masq_mpc::transport::{TcpOptions, TcpTransport};
 use masq_runtime::secure::SecureConfig;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
@@ -181,15 +182,16 @@ pub fn run(args: DealerArgs) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            let (stream, peer) = match accept(&listener, Duration::from_millis(200)) {
-                Ok(Some(c)) => c,
-                Ok(None) => continue,
+            let stream = match TcpTransport::accept_stream(&listener, Duration::from_millis(200)) {
+                Ok(s) => s,
+                Err(MpcError::Timeout { .. }) => continue,
                 Err(e) => {
                     log(&format!("accepting a connection failed: {e}"));
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
             };
+            let peer = stream.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string());
             if open.load(Ordering::SeqCst) >= args.max_connections {
                 log(&format!("refused {peer}: {} connections open (--max-connections)", args.max_connections));
                 drop(stream);
@@ -215,7 +217,7 @@ pub fn run(args: DealerArgs) -> anyhow::Result<()> {
                                 None,
                             ),
                         };
-                        serve(service, t, role)
+                        service.serve_over(t, role)
                     })();
                     open.fetch_sub(1, Ordering::SeqCst);
                     let _ = tx.send(Ended { n, peer, result });
@@ -232,31 +234,6 @@ pub fn run(args: DealerArgs) -> anyhow::Result<()> {
         }))?;
     }
     Ok(())
-}
-
-fn serve<T: Transport>(service: &DealerService, t: T, role: Option<Role>) -> Result<Served, DeployError> {
-    service.serve_over(t, role)
-}
-
-/// Accepts one connection, waiting at most `wait` (`None`: nobody came).
-fn accept(listener: &TcpListener, wait: Duration) -> std::io::Result<Option<(std::net::TcpStream, String)>> {
-    listener.set_nonblocking(true)?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                stream.set_nonblocking(false)?;
-                return Ok(Some((stream, peer.to_string())));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() >= deadline {
-                    return Ok(None);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Logs (and prints, with `--json`) one answered connection; true when material was sent.

@@ -238,8 +238,14 @@ impl TcpTransport {
 
     /// [`TcpTransport::connect`] with explicit options.
     pub fn connect_with<A: ToSocketAddrs>(addr: A, timeout: Duration, opts: TcpOptions) -> Result<Self> {
-        const DURING: &str = "connecting to the peer";
         opts.validate()?;
+        Self::from_stream_with(Self::connect_stream(addr, timeout)?, opts)
+    }
+
+    /// The bare connected socket of [`TcpTransport::connect_with`] (retrying while the peer is
+    /// not listening, for at most `timeout`), for a caller that sets up more on it first (TLS).
+    pub fn connect_stream<A: ToSocketAddrs>(addr: A, timeout: Duration) -> Result<TcpStream> {
+        const DURING: &str = "connecting to the peer";
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
         if addrs.is_empty() {
             return Err(MpcError::InvalidParameter {
@@ -256,7 +262,7 @@ impl TcpTransport {
                     return Err(MpcError::Timeout { during: DURING, after: timeout });
                 }
                 match TcpStream::connect_timeout(a, left) {
-                    Ok(stream) => return Self::from_stream_with(stream, opts),
+                    Ok(stream) => return Ok(stream),
                     Err(e) if is_retryable_connect(e.kind()) => {}
                     Err(e) => return Err(MpcError::Io(e)),
                 }

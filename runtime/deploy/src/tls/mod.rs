@@ -41,7 +41,7 @@ mod keygen;
 mod stream;
 
 use std::fmt;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,16 +107,14 @@ impl fmt::Display for Role {
 /// The byte the accepting side sends once it has accepted the peer's certificate.
 const ACCEPTED: u8 = 0xA5;
 
-/// Pause between connection attempts while the peer is not listening yet.
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
-
 /// Connects to `addr` as `id` and sets up TLS with a peer that must hold a certificate of role
 /// `peer` issued by `id`'s CA. Retries while nobody listens; the TCP connection and the TLS
 /// handshake together take at most `timeout`. The transport then runs with `tcp`.
 pub fn connect(addr: &str, timeout: Duration, tcp: TcpOptions, id: &Identity, peer: Role) -> Result<TcpTransport> {
     let start = Instant::now();
     let at = format!("TLS with the {} at {addr}", peer.stem());
-    let mut sock = connect_tcp(addr, timeout).map_err(|source| DeployError::Mpc { at: at.clone(), source })?;
+    let mut sock =
+        TcpTransport::connect_stream(addr, timeout).map_err(|source| DeployError::Mpc { at: at.clone(), source })?;
     sock.set_nodelay(true).map_err(|e| DeployError::Mpc { at: at.clone(), source: MpcError::Io(e) })?;
     let deadline = start.checked_add(timeout);
     let conn = ClientConnection::new(Arc::clone(id.client_config()), peer.server_name())
@@ -201,47 +199,6 @@ pub(crate) fn role_of(
     }
     let expected = allowed.first().map_or(Role::Client, |r| *r).server_name();
     Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, presented }))
-}
-
-/// A TCP connection to `addr`, retried while refused, within `timeout`.
-fn connect_tcp(addr: &str, timeout: Duration) -> masq_mpc::Result<TcpStream> {
-    const DURING: &str = "connecting to the peer";
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(MpcError::InvalidParameter {
-            name: "address",
-            value: addr.to_string(),
-            reason: "resolves to no socket address".into(),
-        });
-    }
-    let start = Instant::now();
-    loop {
-        for a in &addrs {
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return Err(MpcError::Timeout { during: DURING, after: timeout });
-            }
-            match TcpStream::connect_timeout(a, left) {
-                Ok(s) => return Ok(s),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionRefused
-                            | std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::ConnectionAborted
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(MpcError::Io(e)),
-            }
-        }
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return Err(MpcError::Timeout { during: DURING, after: timeout });
-        }
-        std::thread::sleep(left.min(RETRY_PAUSE));
-    }
 }
 
 /// `client.masq` from webpki's `DnsName("client.masq")`; other forms as they are.
