@@ -36,8 +36,19 @@ use serde_json::Value;
 
 /// Plain interpreter vs onnxruntime, relative to the reference output's max |y|.
 const PLAIN_TOL: f64 = 1e-4;
-/// 2PC (16 fractional bits) vs onnxruntime, relative to the reference output's max |y|.
+/// 2PC vs onnxruntime, relative to the reference output's max |y|.
 const MPC_TOL: f64 = 1e-2;
+/// Fractional bits of the 2PC runs: masq's default, 16, except where a model amplifies fixed-point
+/// noise beyond the tolerance. regnet_y_400mf with random weights turns one unit in the last place
+/// per layer into 2.7e-2 of its logits at 16 bits (a float64 simulation with exact sigmoids gives
+/// the same figure), 7e-3 at 18 and 1.8e-3 at 20; its float32 rounding is amplified as much
+/// (onnxruntime vs masq's plain interpreter, 9.9e-5 at 32×32 against ≤ 2.5e-5 for the others).
+const FRAC_BITS: &[(&str, u32)] = &[("regnet_y_400mf", 20)];
+const DEFAULT_FRAC_BITS: u32 = 16;
+
+fn frac_bits(model: &str) -> u32 {
+    FRAC_BITS.iter().find(|(m, _)| *m == model).map_or(DEFAULT_FRAC_BITS, |&(_, f)| f)
+}
 /// The fixed seed of the weights and inputs.
 const SEED: u64 = 0;
 
@@ -390,8 +401,21 @@ fn run_case(case: &Case, entry: &Value, root: &Path, timeout: Duration) -> Row {
 
     if case.mpc && row.plain_vs_ort.is_some() {
         let y_mpc_path = dir.join("y_mpc.npy");
+        let frac = frac_bits(&case.model).to_string();
         let run = masq_json(
-            &["run", m, "--input", i, "--mode", "mpc", "--json", "--output", y_mpc_path.to_str().unwrap()],
+            &[
+                "run",
+                m,
+                "--input",
+                i,
+                "--mode",
+                "mpc",
+                "--frac-bits",
+                &frac,
+                "--json",
+                "--output",
+                y_mpc_path.to_str().unwrap(),
+            ],
             &dir,
             "masq-mpc",
             timeout,
@@ -608,11 +632,12 @@ fn torchvision_models_match_onnxruntime_in_plain_and_2pc() {
             doc,
             "Columns: errors are max |y - y_ref| / max |y_ref| over the output logits. *plain vs ort*: `masq run \
              --mode plain` against onnxruntime on the same file (must be ≤ {PLAIN_TOL:e}); *plain vs torch* and *ort \
-             vs torch*: against torch's own output (reported only); *2PC vs ort*: `masq run --mode mpc` (16 \
-             fractional bits, must be ≤ {MPC_TOL:e}), run for the 32×32 cases; *comparisons*, *rounds*, *online \
+             vs torch*: against torch's own output (reported only); *2PC vs ort*: `masq run --mode mpc` \
+             ({DEFAULT_FRAC_BITS} fractional bits{}, must be ≤ {MPC_TOL:e}), run for the 32×32 cases; *comparisons*, *rounds*, *online \
              bytes*: what that run measured per inference; *estimate = run*: `masq estimate --json` equals the \
              measured comparisons of every kind, MACs, bytes per direction, rounds and offline bytes exactly; *s*: \
-             seconds for the case on this machine (2 shared cores).\n"
+             seconds for the case on this machine (2 shared cores).\n",
+            FRAC_BITS.iter().map(|(m, f)| format!("; {m} at {f}, see `FRAC_BITS` in tests/it/torchvision.rs")).collect::<String>()
         )
         .unwrap();
         writeln!(doc, "{t}\n{summary}.").unwrap();

@@ -56,8 +56,9 @@ pub use session::{
     Client, QueryOptions, QueryResult, ServeOptions, Server, SessionOptions, SessionReport, query, query_with_dealer,
 };
 
-/// Version of the wire protocol (handshake and message layout).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// Version of the wire protocol: the handshake, the message layout and the sequence of protocol
+/// calls the secure lowering makes (5: the Sigmoid's pieces share their rounds).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Errors of deployment: files, keys, handshakes and sessions.
 #[derive(Debug, thiserror::Error)]

@@ -14,10 +14,9 @@
 //!   HardSigmoid     t = α·x + β (public, 1 truncation); Clip t to [0, 1]     2 comparisons     1 round
 //!   HardSwish       h = Clip(x/6 + 1/2, 0, 1); x·h (Beaver mul)  2 comparisons, 1 product     2 rounds
 //!   Sigmoid         approx::SIGMOID = mid(x) + tail(x) − tail(−x): x clamped to [−4, 4] and
-//!                   ±x to [4, 16] in one ReLU call; mid: u = c/4, v = u² (Beaver square),
-//!                   [u³ = u·v, first Horner step] in one Beaver mul, three more, then
-//!                   0.5 + a₀·u + u³·h; both tails on 2n elements by Horner in w (6 products)
-//!                                                               6 comparisons, 19 products   13 rounds
+//!                   ±x to [4, 16] in one ReLU call; mid: u = c/4, v = u², Horner in v, u·P(v);
+//!                   both tails on 2n elements by Horner in w; the pieces' products interleaved,
+//!                   one Beaver call per round              6 comparisons, 27 products   10 rounds
 //!   Pow 2           x² (Beaver square)                           1 product                     1 round
 //!   ReduceSum/Mean  local sums of shares (exact); Mean × public 1/count to 2^-2f, 2 truncations 0 rounds
 //! ```
@@ -33,7 +32,7 @@ use masq_mpc::{FixedPoint, MpcError};
 
 use super::transformer;
 use crate::error::{IrError, Result, RuntimeError};
-use masq_ir::approx::{self, Clamped, Piecewise};
+use masq_ir::approx::{self, Piecewise};
 use masq_ir::shape::{broadcast, reduced_shape, reshape_target, window_out};
 use masq_ir::{Graph, Node, Op, PoolConfig, ReduceConfig, Replacement};
 
@@ -319,51 +318,12 @@ pub(super) fn clamp<B: Backend>(
     Ok(b.add(y, &scalar(b, fp, lo, &shape)))
 }
 
-/// A [`Clamped`] approximation on its already clamped input `c`: `u = c / T`, then `odd.len()` products
-/// in `odd.len() − 1` rounds: `v = u²`; Horner over `v` for `h = a₁ + a₂v + …` whose first step
-/// multiplies by a public coefficient and whose first secret step shares its round with
-/// `u³ = u·v`; finally `constant + a₀u + u³·h` (one truncation).
-fn clamped_poly<B: Backend>(
-    b: &mut B,
-    node: &Node,
-    fp: FixedPoint,
-    c: ArrayD<B::T>,
-    f: &Clamped,
-) -> Result<ArrayD<B::T>> {
-    let a = f.odd;
-    let k = a.len();
-    if k < 3 {
-        return Err(unsupported(node, "an approximation of fewer than three odd coefficients"));
-    }
-    let shape = c.shape().to_vec();
-    let u = scale(b, fp, c, 1.0 / f.bound);
-    let v = b.square(u.clone()).map_err(mpc_err(node))?;
-    let v = b.truncate(v);
-    // h = a[k-1]·v + a[k-2]: a public coefficient, no product of secrets.
-    let h = scale(b, fp, v.clone(), a[k - 1]);
-    let h = b.add(h, &scalar(b, fp, a[k - 2], &shape));
-    // u³ and the first secret Horner step in one round.
-    let mut r = mul_all(b, &[u.clone(), h], &[v.clone(), v.clone()]).map_err(mpc_err(node))?;
-    let (h, u3) = (r.pop().expect("two parts"), r.pop().expect("two parts"));
-    let u3 = b.truncate(u3);
-    let h = b.truncate(h);
-    let mut h = b.add(h, &scalar(b, fp, a[k - 3], &shape));
-    for &ai in a[1..k - 3].iter().rev() {
-        let t = b.mul(h, &v).map_err(mpc_err(node))?;
-        let t = b.truncate(t);
-        h = b.add(t, &scalar(b, fp, ai, &shape));
-    }
-    let t = b.mul(u3, &h).map_err(mpc_err(node))?;
-    let a0u = b.mul_public(u, &ndarray::arr0(fp.encode(a[0])).into_dyn());
-    let y = b.add(t, &a0u);
-    let y = b.truncate(y);
-    Ok(b.add(y, &scalar(b, fp, f.constant, &shape)))
-}
-
-/// A [`Piecewise`] approximation: the three clamps (`x` to the middle interval, `x` and `−x` to
-/// the tail interval) in one ReLU call (one round, six comparisons per element), the middle
-/// piece by [`clamped_poly`], the two tails together by Horner in `w` (the first step public),
-/// then `mid + tail(x) − tail(−x)`.
+/// A [`Piecewise`] approximation in `1 + max(k, d − 1)` rounds (`k` the middle piece's odd
+/// coefficients, `d` the tail's coefficients): the three clamps (`x` to the middle interval, `x`
+/// and `−x` to the tail interval) in one ReLU call (six comparisons per element); then the middle
+/// piece `constant + u·P(u²)` (`u = c/T`: `v = u²`, Horner in `v` whose first step is public,
+/// finally `u·P`) and both tails at once by Horner in `w` (2n elements, first step public), their
+/// products interleaved so that each round is one Beaver call; then `mid + tail(x) − tail(−x)`.
 pub(super) fn piecewise<B: Backend>(
     b: &mut B,
     node: &Node,
@@ -373,6 +333,11 @@ pub(super) fn piecewise<B: Backend>(
 ) -> Result<ArrayD<B::T>> {
     let shape = x.shape().to_vec();
     let (m, t) = (f.mid.bound, f.tail);
+    let (am, at) = (f.mid.odd, t.coeffs);
+    let (k, d) = (am.len(), at.len());
+    if k < 3 || d < 3 {
+        return Err(unsupported(node, "an approximation of fewer than three coefficients per piece"));
+    }
     let neg = b.sub(scalar(b, fp, 0.0, &shape), &x);
     let parts = [
         b.sub(x.clone(), &scalar(b, fp, -m, &shape)),
@@ -390,25 +355,48 @@ pub(super) fn piecewise<B: Backend>(
     let c_mid = clamped(b, -m, &r[0], &r[1]);
     let c_pos = clamped(b, t.lo, &r[2], &r[3]);
     let c_neg = clamped(b, t.lo, &r[4], &r[5]);
-    let mid = clamped_poly(b, node, fp, c_mid, &f.mid)?;
-    // Both tails at once, on 2n elements.
-    let a = t.coeffs;
-    let d = a.len();
-    if d < 2 {
-        return Err(unsupported(node, "a tail of fewer than two coefficients"));
-    }
+    let u = scale(b, fp, c_mid, 1.0 / m);
     let both = flat_concat(&[c_pos, c_neg]);
     let n2 = [both.len()];
     let centred = b.sub(both, &scalar(b, fp, t.centre(), &n2));
     let w = scale(b, fp, centred, 1.0 / t.half());
-    let h = scale(b, fp, w.clone(), a[d - 1]);
-    let mut h = b.add(h, &scalar(b, fp, a[d - 2], &n2));
-    for &ai in a[..d - 2].iter().rev() {
-        let p = b.mul(h, &w).map_err(mpc_err(node))?;
-        let p = b.truncate(p);
-        h = b.add(p, &scalar(b, fp, ai, &n2));
+    // The tails' public first step; the first round is `u·u` beside the tails' first product.
+    let ht = scale(b, fp, w.clone(), at[d - 1]);
+    let ht = b.add(ht, &scalar(b, fp, at[d - 2], &n2));
+    let mut r = mul_all(b, &[u.clone(), ht], &[u.clone(), w.clone()]).map_err(mpc_err(node))?;
+    let (p, v) = (r.pop().expect("two parts"), r.pop().expect("two parts"));
+    let v = b.truncate(v);
+    let p = b.truncate(p);
+    let mut ht = b.add(p, &scalar(b, fp, at[d - 3], &n2));
+    let hm = scale(b, fp, v.clone(), am[k - 1]);
+    let mut hm = b.add(hm, &scalar(b, fp, am[k - 2], &shape));
+    // The rest: the middle piece's Horner steps over am[k-3..=0], then `u·P`; the tails' over
+    // at[d-4..=0]; one round per step, both pieces' products in the same call.
+    let mid_steps = k - 1; // k − 2 Horner steps and the final product
+    let tail_steps = d - 3;
+    for step in 0..mid_steps.max(tail_steps) {
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        let mid_final = step + 1 == mid_steps;
+        if step < mid_steps {
+            xs.push(hm.clone());
+            ys.push(if mid_final { u.clone() } else { v.clone() });
+        }
+        if step < tail_steps {
+            xs.push(ht.clone());
+            ys.push(w.clone());
+        }
+        let mut r = mul_all(b, &xs, &ys).map_err(mpc_err(node))?;
+        if step < tail_steps {
+            let p = b.truncate(r.pop().expect("tail part"));
+            ht = b.add(p, &scalar(b, fp, at[d - 4 - step], &n2));
+        }
+        if step < mid_steps {
+            let p = b.truncate(r.pop().expect("middle part"));
+            hm = if mid_final { p } else { b.add(p, &scalar(b, fp, am[k - 3 - step], &shape)) };
+        }
     }
-    let tails = scale(b, fp, h, t.scale);
+    let mid = b.add(hm, &scalar(b, fp, f.mid.constant, &shape));
+    let tails = scale(b, fp, ht, t.scale);
     let mut tails = split(&tails, &[shape.clone(), shape.clone()]);
     let (t_neg, t_pos) = (tails.pop().expect("two parts"), tails.pop().expect("two parts"));
     let y = b.add(mid, &t_pos);

@@ -15,7 +15,7 @@
 //!                           (public)                                                     13 rounds
 //!   Gelu (erf or tanh form) x/2 + E(clamp(x, ±4.5)) + overflow/2           2 comparisons   11 rounds
 //!   Erf                     u·h(u²), u = clamp(x, ±3.5)/3.5                 2 comparisons   13 rounds
-//!   Tanh                    2σ(2x) − 1 (the Sigmoid protocol)               6 comparisons   13 rounds
+//!   Tanh                    2σ(2x) − 1 (the Sigmoid protocol)               6 comparisons   10 rounds
 //!   Exp                     clamp(x, −16, 4), p(x/8)⁸                        2 comparisons   11 rounds
 //!   Reciprocal              sign, range bits, polynomial, 2 Newton steps   21 comparisons   10 rounds
 //!   Div by a computed value a × 1/d                                        21 comparisons   11 rounds

@@ -218,8 +218,9 @@ fn softmax_and_layer_norm_cost_what_the_table_says() {
 }
 
 #[test]
-fn gelu_and_erf_rounds_are_the_tables() {
-    for (op, rounds) in [(Op::Gelu(GeluConfig { tanh: true }), 11), (Op::Erf, 13), (Op::Exp, 11), (Op::Reciprocal, 10)]
+fn transformer_op_rounds_are_the_tables() {
+    for (op, rounds) in
+        [(Op::Gelu(GeluConfig { tanh: true }), 11), (Op::Erf, 13), (Op::Exp, 11), (Op::Reciprocal, 10), (Op::Tanh, 10)]
     {
         let g = one(op.clone(), &[4]);
         let plan = secure::plan(&g, 1, &SecureConfig::default()).unwrap();

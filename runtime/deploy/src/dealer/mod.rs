@@ -39,8 +39,8 @@ use masq_mpc::dealer::CmpMode;
 pub use link::{DealerLink, Grant};
 pub use service::{DealerOptions, DealerService, Served};
 
-/// Version of the dealer protocol.
-pub const DEALER_PROTOCOL_VERSION: u32 = 1;
+/// Version of the dealer protocol (2: the Sigmoid's material follows its interleaved rounds).
+pub const DEALER_PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame of a request to the dealer (they are a few hundred bytes).
 pub const REQUEST_MAX_FRAME_BYTES: usize = 4096;
