@@ -20,6 +20,7 @@ fn protocols(c: &mut Criterion) {
             mode: Default::default(),
             threads: 1,
             seed: 1,
+            layout: Default::default(),
         };
         g.throughput(Throughput::Elements(elements));
         // Each iteration deals fresh material and runs the online phase once; criterion's time

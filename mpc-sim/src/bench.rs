@@ -17,7 +17,7 @@ use crate::kernel::Conv2dParams;
 use crate::protocols::{self, Ctx, DEFAULT_CMP_BITS, PoolParams};
 use crate::ring::FixedPoint;
 use crate::share::{Party, Share, reconstruct, share};
-use crate::sim::run_pair;
+use crate::sim::{run_pair, run_pair_recorded, run_solo};
 use crate::transport::MemTransport;
 
 /// The protocols `masq bench mpc` can measure.
@@ -111,6 +111,45 @@ impl FromStr for BenchOp {
     }
 }
 
+/// Where the two parties compute during the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Both parties at once, one thread each (plus their evaluation threads), sharing this
+    /// machine's cores: the single-process simulation.
+    #[default]
+    Shared,
+    /// Each party alone with this machine's cores, as on a machine of its own: a recorded run
+    /// gives each party's incoming messages, then each party runs again by itself against them
+    /// (its messages must equal the recording's, or the benchmark fails). The online time is
+    /// the slower party's; the network's time comes on top (see the estimates).
+    OwnCores,
+}
+
+impl FromStr for Layout {
+    type Err = MpcError;
+    fn from_str(s: &str) -> Result<Layout> {
+        match s {
+            "shared" => Ok(Layout::Shared),
+            "own-cores" => Ok(Layout::OwnCores),
+            other => Err(MpcError::InvalidParameter {
+                name: "layout",
+                value: other.to_string(),
+                reason: "expected shared or own-cores".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Shared => "shared",
+            Layout::OwnCores => "own-cores",
+        })
+    }
+}
+
 /// Benchmark settings.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -126,10 +165,12 @@ pub struct BenchConfig {
     pub bits: u32,
     /// Comparison mode (ReLU, MaxPool).
     pub mode: CmpMode,
-    /// Threads each party's comparison evaluation may use (both parties share this machine).
+    /// Threads each party's comparison evaluation may use.
     pub threads: usize,
     /// Seed of the dealer and the data.
     pub seed: u64,
+    /// Where the parties compute.
+    pub layout: Layout,
 }
 
 impl BenchConfig {
@@ -187,8 +228,12 @@ pub struct BenchReport {
     pub offline_bytes: u64,
     /// The cost model's prediction (must equal the measurement).
     pub predicted: Cost,
-    /// Median wall seconds of the online phase.
+    /// Median wall seconds of the online phase (the slower party's).
     pub seconds: f64,
+    /// Where the parties computed.
+    pub layout: Layout,
+    /// Median online seconds of P0 and of P1 alone ([`Layout::OwnCores`] only).
+    pub party_seconds: Option<[f64; 2]>,
     /// Median wall seconds of the offline phase (dealer + the parties' input-independent work).
     pub offline_seconds: f64,
     /// Elements per second online.
@@ -379,13 +424,18 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
     let mut measured = Cost::default();
     let mut max_err = 0f64;
     let mut large = 0u64;
+    let mut solo_times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     for rep in 0..cfg.reps {
         let seed = cfg.seed.wrapping_add(rep as u64 + 1);
-        let t_off = Instant::now();
-        let mut dealer = Dealer::new(seed);
         let kinds: Vec<_> = pr.layer.iter().map(|(k, _)| (0, k.clone())).collect();
-        let (m0, m1) = dealer.setup_model(&kinds)?;
-        let (p0, p1) = dealer.deal(&pr.requests)?;
+        // The dealer is deterministic in its seed: a second deal is the same material.
+        let deal = || -> Result<_> {
+            let mut dealer = Dealer::new(seed);
+            let models = dealer.setup_model(&kinds)?;
+            Ok((models, dealer.deal(&pr.requests)?))
+        };
+        let t_off = Instant::now();
+        let ((m0, m1), (p0, p1)) = deal()?;
         let dealer_s = t_off.elapsed().as_secs_f64();
         let offline = (p0.offline_bytes(), p1.offline_bytes());
         let mut srng = ChaCha12Rng::seed_from_u64(seed ^ 0xdada);
@@ -399,7 +449,14 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         };
         let weights = pr.layer.as_ref().map(|(_, w)| w.clone());
         let barrier = Barrier::new(2);
-        let party = |ctx: &mut Ctx<MemTransport>, model, x: Share, y: Option<Share>| -> Result<(Share, f64, f64)> {
+        // Model load and precomputation, then (both parties together unless alone) the timed
+        // online phase.
+        let party = |ctx: &mut Ctx<MemTransport>,
+                     model,
+                     x: Share,
+                     y: Option<Share>,
+                     alone: bool|
+         -> Result<(Share, f64, f64)> {
             let t = Instant::now();
             if let Some(w) = &weights {
                 let share = match ctx.party() {
@@ -412,13 +469,46 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
             let off = t.elapsed().as_secs_f64();
             ctx.take_log();
             ctx.set_threads(cfg.threads);
-            barrier.wait();
+            if !alone {
+                barrier.wait();
+            }
             let t = Instant::now();
             let out = online(cfg, ctx, &x, y.as_ref())?;
             Ok((out, t.elapsed().as_secs_f64(), off))
         };
-        let (r0, r1) = run_pair((p0, p1), fp, |ctx| party(ctx, m0, x0, y0), |ctx| party(ctx, m1, x1, y1))?;
-        on_times.push(r0.output.1.max(r1.output.1));
+        let (r0, r1) = match cfg.layout {
+            Layout::Shared => {
+                run_pair((p0, p1), fp, |ctx| party(ctx, m0, x0, y0, false), |ctx| party(ctx, m1, x1, y1, false))?
+            }
+            Layout::OwnCores => {
+                let (a, b) = (x0.clone(), x1.clone());
+                let (c, d) = (y0.clone(), y1.clone());
+                let (r0, r1) = run_pair_recorded(
+                    (p0, p1),
+                    fp,
+                    |ctx| party(ctx, m0, a, c, false),
+                    |ctx| party(ctx, m1, b, d, false),
+                )?;
+                let ((m0, m1), (p0, p1)) = deal()?;
+                let runs = [(Party::P0, m0, p0, x0, y0, &r0, &r1), (Party::P1, m1, p1, x1, y1, &r1, &r0)];
+                for (i, (who, m, p, x, y, mine, peer)) in runs.into_iter().enumerate() {
+                    let (solo, sent) = run_solo(who, p, fp, mine.received.clone(), |ctx| party(ctx, m, x, y, true))?;
+                    if sent != peer.received || solo.output.0.data() != mine.output.0.data() {
+                        return Err(MpcError::UnexpectedMessage {
+                            during: "replaying a party alone (--layout own-cores)",
+                            expected: format!("{who:?}'s messages and output of the recorded run"),
+                            got: "different ones: the replay is not faithful".into(),
+                        });
+                    }
+                    solo_times[i].push(solo.output.1);
+                }
+                (r0, r1)
+            }
+        };
+        on_times.push(match cfg.layout {
+            Layout::Shared => r0.output.1.max(r1.output.1),
+            Layout::OwnCores => solo_times[0][rep].max(solo_times[1][rep]),
+        });
         off_times.push(dealer_s + r0.output.2.max(r1.output.2));
         let sum =
             |log: &[protocols::StepRecord]| log.iter().fold(crate::transport::Traffic::default(), |a, s| a + s.traffic);
@@ -443,6 +533,10 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         progress(rep + 1);
     }
     let seconds = median(&mut on_times);
+    let party_seconds = match cfg.layout {
+        Layout::Shared => None,
+        Layout::OwnCores => Some([median(&mut solo_times[0]), median(&mut solo_times[1])]),
+    };
     let offline_seconds = median(&mut off_times);
     let online_bytes = measured.online_bytes();
     Ok(BenchReport {
@@ -459,6 +553,8 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         offline_bytes: measured.offline_bytes(),
         predicted: pr.predicted,
         seconds,
+        layout: cfg.layout,
+        party_seconds,
         offline_seconds,
         throughput: pr.elements as f64 / seconds,
         est_lan_seconds: estimate_seconds(&measured, seconds, &Network::LAN),

@@ -1,6 +1,11 @@
 //! Both parties in one process: one thread each, joined by an in-memory transport.
 //! [`run_pair`] takes all preprocessing up front; [`run_pair_streamed`] takes each party's first
 //! segment and a refill hook ([`crate::dealer::stream`]).
+//!
+//! The two threads share the machine's cores, whereas a deployment gives each party its own
+//! machine. [`run_pair_recorded`] keeps what each party received, and [`run_solo`] then runs one
+//! party alone against that recording, on every core, and returns what it sent: equal to what its
+//! peer received in the recorded run when the replay is faithful (the callers check it).
 
 use crate::dealer::Preprocessing;
 use crate::dealer::stream::StreamStart;
@@ -8,7 +13,7 @@ use crate::error::Result;
 use crate::party::Party;
 use crate::protocols::{Ctx, StepRecord};
 use crate::ring::FixedPoint;
-use crate::transport::{MemTransport, Traffic, mem_pair};
+use crate::transport::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_TIMEOUT, MemTransport, Traffic, mem_pair};
 
 /// What one party's run produced.
 #[derive(Debug)]
@@ -19,6 +24,8 @@ pub struct PartyRun<R> {
     pub log: Vec<StepRecord>,
     /// The party's total traffic.
     pub traffic: Traffic,
+    /// The frames it received ([`run_pair_recorded`]; empty otherwise).
+    pub received: Vec<Vec<u8>>,
 }
 
 /// Runs `f0` as P0 and `f1` as P1 on two threads over an in-memory transport. If one side
@@ -40,6 +47,47 @@ where
     let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
     let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
     run_ctxs(c0, c1, f0, f1)
+}
+
+/// [`run_pair`], keeping a copy of every frame each party receives in [`PartyRun::received`].
+pub fn run_pair_recorded<R0, R1, F0, F1>(
+    pre: (Preprocessing, Preprocessing),
+    fp: FixedPoint,
+    f0: F0,
+    f1: F1,
+) -> Result<(PartyRun<R0>, PartyRun<R1>)>
+where
+    R0: Send,
+    R1: Send,
+    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
+    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
+{
+    let (mut t0, mut t1) = mem_pair();
+    t0.record();
+    t1.record();
+    let (pre0, pre1) = pre;
+    let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
+    let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
+    run_ctxs(c0, c1, f0, f1)
+}
+
+/// Runs `f` as `party`, alone on this thread, against `inbox` (what the party received in a
+/// [`run_pair_recorded`] run). Returns the run and the frames it sent.
+pub fn run_solo<R, F>(
+    party: Party,
+    pre: Preprocessing,
+    fp: FixedPoint,
+    inbox: Vec<Vec<u8>>,
+    f: F,
+) -> Result<(PartyRun<R>, Vec<Vec<u8>>)>
+where
+    F: FnOnce(&mut Ctx<MemTransport>) -> Result<R>,
+{
+    let t = MemTransport::replay(inbox, DEFAULT_TIMEOUT, DEFAULT_MAX_FRAME_BYTES);
+    let mut c = Ctx::new(party, t, pre, fp)?;
+    let output = f(&mut c)?;
+    let sent = c.transport_mut().inner_mut().take_sent();
+    Ok((PartyRun { output, log: c.take_log(), traffic: c.traffic(), received: Vec::new() }, sent))
 }
 
 /// [`run_pair`] with streamed preprocessing: each party starts with its first segment and asks
@@ -80,9 +128,19 @@ where
     let (r0, r1) = std::thread::scope(|s| {
         let h1 = s.spawn(move || {
             let out = f1(&mut c1);
-            out.map(|o| PartyRun { output: o, log: c1.take_log(), traffic: c1.traffic() })
+            out.map(|o| PartyRun {
+                output: o,
+                log: c1.take_log(),
+                traffic: c1.traffic(),
+                received: c1.transport_mut().inner_mut().take_recording(),
+            })
         });
-        let out0 = f0(&mut c0).map(|o| PartyRun { output: o, log: c0.take_log(), traffic: c0.traffic() });
+        let out0 = f0(&mut c0).map(|o| PartyRun {
+            output: o,
+            log: c0.take_log(),
+            traffic: c0.traffic(),
+            received: c0.transport_mut().inner_mut().take_recording(),
+        });
         drop(c0);
         let out1 = h1.join().expect("party thread panicked");
         (out0, out1)

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use masq_mpc::FixedPoint;
-use masq_mpc::bench::{self, BenchConfig, BenchOp, BenchReport};
+use masq_mpc::bench::{self, BenchConfig, BenchOp, BenchReport, Layout};
 use masq_mpc::dealer::CmpMode;
 
 use super::common::units::{fmt_bytes, fmt_seconds};
@@ -49,11 +49,17 @@ struct MpcArgs {
     /// compact (2 rounds, 935-byte keys).
     #[arg(long, default_value = "one-round", value_name = "one-round|compact")]
     cmp_mode: CmpMode,
-    /// Threads each party's comparison evaluation uses. Both parties run on this machine, so
-    /// more threads than cores/2 only measure oversubscription; a party on its own machine can
-    /// use its cores.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
-    threads: u64,
+    /// Threads each party's comparison evaluation uses. With --layout shared both parties run
+    /// on this machine at once, so more threads than cores/2 only measure oversubscription.
+    /// Default: 1 (shared), all cores (own-cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
+    /// Where the parties compute: shared (both at once on this machine's cores, the
+    /// single-process simulation) or own-cores (each party alone with every core, as on a
+    /// machine of its own: a recorded run gives each party's incoming messages, then each runs
+    /// again by itself against them and must send the same messages; online = the slower party).
+    #[arg(long, default_value = "shared", value_name = "shared|own-cores")]
+    layout: Layout,
     /// Seed of the dealer and the random data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -78,8 +84,13 @@ fn mpc(a: MpcArgs) -> Result<()> {
         fp: FixedPoint::new(a.frac_bits).context("bad --frac-bits")?,
         bits: a.bits,
         mode: a.cmp_mode,
-        threads: a.threads as usize,
+        threads: match (a.threads, a.layout) {
+            (Some(t), _) => t as usize,
+            (None, Layout::Shared) => 1,
+            (None, Layout::OwnCores) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
         seed: a.seed,
+        layout: a.layout,
     };
     cfg.validate().context("bad benchmark settings")?;
     let bar = progress::bar(cfg.reps as u64, &format!("bench mpc {op}"), a.json);
@@ -95,8 +106,9 @@ fn mpc(a: MpcArgs) -> Result<()> {
 
 fn print_table(r: &BenchReport) {
     println!(
-        "masq bench mpc: {} (n = {}, input {:?}, {} reps, f = {}, {} comparisons on {} bits, {} thread(s) per party)",
-        r.op, r.n, r.input_shape, r.reps, r.frac_bits, r.mode, r.bits, r.threads
+        "masq bench mpc: {} (n = {}, input {:?}, {} reps, f = {}, {} comparisons on {} bits, {} thread(s) per party, \
+         layout {})",
+        r.op, r.n, r.input_shape, r.reps, r.frac_bits, r.mode, r.bits, r.threads, r.layout
     );
     let rows = [
         ("elements", r.elements.to_string()),
@@ -106,6 +118,12 @@ fn print_table(r: &BenchReport) {
         ("rounds", r.rounds.to_string()),
         ("offline bytes (dealer)", fmt_bytes(r.offline_bytes)),
         ("online wall (median)", fmt_seconds(r.seconds)),
+        (
+            "per party alone (median)",
+            r.party_seconds.map_or("- (--layout own-cores)".into(), |[a, b]| {
+                format!("P0 {}, P1 {}", fmt_seconds(a), fmt_seconds(b))
+            }),
+        ),
         ("offline wall (median)", fmt_seconds(r.offline_seconds)),
         ("throughput", format!("{:.3e} elements/s", r.throughput)),
         ("est. LAN (3 Gbps, 0.3 ms)", fmt_seconds(r.est_lan_seconds)),

@@ -342,6 +342,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 );
             }
             let y = run.outputs.into_iter().next().map(|o| o.1).context("the model has no output")?;
+            if let Some(msg) = precision_warning(r.max_abs_error, &y, r.frac_bits) {
+                eprintln!("{msg}");
+            }
             let layers = r
                 .layers
                 .iter()
@@ -472,4 +475,35 @@ fn table(o: &RunOutput) -> String {
         let _ = writeln!(s, "image {i}: class {p}");
     }
     s
+}
+
+/// Relative difference from plaintext (to the output's largest magnitude) above which `masq run
+/// --mode mpc` warns.
+const PRECISION_WARN: f64 = 1e-2;
+
+/// A warning when the secure output is further from plaintext than [`PRECISION_WARN`], relative to
+/// the output's largest magnitude: the model amplifies fixed-point rounding, and more fractional
+/// bits reduce it (each bit halves the rounding).
+fn precision_warning(max_abs_error: f64, y: &ndarray::ArrayD<f32>, frac_bits: u32) -> Option<String> {
+    let scale = y.iter().fold(0f64, |m, v| m.max((*v as f64).abs()));
+    if !(scale > 0.0) {
+        return None;
+    }
+    let rel = max_abs_error / scale;
+    if rel.is_nan() || rel <= PRECISION_WARN {
+        return None;
+    }
+    let hint = if frac_bits < 24 {
+        format!(
+            "; --frac-bits {} divides the rounding by 16 (each bit also doubles the small chance of a local \
+             truncation failure)",
+            frac_bits + 4
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "warning: the secure output is {rel:.1e} of its largest value away from plaintext (max |difference| \
+         {max_abs_error:.3e}) at {frac_bits} fractional bits: this model amplifies fixed-point rounding{hint}"
+    ))
 }

@@ -53,6 +53,49 @@ fn relu_costs_at_most_32_bytes_and_2_rounds() {
 }
 
 #[test]
+fn own_cores_layout_replays_each_party_alone_with_the_same_costs() {
+    // Every op kind: comparisons in both modes, products, a linear layer with its model load.
+    for (op, n, mode) in [
+        ("relu", "5000", "one-round"),
+        ("relu", "5000", "compact"),
+        ("mul", "3000", "one-round"),
+        ("conv", "8", "one-round"),
+        ("maxpool", "8", "compact"),
+    ] {
+        let run = |layout: &str| {
+            let out = masq(&[
+                "bench",
+                "mpc",
+                "--op",
+                op,
+                "--n",
+                n,
+                "--cmp-mode",
+                mode,
+                "--reps",
+                "2",
+                "--layout",
+                layout,
+                "--json",
+            ]);
+            assert!(out.status.success(), "{op} {layout}: {}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let (shared, own) = (run("shared"), run("own-cores"));
+        assert_eq!(own["layout"], "own-cores");
+        assert!(shared["party_seconds"].is_null());
+        let [p0, p1] = [0, 1].map(|i| own["party_seconds"][i].as_f64().unwrap());
+        assert!(p0 > 0.0 && p1 > 0.0, "{own}");
+        // The online time is the slower party's median over the reps: at least the smaller median.
+        assert!(own["seconds"].as_f64().unwrap() >= p0.min(p1), "{own}");
+        for key in ["online_bytes_p0_to_p1", "online_bytes_p1_to_p0", "rounds", "offline_bytes", "max_abs_error"] {
+            assert_eq!(own[key], shared[key], "{op} {mode}: {key}");
+        }
+        assert_eq!(own["rounds"], own["predicted"]["rounds"]);
+    }
+}
+
+#[test]
 fn bad_values_are_clear_errors_not_panics() {
     for (args, needle) in [
         (vec!["bench", "mpc", "--op", "softmax"], "op"),
@@ -61,6 +104,7 @@ fn bad_values_are_clear_errors_not_panics() {
         (vec!["bench", "mpc", "--frac-bits", "60"], "frac_bits"),
         (vec!["bench", "mpc", "--bits", "1"], "comparison bits"),
         (vec!["bench", "mpc", "--n", "-3"], "-3"),
+        (vec!["bench", "mpc", "--layout", "two-hosts"], "own-cores"),
         (vec!["inspect", "zoo:nosuchnet"], "nosuchnet"),
         (vec!["inspect", "/nonexistent/model.onnx"], "model.onnx"),
     ] {

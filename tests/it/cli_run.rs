@@ -180,3 +180,21 @@ fn mpc_refuses_an_input_beyond_the_fixed_point_range_naming_the_element() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn too_few_fractional_bits_are_warned_about_with_a_hint() {
+    let x = ArrayD::from_shape_fn(vec![1, 1, 28, 28], |d| ((d[2] * 28 + d[3]) % 13) as f32 / 13.0);
+    let input = tmp("mnist_precision.npy");
+    masq_ir::npy::write(&input, &x).unwrap();
+    let i = input.to_str().unwrap();
+    let run = |f: &str| masq(&["run", "zoo:mnist_cnn", "--input", i, "--mode", "mpc", "--frac-bits", f, "--json"]);
+    let coarse = run("4");
+    let stderr = String::from_utf8_lossy(&coarse.stderr).to_string();
+    let j = json(&coarse);
+    assert!(j["max_abs_error"].as_f64().unwrap() > 0.0);
+    assert!(stderr.contains("amplifies fixed-point rounding") && stderr.contains("--frac-bits 8"), "{stderr}");
+    let fine = run("16");
+    let stderr = String::from_utf8_lossy(&fine.stderr).to_string();
+    json(&fine);
+    assert!(!stderr.contains("fixed-point rounding"), "{stderr}");
+}

@@ -13,13 +13,18 @@ use super::channel::{DEFAULT_TIMEOUT, Transport};
 use super::frame::{DEFAULT_MAX_FRAME_BYTES, check_frame_len};
 use crate::error::{MpcError, Result};
 
-/// One end of an in-memory connection; see [`mem_pair`].
+/// One end of an in-memory connection; see [`mem_pair`], or [`MemTransport::replay`] for an end
+/// whose peer is a recording.
 #[derive(Debug)]
 pub struct MemTransport {
     tx: Sender<Vec<u8>>,
     rx: Receiver<Vec<u8>>,
     timeout: Duration,
     max_frame: usize,
+    /// Copies of the frames received since [`MemTransport::record`].
+    tape: Option<Vec<Vec<u8>>>,
+    /// A replaying end's sent frames (the other end of `tx`).
+    sink: Option<Receiver<Vec<u8>>>,
 }
 
 /// Two connected in-memory transports with the default timeout ([`DEFAULT_TIMEOUT`]) and
@@ -40,12 +45,40 @@ pub fn mem_pair() -> (MemTransport, MemTransport) {
 pub fn mem_pair_with(timeout: Duration, max_frame_bytes: usize) -> (MemTransport, MemTransport) {
     let (tx_ab, rx_ab) = mpsc::channel();
     let (tx_ba, rx_ba) = mpsc::channel();
-    let a = MemTransport { tx: tx_ab, rx: rx_ba, timeout, max_frame: max_frame_bytes };
-    let b = MemTransport { tx: tx_ba, rx: rx_ab, timeout, max_frame: max_frame_bytes };
+    let a = MemTransport { tx: tx_ab, rx: rx_ba, timeout, max_frame: max_frame_bytes, tape: None, sink: None };
+    let b = MemTransport { tx: tx_ba, rx: rx_ab, timeout, max_frame: max_frame_bytes, tape: None, sink: None };
     (a, b)
 }
 
 impl MemTransport {
+    /// An end whose peer is a recording: receives return `frames` in order (then fail as a
+    /// vanished peer), sends are kept for [`MemTransport::take_sent`]. Lets one party run alone,
+    /// on all of the machine's cores, against what its peer sent in an earlier run.
+    pub fn replay(frames: Vec<Vec<u8>>, timeout: Duration, max_frame_bytes: usize) -> MemTransport {
+        let (tx_in, rx) = mpsc::channel();
+        for f in frames {
+            tx_in.send(f).expect("the receiver is alive");
+        }
+        drop(tx_in);
+        let (tx, sink) = mpsc::channel();
+        MemTransport { tx, rx, timeout, max_frame: max_frame_bytes, tape: None, sink: Some(sink) }
+    }
+
+    /// Keeps a copy of every frame received from now on ([`MemTransport::take_recording`]).
+    pub fn record(&mut self) {
+        self.tape = Some(Vec::new());
+    }
+
+    /// The frames received since [`MemTransport::record`] (empty if not recording).
+    pub fn take_recording(&mut self) -> Vec<Vec<u8>> {
+        self.tape.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// A replaying end's frames sent so far (empty for an end of a pair).
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        self.sink.as_ref().map(|s| s.try_iter().collect()).unwrap_or_default()
+    }
+
     /// How long [`Transport::recv`] waits for a frame.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -82,6 +115,9 @@ impl Transport for MemTransport {
         };
         // The peer may have been built with a larger maximum.
         check_frame_len(frame.len(), self.max_frame)?;
+        if let Some(tape) = &mut self.tape {
+            tape.push(frame.clone());
+        }
         Ok(frame)
     }
 
@@ -107,6 +143,25 @@ mod tests {
         let got_b = t.join().unwrap();
         assert_eq!(got_a, ys);
         assert_eq!(got_b, xs);
+    }
+
+    #[test]
+    fn a_recording_replays_to_a_lone_end() {
+        let (mut a, mut b) = mem_pair();
+        b.record();
+        a.send(b"one").unwrap();
+        a.send(b"two").unwrap();
+        assert_eq!(b.recv().unwrap(), b"one");
+        assert_eq!(b.recv().unwrap(), b"two");
+        let tape = b.take_recording();
+        assert_eq!(tape, vec![b"one".to_vec(), b"two".to_vec()]);
+        let mut lone = MemTransport::replay(tape, Duration::from_millis(50), 64);
+        lone.send(b"reply").unwrap();
+        assert_eq!(lone.recv().unwrap(), b"one");
+        assert_eq!(lone.recv().unwrap(), b"two");
+        assert!(matches!(lone.recv(), Err(MpcError::PeerDisconnected { .. })));
+        assert_eq!(lone.take_sent(), vec![b"reply".to_vec()]);
+        assert!(lone.send(&[0; 65]).is_err(), "the frame limit holds");
     }
 
     #[test]
