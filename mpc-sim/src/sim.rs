@@ -42,11 +42,7 @@ where
     F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
     F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
 {
-    let (t0, t1) = mem_pair();
-    let (pre0, pre1) = pre;
-    let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
-    let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
-    run_ctxs(c0, c1, f0, f1)
+    pair(pre, fp, false, f0, f1)
 }
 
 /// [`run_pair`], keeping a copy of every frame each party receives in [`PartyRun::received`].
@@ -62,9 +58,27 @@ where
     F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
     F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
 {
+    pair(pre, fp, true, f0, f1)
+}
+
+fn pair<R0, R1, F0, F1>(
+    pre: (Preprocessing, Preprocessing),
+    fp: FixedPoint,
+    record: bool,
+    f0: F0,
+    f1: F1,
+) -> Result<(PartyRun<R0>, PartyRun<R1>)>
+where
+    R0: Send,
+    R1: Send,
+    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
+    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
+{
     let (mut t0, mut t1) = mem_pair();
-    t0.record();
-    t1.record();
+    if record {
+        t0.record();
+        t1.record();
+    }
     let (pre0, pre1) = pre;
     let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
     let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
