@@ -17,7 +17,7 @@ use crate::kernel::Conv2dParams;
 use crate::protocols::{self, Ctx, DEFAULT_CMP_BITS, PoolParams};
 use crate::ring::FixedPoint;
 use crate::share::{Party, Share, reconstruct, share};
-use crate::sim::{run_pair, run_pair_recorded, run_solo};
+use crate::sim::{run_pair, run_solo};
 use crate::transport::MemTransport;
 
 /// The protocols `masq bench mpc` can measure.
@@ -408,6 +408,17 @@ fn online(cfg: &BenchConfig, ctx: &mut Ctx<MemTransport>, x: &Share, y: Option<&
     }
 }
 
+/// How one party's run of a repetition goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Beside its peer (timed in the shared layout).
+    Together,
+    /// Beside its peer, keeping what it receives (own-cores layout, untimed).
+    Recorded,
+    /// By itself against the recording (own-cores layout, timed).
+    Alone,
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -451,48 +462,51 @@ pub fn run(cfg: &BenchConfig, mut progress: impl FnMut(usize)) -> Result<BenchRe
         let barrier = Barrier::new(2);
         // Model load and precomputation, then (both parties together unless alone) the timed
         // online phase.
-        let party = |ctx: &mut Ctx<MemTransport>,
-                     model,
-                     x: Share,
-                     y: Option<Share>,
-                     alone: bool|
-         -> Result<(Share, f64, f64)> {
-            let t = Instant::now();
-            if let Some(w) = &weights {
-                let share = match ctx.party() {
-                    Party::P0 => Share::new(Party::P0, w.clone()),
-                    Party::P1 => Share::zeros(Party::P1, w.shape()),
-                };
-                protocols::setup_layers(ctx, model, vec![(0, share)])?;
-                protocols::precompute(ctx)?;
-            }
-            let off = t.elapsed().as_secs_f64();
-            ctx.take_log();
-            ctx.set_threads(cfg.threads);
-            if !alone {
-                barrier.wait();
-            }
-            let t = Instant::now();
-            let out = online(cfg, ctx, &x, y.as_ref())?;
-            Ok((out, t.elapsed().as_secs_f64(), off))
-        };
+        let party =
+            |ctx: &mut Ctx<MemTransport>, model, x: Share, y: Option<Share>, run: Run| -> Result<(Share, f64, f64)> {
+                if run == Run::Recorded {
+                    ctx.transport_mut().inner_mut().record();
+                }
+                let t = Instant::now();
+                if let Some(w) = &weights {
+                    let share = match ctx.party() {
+                        Party::P0 => Share::new(Party::P0, w.clone()),
+                        Party::P1 => Share::zeros(Party::P1, w.shape()),
+                    };
+                    protocols::setup_layers(ctx, model, vec![(0, share)])?;
+                    protocols::precompute(ctx)?;
+                }
+                let off = t.elapsed().as_secs_f64();
+                ctx.take_log();
+                ctx.set_threads(cfg.threads);
+                if run != Run::Alone {
+                    barrier.wait();
+                }
+                let t = Instant::now();
+                let out = online(cfg, ctx, &x, y.as_ref())?;
+                Ok((out, t.elapsed().as_secs_f64(), off))
+            };
         let (r0, r1) = match cfg.layout {
-            Layout::Shared => {
-                run_pair((p0, p1), fp, |ctx| party(ctx, m0, x0, y0, false), |ctx| party(ctx, m1, x1, y1, false))?
-            }
+            Layout::Shared => run_pair(
+                (p0, p1),
+                fp,
+                |ctx| party(ctx, m0, x0, y0, Run::Together),
+                |ctx| party(ctx, m1, x1, y1, Run::Together),
+            )?,
             Layout::OwnCores => {
                 let (a, b) = (x0.clone(), x1.clone());
                 let (c, d) = (y0.clone(), y1.clone());
-                let (r0, r1) = run_pair_recorded(
+                let (r0, r1) = run_pair(
                     (p0, p1),
                     fp,
-                    |ctx| party(ctx, m0, a, c, false),
-                    |ctx| party(ctx, m1, b, d, false),
+                    |ctx| party(ctx, m0, a, c, Run::Recorded),
+                    |ctx| party(ctx, m1, b, d, Run::Recorded),
                 )?;
                 let ((m0, m1), (p0, p1)) = deal()?;
                 let runs = [(Party::P0, m0, p0, x0, y0, &r0, &r1), (Party::P1, m1, p1, x1, y1, &r1, &r0)];
                 for (i, (who, m, p, x, y, mine, peer)) in runs.into_iter().enumerate() {
-                    let (solo, sent) = run_solo(who, p, fp, mine.received.clone(), |ctx| party(ctx, m, x, y, true))?;
+                    let (solo, sent) =
+                        run_solo(who, p, fp, mine.received.clone(), |ctx| party(ctx, m, x, y, Run::Alone))?;
                     if sent != peer.received || solo.output.0.data() != mine.output.0.data() {
                         return Err(MpcError::UnexpectedMessage {
                             during: "replaying a party alone (--layout own-cores)",

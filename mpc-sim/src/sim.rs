@@ -3,9 +3,10 @@
 //! segment and a refill hook ([`crate::dealer::stream`]).
 //!
 //! The two threads share the machine's cores, whereas a deployment gives each party its own
-//! machine. [`run_pair_recorded`] keeps what each party received, and [`run_solo`] then runs one
-//! party alone against that recording, on every core, and returns what it sent: equal to what its
-//! peer received in the recorded run when the replay is faithful (the callers check it).
+//! machine. A party that calls [`MemTransport::record`] on its transport first keeps what it
+//! receives ([`PartyRun::received`]), and [`run_solo`] then runs it alone against that recording,
+//! on every core, and returns what it sent: equal to what its peer received in the recorded run
+//! when the replay is faithful (the callers check it).
 
 use crate::dealer::Preprocessing;
 use crate::dealer::stream::StreamStart;
@@ -24,7 +25,7 @@ pub struct PartyRun<R> {
     pub log: Vec<StepRecord>,
     /// The party's total traffic.
     pub traffic: Traffic,
-    /// The frames it received ([`run_pair_recorded`]; empty otherwise).
+    /// The frames it received while recording ([`MemTransport::record`]; empty otherwise).
     pub received: Vec<Vec<u8>>,
 }
 
@@ -42,43 +43,7 @@ where
     F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
     F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
 {
-    pair(pre, fp, false, f0, f1)
-}
-
-/// [`run_pair`], keeping a copy of every frame each party receives in [`PartyRun::received`].
-pub fn run_pair_recorded<R0, R1, F0, F1>(
-    pre: (Preprocessing, Preprocessing),
-    fp: FixedPoint,
-    f0: F0,
-    f1: F1,
-) -> Result<(PartyRun<R0>, PartyRun<R1>)>
-where
-    R0: Send,
-    R1: Send,
-    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
-    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
-{
-    pair(pre, fp, true, f0, f1)
-}
-
-fn pair<R0, R1, F0, F1>(
-    pre: (Preprocessing, Preprocessing),
-    fp: FixedPoint,
-    record: bool,
-    f0: F0,
-    f1: F1,
-) -> Result<(PartyRun<R0>, PartyRun<R1>)>
-where
-    R0: Send,
-    R1: Send,
-    F0: FnOnce(&mut Ctx<MemTransport>) -> Result<R0> + Send,
-    F1: FnOnce(&mut Ctx<MemTransport>) -> Result<R1> + Send,
-{
-    let (mut t0, mut t1) = mem_pair();
-    if record {
-        t0.record();
-        t1.record();
-    }
+    let (t0, t1) = mem_pair();
     let (pre0, pre1) = pre;
     let c0 = Ctx::new(Party::P0, t0, pre0, fp)?;
     let c1 = Ctx::new(Party::P1, t1, pre1, fp)?;
@@ -86,7 +51,7 @@ where
 }
 
 /// Runs `f` as `party`, alone on this thread, against `inbox` (what the party received in a
-/// [`run_pair_recorded`] run). Returns the run and the frames it sent.
+/// recorded run). Returns the run and the frames it sent.
 pub fn run_solo<R, F>(
     party: Party,
     pre: Preprocessing,
