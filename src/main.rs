@@ -12,6 +12,11 @@ mod exit;
 #[cfg(feature = "train")]
 mod plot;
 
+// Large buffers (dealer material) on transparent huge pages: fewer page faults while dealing and
+// far cheaper frees (see masq_mpc::alloc).
+#[global_allocator]
+static ALLOC: masq_mpc::alloc::HugePages = masq_mpc::alloc::HugePages;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     // A closed stdout (`masq inspect m.onnx --json | head`) ends a command quietly; the commands

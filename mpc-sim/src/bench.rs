@@ -17,6 +17,7 @@ use crate::kernel::Conv2dParams;
 use crate::protocols::{self, Ctx, DEFAULT_CMP_BITS, PoolParams};
 use crate::ring::FixedPoint;
 use crate::share::{Party, Share, reconstruct, share};
+pub use crate::sim::Layout;
 use crate::sim::{run_pair, run_solo};
 use crate::transport::MemTransport;
 
@@ -107,45 +108,6 @@ impl FromStr for BenchOp {
                 value: s.into(),
                 reason: format!("expected one of {}", BenchOp::ALL.map(|o| o.name()).join(", ")),
             }
-        })
-    }
-}
-
-/// Where the two parties compute during the measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// Both parties at once, one thread each (plus their evaluation threads), sharing this
-    /// machine's cores: the single-process simulation.
-    #[default]
-    Shared,
-    /// Each party alone with this machine's cores, as on a machine of its own: a recorded run
-    /// gives each party's incoming messages, then each party runs again by itself against them
-    /// (its messages must equal the recording's, or the benchmark fails). The online time is
-    /// the slower party's; the network's time comes on top (see the estimates).
-    OwnCores,
-}
-
-impl FromStr for Layout {
-    type Err = MpcError;
-    fn from_str(s: &str) -> Result<Layout> {
-        match s {
-            "shared" => Ok(Layout::Shared),
-            "own-cores" => Ok(Layout::OwnCores),
-            other => Err(MpcError::InvalidParameter {
-                name: "layout",
-                value: other.to_string(),
-                reason: "expected shared or own-cores".into(),
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Layout::Shared => "shared",
-            Layout::OwnCores => "own-cores",
         })
     }
 }

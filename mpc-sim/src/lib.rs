@@ -25,6 +25,7 @@
 //! assert_eq!(reconstruct(&x0, &x1).unwrap(), x);
 //! ```
 
+pub mod alloc;
 pub mod bytes;
 pub mod dcf;
 pub mod error;

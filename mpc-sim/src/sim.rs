@@ -8,13 +8,55 @@
 //! on every core, and returns what it sent: equal to what its peer received in the recorded run
 //! when the replay is faithful (the callers check it).
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::dealer::Preprocessing;
 use crate::dealer::stream::StreamStart;
-use crate::error::Result;
+use crate::error::{MpcError, Result};
 use crate::party::Party;
 use crate::protocols::{Ctx, StepRecord};
 use crate::ring::FixedPoint;
 use crate::transport::{DEFAULT_MAX_FRAME_BYTES, DEFAULT_TIMEOUT, MemTransport, Traffic, mem_pair};
+
+/// Where the two parties compute while they are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Both parties at once, one thread each (plus their evaluation threads), sharing this
+    /// machine's cores: the single-process simulation.
+    #[default]
+    Shared,
+    /// Each party alone with this machine's cores, as on a machine of its own: a recorded run
+    /// gives each party's incoming messages, then each party runs again by itself against them
+    /// (its messages must equal the recording's, or the measurement fails). The online time is
+    /// the slower party's; the network's time comes on top (see the estimates).
+    OwnCores,
+}
+
+impl FromStr for Layout {
+    type Err = MpcError;
+    fn from_str(s: &str) -> Result<Layout> {
+        match s {
+            "shared" => Ok(Layout::Shared),
+            "own-cores" => Ok(Layout::OwnCores),
+            other => Err(MpcError::InvalidParameter {
+                name: "layout",
+                value: other.to_string(),
+                reason: "expected shared or own-cores".into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Shared => "shared",
+            Layout::OwnCores => "own-cores",
+        })
+    }
+}
 
 /// What one party's run produced.
 #[derive(Debug)]
@@ -63,7 +105,32 @@ where
     F: FnOnce(&mut Ctx<MemTransport>) -> Result<R>,
 {
     let t = MemTransport::replay(inbox, DEFAULT_TIMEOUT, DEFAULT_MAX_FRAME_BYTES);
+    solo(Ctx::new(party, t, pre, fp)?, f)
+}
+
+/// [`run_solo`] with streamed preprocessing: the party's first segment and its refill hook
+/// (for a lone party, [`crate::dealer::stream::Stream::start_solo`]).
+pub fn run_solo_streamed<R, F>(
+    party: Party,
+    start: StreamStart,
+    fp: FixedPoint,
+    inbox: Vec<Vec<u8>>,
+    f: F,
+) -> Result<(PartyRun<R>, Vec<Vec<u8>>)>
+where
+    F: FnOnce(&mut Ctx<MemTransport>) -> Result<R>,
+{
+    let t = MemTransport::replay(inbox, DEFAULT_TIMEOUT, DEFAULT_MAX_FRAME_BYTES);
+    let (pre, hook) = start;
     let mut c = Ctx::new(party, t, pre, fp)?;
+    c.set_refill(hook);
+    solo(c, f)
+}
+
+fn solo<R>(
+    mut c: Ctx<MemTransport>,
+    f: impl FnOnce(&mut Ctx<MemTransport>) -> Result<R>,
+) -> Result<(PartyRun<R>, Vec<Vec<u8>>)> {
     let output = f(&mut c)?;
     let sent = c.transport_mut().inner_mut().take_sent();
     Ok((PartyRun { output, log: c.take_log(), traffic: c.traffic(), received: Vec::new() }, sent))

@@ -70,6 +70,13 @@ pub struct RunArgs {
     /// fixed-point tolerance.
     #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = secure::parse_size)]
     pub material_budget: u64,
+    /// Where the two parties compute (mpc mode): shared (both at once on this machine's cores,
+    /// one thread each: the single-process simulation) or own-cores (each party alone with every
+    /// core, as on a machine of its own: after the run, each party runs again by itself against
+    /// the messages it received and must send the same messages; the reported online seconds
+    /// are then those of the lone runs, the slower party's). Bytes and rounds are the same.
+    #[arg(long, default_value = "shared", value_name = "shared|own-cores")]
+    pub layout: secure::Layout,
     /// Print JSON Lines instead of tables; the last line is the result (relu_count, online bytes,
     /// rounds, seconds, predictions, layers, ...).
     #[arg(long)]
@@ -313,6 +320,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 cmp_bits: args.bits,
                 cmp_mode: args.cmp_mode,
                 material_budget_bytes: args.material_budget,
+                layout: args.layout,
                 ..SecureConfig::default()
             };
             let pb = progress::bar(0, "planning", args.json);

@@ -73,6 +73,12 @@ impl LinearKind {
 
     /// `op(w, x)` over the ring, with the fast kernels.
     pub fn apply(&self, w: &ArrayD<u64>, x: &ArrayD<u64>) -> Result<ArrayD<u64>> {
+        self.apply_threads(w, x, 1)
+    }
+
+    /// [`LinearKind::apply`] on up to `threads` threads (convolutions split their output
+    /// channels; a matrix product stays on one). Same result for any `threads`.
+    pub fn apply_threads(&self, w: &ArrayD<u64>, x: &ArrayD<u64>, threads: usize) -> Result<ArrayD<u64>> {
         if w.shape() != self.weight_shape().as_slice() {
             return Err(MpcError::ShapeMismatch {
                 op: "linear weight".into(),
@@ -87,7 +93,7 @@ impl LinearKind {
                 let ws = w.as_standard_layout();
                 let xv: ArrayView4<u64> = xs.view().into_dimensionality::<Ix4>().expect("checked rank");
                 let wv: ArrayView4<u64> = ws.view().into_dimensionality::<Ix4>().expect("checked rank");
-                Ok(kernel::conv2d(xv, wv, params)?.into_dyn())
+                Ok(kernel::conv2d_threads(kernel::Kernel::best(), xv, wv, params, threads)?.into_dyn())
             }
             LinearKind::MatMul { k, n } => {
                 let m = x.shape()[0];

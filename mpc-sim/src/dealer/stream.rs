@@ -200,20 +200,34 @@ impl Stream {
     /// Deals the first segment here and returns each party's material and refill hook.
     /// Call once.
     pub fn start(&self) -> Result<(StreamStart, StreamStart)> {
-        {
-            let mut s = self.shared.lock();
-            if s.next != 0 {
-                return Err(MpcError::InvalidParameter {
-                    name: "stream",
-                    value: "start".into(),
-                    reason: "already started".into(),
-                });
-            }
-            s.next = 1;
-        }
+        self.claim_start()?;
         let (p0, p1) = self.shared.deal(0)?;
         let hook = |party| -> Box<dyn Refill> { Box::new(Hook { shared: Arc::clone(&self.shared), party }) };
         Ok(((p0, hook(Party::P0)), (p1, hook(Party::P1))))
+    }
+
+    /// For one party replayed alone ([`crate::sim::run_solo_streamed`]): deals the first
+    /// segment and returns `party`'s half with a hook that deals each later segment when asked,
+    /// keeping `party`'s half and dropping the other. The material is the same as with
+    /// [`Stream::start`]. Call once, instead of it.
+    pub fn start_solo(&self, party: Party) -> Result<StreamStart> {
+        self.claim_start()?;
+        let (p0, p1) = self.shared.deal(0)?;
+        let mine = if party == Party::P0 { p0 } else { p1 };
+        Ok((mine, Box::new(SoloHook { shared: Arc::clone(&self.shared), party })))
+    }
+
+    fn claim_start(&self) -> Result<()> {
+        let mut s = self.shared.lock();
+        if s.next != 0 {
+            return Err(MpcError::InvalidParameter {
+                name: "stream",
+                value: "start".into(),
+                reason: "already started".into(),
+            });
+        }
+        s.next = 1;
+        Ok(())
     }
 
     /// What has been dealt so far (all segments once both parties are done).
@@ -309,6 +323,29 @@ impl Hook {
     }
 }
 
+/// A lone party's refill hook: deals the next segment itself and keeps its half.
+#[derive(Debug)]
+struct SoloHook {
+    shared: Arc<Shared>,
+    party: Party,
+}
+
+impl Refill for SoloHook {
+    fn refill(&mut self) -> Result<Option<Preprocessing>> {
+        let sh = &*self.shared;
+        let k = {
+            let mut s = sh.lock();
+            if s.next >= sh.segments.len() {
+                return Ok(None);
+            }
+            s.next += 1;
+            s.next - 1
+        };
+        let (p0, p1) = sh.deal(k)?;
+        Ok(Some(if self.party == Party::P0 { p0 } else { p1 }))
+    }
+}
+
 impl Drop for Hook {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
@@ -369,5 +406,25 @@ mod tests {
         }
         assert_eq!(stream.stats().dealt, 3);
         assert_eq!(stream.stats().offline_bytes, (d0.offline_bytes(), d1.offline_bytes()));
+    }
+
+    #[test]
+    fn a_lone_party_streams_its_half_of_the_same_material() {
+        let reqs = vec![Request::Mul { n: 3 }, Request::Square { n: 2 }, Request::Mul { n: 4 }];
+        let dealt = Dealer::new(5).deal(&reqs).unwrap();
+        for (party, want) in [(Party::P0, &dealt.0), (Party::P1, &dealt.1)] {
+            let stream = Dealer::new(5).stream(reqs.clone(), 1).unwrap();
+            let (mut pre, mut hook) = stream.start_solo(party).unwrap();
+            assert!(stream.start().is_err(), "a stream starts once");
+            assert_eq!(pre.party(), party);
+            while let Some(more) = hook.refill().unwrap() {
+                pre.extend(more).unwrap();
+            }
+            assert_eq!(
+                format!("{:?}", want.items().collect::<Vec<_>>()),
+                format!("{:?}", pre.items().collect::<Vec<_>>())
+            );
+            assert_eq!(stream.stats().dealt, 3);
+        }
     }
 }

@@ -109,6 +109,22 @@ pub fn conv2d_with(
     weight: ArrayView4<u64>,
     p: &Conv2dParams,
 ) -> Result<Array4<u64>> {
+    conv2d_threads(kernel, input, weight, p, 1)
+}
+
+/// Output channels per thread below which [`conv2d_threads`] does not split a group further.
+const MIN_ROWS_PER_THREAD: usize = 16;
+
+/// [`conv2d_with`] on up to `threads` threads: each group's output channels are split into
+/// contiguous ranges, one per thread, each with its own im2col buffer (so the im2col work is
+/// repeated per thread, a small fraction of the GEMM's). Same result for any `threads`.
+pub fn conv2d_threads(
+    kernel: Kernel,
+    input: ArrayView4<u64>,
+    weight: ArrayView4<u64>,
+    p: &Conv2dParams,
+    threads: usize,
+) -> Result<Array4<u64>> {
     kernel.check_available()?;
     let (n, c, h, w) = input.dim();
     let (o, cg, kh, kw) = weight.dim();
@@ -145,40 +161,83 @@ pub fn conv2d_with(
     let wt = weight.as_standard_layout();
     let wt = wt.as_slice().expect("standard layout is contiguous");
     let kg = cg * kh * kw;
-    let direct = kh == 1 && kw == 1 && p.stride == [1, 1] && p.padding == [0; 4];
-
-    // Output rows per im2col band, so that the band holds at most COL_BUDGET values.
-    let band = (COL_BUDGET / (kg * wo).max(1)).clamp(1, ho);
-    let mut col = if direct { Vec::new() } else { vec![0u64; kg * band * wo] };
+    let geom = Geom { kernel, cg, hw: [h, w], khw: [kh, kw], p: *p, howo: [ho, wo], kg };
+    let parts = threads.clamp(1, (og / MIN_ROWS_PER_THREAD).max(1));
+    let rows_per = og.div_ceil(parts);
+    // One im2col buffer per part, reused for every image and group.
+    let mut cols: Vec<Vec<u64>> = vec![Vec::new(); parts];
 
     for b in 0..n {
         for grp in 0..g {
             let x_g = &x[(b * c + grp * cg) * hw..(b * c + (grp + 1) * cg) * hw];
-            let w_g = MatRef { data: &wt[grp * og * kg..(grp + 1) * og * kg], rs: kg, cs: 1 };
+            let w_g = &wt[grp * og * kg..(grp + 1) * og * kg];
             let out_g = &mut out[(b * o + grp * og) * howo..(b * o + (grp + 1) * og) * howo];
             if cg == 1 && og <= SINGLE_CHANNEL_MAX_OG {
                 for (oc, out_plane) in out_g.chunks_exact_mut(howo).enumerate() {
-                    let taps = &wt[(grp * og + oc) * kg..(grp * og + oc + 1) * kg];
+                    let taps = &w_g[oc * kg..(oc + 1) * kg];
                     single_channel(kernel, x_g, [h, w], taps, [kh, kw], p, [ho, wo], out_plane);
                 }
                 continue;
             }
-            if direct {
-                let x_m = MatRef { data: x_g, rs: hw, cs: 1 };
-                gemm::run(kernel, og, kg, howo, w_g, x_m, out_g, howo, false);
+            if parts == 1 {
+                geom.rows(x_g, w_g, out_g, &mut cols[0]);
                 continue;
             }
-            for oy0 in (0..ho).step_by(band) {
-                let rows = band.min(ho - oy0);
-                let ncols = rows * wo;
-                let col = &mut col[..kg * ncols];
-                im2col(x_g, [cg, h, w], [kh, kw], p, oy0..oy0 + rows, wo, col);
-                let col_m = MatRef { data: col, rs: ncols, cs: 1 };
-                gemm::run(kernel, og, kg, ncols, w_g, col_m, &mut out_g[oy0 * wo..], howo, false);
-            }
+            std::thread::scope(|s| {
+                let mut work = w_g.chunks(rows_per * kg).zip(out_g.chunks_mut(rows_per * howo)).zip(cols.iter_mut());
+                let first = work.next();
+                for ((w_part, out_part), col) in work {
+                    s.spawn(move || geom.rows(x_g, w_part, out_part, col));
+                }
+                if let Some(((w_part, out_part), col)) = first {
+                    geom.rows(x_g, w_part, out_part, col);
+                }
+            });
         }
     }
     Ok(Array4::from_shape_vec((n, o, ho, wo), out).expect("length matches shape"))
+}
+
+/// The shape of one group's convolution.
+#[derive(Clone, Copy)]
+struct Geom {
+    kernel: Kernel,
+    cg: usize,
+    hw: [usize; 2],
+    khw: [usize; 2],
+    p: Conv2dParams,
+    howo: [usize; 2],
+    /// `cg·kh·kw`: the GEMM's shared dimension.
+    kg: usize,
+}
+
+impl Geom {
+    /// `out[Og' × Ho·Wo] = w[Og' × kg] · col(x_g)` for a range of `Og'` output channels of a group.
+    /// `col` is the im2col buffer, grown as needed.
+    fn rows(&self, x_g: &[u64], w: &[u64], out: &mut [u64], col: &mut Vec<u64>) {
+        let Geom { kernel, cg, hw: [h, w_in], khw, p, howo: [ho, wo], kg } = *self;
+        let rows = w.len() / kg;
+        let howo = ho * wo;
+        let w_m = MatRef { data: w, rs: kg, cs: 1 };
+        if khw == [1, 1] && p.stride == [1, 1] && p.padding == [0; 4] {
+            let x_m = MatRef { data: x_g, rs: h * w_in, cs: 1 };
+            gemm::run(kernel, rows, kg, howo, w_m, x_m, out, howo, false);
+            return;
+        }
+        // Output rows per im2col band, so that the band holds at most COL_BUDGET values.
+        let band = (COL_BUDGET / (kg * wo).max(1)).clamp(1, ho);
+        if col.len() < kg * band * wo {
+            col.resize(kg * band * wo, 0);
+        }
+        for oy0 in (0..ho).step_by(band) {
+            let nrows = band.min(ho - oy0);
+            let ncols = nrows * wo;
+            let col = &mut col[..kg * ncols];
+            im2col(x_g, [cg, h, w_in], khw, &p, oy0..oy0 + nrows, wo, col);
+            let col_m = MatRef { data: col, rs: ncols, cs: 1 };
+            gemm::run(kernel, rows, kg, ncols, w_m, col_m, &mut out[oy0 * wo..], howo, false);
+        }
+    }
 }
 
 /// Fills `col[(c·kh + ki)·kw + kj, t·wo + ox]` with the input pixel under tap `(ki, kj)` of output

@@ -38,7 +38,7 @@ mod avx512;
 #[cfg(test)]
 mod tests;
 
-pub use conv::{Conv2dParams, conv2d, conv2d_with};
+pub use conv::{Conv2dParams, conv2d, conv2d_threads, conv2d_with};
 pub use micro::Kernel;
 
 use crate::error::{MpcError, Result};

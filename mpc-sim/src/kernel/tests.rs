@@ -172,6 +172,32 @@ fn conv2d_matches_reference() {
     }
 }
 
+#[test]
+fn conv2d_on_several_threads_matches_reference() {
+    let mut rng = ChaCha12Rng::seed_from_u64(5);
+    let p = |stride, padding, groups| Conv2dParams { stride, padding, dilation: [1, 1], groups };
+    // Enough output channels per group to split (16 per thread at least), uneven splits, 1×1
+    // direct, grouped, strided, several images and several im2col bands.
+    let cases = [
+        ((1, 8, 9, 9), (40, 8, 3, 3), p([1, 1], [1, 1, 1, 1], 1)),
+        ((2, 8, 6, 6), (64, 4, 3, 3), p([2, 2], [1, 1, 1, 1], 2)),
+        ((1, 16, 5, 5), (48, 16, 1, 1), Conv2dParams::default()),
+        ((1, 64, 40, 64), (33, 64, 3, 3), p([1, 1], [1, 1, 1, 1], 1)),
+        ((1, 32, 8, 8), (32, 1, 3, 3), p([1, 1], [1, 1, 1, 1], 32)),
+    ];
+    for kernel in kernels() {
+        for (xs, ws, params) in cases {
+            let x = random_array4(&mut rng, xs);
+            let w = random_array4(&mut rng, ws);
+            let want = reference::conv2d(x.view(), w.view(), &params);
+            for threads in [1, 2, 3, 5] {
+                let got = conv2d_threads(kernel, x.view(), w.view(), &params, threads).unwrap();
+                assert_eq!(got, want, "{kernel:?} {threads} threads, input {xs:?} weight {ws:?} {params:?}");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 

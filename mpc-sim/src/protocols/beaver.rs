@@ -60,6 +60,7 @@ pub fn mul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Share
                 z
             })
             .collect();
+        ctx.retire((a, b, c));
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), out).expect("same length")))
     })
 }
@@ -93,6 +94,7 @@ pub fn matmul<T: Transport>(ctx: &mut Ctx<T>, x: &Share, y: &Share) -> Result<Sh
         let mut z = c;
         kernel::gemm_batched(batch, m, k, n, e, &right, &mut z, true)?;
         kernel::gemm_batched(batch, m, k, n, &a, f, &mut z, true)?;
+        ctx.retire((a, right));
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(&[batch, m, n]), z).expect("batch·m·n words")))
     })
 }
@@ -129,6 +131,7 @@ pub fn square<T: Transport>(ctx: &mut Ctx<T>, x: &Share) -> Result<Share> {
         let msg: Vec<u64> = x.data().iter().zip(&a).map(|(x, a)| x.wrapping_sub(*a)).collect();
         let theirs = ctx.exchange(&msg, "square")?;
         let out = square_finish(ctx.party(), &msg, &theirs, &a, &a2);
+        ctx.retire((a, a2));
         Ok(Share::new(ctx.party(), ArrayD::from_shape_vec(IxDyn(x.shape()), out).expect("same length")))
     })
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use ndarray::ArrayD;
 
+use super::reclaim::Reclaimer;
 use crate::dealer::stream::Refill;
 use crate::dealer::{LayerId, LinearKind, Material, Preprocessing, Request};
 use crate::error::{MpcError, Result};
@@ -61,6 +62,8 @@ pub struct Ctx<T: Transport> {
     refills: usize,
     /// Threads this party's comparison (DCF) evaluation may use.
     threads: usize,
+    /// Frees used material in the background.
+    reclaim: Reclaimer,
 }
 
 impl<T: Transport> Ctx<T> {
@@ -81,6 +84,7 @@ impl<T: Transport> Ctx<T> {
             refill_precompute: 0.0,
             refills: 0,
             threads: 1,
+            reclaim: Reclaimer::default(),
         })
     }
 
@@ -208,6 +212,12 @@ impl<T: Transport> Ctx<T> {
         let traffic = self.net.traffic().since(&before);
         self.log.push(StepRecord { op, n, traffic, seconds });
         Ok(out)
+    }
+
+    /// Hands used material (or any large buffer) to the background reclaimer instead of freeing
+    /// it on the critical path (see [`super::reclaim`]).
+    pub(crate) fn retire<V: Send + 'static>(&mut self, used: V) {
+        self.reclaim.retire(used);
     }
 
     /// Sends `mine` and receives the peer's vector of the same length (one round).

@@ -98,6 +98,7 @@ pub fn precompute<T: Transport>(ctx: &mut Ctx<T>) -> Result<()> {
 
 /// [`precompute`] for the queued items from index `from` on (a newly added segment).
 pub(crate) fn precompute_from<T: Transport>(ctx: &mut Ctx<T>, from: usize) -> Result<()> {
+    let threads = ctx.threads();
     let layers = &ctx.layers;
     for item in ctx.pre.items_mut().skip(from) {
         if let Material::Linear { layer, b, eb, .. } = item
@@ -109,7 +110,7 @@ pub(crate) fn precompute_from<T: Transport>(ctx: &mut Ctx<T>, from: usize) -> Re
                     expected: format!("layer {layer} set up"),
                     found: "no such layer".into(),
                 })?;
-                *eb = Some(apply(&state.kind, &state.e, b)?);
+                *eb = Some(state.kind.apply_threads(&state.e, b, threads)?);
             }
         }
     }
@@ -133,13 +134,15 @@ pub fn linear<T: Transport>(ctx: &mut Ctx<T>, layer: LayerId, x: &Share) -> Resu
         let theirs = ctx.exchange(&msg, "linear")?;
         let f_words: Vec<u64> = msg.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
         let f = ArrayD::from_shape_vec(IxDyn(x.shape()), f_words).expect("same length");
+        let threads = ctx.threads();
         let state = &ctx.layers[&layer];
         let eb = match eb {
             Some(eb) => eb,
-            None => apply(&state.kind, &state.e, &b)?,
+            None => state.kind.apply_threads(&state.e, &b, threads)?,
         };
-        let mut out = apply(&state.kind, &state.online_weight, &f)?;
+        let mut out = state.kind.apply_threads(&state.online_weight, &f, threads)?;
         Zip::from(&mut out).and(&c).and(&eb).for_each(|o, &c, &e| *o = o.wrapping_add(c).wrapping_add(e));
+        ctx.retire((b, c, eb));
         Ok(Share::new(ctx.party(), out))
     })
 }

@@ -9,6 +9,7 @@ pub mod ctx;
 pub mod linear;
 pub mod open;
 pub mod pool;
+pub mod reclaim;
 pub mod relu;
 pub mod trunc;
 

@@ -171,7 +171,9 @@ pub(crate) fn cmp_words<T: Transport>(
     let msg: Vec<u64> = x.iter().zip(&mat.r).map(|(x, r)| x.wrapping_add(*r)).collect();
     let theirs = ctx.exchange(&msg, during)?;
     let xhat: Vec<u64> = msg.iter().zip(&theirs).map(|(a, b)| a.wrapping_add(*b)).collect();
-    cmp_finish(ctx, &mat, &xhat, if relu { Want::Relu } else { Want::DRelu }, during)
+    let out = cmp_finish(ctx, &mat, &xhat, if relu { Want::Relu } else { Want::DRelu }, during);
+    ctx.retire(mat);
+    out
 }
 
 /// `[1{x >= 0}]` (integer 0/1 shares) for every element; exact for `|x| < 2^(bits-1)`.
@@ -267,6 +269,7 @@ pub fn masked_act<T: Transport>(
         let mut out = affine_local(party, &data, &zeros, if squares > 0 { None } else { coeffs }, f, per_image);
         let xhat: Vec<u64> = msg[..relus].iter().zip(&theirs[..relus]).map(|(a, b)| a.wrapping_add(*b)).collect();
         let r = cmp_finish(ctx, &cmp, &xhat, Want::Relu, "masked_act")?;
+        ctx.retire(cmp);
         for (&i, v) in ones.iter().zip(r) {
             out[i] = v;
         }
@@ -284,6 +287,7 @@ pub fn masked_act<T: Transport>(
                 out[i] = truncate_word(party, t, f);
             }
         }
+        ctx.retire((a, a2));
         Ok(Share::new(party, ArrayD::from_shape_vec(IxDyn(&shape), out).expect("same length")))
     })
 }

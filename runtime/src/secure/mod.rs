@@ -49,6 +49,7 @@ use serde::Serialize;
 use masq_mpc::cost::{Cost, Network, estimate_seconds, latency::FORMULA};
 use masq_mpc::dealer::{Dealer, LayerId};
 use masq_mpc::protocols::{CmpMode, DEFAULT_CMP_BITS, StepRecord};
+pub use masq_mpc::sim::Layout;
 use masq_mpc::{FixedPoint, MpcError, Party, Share};
 
 pub use calibrate::{Calibration, calibrate};
@@ -77,6 +78,10 @@ pub struct SecureConfig {
     /// run: the material is dealt in segments of at most this size while the online phase runs,
     /// and a batch runs in chunks of images whose largest layer fits it (see [`run_with_progress`]).
     pub material_budget_bytes: u64,
+    /// Where the two parties of an in-process run compute: at once on this machine's cores
+    /// (one thread each), or each alone with all of them, replayed against a recorded run, as
+    /// on a machine of its own (see [`masq_mpc::sim::Layout`]).
+    pub layout: Layout,
 }
 
 /// Default [`SecureConfig::material_budget_bytes`]: 1 GiB.
@@ -90,6 +95,7 @@ impl Default for SecureConfig {
             cmp_bits: DEFAULT_CMP_BITS,
             cmp_mode: CmpMode::OneRound,
             material_budget_bytes: DEFAULT_MATERIAL_BUDGET,
+            layout: Layout::Shared,
         }
     }
 }
@@ -347,6 +353,61 @@ pub fn run_party<T: masq_mpc::transport::Transport>(
     exec::party(ctx, plan, model, weights, x, None, None)
 }
 
+/// A lone party's start for deal `deal`: its model material and the first segment of a fresh
+/// stream with its refill hook. The dealer is deterministic in its seed, so this is the material
+/// of the recorded run.
+fn lone_start(
+    cfg: &SecureConfig,
+    deal: u64,
+    plan: &Plan,
+    party: Party,
+) -> Result<(masq_mpc::dealer::ModelMaterial, masq_mpc::dealer::stream::StreamStart)> {
+    let dealer_err = |source| RuntimeError::Mpc { at: "dealer (replaying a party alone)".into(), source };
+    let mut dealer = Dealer::new(cfg.seed);
+    let kinds: Vec<_> = plan.layers.iter().map(|l| (l.id, l.kind.clone())).collect();
+    let (m0, m1) = dealer.setup_model(&kinds).map_err(dealer_err)?;
+    dealer.skip_deals(deal);
+    let stream = dealer.stream(plan.requests.clone(), cfg.material_budget_bytes).map_err(dealer_err)?;
+    let start = stream.start_solo(party).map_err(dealer_err)?;
+    Ok((if party == Party::P0 { m0 } else { m1 }, start))
+}
+
+/// Runs `party` again, alone on every core, against what it received in the recorded run
+/// `mine`; what it sends must equal what its peer received (`peer`) and its result the
+/// recorded one, or the replay is refused as unfaithful.
+fn run_alone(
+    (model, start): (masq_mpc::dealer::ModelMaterial, masq_mpc::dealer::stream::StreamStart),
+    plan: &Plan,
+    party: Party,
+    weights: Vec<(LayerId, Share)>,
+    x: ArrayD<u64>,
+    mine: &masq_mpc::sim::PartyRun<exec::PartyOut>,
+    peer: &[Vec<u8>],
+) -> Result<exec::PartyOut> {
+    let failure: Mutex<Option<RuntimeError>> = Mutex::new(None);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let at = |source| RuntimeError::Mpc { at: format!("{party:?} alone (--layout own-cores)"), source };
+    let run = masq_mpc::sim::run_solo_streamed(party, start, plan.fixed_point, mine.received.clone(), |ctx| {
+        ctx.set_threads(cores);
+        exec::party(ctx, plan, model, weights, x, None, None).map_err(|e| {
+            *failure.lock().expect("not poisoned") = Some(e);
+            MpcError::PeerDisconnected { during: "stopping on an error" }
+        })
+    });
+    let (solo, sent) = match run {
+        Ok(r) => r,
+        Err(source) => return Err(failure.into_inner().expect("not poisoned").unwrap_or_else(|| at(source))),
+    };
+    if sent != peer || solo.output.outputs != mine.output.outputs {
+        return Err(at(MpcError::UnexpectedMessage {
+            during: "replaying a party alone",
+            expected: format!("{party:?}'s messages and outputs of the recorded run"),
+            got: "different ones: the replay is not faithful".into(),
+        }));
+    }
+    Ok(solo.output)
+}
+
 /// One pipeline (plan, streamed deal, run) on all of `x`, as deal number `deal` of the dealer.
 fn run_chunk(
     graph: &Graph,
@@ -398,25 +459,50 @@ fn run_chunk(
             MpcError::PeerDisconnected { during: "stopping on an error" }
         })
     };
+    let own_cores = cfg.layout == Layout::OwnCores;
+    // A party replayed alone needs its inputs again.
+    let again = own_cores.then(|| ((w0.clone(), x0.clone()), (w1.clone(), x1.clone())));
+    let record = |ctx: &mut masq_mpc::protocols::Ctx<masq_mpc::transport::MemTransport>| {
+        if own_cores {
+            ctx.transport_mut().inner_mut().record();
+        }
+    };
     let pair = masq_mpc::sim::run_pair_streamed(
         start,
         fp,
-        |ctx| guard(exec::party(ctx, &plan, m0, w0, x0, Some(&ready), None)),
-        |ctx| guard(exec::party(ctx, &plan, m1, w1, x1, Some(&ready), progress)),
+        |ctx| {
+            record(ctx);
+            guard(exec::party(ctx, &plan, m0, w0, x0, Some(&ready), None))
+        },
+        |ctx| {
+            record(ctx);
+            guard(exec::party(ctx, &plan, m1, w1, x1, Some(&ready), progress))
+        },
     );
-    let (p0, p1) = match pair {
-        Ok((a, b)) => (a.output, b.output),
-        Err(source) => {
-            let mut f = failures.into_inner().expect("not poisoned");
-            let root = f
-                .iter()
-                .position(|e| !matches!(e, RuntimeError::Mpc { source: MpcError::PeerDisconnected { .. }, .. }));
-            return Err(match root {
-                Some(i) => f.swap_remove(i),
-                None if !f.is_empty() => f.swap_remove(0),
-                None => RuntimeError::Mpc { at: "two-party run".into(), source },
-            });
+    let root_cause = |source: MpcError, failures: Mutex<Vec<RuntimeError>>| {
+        let mut f = failures.into_inner().expect("not poisoned");
+        let root =
+            f.iter().position(|e| !matches!(e, RuntimeError::Mpc { source: MpcError::PeerDisconnected { .. }, .. }));
+        match root {
+            Some(i) => f.swap_remove(i),
+            None if !f.is_empty() => f.swap_remove(0),
+            None => RuntimeError::Mpc { at: "two-party run".into(), source },
         }
+    };
+    let (p0, p1) = match pair {
+        Ok((a, b)) => match again {
+            None => (a.output, b.output),
+            Some((in0, in1)) => {
+                phase("online again, each party alone");
+                let solo = |party: Party, (w, x), mine: &masq_mpc::sim::PartyRun<exec::PartyOut>, peer: &[Vec<u8>]| {
+                    run_alone(lone_start(cfg, deal, &plan, party)?, &plan, party, w, x, mine, peer)
+                };
+                let s0 = solo(Party::P0, in0, &a, &b.received)?;
+                let s1 = solo(Party::P1, in1, &b, &a.received)?;
+                (s0, s1)
+            }
+        },
+        Err(source) => return Err(root_cause(source, failures)),
     };
 
     let outputs = decode_outputs(&plan, &p1.outputs)?;

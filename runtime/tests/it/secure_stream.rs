@@ -80,3 +80,25 @@ fn chunks_of_one_image() {
     assert!(r.streaming.peak_material_bytes * 5 < whole.report.streaming.peak_material_bytes);
     assert_eq!(r.streaming.upfront_material_bytes, whole.report.streaming.upfront_material_bytes);
 }
+
+#[test]
+fn each_party_alone_gives_the_shared_runs_outputs_and_costs() {
+    use masq_mpc::dealer::CmpMode;
+    let g = zoo::build("mnist_cnn", None, 1).unwrap();
+    let x = random_input(&[2, 1, 28, 28], 4);
+    for mode in [CmpMode::OneRound, CmpMode::Compact] {
+        // Budget 1: one request per segment and one image per chunk, so the lone runs refill
+        // from their own streams and the second chunk replays deal 1.
+        let shared = SecureConfig { cmp_mode: mode, ..cfg(1) };
+        let own = SecureConfig { layout: secure::Layout::OwnCores, ..shared };
+        let (a, b) = (secure::run(&g, &x, &shared).unwrap(), secure::run(&g, &x, &own).unwrap());
+        assert_eq!(b.report.streaming.chunks, 2);
+        assert_eq!(bits(&a.outputs[0].1), bits(&b.outputs[0].1), "{mode}: the lone runs changed the outputs");
+        assert_eq!(a.report.measured, b.report.measured, "{mode}: bytes, rounds and dealer bytes");
+        let per_layer = |r: &secure::SecureReport| {
+            r.layers.iter().map(|l| (l.online_bytes_p0_to_p1, l.online_bytes_p1_to_p0, l.rounds)).collect::<Vec<_>>()
+        };
+        assert_eq!(per_layer(&a.report), per_layer(&b.report));
+        assert!(b.report.online_seconds > 0.0);
+    }
+}
