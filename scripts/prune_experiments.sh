@@ -49,6 +49,11 @@ if want rrelu; then
         --epochs "$RRELU_EPOCHS" --lr 0.02 --finetune-epochs 2 --val-images 2000 "${threshold[@]}" \
         --out "$OUT/$name" "${common[@]}" > "$OUT/$name.jsonl"
     done
+    # Distilled, slopes ranked within their ReLU, 27% of the slope channels (the README's target row).
+    echo "== resnet20-rrelu-distill-27" >&2
+    "$MASQ" prune --from zoo:resnet20 --weights "$w" --method rrelu --slope-init ones --l1 1e-2 \
+      --epochs 3 --lr 0.01 --distill --slope-ranking site --filter-sparsity 0.27 --finetune-epochs 8 \
+      --finetune-lr 0.01 --out "$OUT/resnet20-rrelu-distill-27" "${common[@]}" > "$OUT/resnet20-rrelu-distill-27.jsonl"
   fi
 fi
 

@@ -80,7 +80,8 @@ fn mag_prune_then_reduce_then_2pc() {
 fn rrelu_writes_a_narrower_model_with_plain_relus() {
     let out = tmp("rrelu");
     let args = ["prune", "--from", "zoo:cnn_small", "--method", "rrelu", "--filter-sparsity", "0.25"];
-    let r = json(&masq(&[&args[..], QUICK, &["--epochs", "1", "--out", out.to_str().unwrap(), "--json"]].concat()));
+    let settings = ["--distill", "--slope-ranking", "site", "--epochs", "1", "--out", out.to_str().unwrap(), "--json"];
+    let r = json(&masq(&[&args[..], QUICK, &settings].concat()));
     // round(0.25 · (16 + 32 + 64)) = 28 slope channels die.
     let removed: u64 = r["convs"]
         .as_array()
@@ -92,6 +93,8 @@ fn rrelu_writes_a_narrower_model_with_plain_relus() {
     let (g, facts) = masq_ir::checkpoint::load_checkpoint(out.join("pruned.safetensors")).unwrap();
     assert!(g.nodes.iter().all(|n| n.op.name() != "Mul"), "slopes left in the graph");
     assert_eq!(facts.other["prune_method"], "rrelu");
+    assert_eq!(facts.other["prune_settings"]["ranking"], "site");
+    assert_eq!(facts.other["prune_settings"]["distill"], true);
     assert!(r["seed_count"]["param_saving"].as_f64().unwrap() > 0.0);
 }
 
@@ -104,6 +107,22 @@ fn bad_flags_are_refused_with_the_flag_named() {
         (&["--method", "sa", "--zeta", "0.1"][..], "--zeta"),
         (&["--method", "magsign", "--filter-sparsity", "0.5", "--epochs", "0"][..], "train_epochs"),
         (&["--method", "mag", "--filter-sparsity", "0.5", "--rewind", "sometime"][..], "rewind"),
+        (&["--method", "mag", "--filter-sparsity", "0.5", "--distill"][..], "--distill"),
+        (
+            &[
+                "--method",
+                "reweighted-l1",
+                "--weight-sparsity",
+                "0.5",
+                "--train-epochs",
+                "1",
+                "--slope-ranking",
+                "site",
+            ][..],
+            "--slope-ranking",
+        ),
+        (&["--method", "rrelu", "--kd-temperature", "2"][..], "--distill"),
+        (&["--method", "rrelu", "--slope-ranking", "sideways"][..], "--slope-ranking"),
     ] {
         let o = masq(&[&base[..], extra].concat());
         let err = String::from_utf8_lossy(&o.stderr);

@@ -138,6 +138,18 @@ pub struct PruneArgs {
     /// rrelu: L1 push on the slopes, grad_a += S·sign(a) (the seed uses 1e-4).
     #[arg(long, value_name = "S")]
     pub l1: Option<f64>,
+    /// rrelu: what ζ is compared with: absolute (|a|, the specification) or site (|a| over the
+    /// mean |a| of its ReLU's channels; a BatchNorm after the next conv lets a site's slopes
+    /// shrink together for free, so raw |a| compares sites' scales more than channels).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = RankingArg::Absolute)]
+    pub slope_ranking: RankingArg,
+    /// rrelu: distil from the starting model in every training stage (CE + T²·KL, T =
+    /// --kd-temperature).
+    #[arg(long)]
+    pub distill: bool,
+    /// rrelu: the distillation temperature.
+    #[arg(long, value_name = "T", default_value_t = 4.0, requires = "distill")]
+    pub kd_temperature: f64,
     /// rrelu: two-step variant: train the slopes alone for N epochs, threshold and freeze them,
     /// then the weights for --epochs.
     #[arg(long, value_name = "N")]
@@ -186,6 +198,13 @@ pub struct PruneArgs {
     /// before/after, checkpoint).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--slope-ranking` of `--method rrelu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RankingArg {
+    Absolute,
+    Site,
 }
 
 /// Slope initialisation of `--method rrelu`.

@@ -9,13 +9,13 @@ use masq_ir::checkpoint::{self, Facts};
 use masq_ir::prune::ConvChange;
 use masq_trainer::data::{self, Normalisation, Splits};
 use masq_trainer::device::device_name;
-use masq_trainer::prune::rrelu::{self, RreluConfig, RreluEvent, SlopeInit, Threshold, ValidationSize};
+use masq_trainer::prune::rrelu::{self, Ranking, RreluConfig, RreluEvent, SlopeInit, Threshold, ValidationSize};
 use masq_trainer::prune::{Method, PruneConfig, PruneEvent, SaEvent, Scope, prune};
 use masq_trainer::train::Event;
 use serde_json::{Value, json};
 
 use super::costs::{self, Costs2pc};
-use super::{DEFAULT_BATCH, DEFAULT_LR, MethodArg, PruneArgs, ScopeArg, SlopeInitArg};
+use super::{DEFAULT_BATCH, DEFAULT_LR, MethodArg, PruneArgs, RankingArg, ScopeArg, SlopeInitArg};
 use crate::cli::common::training;
 use crate::cli::common::{json as jsonl, model, progress};
 
@@ -43,6 +43,9 @@ pub fn run(a: PruneArgs) -> Result<()> {
     }
     if a.zeta.is_some() && a.method != MethodArg::Rrelu {
         bail!("--zeta is a Rotated ReLU threshold: it needs --method rrelu (the others take --filter-sparsity)");
+    }
+    if a.method != MethodArg::Rrelu && (a.distill || a.slope_ranking != RankingArg::Absolute) {
+        bail!("--distill and --slope-ranking are Rotated ReLU settings: they need --method rrelu");
     }
     if a.method != MethodArg::Rrelu && a.filter_sparsity.is_none() {
         bail!(
@@ -94,6 +97,12 @@ fn run_rrelu(a: &PruneArgs, graph: &Graph, splits: &Splits, norm: Normalisation,
     if let Some(n) = a.val_images {
         cfg.validation = ValidationSize::Images(n);
     }
+    cfg.ranking = match a.slope_ranking {
+        RankingArg::Absolute => Ranking::Absolute,
+        RankingArg::Site => Ranking::Site,
+    };
+    cfg.distill = a.distill;
+    cfg.temperature = a.kd_temperature;
     cfg.finetune_epochs = a.finetune_epochs;
     cfg.finetune_lr = a.finetune_lr;
     cfg.batch_size = a.batch_size.unwrap_or(DEFAULT_BATCH);

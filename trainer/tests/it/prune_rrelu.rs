@@ -11,8 +11,8 @@ use masq_ir::{Graph, Op};
 use masq_trainer::TchModel;
 use masq_trainer::data::{Augment, Dataset, DatasetKind, Loader, Splits, SyntheticConfig, synthetic};
 use masq_trainer::prune::rrelu::{
-    RreluConfig, RreluEvent, RreluRun, SLOPE_MAX, SLOPE_MIN, SlopeInit, Stage, Threshold, ValidationSize, init_slopes,
-    run, run_detailed, validation_split,
+    Ranking, RreluConfig, RreluEvent, RreluRun, SLOPE_MAX, SLOPE_MIN, SlopeInit, Slopes, Stage, Threshold,
+    ValidationSize, init_slopes, removal_order, run, run_detailed, select_count, select_zeta, validation_split,
 };
 use masq_trainer::train::evaluate;
 use tch::{Device, Kind};
@@ -282,6 +282,72 @@ fn filter_sparsity_removes_exactly_the_requested_count() {
     assert!(s.accuracy_finetuned.is_none() && s.epochs.finetune == 0);
     check_pruned(&r, &d);
     assert_eq!(&r.graph, &r.pruned);
+}
+
+#[test]
+fn site_ranking_compares_each_channel_with_its_siblings() {
+    let site = |relu: &str, channels| SlopeSite { relu: relu.into(), conv: format!("{relu}.conv"), channels };
+    let sites = [site("a", 4), site("b", 4)];
+    // Site b's slopes are about a tenth of site a's, in a different order inside the site.
+    let slopes: Slopes =
+        [("a".to_string(), vec![1.0, 0.2, 0.9, 1.1]), ("b".to_string(), vec![0.11, 0.08, 0.02, 0.11])].into();
+    let dead = |r: Ranking, k| {
+        let order = removal_order(&sites, &slopes, r).unwrap();
+        select_count(&sites, &slopes, &order, r, k).unwrap().dead
+    };
+    // Raw |a|: the three non-keepers of the shrunk site go first.
+    assert_eq!(dead(Ranking::Absolute, 3), [("b".to_string(), [1, 2, 3].into())].into());
+    // Relative to the site mean (a: 0.8, b: 0.08): 0.2/0.8 and 0.02/0.08 tie at 0.25 (site order
+    // first), then 0.08/0.08 = 1 before 0.9/0.8.
+    let site_dead = dead(Ranking::Site, 3);
+    assert_eq!(site_dead, [("a".to_string(), [1].into()), ("b".to_string(), [1, 2].into())].into());
+    // ζ is in the same unit as the order: 0.25 of the site mean removes both quarter-size slopes.
+    let order = removal_order(&sites, &slopes, Ranking::Site).unwrap();
+    let sel = select_zeta(&sites, &slopes, &order, Ranking::Site, 0.26).unwrap();
+    assert_eq!(sel.removed, 2);
+    assert_eq!(sel.dead, [("a".to_string(), [1].into()), ("b".to_string(), [2].into())].into());
+    // The keepers (largest |a| of each site) never die, whatever ζ.
+    let all = select_zeta(&sites, &slopes, &order, Ranking::Site, 10.0).unwrap();
+    assert_eq!(all.removed, 6);
+    assert_eq!(all.kept_by_floor, 2);
+    assert!(!all.dead["a"].contains(&3) && !all.dead["b"].contains(&0));
+}
+
+#[test]
+fn distillation_adds_the_teacher_term_to_every_stage() {
+    let d = setup();
+    let g = cnn();
+    let mut cfg = config(Threshold::FilterSparsity(0.3));
+    cfg.init = SlopeInit::Ones;
+    cfg.ranking = Ranking::Site;
+    cfg.epochs = 1;
+    cfg.finetune_epochs = 1;
+    cfg.max_batches = Some(3);
+    // The first batch's loss of each stage: same weights, same images, so the distilled run's is
+    // the plain cross entropy plus the KL to the starting model (> 0: the teacher runs in
+    // evaluation mode, the student in training mode).
+    let first_losses = |cfg: &RreluConfig| {
+        let mut out = Vec::new();
+        let s = run(&g, &d, cfg, Device::Cpu, &mut |e| {
+            if let RreluEvent::Batch { stage, batch: 1, loss, .. } = e {
+                out.push((*stage, *loss));
+            }
+        })
+        .unwrap()
+        .1;
+        (out, s)
+    };
+    let (plain, ps) = first_losses(&cfg);
+    cfg.distill = true;
+    let (distilled, ds) = first_losses(&cfg);
+    assert_eq!(plain.iter().map(|p| p.0).collect::<Vec<_>>(), [Stage::Joint, Stage::Finetune]);
+    assert_eq!(distilled.iter().map(|p| p.0).collect::<Vec<_>>(), [Stage::Joint, Stage::Finetune]);
+    assert!(distilled[0].1 > plain[0].1 + 1e-4, "joint: {distilled:?} vs {plain:?}");
+    assert!(distilled[1].1.is_finite());
+    assert_eq!(ds.removed, ps.removed);
+    cfg.temperature = 0.0;
+    let err = run(&g, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
 }
 
 fn evaluate_graph(g: &Graph, d: &Dataset) -> f64 {

@@ -15,8 +15,10 @@
 //!    schedule to 0 with an optional linear warm-up, and optionally pushes the slopes towards 0 by
 //!    adding `s·sign(a)` to their gradients before each step. The two-step variant
 //!    ([`RreluConfig::slope_epochs`]) first trains the slopes alone, thresholds them, freezes them
-//!    (the dead ones at 0), and then trains the weights;
-//! 3. picks ζ by [`Threshold`]: given; the one that removes a fraction of the sites' channels; or
+//!    (the dead ones at 0), and then trains the weights. With [`RreluConfig::distill`] every
+//!    stage, the finetune included, also learns the starting model's softened outputs;
+//! 3. picks ζ, compared with `|a|` or with `|a|` over its site's mean ([`Ranking`]), by
+//!    [`Threshold`]: given; the one that removes a fraction of the sites' channels; or
 //!    the largest one whose accuracy on a validation split held out from the training images
 //!    stays within a tolerance of the unthresholded accuracy. The candidates are the sorted `|a|`;
 //!    the search bisects on the number of removed channels (the accuracy need not be monotone in
@@ -48,8 +50,8 @@ use tch::Device;
 
 pub use init::{SLOPE_MAX, SLOPE_MIN, SlopeInit, init_slopes};
 pub use select::{
-    Channel, Selection, SlopeStats, Slopes, UNDER_THRESHOLDS, Under, ValidationSize, apply_selection, removal_order,
-    select_count, select_zeta, validation_split,
+    Channel, Ranking, Selection, SlopeStats, Slopes, UNDER_THRESHOLDS, Under, ValidationSize, apply_selection,
+    removal_order, select_count, select_zeta, validation_split,
 };
 
 use crate::data::{Augment, Dataset, Normalisation, Splits};
@@ -98,6 +100,13 @@ pub struct RreluConfig {
     /// The L1 push on the slopes: `grad_a += s·sign(a)` before every step (see [`DEFAULT_L1`]).
     pub l1: Option<f64>,
     pub threshold: Threshold,
+    /// What ζ is compared with: raw `|a|` or `|a|` relative to its site.
+    pub ranking: Ranking,
+    /// Train every stage against the given graph's outputs too: loss `CE + T²·KL(softmax(t/T) ‖
+    /// softmax(s/T))` with the teacher `t` the starting model in evaluation mode.
+    pub distill: bool,
+    /// The distillation temperature `T`.
+    pub temperature: f64,
     /// Size of the validation split held out from the training images; only the
     /// [`Threshold::Validation`] rule carves one (the others train on every training image).
     pub validation: ValidationSize,
@@ -119,8 +128,8 @@ pub struct RreluConfig {
 
 impl RreluConfig {
     /// Defaults: random slopes, SGD 0.1 (momentum 0.9, weight decay 1e-4), 10 epochs, batch 128,
-    /// no warm-up, no L1, one step, ζ by validation (0.5 points, 10% of the training images), no
-    /// finetune (its lr 0.01 when asked for).
+    /// no warm-up, no L1, one step, ζ on raw `|a|` by validation (0.5 points, 10% of the training
+    /// images), no distillation (T = 4 when asked for), no finetune (its lr 0.01 when asked for).
     pub fn new(dataset: &str, norm: Normalisation, augment: Augment) -> Self {
         RreluConfig {
             init: SlopeInit::Random,
@@ -132,6 +141,9 @@ impl RreluConfig {
             warmup_epochs: 0.0,
             l1: None,
             threshold: Threshold::Validation { tolerance: DEFAULT_TOLERANCE },
+            ranking: Ranking::Absolute,
+            distill: false,
+            temperature: 4.0,
             validation: ValidationSize::Fraction(0.1),
             finetune_epochs: 0,
             finetune_lr: 0.01,
@@ -343,6 +355,9 @@ fn check_config(cfg: &RreluConfig) -> Result<()> {
     if !cfg.warmup_epochs.is_finite() || cfg.warmup_epochs < 0.0 {
         return Err(bad("warm-up epochs must be non-negative"));
     }
+    if cfg.distill && !positive(cfg.temperature) {
+        return Err(bad(format!("the distillation temperature {} must be positive", cfg.temperature)));
+    }
     if cfg.l1.is_some_and(|s| !s.is_finite() || s < 0.0) {
         return Err(bad("the L1 strength must be non-negative"));
     }
@@ -402,19 +417,19 @@ fn choose(
     device: Device,
     on_event: &mut dyn FnMut(&RreluEvent),
 ) -> Result<(Selection, Option<ValidationOutcome>)> {
-    let order = removal_order(sites, slopes)?;
+    let order = removal_order(sites, slopes, cfg.ranking)?;
     let channels: usize = sites.iter().map(|s| s.channels).sum();
     match cfg.threshold {
-        Threshold::Zeta(z) => Ok((select_zeta(sites, slopes, &order, z)?, None)),
+        Threshold::Zeta(z) => Ok((select_zeta(sites, slopes, &order, cfg.ranking, z)?, None)),
         Threshold::FilterSparsity(s) => {
             let k = (s * channels as f64).round() as usize;
-            Ok((select_count(sites, slopes, &order, k)?, None))
+            Ok((select_count(sites, slopes, &order, cfg.ranking, k)?, None))
         }
         Threshold::Validation { tolerance } => {
             let val = val.ok_or_else(|| bad("the validation rule needs a validation split"))?;
             let (k, outcome) =
                 validation_search(cfg, sites, slopes, &order, trained, val, tolerance, device, on_event)?;
-            Ok((select_count(sites, slopes, &order, k)?, Some(outcome)))
+            Ok((select_count(sites, slopes, &order, cfg.ranking, k)?, Some(outcome)))
         }
     }
 }
@@ -436,7 +451,7 @@ fn validation_search(
 ) -> Result<(usize, ValidationOutcome)> {
     let mut model = TchModel::from_graph(trained, device)?;
     let mut accuracy_at = |k: usize| -> Result<(f64, f32)> {
-        let sel = select_count(sites, slopes, order, k)?;
+        let sel = select_count(sites, slopes, order, cfg.ranking, k)?;
         set_slopes(&mut model, &apply_selection(slopes, &sel.dead))?;
         Ok((evaluate(&model, val, &cfg.norm, cfg.eval_batch_size)?.accuracy, sel.zeta))
     };
@@ -523,6 +538,7 @@ pub fn run_detailed(
     };
 
     // ---- training ----
+    let teacher = if cfg.distill { Some(TchModel::from_graph(graph, device)?) } else { None };
     let mut model = TchModel::from_graph(&slope_graph, device)?;
     for (_, n) in &names {
         model.set_trainable(n, true)?;
@@ -538,6 +554,7 @@ pub fn run_detailed(
         warmup_epochs: cfg.warmup_epochs,
         l1,
         slopes: &names,
+        teacher: teacher.as_ref(),
     };
     let (selection, validation, slopes, accuracy_trained, trained) = match cfg.slope_epochs {
         None => {
@@ -619,6 +636,7 @@ pub fn run_detailed(
             warmup_epochs: 0.0,
             l1: None,
             slopes: &[],
+            teacher: teacher.as_ref(),
         };
         let acc = train_stage(&ft, &fspec, train_set, &splits.test, cfg, on_event)?;
         epochs.finetune = cfg.finetune_epochs;

@@ -22,17 +22,48 @@ pub struct Channel {
     pub magnitude: f32,
 }
 
-/// The channels in the order they are removed: ascending `|a|` (ties: site order, then channel),
-/// without each site's largest `|a|` (its first such channel), which always stays so that no site
-/// loses all of its channels.
-pub fn removal_order(sites: &[SlopeSite], slopes: &Slopes) -> Result<Vec<Channel>> {
+/// What the threshold ζ is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ranking {
+    /// `|a_c|` itself, one scale for every site (the specification).
+    #[default]
+    Absolute,
+    /// `|a_c|` divided by the mean `|a|` of its site. When a BatchNorm follows the consuming
+    /// conv, a site's slopes can shrink together at no cost to the loss (the BatchNorm undoes a
+    /// common factor in training), so the sites' scales drift apart and a single ζ over raw
+    /// `|a|` mostly picks the sites that shrank most. Dividing the common factor out compares
+    /// each channel with its siblings. It is the same as rescaling each site's slopes to mean 1
+    /// and the consuming layer's weights by the inverse, which computes the same function.
+    Site,
+}
+
+impl Ranking {
+    /// The factor a site's `|a|` are multiplied by before they are compared with ζ.
+    fn scale(self, v: &[f32]) -> f32 {
+        match self {
+            Ranking::Absolute => 1.0,
+            Ranking::Site => {
+                let mean = v.iter().map(|a| f64::from(a.abs())).sum::<f64>() / v.len().max(1) as f64;
+                if mean > 0.0 { (1.0 / mean) as f32 } else { 1.0 }
+            }
+        }
+    }
+}
+
+/// The channels in the order they are removed: ascending magnitude (`|a|`, or `|a|` over its
+/// site's mean with [`Ranking::Site`]; ties: site order, then channel), without each site's
+/// largest `|a|` (its first such channel), which always stays so that no site loses all of its
+/// channels.
+pub fn removal_order(sites: &[SlopeSite], slopes: &Slopes, ranking: Ranking) -> Result<Vec<Channel>> {
     let mut out = Vec::new();
     for (si, s) in sites.iter().enumerate() {
         let v = site_slopes(s, slopes)?;
         let keeper = keeper(v);
+        let scale = ranking.scale(v);
         for (c, a) in v.iter().enumerate() {
             if Some(c) != keeper {
-                out.push(Channel { site: si, channel: c, magnitude: a.abs() });
+                out.push(Channel { site: si, channel: c, magnitude: a.abs() * scale });
             }
         }
     }
@@ -75,9 +106,15 @@ pub struct Selection {
     pub kept_by_floor: usize,
 }
 
-/// The first `k` channels of `order` (see [`removal_order`]), with `zeta` their largest `|a|`
-/// (0 when `k = 0`).
-pub fn select_count(sites: &[SlopeSite], slopes: &Slopes, order: &[Channel], k: usize) -> Result<Selection> {
+/// The first `k` channels of `order` (see [`removal_order`], made with `ranking`), with `zeta`
+/// their largest magnitude (0 when `k = 0`).
+pub fn select_count(
+    sites: &[SlopeSite],
+    slopes: &Slopes,
+    order: &[Channel],
+    ranking: Ranking,
+    k: usize,
+) -> Result<Selection> {
     if k > order.len() {
         return Err(TrainerError::BadConfig {
             reason: format!("cannot remove {k} channels: at most {} without emptying a site", order.len()),
@@ -88,27 +125,34 @@ pub fn select_count(sites: &[SlopeSite], slopes: &Slopes, order: &[Channel], k: 
     for ch in &order[..k] {
         dead.entry(sites[ch.site].relu.clone()).or_default().insert(ch.channel);
     }
-    let kept_by_floor = floor_kept(sites, slopes, zeta, k > 0)?;
+    let kept_by_floor = floor_kept(sites, slopes, ranking, zeta, k > 0)?;
     Ok(Selection { zeta, dead, removed: k, kept_by_floor })
 }
 
-/// Every channel with `|a| <= zeta`, except each site's keeper.
-pub fn select_zeta(sites: &[SlopeSite], slopes: &Slopes, order: &[Channel], zeta: f32) -> Result<Selection> {
+/// Every channel whose magnitude (by `ranking`, as `order` was made) is at most `zeta`, except
+/// each site's keeper.
+pub fn select_zeta(
+    sites: &[SlopeSite],
+    slopes: &Slopes,
+    order: &[Channel],
+    ranking: Ranking,
+    zeta: f32,
+) -> Result<Selection> {
     let k = order.partition_point(|c| c.magnitude <= zeta);
-    let mut s = select_count(sites, slopes, order, k)?;
+    let mut s = select_count(sites, slopes, order, ranking, k)?;
     s.zeta = zeta;
-    s.kept_by_floor = floor_kept(sites, slopes, zeta, true)?;
+    s.kept_by_floor = floor_kept(sites, slopes, ranking, zeta, true)?;
     Ok(s)
 }
 
-fn floor_kept(sites: &[SlopeSite], slopes: &Slopes, zeta: f32, any: bool) -> Result<usize> {
+fn floor_kept(sites: &[SlopeSite], slopes: &Slopes, ranking: Ranking, zeta: f32, any: bool) -> Result<usize> {
     if !any {
         return Ok(0);
     }
     let mut n = 0;
     for s in sites {
         let v = site_slopes(s, slopes)?;
-        if keeper(v).is_some_and(|c| v[c].abs() <= zeta) {
+        if keeper(v).is_some_and(|c| v[c].abs() * ranking.scale(v) <= zeta) {
             n += 1;
         }
     }

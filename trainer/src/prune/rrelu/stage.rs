@@ -1,6 +1,7 @@
 //! One training stage: SGD with momentum and weight decay on whatever the model marks trainable,
 //! a cosine schedule to 0 with optional linear warm-up, the optional L1 push on the slopes, and
-//! a test evaluation with slope statistics after every epoch.
+//! optional distillation from the starting model, and a test evaluation with slope statistics
+//! after every epoch.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use crate::data::{Dataset, Loader};
 use crate::error::{Result, TrainerError};
 use crate::model::{TchModel, to_array};
 use crate::optim::{Optimizer, OptimizerKind, cosine_lr};
+use crate::reduce::math::kd_loss;
 use crate::train::evaluate;
 
 /// What a stage trains with.
@@ -26,6 +28,8 @@ pub(super) struct StageSpec<'a> {
     pub l1: Option<f64>,
     /// The slope sites (relu names, slope tensor names): L1 targets and epoch statistics.
     pub slopes: &'a [(String, String)],
+    /// Distil from this model (evaluation mode) at `RreluConfig::temperature`.
+    pub teacher: Option<&'a TchModel>,
 }
 
 /// The model's current slopes by relu name.
@@ -74,7 +78,11 @@ pub(super) fn train_stage(
             lr = cosine_lr(spec.lr, 0.0, step, total, warmup);
             let (x, y) = loader.batch(idx, Some(&mut aug_rng))?;
             let logits = model.forward(&x, true)?;
-            let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
+            let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
+            if let Some(t) = spec.teacher {
+                let tl = tch::no_grad(|| t.forward(&x, false))?;
+                loss = loss.f_add(&kd_loss(&logits, &tl, cfg.temperature)?)?;
+            }
             optim.zero_grad(model);
             loss.f_backward()?;
             if let Some(s) = spec.l1 {
