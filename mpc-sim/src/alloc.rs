@@ -87,7 +87,8 @@ mod tests {
     fn only_whole_huge_pages_inside_the_allocation_are_advised() {
         assert_eq!(huge_span(0, HUGE_PAGE), Some((0, HUGE_PAGE)));
         assert_eq!(huge_span(1, HUGE_PAGE), None);
-        assert_eq!(huge_span(1, 3 * HUGE_PAGE), Some((HUGE_PAGE, HUGE_PAGE)));
+        assert_eq!(huge_span(1, 3 * HUGE_PAGE), Some((HUGE_PAGE, 2 * HUGE_PAGE)));
+        assert_eq!(huge_span(1, 2 * HUGE_PAGE), Some((HUGE_PAGE, HUGE_PAGE)));
         assert_eq!(huge_span(HUGE_PAGE - 8, 2 * HUGE_PAGE + 8), Some((HUGE_PAGE, 2 * HUGE_PAGE)));
         assert_eq!(huge_span(usize::MAX - 10, 100), None);
     }
