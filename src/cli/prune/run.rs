@@ -32,6 +32,9 @@ struct Outcome {
 }
 
 pub fn run(a: PruneArgs) -> Result<()> {
+    if a.method != MethodArg::Rrelu && (a.distill || a.slope_ranking != RankingArg::Absolute) {
+        bail!("--distill and --slope-ranking are Rotated ReLU settings: they need --method rrelu");
+    }
     if super::sparse::is_unstructured(&a) {
         return super::sparse::run(&a);
     }
@@ -43,9 +46,6 @@ pub fn run(a: PruneArgs) -> Result<()> {
     }
     if a.zeta.is_some() && a.method != MethodArg::Rrelu {
         bail!("--zeta is a Rotated ReLU threshold: it needs --method rrelu (the others take --filter-sparsity)");
-    }
-    if a.method != MethodArg::Rrelu && (a.distill || a.slope_ranking != RankingArg::Absolute) {
-        bail!("--distill and --slope-ranking are Rotated ReLU settings: they need --method rrelu");
     }
     if a.method != MethodArg::Rrelu && a.filter_sparsity.is_none() {
         bail!(

@@ -57,9 +57,6 @@ fn check(a: &PruneArgs) -> Result<(Method, Target)> {
     if a.zeta.is_some() {
         bail!("--zeta is a Rotated ReLU threshold: it needs --method rrelu (unstructured pruning takes --threshold)");
     }
-    if a.distill || a.slope_ranking != super::RankingArg::Absolute {
-        bail!("--distill and --slope-ranking are Rotated ReLU settings: they need --method rrelu");
-    }
     if a.warmup_epochs != 0.0 {
         bail!(
             "--warmup-epochs does not apply to unstructured pruning: its retrain warms up over 5/300 of its \
