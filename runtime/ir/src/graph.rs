@@ -136,7 +136,8 @@ pub fn makes_comparisons(op: &Op) -> bool {
             | Op::HardSigmoid(_)
             | Op::HardSwish
             | Op::MaskedAct(_)
-    ) || matches!(op, Op::FakeQuant(q) if crate::quant::saturating_clip(q).is_some())
+            | Op::FakeQuant(_)
+    )
 }
 
 /// Concrete shapes of every value of a graph at one batch size.

@@ -33,6 +33,7 @@ pub mod calibrate;
 mod chunked;
 mod estimate;
 mod exec;
+mod fake_quant;
 pub mod lower;
 mod plan;
 pub mod probe;

@@ -143,11 +143,11 @@ pub struct PruneArgs {
     /// shrink together for free, so raw |a| compares sites' scales more than channels).
     #[arg(long, value_enum, ignore_case = true, default_value_t = RankingArg::Absolute)]
     pub slope_ranking: RankingArg,
-    /// rrelu: distil from the starting model in every training stage (CE + T²·KL, T =
-    /// --kd-temperature).
+    /// rrelu, reweighted-l1, unstructured mag: distil from the starting model in every training
+    /// stage (CE + T²·KL, T = --kd-temperature).
     #[arg(long)]
     pub distill: bool,
-    /// rrelu: the distillation temperature.
+    /// With --distill: the distillation temperature.
     #[arg(long, value_name = "T", default_value_t = 4.0, requires = "distill")]
     pub kd_temperature: f64,
     /// rrelu: two-step variant: train the slopes alone for N epochs, threshold and freeze them,

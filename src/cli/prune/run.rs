@@ -32,8 +32,15 @@ struct Outcome {
 }
 
 pub fn run(a: PruneArgs) -> Result<()> {
-    if a.method != MethodArg::Rrelu && (a.distill || a.slope_ranking != RankingArg::Absolute) {
-        bail!("--distill and --slope-ranking are Rotated ReLU settings: they need --method rrelu");
+    if a.method != MethodArg::Rrelu && a.slope_ranking != RankingArg::Absolute {
+        bail!("--slope-ranking is a Rotated ReLU setting: it needs --method rrelu");
+    }
+    if a.distill && a.method != MethodArg::Rrelu && !super::sparse::is_unstructured(&a) {
+        bail!(
+            "--distill is for --method rrelu and the unstructured methods (reweighted-l1, or mag with \
+             --weight-sparsity / --threshold), not {:?}",
+            a.method
+        );
     }
     if super::sparse::is_unstructured(&a) {
         return super::sparse::run(&a);

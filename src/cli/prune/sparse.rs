@@ -117,6 +117,8 @@ pub(super) fn run(a: &PruneArgs) -> Result<()> {
     }
     cfg.seed = a.env.seed;
     cfg.max_batches = a.env.max_batches;
+    cfg.distill = a.distill;
+    cfg.temperature = a.kd_temperature;
     cfg.out_dir = Some(out.clone());
 
     let mut bar = Bar::new(a.json);

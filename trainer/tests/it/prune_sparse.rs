@@ -125,8 +125,8 @@ fn reweighting_lowers_the_conv_l1_against_plain_training() {
             epochs.push((r.stage, r.penalty));
         }
     };
-    let (plain, _) = reweight(&g, &d, &cfg, 0.0, Device::Cpu, &mut on).unwrap();
-    let (penalised, _) = reweight(&g, &d, &cfg, cfg.alpha, Device::Cpu, &mut on).unwrap();
+    let (plain, _) = reweight(&g, &d, &cfg, 0.0, None, Device::Cpu, &mut on).unwrap();
+    let (penalised, _) = reweight(&g, &d, &cfg, cfg.alpha, None, Device::Cpu, &mut on).unwrap();
     assert_eq!(epochs.len(), 4);
     assert!(epochs[..2].iter().all(|&(s, p)| s == Stage::Train && p == 0.0), "{epochs:?}");
     assert!(epochs[2..].iter().all(|&(s, p)| s == Stage::Reweight && p > 0.0), "{epochs:?}");
@@ -147,7 +147,7 @@ fn fixed_mask_retrain_keeps_every_zero_and_moves_the_rest() {
     cfg.weight_decay = 1e-2; // decay must not move a zero either
     let schedule = retrain_schedule(&d, &cfg);
     let mut lrs = Vec::new();
-    let (out, acc) = retrain(&pruned, &layers, &d, &cfg, Device::Cpu, &mut |e| {
+    let (out, acc) = retrain(&pruned, &layers, &d, &cfg, None, Device::Cpu, &mut |e| {
         if let SparseEvent::Batch { lr, stage, .. } = e {
             assert_eq!(*stage, Stage::Retrain);
             lrs.push(*lr);
@@ -220,7 +220,7 @@ fn schedules_are_the_documented_scaled_ones() {
     cfg.batch_size = 16;
     cfg.max_batches = Some(1);
     let mut seen = Vec::new();
-    reweight(&graph(1), &data(16, 16), &cfg, cfg.alpha, Device::Cpu, &mut |e| {
+    reweight(&graph(1), &data(16, 16), &cfg, cfg.alpha, None, Device::Cpu, &mut |e| {
         if let SparseEvent::Epoch(r) = e {
             seen.push((r.epoch, r.refreshed, r.lr));
         }
@@ -317,4 +317,40 @@ fn magnitude_baseline_prunes_per_layer_and_bad_settings_are_refused() {
     pc.method = Method::ReweightedL1;
     let e = prune(&g, &d, &pc, Device::Cpu, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("sparse::run"), "{e}");
+}
+
+#[test]
+fn distillation_adds_the_teacher_term_to_both_phases() {
+    tch::set_num_threads(1);
+    let d = data(128, 64);
+    let g = graph(5);
+    let mut cfg = config(Method::ReweightedL1, Target::WeightSparsity(0.5));
+    cfg.max_batches = Some(2);
+    // The first batch's loss of each phase: same weights, same images, so the distilled run's is
+    // the plain one plus the KL to the starting model, which is > 0 in phase 1 (teacher in
+    // evaluation mode, student in training mode) and in phase 2 (the student is thresholded).
+    let first_losses = |cfg: &SparseConfig| {
+        let mut out = Vec::new();
+        let s = run(&g, &d, cfg, Device::Cpu, &mut |e| {
+            if let SparseEvent::Batch { stage, batch: 1, loss, .. } = e {
+                out.push((*stage, *loss));
+            }
+        })
+        .unwrap()
+        .1;
+        (out, s)
+    };
+    let (plain, ps) = first_losses(&cfg);
+    cfg.distill = true;
+    let (distilled, ds) = first_losses(&cfg);
+    let stages = |v: &[(Stage, f64)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(stages(&plain), [Stage::Reweight, Stage::Retrain]);
+    assert_eq!(stages(&distilled), [Stage::Reweight, Stage::Retrain]);
+    assert!(distilled[0].1 > plain[0].1 + 1e-4, "reweight: {distilled:?} vs {plain:?}");
+    assert!(distilled[1].1.is_finite());
+    assert_eq!(ds.zeroed, ps.zeroed);
+    assert!(ds.settings.distill && !ps.settings.distill);
+    cfg.temperature = -1.0;
+    let err = run(&g, &d, &cfg, Device::Cpu, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("temperature"), "{err}");
 }

@@ -98,6 +98,11 @@ pub struct SparseConfig {
     pub seed: u64,
     /// Stop each epoch after this many batches (quick runs).
     pub max_batches: Option<usize>,
+    /// Both phases add `T²·KL(softmax(t/T) ‖ softmax(s/T))`, the teacher `t` being the starting
+    /// (unpruned) model in evaluation mode.
+    pub distill: bool,
+    /// The distillation temperature `T`.
+    pub temperature: f64,
     pub augment: Augment,
     pub norm: Normalisation,
     /// Dataset name (checkpoint facts, error messages).
@@ -133,6 +138,8 @@ impl SparseConfig {
             eval_batch_size: 500,
             seed: 0,
             max_batches: None,
+            distill: false,
+            temperature: 4.0,
             augment,
             norm,
             dataset: dataset.to_string(),
@@ -178,6 +185,9 @@ impl SparseConfig {
         }
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("batch sizes must be positive".into());
+        }
+        if self.distill && !positive(self.temperature) {
+            return bad(format!("the distillation temperature {} must be positive", self.temperature));
         }
         Ok(())
     }
@@ -232,7 +242,7 @@ pub struct SparseEpoch {
 pub enum SparseEvent {
     /// A phase starts.
     Stage { stage: Stage, epochs: usize, batches_per_epoch: usize },
-    /// A batch finished; `loss` (cross-entropy) and `accuracy` are running means over the epoch.
+    /// A batch finished; `loss` (cross-entropy, plus the distillation term when distilling) and `accuracy` are running means over the epoch.
     Batch { stage: Stage, epoch: usize, batch: usize, loss: f64, accuracy: f64, lr: f64 },
     /// An epoch finished (after its test evaluation).
     Epoch(SparseEpoch),
@@ -296,9 +306,10 @@ pub fn run(
         Ok(evaluate(&TchModel::from_graph(g, device)?, &splits.test, &cfg.norm, cfg.eval_batch_size)?.accuracy)
     };
     let accuracy_start = eval(graph)?;
+    let teacher = cfg.distill.then_some(graph);
 
     let (trained, accuracy_trained) = if cfg.train_epochs > 0 {
-        reweight(graph, splits, cfg, cfg.phase1_alpha(), device, on_event)?
+        reweight(graph, splits, cfg, cfg.phase1_alpha(), teacher, device, on_event)?
     } else {
         (graph.clone(), None)
     };
@@ -314,7 +325,7 @@ pub fn run(
         accuracy: accuracy_thresholded,
     });
 
-    let (out, accuracy_retrained) = retrain(&thresholded, &layers, splits, cfg, device, on_event)?;
+    let (out, accuracy_retrained) = retrain(&thresholded, &layers, splits, cfg, teacher, device, on_event)?;
     let sparsity = WeightSparsity::measure(&out, &layers)?;
     let mut summary = SparseSummary {
         method: cfg.method,

@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::mask::{WeightLayer, conv_weights};
 use super::schedule::RetrainSchedule;
-use super::stage::{Hooks, batches_per_epoch, train_phase};
+use super::stage::{Hooks, Phase, batches_per_epoch, train_phase};
 use super::{SparseConfig, SparseEvent, Stage};
 use crate::data::Splits;
 use crate::error::{Result, TrainerError};
@@ -74,12 +74,14 @@ pub fn retrain_schedule(data: &Splits, cfg: &SparseConfig) -> RetrainSchedule {
 }
 
 /// Retrain `graph` for `cfg.epochs` epochs with the zeros of `layers` fixed; returns the
-/// retrained graph and its last test accuracy (`None` for 0 epochs: `graph` unchanged).
+/// retrained graph and its last test accuracy (`None` for 0 epochs: `graph` unchanged). With a
+/// `teacher` every step adds the distillation term ([`SparseConfig::distill`]).
 pub fn retrain(
     graph: &Graph,
     layers: &[WeightLayer],
     data: &Splits,
     cfg: &SparseConfig,
+    teacher: Option<&Graph>,
     device: Device,
     on_event: &mut dyn FnMut(&SparseEvent),
 ) -> Result<(Graph, Option<f64>)> {
@@ -89,6 +91,8 @@ pub fn retrain(
     let model = TchModel::from_graph(graph, device)?;
     let mut hooks = FixedMask::new(&model, layers, retrain_schedule(data, cfg))?;
     let conv = conv_weights(graph);
-    let acc = train_phase(&model, Stage::Retrain, cfg.epochs, data, cfg, &conv, &mut hooks, on_event)?;
+    let teacher = teacher.map(|t| TchModel::from_graph(t, device)).transpose()?;
+    let phase = Phase { stage: Stage::Retrain, epochs: cfg.epochs, teacher: teacher.as_ref() };
+    let acc = train_phase(&model, phase, data, cfg, &conv, &mut hooks, on_event)?;
     Ok((model.to_graph()?, acc))
 }

@@ -22,7 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::mask::conv_weights;
 use super::schedule::{phase1_lrs, refresh_epochs};
-use super::stage::{Hooks, train_phase};
+use super::stage::{Hooks, Phase, train_phase};
 use super::{SparseConfig, SparseEvent, Stage};
 use crate::data::Splits;
 use crate::error::{Result, TrainerError};
@@ -85,12 +85,14 @@ impl Hooks for Reweighting {
 
 /// Run phase 1 on `graph` for `cfg.train_epochs` epochs with penalty strength `alpha` (the
 /// config's own for reweighted L1, 0 for the magnitude baseline); returns the trained graph and
-/// its last test accuracy.
+/// its last test accuracy. With a `teacher` every step adds the distillation term
+/// ([`SparseConfig::distill`]).
 pub fn reweight(
     graph: &Graph,
     data: &Splits,
     cfg: &SparseConfig,
     alpha: f64,
+    teacher: Option<&Graph>,
     device: Device,
     on_event: &mut dyn FnMut(&SparseEvent),
 ) -> Result<(Graph, Option<f64>)> {
@@ -105,6 +107,8 @@ pub fn reweight(
         refresh: refresh_epochs(cfg.train_epochs),
     };
     let stage = if alpha == 0.0 { Stage::Train } else { Stage::Reweight };
-    let acc = train_phase(&model, stage, cfg.train_epochs, data, cfg, &weights, &mut hooks, on_event)?;
+    let teacher = teacher.map(|t| TchModel::from_graph(t, device)).transpose()?;
+    let phase = Phase { stage, epochs: cfg.train_epochs, teacher: teacher.as_ref() };
+    let acc = train_phase(&model, phase, data, cfg, &weights, &mut hooks, on_event)?;
     Ok((model.to_graph()?, acc))
 }

@@ -1,4 +1,5 @@
-//! One training phase: Adam on shuffled, augmented batches, cross-entropy plus whatever the phase
+//! One training phase: Adam on shuffled, augmented batches, cross-entropy (plus distillation from
+//! the starting model when asked) plus whatever the phase
 //! adds, with the phase's hooks around every step, and a test evaluation after every epoch.
 
 use std::time::Instant;
@@ -12,6 +13,7 @@ use crate::data::{Loader, Splits};
 use crate::error::{Result, TrainerError};
 use crate::model::TchModel;
 use crate::optim::{Optimizer, OptimizerKind};
+use crate::reduce::math::kd_loss;
 use crate::train::evaluate;
 
 /// What a phase adds to plain training.
@@ -54,19 +56,26 @@ pub(super) fn l1_of(model: &TchModel, names: &[String]) -> Result<f64> {
     Ok(total)
 }
 
-/// Train `model` for `epochs` epochs of `stage`; returns the last test accuracy (`None` when no
+/// Which phase runs, for how long, and the model it distills from (if any).
+pub(super) struct Phase<'a> {
+    pub stage: Stage,
+    pub epochs: usize,
+    pub teacher: Option<&'a TchModel>,
+}
+
+/// Train `model` for `phase.epochs` epochs of `phase.stage`; returns the last test accuracy (`None` when no
 /// epoch ran). `conv` names the tensors whose `Σ|w|` each epoch reports.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn train_phase(
     model: &TchModel,
-    stage: Stage,
-    epochs: usize,
+    phase: Phase<'_>,
     data: &Splits,
     cfg: &SparseConfig,
     conv: &[String],
     hooks: &mut dyn Hooks,
     on_event: &mut dyn FnMut(&SparseEvent),
 ) -> Result<Option<f64>> {
+    let Phase { stage, epochs, teacher } = phase;
     if epochs == 0 {
         return Ok(None);
     }
@@ -88,7 +97,11 @@ pub(super) fn train_phase(
             lr = hooks.lr(epoch, (epoch - 1) * per_epoch + b);
             let (x, y) = loader.batch(idx, Some(&mut aug_rng))?;
             let logits = model.forward(&x, true)?;
-            let ce = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
+            let mut ce = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
+            if let Some(t) = teacher {
+                let tl = tch::no_grad(|| t.forward(&x, false))?;
+                ce = ce.f_add(&kd_loss(&logits, &tl, cfg.temperature)?)?;
+            }
             let penalty = hooks.penalty(model)?;
             let loss = match &penalty {
                 Some(p) => ce.f_add(p)?,
