@@ -272,7 +272,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         leaky_relu_comparisons: l.leaky_relu_comparisons,
                         sigmoid_comparisons: l.sigmoid_comparisons,
                         approx_comparisons: l.approx_comparisons,
-                        quant_comparisons: l.quant_comparisons,
                         poly_elements: l.poly_elements,
                     },
                     online_bytes_p0_to_p1: 0,

@@ -54,15 +54,11 @@ pub struct NodeCost {
     /// Comparisons of the transformer ops' approximations (clamps, range bits, Softmax maxima).
     #[serde(default)]
     pub approx_comparisons: u64,
-    /// Comparisons of the quantizers' exact rounding (one per FakeQuant element).
-    #[serde(default)]
-    pub quant_comparisons: u64,
     pub poly_elements: u64,
 }
 
 impl NodeCost {
-    /// Every secure comparison: ReLUs plus max-pool, Clip, LeakyReLU, Sigmoid, approximation and
-    /// quantizer-rounding comparisons.
+    /// Every secure comparison: ReLUs plus max-pool, Clip, LeakyReLU and Sigmoid comparisons.
     pub fn comparisons(&self) -> u64 {
         self.relus
             + self.maxpool_comparisons
@@ -70,7 +66,6 @@ impl NodeCost {
             + self.leaky_relu_comparisons
             + self.sigmoid_comparisons
             + self.approx_comparisons
-            + self.quant_comparisons
     }
 
     /// The figures of `batch` images.
@@ -83,7 +78,6 @@ impl NodeCost {
             leaky_relu_comparisons: self.leaky_relu_comparisons * batch,
             sigmoid_comparisons: self.sigmoid_comparisons * batch,
             approx_comparisons: self.approx_comparisons * batch,
-            quant_comparisons: self.quant_comparisons * batch,
             poly_elements: self.poly_elements * batch,
         }
     }
@@ -100,7 +94,6 @@ impl Add for NodeCost {
             leaky_relu_comparisons: self.leaky_relu_comparisons + o.leaky_relu_comparisons,
             sigmoid_comparisons: self.sigmoid_comparisons + o.sigmoid_comparisons,
             approx_comparisons: self.approx_comparisons + o.approx_comparisons,
-            quant_comparisons: self.quant_comparisons + o.quant_comparisons,
             poly_elements: self.poly_elements + o.poly_elements,
         }
     }
@@ -132,9 +125,6 @@ pub struct ModelCounts {
     /// Comparisons of the transformer ops' approximations.
     #[serde(default)]
     pub approx_comparisons: u64,
-    /// Comparisons of the quantizers' exact rounding (one per FakeQuant element).
-    #[serde(default)]
-    pub quant_comparisons: u64,
     /// Every secure comparison per image.
     pub comparisons: u64,
     pub poly_elements: u64,
@@ -150,7 +140,6 @@ impl From<NodeCost> for ModelCounts {
             leaky_relu_comparisons: c.leaky_relu_comparisons,
             sigmoid_comparisons: c.sigmoid_comparisons,
             approx_comparisons: c.approx_comparisons,
-            quant_comparisons: c.quant_comparisons,
             comparisons: c.comparisons(),
             poly_elements: c.poly_elements,
             macs: c.macs,
@@ -194,14 +183,16 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
     };
     let (out_elems, in_elems) = (elems(out), elems(input));
     let mut c = NodeCost::default();
-    // A quantizer costs its clamp (`quant::clamp_clip`: a ReLU and a cap where it floors at 0,
-    // two clip comparisons elsewhere), plus its rounding (below).
+    // A quantizer that floors at 0 costs what its clip does (`quant::saturating_clip`).
     let as_clip;
     let op = match &node.op {
-        Op::FakeQuant(q) => {
-            as_clip = Op::Clip(crate::quant::clamp_clip(q));
-            &as_clip
-        }
+        Op::FakeQuant(q) => match crate::quant::saturating_clip(q) {
+            Some(clip) => {
+                as_clip = Op::Clip(clip);
+                &as_clip
+            }
+            None => &node.op,
+        },
         other => other,
     };
     match op {
@@ -330,11 +321,6 @@ pub fn node_cost(graph: &Graph, node: &Node, shapes: &HashMap<String, Vec<usize>
         | Op::Gather(_)
         | Op::Identity
         | Op::FakeQuant(_) => {}
-    }
-    // Its exact rounding onto the grid: one narrow comparison per element (runtime's
-    // secure::fake_quant), on top of the clip's.
-    if matches!(node.op, Op::FakeQuant(_)) {
-        c.quant_comparisons = out_elems;
     }
     Ok(c)
 }

@@ -136,8 +136,7 @@ pub fn makes_comparisons(op: &Op) -> bool {
             | Op::HardSigmoid(_)
             | Op::HardSwish
             | Op::MaskedAct(_)
-            | Op::FakeQuant(_)
-    )
+    ) || matches!(op, Op::FakeQuant(q) if crate::quant::saturating_clip(q).is_some())
 }
 
 /// Concrete shapes of every value of a graph at one batch size.

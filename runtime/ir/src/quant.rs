@@ -168,14 +168,6 @@ pub fn saturating_clip(q: &QuantParams) -> Option<crate::ClipConfig> {
         .then(|| crate::ClipConfig { min: Some(0.0), max: Some(q.dequantize(q.qmax)) })
 }
 
-/// The whole clamp of a quantizer, `[(qmin − z)·s, (qmax − z)·s]`, as the `Clip` that 2PC runs
-/// (both bounds lie on the grid, so clamping before the rounding equals clamping after it). For a
-/// quantizer flooring at 0 it is [`saturating_clip`]'s.
-pub fn clamp_clip(q: &QuantParams) -> crate::ClipConfig {
-    saturating_clip(q)
-        .unwrap_or_else(|| crate::ClipConfig { min: Some(q.dequantize(q.qmin)), max: Some(q.dequantize(q.qmax)) })
-}
-
 /// The activation quantizers of a graph: FakeQuant node name to its parameters.
 pub fn fake_quants(graph: &Graph) -> BTreeMap<String, QuantParams> {
     graph

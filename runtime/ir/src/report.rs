@@ -24,9 +24,6 @@ pub struct LayerReport {
     pub sigmoid_comparisons: u64,
     /// Comparisons of the transformer ops' approximations.
     pub approx_comparisons: u64,
-    /// Comparisons of the quantizers' exact rounding (one per FakeQuant element).
-    #[serde(default)]
-    pub quant_comparisons: u64,
     pub poly_elements: u64,
 }
 
@@ -47,9 +44,6 @@ pub struct Report {
     pub leaky_relu_comparisons: u64,
     pub sigmoid_comparisons: u64,
     pub approx_comparisons: u64,
-    /// Comparisons of the quantizers' exact rounding (one per FakeQuant element).
-    #[serde(default)]
-    pub quant_comparisons: u64,
     /// Every secure comparison per image: ReLUs plus the five kinds above.
     pub comparisons: u64,
     pub poly_elements: u64,
@@ -67,7 +61,6 @@ impl Report {
             leaky_relu_comparisons: self.leaky_relu_comparisons,
             sigmoid_comparisons: self.sigmoid_comparisons,
             approx_comparisons: self.approx_comparisons,
-            quant_comparisons: self.quant_comparisons,
             poly_elements: self.poly_elements,
         }
     }
@@ -93,7 +86,6 @@ pub fn report(graph: &Graph) -> Result<Report> {
             leaky_relu_comparisons: c.leaky_relu_comparisons,
             sigmoid_comparisons: c.sigmoid_comparisons,
             approx_comparisons: c.approx_comparisons,
-            quant_comparisons: c.quant_comparisons,
             poly_elements: c.poly_elements,
         })
         .collect();
@@ -111,7 +103,6 @@ pub fn report(graph: &Graph) -> Result<Report> {
         leaky_relu_comparisons: t.leaky_relu_comparisons,
         sigmoid_comparisons: t.sigmoid_comparisons,
         approx_comparisons: t.approx_comparisons,
-        quant_comparisons: t.quant_comparisons,
         comparisons: t.comparisons(),
         poly_elements: t.poly_elements,
         layers,

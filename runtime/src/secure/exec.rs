@@ -107,10 +107,6 @@ impl<T: Transport> Backend for Exec<'_, T> {
         protocols::truncate(self.share(a), f).into_data()
     }
 
-    fn truncate_by(&mut self, a: ArrayD<u64>, k: u32) -> ArrayD<u64> {
-        protocols::truncate(self.share(a), k).into_data()
-    }
-
     fn linear(&mut self, kind: &LinearKind, _w: WeightSource, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
         let id: LayerId = self.next_layer;
         self.next_layer += 1;
@@ -144,11 +140,6 @@ impl<T: Transport> Backend for Exec<'_, T> {
     fn drelu(&mut self, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
         let x = self.share(x);
         Ok(protocols::drelu(self.ctx, &x, self.bits, self.plan.cmp_mode)?.into_data())
-    }
-
-    fn drelu_bits(&mut self, x: ArrayD<u64>, bits: u32) -> masq_mpc::Result<ArrayD<u64>> {
-        let x = self.share(x);
-        Ok(protocols::drelu(self.ctx, &x, bits, self.plan.cmp_mode)?.into_data())
     }
 
     fn matmul(&mut self, x: ArrayD<u64>, y: &ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {

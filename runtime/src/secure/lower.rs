@@ -61,8 +61,6 @@ pub(crate) trait Backend {
     fn mul_public(&mut self, a: ArrayD<Self::T>, c: &ArrayD<u64>) -> ArrayD<Self::T>;
     /// Local truncation by the fractional bits.
     fn truncate(&mut self, a: ArrayD<Self::T>) -> ArrayD<Self::T>;
-    /// Local truncation by `k` bits (same ±1 as [`Backend::truncate`]).
-    fn truncate_by(&mut self, a: ArrayD<Self::T>, k: u32) -> ArrayD<Self::T>;
     /// `[op(W, x)]` of the next linear layer (exact ring product).
     fn linear(
         &mut self,
@@ -78,9 +76,6 @@ pub(crate) trait Backend {
     fn square(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// `[1{x ≥ 0}]` as integer 0/1 shares (not fixed point): a comparison whose bit is kept.
     fn drelu(&mut self, x: ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
-    /// [`Backend::drelu`] on `bits`-bit values whatever the node's width: for values the
-    /// lowering bounds itself (`|x| < 2^(bits−1)` by construction), not calibrated.
-    fn drelu_bits(&mut self, x: ArrayD<Self::T>, bits: u32) -> masq_mpc::Result<ArrayD<Self::T>>;
     /// `[x·y]` for two secret tensors, `x` `[B, M, K]` and `y` `[B, K, N]` (Beaver matrix
     /// triple; exact ring product).
     fn matmul(&mut self, x: ArrayD<Self::T>, y: &ArrayD<Self::T>) -> masq_mpc::Result<ArrayD<Self::T>>;
@@ -718,11 +713,18 @@ pub(crate) fn lower<'g, B: Backend>(
                 .ok_or_else(|| mismatch(node, format!("axis {} longer than every index", c.axis), x.shape()))
         }
         Op::Identity => first(&mut ins),
-        // Clamp where it acts as an activation, then the exact rounding onto the grid (one narrow
-        // comparison per element; super::fake_quant).
+        // Fake quantization is not re-applied on shares. Rounding onto the grid for free (local
+        // truncations of (x + s/2)/s to whole units) is not exact: a local truncation is off by
+        // one unit in the last place, here a whole step, about as often as not. So the shares carry x,
+        // within half a step of the clear text's Q(x). The clamp is applied where it acts as an
+        // activation (a quantizer flooring at 0, `quant::saturating_clip`); elsewhere it acts only
+        // outside the calibrated range (docs/ALGORITHMS.md §7, "Under 2PC").
         Op::FakeQuant(q) => {
             let x = first(&mut ins)?;
-            super::fake_quant::fake_quant(b, node, fp, x, q)
+            match masq_ir::quant::saturating_clip(q) {
+                Some(c) => clip(b, node, fp, x, &c),
+                None => Ok(x),
+            }
         }
         Op::Sigmoid => {
             let x = first(&mut ins)?;

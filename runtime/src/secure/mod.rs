@@ -33,7 +33,6 @@ pub mod calibrate;
 mod chunked;
 mod estimate;
 mod exec;
-mod fake_quant;
 pub mod lower;
 mod plan;
 pub mod probe;

@@ -206,12 +206,8 @@ impl Planner {
     }
 
     fn cmp(&mut self, n: usize) {
-        self.cmp_bits(n, self.bits);
-    }
-
-    fn cmp_bits(&mut self, n: usize, bits: u32) {
-        self.requests.push(Request::Cmp { n, bits, mode: self.mode });
-        self.add(n as u64, cost::cmp(n, bits, self.mode));
+        self.requests.push(Request::Cmp { n, bits: self.bits, mode: self.mode });
+        self.add(n as u64, cost::cmp(n, self.bits, self.mode));
         self.workload.relu_layers.push(n);
     }
 }
@@ -241,10 +237,6 @@ impl Backend for Planner {
     }
 
     fn truncate(&mut self, a: ArrayD<()>) -> ArrayD<()> {
-        a
-    }
-
-    fn truncate_by(&mut self, a: ArrayD<()>, _k: u32) -> ArrayD<()> {
         a
     }
 
@@ -294,12 +286,6 @@ impl Backend for Planner {
 
     fn drelu(&mut self, x: ArrayD<()>) -> masq_mpc::Result<ArrayD<()>> {
         self.cmp(x.len());
-        Ok(x)
-    }
-
-    fn drelu_bits(&mut self, x: ArrayD<()>, bits: u32) -> masq_mpc::Result<ArrayD<()>> {
-        masq_mpc::dealer::check_bits(bits)?;
-        self.cmp_bits(x.len(), bits);
         Ok(x)
     }
 

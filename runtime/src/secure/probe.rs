@@ -216,10 +216,6 @@ impl Backend for Probe<'_> {
         a.mapv(|w| ((w as i64) >> f) as u64)
     }
 
-    fn truncate_by(&mut self, a: ArrayD<u64>, k: u32) -> ArrayD<u64> {
-        a.mapv(|w| ((w as i64) >> k) as u64)
-    }
-
     fn linear(&mut self, kind: &LinearKind, weight: WeightSource, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
         let w = self.weight(&weight)?;
         kind.apply(w, &x)
@@ -248,11 +244,6 @@ impl Backend for Probe<'_> {
 
     fn drelu(&mut self, x: ArrayD<u64>) -> masq_mpc::Result<ArrayD<u64>> {
         self.record(x.iter().copied());
-        Ok(x.mapv(|w| u64::from((w as i64) >= 0)))
-    }
-
-    // Bounded by the lowering, not calibrated: not recorded.
-    fn drelu_bits(&mut self, x: ArrayD<u64>, _bits: u32) -> masq_mpc::Result<ArrayD<u64>> {
         Ok(x.mapv(|w| u64::from((w as i64) >= 0)))
     }
 

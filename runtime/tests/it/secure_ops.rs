@@ -258,36 +258,3 @@ fn unsupported_configurations_name_node_and_op() {
     let cfg = SecureConfig { frac_bits: 0, ..SecureConfig::default() };
     assert!(matches!(secure::plan(&g, 1, &cfg), Err(RuntimeError::Mpc { .. })));
 }
-
-#[test]
-fn fake_quant_rounds_onto_its_grid_exactly_on_shares() {
-    // Inputs on a 2^-12 grid offset from every tie of both quantizers' steps, so the clear text's
-    // Q(x) is unambiguous: a power-of-two step (exact shift) and onnxruntime-style uint8 with a
-    // step that is not one (multiplier, floor, step to 2^-2f) and its floor at 0.
-    let mut b = B::new("fq", &[2, 4, 4]);
-    let p2 = QuantParams { scale: 2f32.powi(-5), zero_point: 0, qmin: -128, qmax: 127 };
-    let u8q = QuantParams { scale: 0.0123, zero_point: 0, qmin: 0, qmax: 255 };
-    let a = b.push("q_p2", Op::FakeQuant(p2), &["x"]);
-    let c = b.push("q_u8", Op::FakeQuant(u8q), &[&a]);
-    let g = b.finish(&c);
-    let mut r = ChaCha8Rng::seed_from_u64(4);
-    let n = 3 * 2 * 4 * 4;
-    let xs: Vec<f32> = (0..n).map(|_| (r.random_range(-4096i32..4096) as f32 * 4.0 + 1.0) / 4096.0).collect();
-    let x = ArrayD::from_shape_vec(vec![3, 2, 4, 4], xs).unwrap();
-    let rep = check(&g, &x, 3e-5);
-    let layer = |name: &str| rep.layers.iter().find(|l| l.name == name).unwrap();
-    let per = 2 * 4 * 4;
-    assert_eq!(layer("q_p2").per_image.quant_comparisons, per as u64);
-    assert_eq!(layer("q_u8").per_image.quant_comparisons, per as u64);
-    assert_eq!((layer("q_u8").per_image.clip_comparisons, layer("q_u8").per_image.relus), (per as u64, per as u64));
-    assert_eq!(layer("q_p2").rounds, 2); // the clamp, then the rounding
-    assert_eq!(layer("q_p2").per_image.clip_comparisons, 2 * per as u64);
-    assert_eq!(rep.per_image.comparisons, 6 * per as u64);
-    // A step below the fixed point's resolution is refused, naming the node.
-    let mut b = B::new("fine", &[2]);
-    let fine = QuantParams { scale: 1e-6, zero_point: 0, qmin: -128, qmax: 127 };
-    let q = b.push("q_fine", Op::FakeQuant(fine), &["x"]);
-    let g = b.finish(&q);
-    let err = secure::run(&g, &random(&[1, 2], -1.0, 1.0, 3), &SecureConfig::default()).unwrap_err().to_string();
-    assert!(err.contains("q_fine") && err.contains("--frac-bits"), "{err}");
-}
