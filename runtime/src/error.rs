@@ -20,6 +20,11 @@ pub enum RuntimeError {
         source: masq_mpc::MpcError,
     },
 
+    /// The ring is too small for a layer's fixed-point products on this input (see
+    /// `secure::headroom`): the run would compute wrong values, so it does not start.
+    #[error("layer {layer} ({op}): the 64-bit ring has too little headroom: {reason}")]
+    RingHeadroom { layer: String, op: String, reason: String },
+
     /// ONNX Runtime cannot be loaded (the library is missing or too old).
     #[error("onnxruntime unavailable: {reason}")]
     OrtUnavailable { reason: String },

@@ -107,6 +107,13 @@ struct Output {
     offline_bytes_64: u64,
     /// ... and with the calibrated widths.
     offline_bytes_calibrated: u64,
+    /// The ring's headroom on the calibration images: values truncated locally per inference,
+    /// bits of the largest, expected failures per inference in Z_2^64 (a run expecting more than
+    /// 1e-3 is refused) and in a 32-bit ring (masq_runtime::secure::headroom).
+    truncated_per_image: u64,
+    truncated_bits: u32,
+    expected_truncation_failures_per_image: f64,
+    expected_truncation_failures_per_image_ring32: f64,
     out: PathBuf,
 }
 
@@ -212,6 +219,10 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<()> {
         layers,
         offline_bytes_64: bytes_64,
         offline_bytes_calibrated: bytes_cal,
+        truncated_per_image: c.truncated_per_image,
+        truncated_bits: c.truncated_bits,
+        expected_truncation_failures_per_image: c.expected_truncation_failures_per_image,
+        expected_truncation_failures_per_image_ring32: c.expected_truncation_failures_per_image_ring32,
         out: a.out.clone(),
     };
     if a.json {
@@ -281,6 +292,16 @@ fn table(o: &Output) -> String {
         fmt_bytes(o.offline_bytes_64),
         fmt_bytes(o.offline_bytes_calibrated),
         100.0 * o.offline_bytes_calibrated as f64 / o.offline_bytes_64.max(1) as f64
+    );
+    let _ = writeln!(
+        s,
+        "truncations per inference: {} (largest {} bits), expected to fail: {:.2e} in Z_2^64 (limit {:e}), {:.2e} in a \
+         32-bit ring",
+        report::thousands(o.truncated_per_image),
+        o.truncated_bits,
+        o.expected_truncation_failures_per_image,
+        masq_runtime::secure::headroom::MAX_EXPECTED_FAILURES_PER_IMAGE,
+        o.expected_truncation_failures_per_image_ring32
     );
     let _ = writeln!(s, "wrote {}", o.out.display());
     s

@@ -97,6 +97,12 @@ struct Layer {
     rounds: u64,
     offline_bytes: u64,
     seconds: f64,
+    /// mpc: bits (signed) of the largest value this layer truncates locally, and how many of its
+    /// truncations are expected to fail (`Σ |x| / 2^64`, masq_runtime::secure::headroom).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_bits: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected_truncation_failures: Option<f64>,
 }
 
 /// The JSON object `masq run --json` prints (a stable contract: keys are only ever added).
@@ -137,6 +143,9 @@ struct RunOutput {
     /// mpc: compared values beyond their layer's comparison width (nonzero: the result may be
     /// wrong; a warning is printed).
     range_overflows: Option<u64>,
+    /// mpc: local truncations expected to fail over the batch (a run expecting more than 1e-3
+    /// per image is refused before it starts).
+    expected_truncation_failures: Option<f64>,
     output_shape: Vec<usize>,
     /// Argmax of each image's output.
     predictions: Vec<usize>,
@@ -279,6 +288,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     rounds: 0,
                     offline_bytes: 0,
                     seconds: 0.0,
+                    truncated_bits: None,
+                    expected_truncation_failures: None,
                 })
                 .collect();
             let o = RunOutput {
@@ -305,6 +316,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 formula: None,
                 max_abs_error: None,
                 range_overflows: None,
+                expected_truncation_failures: None,
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,
@@ -366,6 +378,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                     rounds: l.rounds,
                     offline_bytes: l.offline_bytes,
                     seconds: l.seconds,
+                    truncated_bits: Some(l.truncated_bits),
+                    expected_truncation_failures: Some(l.expected_truncation_failures),
                 })
                 .collect();
             let o = RunOutput {
@@ -392,6 +406,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 formula: Some(r.formula),
                 max_abs_error: Some(r.max_abs_error),
                 range_overflows: Some(r.range_overflows),
+                expected_truncation_failures: Some(r.expected_truncation_failures),
                 output_shape: y.shape().to_vec(),
                 predictions: argmax_rows(&y),
                 layers,

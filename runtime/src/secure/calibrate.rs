@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use ndarray::{ArrayD, Axis};
 use serde::Serialize;
 
-use super::probe::{CmpStats, probe};
+use super::probe::{CmpStats, TruncStats, probe};
 use super::{Plan, SecureConfig, plan};
 use crate::error::{IrError, Result};
 use masq_ir::{Dim, Graph};
@@ -50,6 +50,17 @@ pub struct NodeRange {
 /// The ranges of every comparing node of `graph` (BatchNorm folded, in graph order) over
 /// `images` (`[N, ...]`), probed `batch` at a time (a model fixed at a batch `B` takes `B`).
 pub fn probe_ranges(graph: &Graph, images: &ArrayD<f32>, cfg: &SecureConfig, batch: usize) -> Result<Vec<NodeRange>> {
+    Ok(probe_all(graph, images, cfg, batch)?.0)
+}
+
+/// [`probe_ranges`], and every value truncated locally (all nodes, all images) with the number
+/// of inferences probed.
+fn probe_all(
+    graph: &Graph,
+    images: &ArrayD<f32>,
+    cfg: &SecureConfig,
+    batch: usize,
+) -> Result<(Vec<NodeRange>, TruncStats, u64)> {
     let n = images.shape().first().copied().unwrap_or(0);
     if n == 0 {
         return Err(IrError::BadInput {
@@ -74,6 +85,7 @@ pub fn probe_ranges(graph: &Graph, images: &ArrayD<f32>, cfg: &SecureConfig, bat
     }
     let mut plans: HashMap<usize, Plan> = HashMap::new();
     let mut total: Option<Vec<CmpStats>> = None;
+    let mut truncated = TruncStats::default();
     let mut names = Vec::new();
     for part in images.axis_chunks_iter(Axis(0), chunk) {
         let b = part.shape()[0];
@@ -82,6 +94,7 @@ pub fn probe_ranges(graph: &Graph, images: &ArrayD<f32>, cfg: &SecureConfig, bat
             Entry::Vacant(v) => v.insert(plan(graph, b, cfg)?),
         };
         let run = probe(p, &part.to_owned())?;
+        run.truncations.iter().for_each(|t| truncated.merge(t));
         match &mut total {
             None => {
                 names = p.nodes.iter().map(|n| (n.name.clone(), n.op.clone())).collect();
@@ -93,7 +106,7 @@ pub fn probe_ranges(graph: &Graph, images: &ArrayD<f32>, cfg: &SecureConfig, bat
     let scale = 2f64.powi(cfg.frac_bits as i32);
     // A fixed-batch model's one inference is all its images.
     let per = if matches!(input.shape.first(), Some(Dim::Fixed(_))) { n / chunk } else { n } as u64;
-    Ok(names
+    let ranges = names
         .into_iter()
         .zip(total.unwrap_or_default())
         .filter(|(_, s)| s.count > 0)
@@ -104,7 +117,8 @@ pub fn probe_ranges(graph: &Graph, images: &ArrayD<f32>, cfg: &SecureConfig, bat
             max_abs_real: stats.max_abs as f64 / scale,
             stats,
         })
-        .collect())
+        .collect();
+    Ok((ranges, truncated, per))
 }
 
 /// One node's calibrated width.
@@ -127,6 +141,13 @@ pub struct Calibration {
     pub images: usize,
     /// Every comparing node, in graph order.
     pub nodes: Vec<CalibratedNode>,
+    /// The ring's headroom on the calibration images ([`super::headroom`]): values truncated
+    /// locally per inference, the bits of the largest, and the truncations expected to fail per
+    /// inference in masq's `Z_2^64` and, for comparison, in a 32-bit ring.
+    pub truncated_per_image: u64,
+    pub truncated_bits: u32,
+    pub expected_truncation_failures_per_image: f64,
+    pub expected_truncation_failures_per_image_ring32: f64,
 }
 
 impl Calibration {
@@ -161,7 +182,8 @@ pub fn calibrate_batched(
     guard_bits: u32,
     batch: usize,
 ) -> Result<Calibration> {
-    let ranges = probe_ranges(graph, images, cfg, batch)?;
+    let (ranges, truncated, per) = probe_all(graph, images, cfg, batch)?;
+    let per = per.max(1) as f64;
     let nodes = ranges
         .into_iter()
         .map(|range| CalibratedNode {
@@ -170,5 +192,14 @@ pub fn calibrate_batched(
             range,
         })
         .collect();
-    Ok(Calibration { frac_bits: cfg.frac_bits, guard_bits, images: images.shape()[0], nodes })
+    Ok(Calibration {
+        frac_bits: cfg.frac_bits,
+        guard_bits,
+        images: images.shape()[0],
+        nodes,
+        truncated_per_image: (truncated.count as f64 / per) as u64,
+        truncated_bits: truncated.signed_bits(),
+        expected_truncation_failures_per_image: truncated.expected_failures() / per,
+        expected_truncation_failures_per_image_ring32: truncated.expected_failures_in_ring(32) / per,
+    })
 }

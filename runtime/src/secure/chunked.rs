@@ -163,6 +163,7 @@ fn merge(runs: Vec<SecureRun>, chunk: usize) -> Result<SecureRun> {
         rep.measured += r.measured;
         rep.max_abs_error = rep.max_abs_error.max(r.max_abs_error);
         rep.range_overflows += r.range_overflows;
+        rep.expected_truncation_failures += r.expected_truncation_failures;
         for (a, b) in rep.layers.iter_mut().zip(&r.layers) {
             a.online_bytes_p0_to_p1 += b.online_bytes_p0_to_p1;
             a.online_bytes_p1_to_p0 += b.online_bytes_p1_to_p0;
@@ -170,6 +171,8 @@ fn merge(runs: Vec<SecureRun>, chunk: usize) -> Result<SecureRun> {
             a.offline_bytes += b.offline_bytes;
             a.seconds += b.seconds;
             a.range_overflows += b.range_overflows;
+            a.truncated_bits = a.truncated_bits.max(b.truncated_bits);
+            a.expected_truncation_failures += b.expected_truncation_failures;
             if let (Some(x), Some(y)) = (a.output_shape.first_mut(), b.output_shape.first()) {
                 *x += y;
             }

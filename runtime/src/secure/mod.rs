@@ -33,6 +33,7 @@ pub mod calibrate;
 mod chunked;
 mod estimate;
 mod exec;
+pub mod headroom;
 pub mod lower;
 mod plan;
 pub mod probe;
@@ -137,6 +138,11 @@ pub struct LayerCost {
     /// Compared values outside that width's exact range (`|x| ≥ 2^(bits−1)`), by the clear-text
     /// probe on the same input: nonzero means the secure result may be wrong.
     pub range_overflows: u64,
+    /// Bits (signed) of the largest value this layer truncates locally, by the probe (0: none).
+    pub truncated_bits: u32,
+    /// Values of this layer the local truncations are expected to get wrong by about `2^(64−f)`
+    /// (`Σ |x| / 2^64` over the values truncated; see [`headroom`]).
+    pub expected_truncation_failures: f64,
 }
 
 /// The report of a secure run.
@@ -181,6 +187,8 @@ pub struct SecureReport {
     pub max_abs_error: f64,
     /// Compared values outside their layer's width range (all layers; see [`LayerCost`]).
     pub range_overflows: u64,
+    /// Values the local truncations are expected to get wrong (all layers; see [`headroom`]).
+    pub expected_truncation_failures: f64,
     pub output_shape: Vec<usize>,
     /// The first output, flattened (row-major).
     pub output: Vec<f32>,
@@ -426,6 +434,10 @@ fn run_chunk(
     phase("planning");
     let plan = plan::plan(graph, batch, cfg)?;
     let fp = plan.fixed_point;
+    // The values every comparison and truncation will see, in the clear: refuse before dealing
+    // if the ring cannot hold this input's products.
+    let probed = probe::probe(&plan, x)?;
+    headroom::check(&plan, &probed, batch)?;
 
     phase("dealing");
     let t = Instant::now();
@@ -521,9 +533,10 @@ fn run_chunk(
         plain_outs.push((name.clone(), p));
     }
 
-    // The widths' ranges on this input, by the clear-text probe.
-    let overflows = probe::probe(&plan, x)?.overflows(&plan);
+    // The widths' ranges and the truncations on this input, by the clear-text probe.
+    let overflows = probed.overflows(&plan);
     let range_overflows = overflows.iter().sum();
+    let trunc_failures: Vec<f64> = probed.truncations.iter().map(|t| t.expected_failures()).collect();
 
     // Per-layer figures from both parties' logs.
     let mut layers = Vec::with_capacity(plan.nodes.len() + 1);
@@ -546,6 +559,8 @@ fn run_chunk(
             seconds: secs,
             cmp_bits: pn.cmp_bits,
             range_overflows: overflows[i],
+            truncated_bits: probed.truncations[i].signed_bits(),
+            expected_truncation_failures: trunc_failures[i],
         });
     }
     let rc = measure(&p0.log, &p1.log, (p0.reveal.0, p0.reveal.1), (p1.reveal.0, p1.reveal.1))?;
@@ -562,6 +577,8 @@ fn run_chunk(
         seconds: p0.reveal.2.max(p1.reveal.2),
         cmp_bits: 0,
         range_overflows: 0,
+        truncated_bits: 0,
+        expected_truncation_failures: 0.0,
     });
     let streamed = stream.stats();
     if streamed.dealt != stream.segments() {
@@ -605,6 +622,7 @@ fn run_chunk(
         formula: FORMULA,
         max_abs_error,
         range_overflows,
+        expected_truncation_failures: trunc_failures.iter().sum(),
         output_shape: outputs.first().map(|o| o.1.shape().to_vec()).unwrap_or_default(),
         output: outputs.first().map(|o| o.1.iter().copied().collect()).unwrap_or_default(),
         layers,

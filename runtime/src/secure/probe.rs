@@ -9,6 +9,12 @@
 //! values outside that range for any `k`, from a histogram of the values' bit lengths. The probe
 //! makes the same comparisons as the planner and the executor (same lowering, same order), on
 //! values equal to the secure run's up to the local truncations' ±1 in the last place.
+//!
+//! It also records every value a local truncation shifts (a linear layer's accumulation at scale
+//! `2^(2f)`, a product, a pooled sum): [`TruncStats::expected_failures`] is the number of them the
+//! secure run is expected to get wrong by about `2^(64−f)` (the failure rate of the engine's
+//! local truncation is `|x| / 2^64` per value, [`masq_mpc::protocols::trunc::failure_probability`]),
+//! the ring's headroom check ([`super::headroom`]).
 
 use std::collections::HashMap;
 
@@ -80,11 +86,61 @@ impl CmpStats {
     }
 }
 
+/// The values one node truncates locally, over every image probed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TruncStats {
+    /// Values truncated.
+    pub count: u64,
+    /// Largest `|x|` of them (signed ring value before the shift).
+    pub max_abs: u64,
+    /// `Σ |x|` (as a float).
+    pub sum_abs: f64,
+}
+
+impl TruncStats {
+    fn record(&mut self, words: &[u64]) {
+        let mut sum = 0f64;
+        for &w in words {
+            let a = (w as i64).unsigned_abs();
+            self.max_abs = self.max_abs.max(a);
+            sum += a as f64;
+        }
+        self.count += words.len() as u64;
+        self.sum_abs += sum;
+    }
+
+    /// Adds `o`'s values.
+    pub fn merge(&mut self, o: &TruncStats) {
+        self.count += o.count;
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self.sum_abs += o.sum_abs;
+    }
+
+    /// Bits of the largest value truncated as a signed number (0 when none was).
+    pub fn signed_bits(&self) -> u32 {
+        if self.count == 0 { 0 } else { bit_len(self.max_abs) + 1 }
+    }
+
+    /// Expected number of these values the engine's local truncation gets wrong:
+    /// `Σ |x| / 2^64` ([`masq_mpc::protocols::trunc::failure_probability`] summed).
+    pub fn expected_failures(&self) -> f64 {
+        self.sum_abs * masq_mpc::protocols::trunc::failure_probability(1)
+    }
+
+    /// What the same values would expect in a ring of `ring_bits` bits (`Σ |x| / 2^ring_bits`,
+    /// at most one per value): the figure behind masq's choice of `Z_2^64` (docs/PROTOCOLS.md).
+    pub fn expected_failures_in_ring(&self, ring_bits: u32) -> f64 {
+        (self.sum_abs / 2f64.powi(ring_bits as i32)).min(self.count as f64)
+    }
+}
+
 /// What a probe of one batch found.
 #[derive(Debug, Clone)]
 pub struct ProbeRun {
     /// Per node of the plan's graph (BatchNorm folded): the values it compares.
     pub nodes: Vec<CmpStats>,
+    /// Per node: the values it truncates locally.
+    pub truncations: Vec<TruncStats>,
     /// The values the secure run would reveal, in ring encoding (decode with
     /// [`super::decode_outputs`]).
     pub outputs: Vec<ArrayD<u64>>,
@@ -114,11 +170,12 @@ pub fn probe(plan: &Plan, x: &ArrayD<f32>) -> Result<ProbeRun> {
         graph: &plan.graph,
         cur: 0,
         nodes: vec![CmpStats::default(); plan.graph.nodes.len()],
+        truncations: vec![TruncStats::default(); plan.graph.nodes.len()],
         weights: HashMap::new(),
     };
     let xq = x.mapv(|v| fp.encode(v as f64));
     let outputs = plan.program.walk(&mut p, &plan.graph, &plan.shapes, fp, xq)?;
-    Ok(ProbeRun { nodes: p.nodes, outputs })
+    Ok(ProbeRun { nodes: p.nodes, truncations: p.truncations, outputs })
 }
 
 /// The probing backend: values are plain ring words.
@@ -127,11 +184,15 @@ struct Probe<'g> {
     graph: &'g Graph,
     cur: usize,
     nodes: Vec<CmpStats>,
+    truncations: Vec<TruncStats>,
     weights: HashMap<(String, bool), ArrayD<u64>>,
 }
 
 impl Probe<'_> {
-    fn trunc(&self, w: u64) -> u64 {
+    fn trunc(&mut self, w: u64) -> u64 {
+        if let Some(t) = self.truncations.get_mut(self.cur) {
+            t.record(&[w]);
+        }
         ((w as i64) >> self.fp.frac_bits()) as u64
     }
 
@@ -212,6 +273,12 @@ impl Backend for Probe<'_> {
     }
 
     fn truncate(&mut self, a: ArrayD<u64>) -> ArrayD<u64> {
+        if let Some(t) = self.truncations.get_mut(self.cur) {
+            match a.as_slice() {
+                Some(words) => t.record(words),
+                None => t.record(&flat(&a)),
+            }
+        }
         let f = self.fp.frac_bits();
         a.mapv(|w| ((w as i64) >> f) as u64)
     }

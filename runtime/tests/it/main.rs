@@ -22,6 +22,7 @@ mod secure_akamaster;
 mod secure_cnn_ops;
 mod secure_exec;
 mod secure_fold;
+mod secure_headroom;
 mod secure_ops;
 mod secure_props;
 mod secure_stream;
