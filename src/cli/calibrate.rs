@@ -62,7 +62,8 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = cal::DEFAULT_GUARD_BITS, value_name = "G",
           value_parser = clap::value_parser!(u32).range(0..=62))]
     pub guard_bits: u32,
-    /// Fractional bits of the fixed-point encoding, 1 to 40 (the widths hold at this scale).
+    /// Fractional bits of the fixed-point encoding, 1 to 40. The model records this scale with
+    /// the widths; a run at another `--frac-bits` moves each width by the difference.
     #[arg(long, default_value_t = 16, value_name = "F", value_parser = clap::value_parser!(u32).range(1..=40))]
     pub frac_bits: u32,
     /// Images probed at once.

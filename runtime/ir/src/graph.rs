@@ -117,6 +117,11 @@ pub struct Graph {
     /// that make secure comparisons may be listed ([`Graph::check_cmp_bits`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cmp_bits: BTreeMap<String, u32>,
+    /// The fixed-point fractional bits [`Graph::cmp_bits`] were calibrated at (1 to 40). The
+    /// compared values scale with `2^f`, so a run at `f'` compares on `width + f' − f` bits
+    /// ([`Graph::cmp_bits_at`]); `None` (files from before this field): the widths as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmp_frac_bits: Option<u32>,
     /// Quantized weights (`masq quantize`, or DequantizeLinear weights of an imported QDQ model):
     /// initializer name to the grid its values lie on. The initializer keeps the dequantized f32
     /// values; the ONNX writer stores it as integers plus a DequantizeLinear. docs/ALGORITHMS.md §7.
@@ -164,8 +169,25 @@ impl Graph {
         from_config + from_inputs
     }
 
-    /// Checks [`Graph::cmp_bits`]: every width in 2..=64, every name a node that makes comparisons.
+    /// Node `name`'s calibrated width for a run at `frac_bits` fractional bits: the recorded
+    /// width moved by the difference from [`Graph::cmp_frac_bits`], clamped to 2..=64; `None`
+    /// when the node has no calibrated width.
+    pub fn cmp_bits_at(&self, name: &str, frac_bits: u32) -> Option<u32> {
+        let bits = *self.cmp_bits.get(name)?;
+        let shift = self.cmp_frac_bits.map_or(0, |f| i64::from(frac_bits) - i64::from(f));
+        Some((i64::from(bits) + shift).clamp(2, 64) as u32)
+    }
+
+    /// Checks [`Graph::cmp_bits`]: every width in 2..=64, every name a node that makes comparisons,
+    /// and [`Graph::cmp_frac_bits`] in 1..=40.
     pub fn check_cmp_bits(&self) -> Result<()> {
+        if let Some(f) = self.cmp_frac_bits
+            && !(1..=40).contains(&f)
+        {
+            return Err(IrError::InvalidGraph {
+                reason: format!("comparison widths calibrated at {f} fractional bits (must be 1 to 40)"),
+            });
+        }
         for (name, &bits) in &self.cmp_bits {
             let bad = |why: String| IrError::InvalidGraph { reason: format!("comparison width of node {name}: {why}") };
             if !(2..=64).contains(&bits) {

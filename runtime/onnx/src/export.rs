@@ -404,7 +404,14 @@ fn cmp_bits_props(graph: &Graph) -> Result<Vec<crate::proto::StringStringEntryPr
     }
     let value = serde_json::to_string(&graph.cmp_bits)
         .map_err(|e| IrError::InvalidGraph { reason: format!("comparison widths to JSON: {e}") })?;
-    Ok(vec![crate::proto::StringStringEntryProto { key: crate::import::META_CMP_BITS.into(), value }])
+    let mut props = vec![crate::proto::StringStringEntryProto { key: crate::import::META_CMP_BITS.into(), value }];
+    if let Some(f) = graph.cmp_frac_bits {
+        props.push(crate::proto::StringStringEntryProto {
+            key: crate::import::META_CMP_FRAC_BITS.into(),
+            value: f.to_string(),
+        });
+    }
+    Ok(props)
 }
 
 /// Encode a validated, finalized graph. Initializers that only feed polynomial coefficients are

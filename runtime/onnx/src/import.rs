@@ -64,12 +64,30 @@ pub fn import_keeping(bytes: &[u8], file: &Path, files: Files<'_>, keep: &[Strin
     // that mixes its images stays fixed (`masq_ir::batch::diagnose` names the node).
     masq_ir::batch::generalise(&mut graph)?;
     graph.cmp_bits = cmp_bits(&model, file)?;
+    graph.cmp_frac_bits = cmp_frac_bits(&model, file)?;
     graph.check_cmp_bits().map_err(|e| IrError::Malformed { file: file.to_path_buf(), reason: e.to_string() })?;
     Ok((graph, kept))
 }
 
 /// Key of the calibrated comparison widths in `metadata_props` (a JSON object: node name to bits).
 pub const META_CMP_BITS: &str = "masq.cmp_bits";
+
+/// Key of the fractional bits the widths were calibrated at (a decimal number, 1 to 40).
+pub const META_CMP_FRAC_BITS: &str = "masq.cmp_frac_bits";
+
+/// The scale of the calibrated widths ([`META_CMP_FRAC_BITS`]); `None` when not recorded.
+fn cmp_frac_bits(model: &ModelProto, file: &Path) -> Result<Option<u32>> {
+    let Some(p) = model.metadata_props.iter().find(|p| p.key == META_CMP_FRAC_BITS) else {
+        return Ok(None);
+    };
+    match p.value.trim().parse::<u32>() {
+        Ok(f) if (1..=40).contains(&f) => Ok(Some(f)),
+        _ => Err(IrError::Malformed {
+            file: file.to_path_buf(),
+            reason: format!("metadata {META_CMP_FRAC_BITS}: expected fractional bits 1 to 40, got {:?}", p.value),
+        }),
+    }
+}
 
 /// The calibrated comparison widths a model records ([`META_CMP_BITS`]); empty when none.
 fn cmp_bits(model: &ModelProto, file: &Path) -> Result<std::collections::BTreeMap<String, u32>> {

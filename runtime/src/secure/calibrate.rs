@@ -156,9 +156,10 @@ impl Calibration {
         self.nodes.iter().map(|n| (n.range.name.clone(), n.bits)).collect()
     }
 
-    /// Writes the widths into `graph.cmp_bits` (replacing any there).
+    /// Writes the widths into `graph.cmp_bits` (replacing any there), with the scale they hold at.
     pub fn apply(&self, graph: &mut Graph) {
         graph.cmp_bits = self.widths();
+        graph.cmp_frac_bits = Some(self.frac_bits);
     }
 
     /// Per node of `ranges` (other inputs' [`probe_ranges`]): values outside the range of the

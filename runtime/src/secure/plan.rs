@@ -106,7 +106,7 @@ pub fn plan(graph: &Graph, batch: usize, cfg: &SecureConfig) -> Result<Plan> {
     graph.check_cmp_bits()?;
     let graph = fold_batchnorm(graph)?;
     let node_bits: Vec<u32> =
-        graph.nodes.iter().map(|n| graph.cmp_bits.get(&n.name).copied().unwrap_or(cfg.cmp_bits)).collect();
+        graph.nodes.iter().map(|n| graph.cmp_bits_at(&n.name, cfg.frac_bits).unwrap_or(cfg.cmp_bits)).collect();
     let shapes = graph.infer_shapes(batch)?;
     let program = Program::new(&graph)?;
     let input_shape = shapes[&program.input].clone();

@@ -221,18 +221,23 @@ fn widths_survive_checkpoint_onnx_and_artifact_round_trips() {
         .collect();
     assert!(widths.len() > 10);
     g.cmp_bits = widths.clone();
+    g.cmp_frac_bits = Some(12);
     g.validate().unwrap();
+    // Planned at the default 16 fractional bits: four bits wider than recorded at 12.
+    let at16: BTreeMap<String, u32> = widths.iter().map(|(k, v)| (k.clone(), v + 4)).collect();
 
     let ckpt = temp("ckpt.safetensors");
     checkpoint::save_checkpoint(&ckpt, &g, &Default::default()).unwrap();
     let (back, _) = checkpoint::load_checkpoint(&ckpt).unwrap();
     std::fs::remove_file(&ckpt).ok();
     assert_eq!(back.cmp_bits, widths);
+    assert_eq!(back.cmp_frac_bits, Some(12));
 
     let folded = fold::fold_batchnorm(&g).unwrap();
     let bytes = prost::Message::encode_to_vec(&masq_onnx::export::encode(&folded, 17, "t").unwrap());
     let back = masq_onnx::import_bytes(&bytes, "t.onnx".as_ref()).unwrap();
     assert_eq!(back.cmp_bits, widths);
+    assert_eq!(back.cmp_frac_bits, Some(12));
 
     let dir = temp("artifact");
     let facts = masq_exporter::ExportFacts::new("resnet20");
@@ -240,11 +245,41 @@ fn widths_survive_checkpoint_onnx_and_artifact_round_trips() {
     let (back, _) = masq_exporter::artifact::load_artifact(&dir).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(back.cmp_bits, widths);
-    // The loaded artifact plans on its widths.
+    assert_eq!(back.cmp_frac_bits, Some(12));
+    // The loaded artifact plans on its widths, moved to the run's scale.
     let p = secure::plan(&back, 1, &SecureConfig::default()).unwrap();
     let planned: BTreeMap<String, u32> =
         p.nodes.iter().filter(|n| widths.contains_key(&n.name)).map(|n| (n.name.clone(), n.cmp_bits)).collect();
-    assert_eq!(planned, widths);
+    assert_eq!(planned, at16);
+    let p = secure::plan(&back, 1, &SecureConfig { frac_bits: 12, ..SecureConfig::default() }).unwrap();
+    assert!(p.nodes.iter().filter(|n| widths.contains_key(&n.name)).all(|n| n.cmp_bits == widths[&n.name]));
+}
+
+#[test]
+fn widths_calibrated_at_one_scale_hold_at_another() {
+    let g = mixed_cnn();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let images = random(&[8, 2, 8, 8], -1.0, 1.0, &mut rng);
+    let at8 = SecureConfig { frac_bits: 8, ..SecureConfig::default() };
+    let c = cal::calibrate(&g, &images, &at8, 0).unwrap();
+    let mut narrow = g.clone();
+    c.apply(&mut narrow);
+    assert_eq!(narrow.cmp_frac_bits, Some(8));
+    let x = head(&images, 2);
+    // Run at 16 fractional bits: every compared value is 2^8 times larger, and so is each width.
+    let r = secure::run(&narrow, &x, &SecureConfig::default()).unwrap().report;
+    assert_eq!(r.range_overflows, 0);
+    for l in r.layers.iter().filter(|l| c.widths().contains_key(&l.name)) {
+        assert_eq!(l.cmp_bits, (c.widths()[&l.name] + 8).min(64), "{}", l.name);
+    }
+    // The same widths taken as they are (a file without the scale) overflow at 16.
+    let mut unscaled = narrow.clone();
+    unscaled.cmp_frac_bits = None;
+    assert!(secure::run(&unscaled, &x, &SecureConfig::default()).unwrap().report.range_overflows > 0);
+    // A bad recorded scale is refused.
+    let mut bad = narrow.clone();
+    bad.cmp_frac_bits = Some(41);
+    assert!(bad.validate().unwrap_err().to_string().contains("41 fractional bits"));
 }
 
 #[test]
