@@ -2,12 +2,13 @@
 # The README's sparse and few-bit figures (`make quant-experiments`), on real CIFAR-10
 # ($MASQ_DATA_DIR/cifar10, exact 1000-image test subset) from the pretrained akamaster ResNet-20
 # ($MASQ_MODELS_DIR/akamaster):
-#   1. unstructured pruning to 75% zero weights: reweighted L1 and magnitude, same retrain;
+#   1. unstructured pruning to 75% zero weights: reweighted L1 and magnitude, same retrain, both
+#      distilled from the pretrained network (--distill; DISTILL=0 runs without);
 #   2. linear quantization: 8 bits, and 8 bits at the ends with 6 in between, each scored;
 #   3. under 2PC on the first $SECURE_IMAGES test images: float and 8-bit models with calibrated
 #      widths at 16 fractional bits, and the 8-bit model at $QUANT_FRAC_BITS, against plaintext.
 # Every run's result is the last JSON line of $OUT/<name>.jsonl (the 2PC runs: <name>.json).
-# Knobs: THREADS, RL1_EPOCHS, RETRAIN_EPOCHS, SECURE_IMAGES, QUANT_FRAC_BITS, ONLY (a
+# Knobs: THREADS, RL1_EPOCHS, RETRAIN_EPOCHS, DISTILL, SECURE_IMAGES, QUANT_FRAC_BITS, ONLY (a
 # space-separated subset of: sparse quant secure).
 set -euo pipefail
 MASQ=${MASQ:-target/release/masq}
@@ -20,20 +21,23 @@ RL1_EPOCHS=${RL1_EPOCHS:-2}
 RETRAIN_EPOCHS=${RETRAIN_EPOCHS:-8}
 SECURE_IMAGES=${SECURE_IMAGES:-1000}
 QUANT_FRAC_BITS=${QUANT_FRAC_BITS:-8}
+DISTILL=${DISTILL:-1}
 ONLY=${ONLY:-sparse quant secure}
 W="$MODELS/akamaster/resnet20-12fca82f.safetensors"
 mkdir -p "$OUT"
 common=(--dataset cifar10 --data "$DATA" --threads "$THREADS" --test-limit 1000 --json)
 want() { [[ " $ONLY " == *" $1 "* ]]; }
+kd=()
+[[ "$DISTILL" == 1 ]] && kd=(--distill)
 
 if want sparse; then
   echo "== resnet20-rl1-75" >&2
   "$MASQ" prune --from zoo:resnet20 --weights "$W" --method reweighted-l1 --weight-sparsity 0.75 \
-    --train-epochs "$RL1_EPOCHS" --epochs "$RETRAIN_EPOCHS" --out "$OUT/resnet20-rl1-75" "${common[@]}" \
+    --train-epochs "$RL1_EPOCHS" --epochs "$RETRAIN_EPOCHS" "${kd[@]}" --out "$OUT/resnet20-rl1-75" "${common[@]}" \
     > "$OUT/resnet20-rl1-75.jsonl"
   echo "== resnet20-mag-75" >&2
   "$MASQ" prune --from zoo:resnet20 --weights "$W" --method mag --weight-sparsity 0.75 \
-    --epochs "$RETRAIN_EPOCHS" --out "$OUT/resnet20-mag-75" "${common[@]}" > "$OUT/resnet20-mag-75.jsonl"
+    --epochs "$RETRAIN_EPOCHS" "${kd[@]}" --out "$OUT/resnet20-mag-75" "${common[@]}" > "$OUT/resnet20-mag-75.jsonl"
 fi
 
 if want quant; then
@@ -48,9 +52,14 @@ if want quant; then
       > "$OUT/$name-score-s05.json"
   done
   if [[ -f "$OUT/resnet20-rl1-75/pruned.safetensors" ]]; then
-    echo "== resnet20-rl1-75-q8" >&2
-    "$MASQ" quantize --from "$OUT/resnet20-rl1-75/pruned.safetensors" --bits 8 --out "$OUT/resnet20-rl1-75-q8" \
-      "${common[@]}" > "$OUT/resnet20-rl1-75-q8.jsonl"
+    for spec in "q8:--bits 8" "q8-6:--layer-bits $mixed"; do
+      name=resnet20-rl1-75-${spec%%:*}
+      echo "== $name" >&2
+      # shellcheck disable=SC2086
+      "$MASQ" quantize --from "$OUT/resnet20-rl1-75/pruned.safetensors" ${spec#*:} --out "$OUT/$name" \
+        "${common[@]}" > "$OUT/$name.jsonl"
+      "$MASQ" inspect "$OUT/$name/quantized.safetensors" --score micronet --json > "$OUT/$name-score.json"
+    done
   fi
 fi
 
