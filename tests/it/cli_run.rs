@@ -198,3 +198,34 @@ fn too_few_fractional_bits_are_warned_about_with_a_hint() {
     json(&fine);
     assert!(!stderr.contains("fixed-point rounding"), "{stderr}");
 }
+
+#[test]
+fn mpc_refuses_a_scale_the_ring_cannot_hold_naming_the_layer() {
+    let x = ArrayD::from_shape_fn(vec![2, 1, 28, 28], |d| ((d[2] * 28 + d[3]) % 17) as f32 / 17.0);
+    let input = tmp("headroom_x.npy");
+    masq_ir::npy::write(&input, &x).unwrap();
+    let i = input.to_str().unwrap();
+    // 24 fractional bits: products at 2^48, about one wrong truncation in ten images.
+    let err = failure(&masq(&["run", "zoo:mnist_cnn", "--input", i, "--mode", "mpc", "--frac-bits", "24"]));
+    assert!(err.contains("layer conv1") && err.contains("too little headroom"), "{err}");
+    let fits = err.split("use --frac-bits ").nth(1).and_then(|s| s.split(' ').next()).expect("a suggestion");
+    let fits: u32 = fits.parse().unwrap();
+    assert!((17..24).contains(&fits), "{err}");
+    // At the suggestion it runs, and reports the expectation (total and per layer).
+    let m = json(&masq(&[
+        "run",
+        "zoo:mnist_cnn",
+        "--input",
+        i,
+        "--mode",
+        "mpc",
+        "--frac-bits",
+        &fits.to_string(),
+        "--json",
+    ]));
+    let total = m["expected_truncation_failures"].as_f64().unwrap();
+    assert!(total > 0.0 && total <= 2e-3, "{total}");
+    let conv1 = m["layers"].as_array().unwrap().iter().find(|l| l["name"] == "conv1").unwrap();
+    assert!(conv1["expected_truncation_failures"].as_f64().unwrap() > 0.0);
+    assert!(conv1["truncated_bits"].as_u64().unwrap() > 2 * fits as u64 - 4, "{conv1}");
+}
