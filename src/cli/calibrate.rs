@@ -110,7 +110,7 @@ struct Output {
     offline_bytes_calibrated: u64,
     /// The ring's headroom on the calibration images: values truncated locally per inference,
     /// bits of the largest, expected failures per inference in Z_2^64 (a run expecting more than
-    /// 1e-3 is refused) and in a 32-bit ring (masq_runtime::secure::headroom).
+    /// 1e-2 is refused) and in a 32-bit ring (masq_runtime::secure::headroom).
     truncated_per_image: u64,
     truncated_bits: u32,
     expected_truncation_failures_per_image: f64,

@@ -143,8 +143,8 @@ struct RunOutput {
     /// mpc: compared values beyond their layer's comparison width (nonzero: the result may be
     /// wrong; a warning is printed).
     range_overflows: Option<u64>,
-    /// mpc: local truncations expected to fail over the batch (a run expecting more than 1e-3
-    /// per image is refused before it starts).
+    /// mpc: local truncations expected to fail over the batch (a run expecting more than 1e-2
+    /// per image is refused before it starts, above 1e-4 it is warned about).
     expected_truncation_failures: Option<f64>,
     output_shape: Vec<usize>,
     /// Argmax of each image's output.
@@ -359,6 +359,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                      wrong: {}; recalibrate the widths (masq calibrate) on inputs like this one",
                     r.range_overflows,
                     over.join(", ")
+                );
+            }
+            let per_image = r.expected_truncation_failures / r.batch.max(1) as f64;
+            if per_image > masq_runtime::secure::headroom::WARN_EXPECTED_FAILURES_PER_IMAGE {
+                eprintln!(
+                    "warning: about {per_image:.1e} local truncations per image are expected to fail at {} fractional \
+                     bits (a failed one is off by about 2^{}); fewer --frac-bits divide that by 4 each",
+                    r.frac_bits,
+                    64 - r.frac_bits
                 );
             }
             let y = run.outputs.into_iter().next().map(|o| o.1).context("the model has no output")?;

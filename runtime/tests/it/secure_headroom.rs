@@ -65,10 +65,10 @@ fn the_probe_records_every_truncated_product() {
 
 #[test]
 fn a_ring_too_small_for_the_products_is_refused_naming_the_layer() {
-    // Values near 1 at 26 fractional bits: products near 2^52, one in a few thousand wrong.
+    // Values near 1 at 28 fractional bits: products near 2^56, one in a few hundred wrong.
     let g = mlp(64.0);
     let x = input(2, 0.01);
-    let cfg = SecureConfig { frac_bits: 26, ..SecureConfig::default() };
+    let cfg = SecureConfig { frac_bits: 28, ..SecureConfig::default() };
     let err = secure::run(&g, &x, &cfg).unwrap_err();
     let RuntimeError::RingHeadroom { layer, reason, .. } = &err else { panic!("expected RingHeadroom, got {err:?}") };
     assert!(layer == "fc1" || layer == "fc2", "{err}");
@@ -77,7 +77,7 @@ fn a_ring_too_small_for_the_products_is_refused_naming_the_layer() {
     assert!(msg.contains(layer.as_str()) && msg.contains("--frac-bits"), "{msg}");
     // The suggestion fits: the run at that width starts, expects at most the limit and matches.
     let fits: u32 = reason.split("--frac-bits ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(fits < 26, "{reason}");
+    assert!(fits < 28, "{reason}");
     let ok = secure::run(&g, &x, &SecureConfig { frac_bits: fits, ..cfg }).unwrap().report;
     assert!(
         ok.expected_truncation_failures / 2.0 <= MAX_EXPECTED_FAILURES_PER_IMAGE,
