@@ -4,13 +4,14 @@
 //! sits at scale `2^(2f)` and is shifted back by `f` bits locally
 //! ([`masq_mpc::protocols::truncate`]). That shift is wrong by about `2^(64−f)` with
 //! probability `|x| / 2^64` per value `x` (measured in masq-mpc's tests), so the expected
-//! number of wrong values in a layer is `Σ |x| / 2^64` over the values it truncates. The values grow with `f` twice over:
-//! going from 16 to 24 fractional bits multiplies every product by `2^16`. A layer whose
+//! number of wrong values in a layer is `Σ |x| / 2^64` over the values it truncates. The values
+//! grow with `f` twice over: going from 16 to 24 fractional bits multiplies every product by
+//! `2^16`. A layer whose
 //! products come near the ring's size computes garbage that no comparison width reports.
 //!
 //! [`check`] takes the probe's figures on the run's own input (the values the parties will
-//! truncate, up to ±1 in the last place) and refuses the run, naming the first layer past the
-//! limit, when the whole input is expected to see more than [`MAX_EXPECTED_FAILURES_PER_IMAGE`]
+//! truncate, up to ±1 in the last place) and refuses the run, naming the layer that contributes
+//! most, when the whole input is expected to see more than [`MAX_EXPECTED_FAILURES_PER_IMAGE`]
 //! wrong values per image. The error says which `--frac-bits` would fit.
 
 use super::plan::Plan;
@@ -37,7 +38,7 @@ pub fn check(plan: &Plan, probed: &ProbeRun, batch: usize) -> Result<()> {
         per_layer.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).expect("a failing run has at least one layer");
     let t = &probed.truncations[worst];
     let f = plan.fixed_point.frac_bits();
-    // Each fractional bit less halves every product (2f scale): the largest f that fits.
+    // Each fractional bit less divides every product (scale 2^2f) by 4: the largest f that fits.
     let fits = (1..f).rev().find(|&g| per_image / 2f64.powi(2 * (f - g) as i32) <= MAX_EXPECTED_FAILURES_PER_IMAGE);
     let hint = match fits {
         Some(g) => format!("use --frac-bits {g} or fewer"),
